@@ -1,0 +1,236 @@
+"""Runs a workload against an engine with asyncio and records per-request timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .engines.base import Engine, GenerationParams, RequestError
+from .metrics import NS_PER_MS, RequestRecord
+from .workload import Prompt, Workload, arrival_offsets_s
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class LoadResult:
+    records: list[RequestRecord]
+    client: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _LagMonitor:
+    """Measures how late the event loop wakes up: a client that lags distorts its numbers."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.lags_ns: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _loop(self) -> None:
+        interval_ns = int(self.interval_s * 1e9)
+        while True:
+            t = time.perf_counter_ns()
+            await asyncio.sleep(self.interval_s)
+            self.lags_ns.append(max(0, time.perf_counter_ns() - t - interval_ns))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def _one(
+    engine: Engine,
+    prompt: Prompt,
+    params: GenerationParams,
+    record: RequestRecord,
+    t0: int,
+) -> None:
+    chunk_ns = record.chunk_ns
+    chunk_tokens = record.chunk_tokens
+
+    def on_chunk(t_ns: int, n_tokens: int) -> None:
+        chunk_ns.append(t_ns - t0)
+        chunk_tokens.append(n_tokens)
+
+    record.send_ns = time.perf_counter_ns() - t0
+    try:
+        gen = await engine.generate(prompt, params, on_chunk)
+    except RequestError as exc:
+        record.error, record.error_kind = str(exc), exc.kind
+    except asyncio.CancelledError:
+        record.error, record.error_kind = "cancelled", "cancelled"
+        raise
+    except Exception as exc:  # a run never crashes on one bad request
+        record.error, record.error_kind = f"{type(exc).__name__}: {exc}", "exception"
+    else:
+        record.output_tokens = gen.output_tokens
+        record.output_tokens_source = gen.source
+        record.client_token_count = gen.client_token_count
+        if not chunk_ns:
+            record.error, record.error_kind = "no tokens were generated", "empty"
+    finally:
+        record.done_ns = time.perf_counter_ns() - t0
+
+
+def effective_concurrency(engine: Engine, workload: Workload) -> tuple[int, str | None]:
+    cap = engine.max_concurrency
+    if cap is not None and workload.concurrency > cap:
+        return cap, (
+            f"the {engine.kind} engine serves {cap} request(s) at a time in-process: "
+            f"concurrency={workload.concurrency} was asked, the run used {cap}. "
+            "For concurrent load, benchmark a server engine (--llmperf-engine openai)."
+        )
+    return workload.concurrency, None
+
+
+async def run_load(
+    engine: Engine,
+    prompts: Sequence[Prompt],
+    workload: Workload,
+    progress: Progress | None = None,
+) -> LoadResult:
+    """Send warm-up requests, then the measured ones, closed- or open-loop."""
+    concurrency, warning = effective_concurrency(engine, workload)
+    warnings = [warning] if warning else []
+    t0 = time.perf_counter_ns()
+    records = [
+        RequestRecord(index=i, prompt_tokens=p.input_tokens, warmup=i < workload.warmup)
+        for i, p in enumerate(prompts)
+    ]
+
+    def params_for(p: Prompt) -> GenerationParams:
+        return GenerationParams(
+            max_tokens=p.output_tokens,
+            ignore_eos=workload.ignore_eos,
+            temperature=workload.temperature,
+            seed=workload.seed,
+            chat=workload.chat,
+        )
+
+    monitor = _LagMonitor()
+    monitor.start()
+    # Warm-up: closed loop, not measured.
+    warm = list(range(workload.warmup))
+    await _closed_loop(engine, prompts, records, warm, concurrency, params_for, t0, None, None)
+
+    measured = list(range(workload.warmup, len(prompts)))
+    total = len(measured)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    deadline = (
+        time.perf_counter_ns() + int(workload.duration_s * 1e9) if workload.duration_s else None
+    )
+    measure_start = time.perf_counter_ns()
+    offsets = arrival_offsets_s(workload, total)
+    if offsets is None:
+        await _closed_loop(engine, prompts, records, measured, concurrency, params_for, t0,
+                           tick, deadline)
+    else:
+        cap = concurrency if (workload.concurrency > 1 or engine.max_concurrency) else None
+        await _open_loop(engine, prompts, records, measured, offsets, cap, params_for, t0,
+                         tick, deadline)
+    measure_end = time.perf_counter_ns()
+    await monitor.stop()
+
+    sent = [r for r in records if not r.warmup and r.done_ns is not None]
+    # Requests never sent (duration limit) are dropped from the record list entirely.
+    records = [r for r in records if r.warmup or r.done_ns is not None]
+    window_s = (measure_end - measure_start) / 1e9
+    lags = np.asarray(monitor.lags_ns, dtype=float) / NS_PER_MS
+    client: dict[str, Any] = {
+        "concurrency": concurrency,
+        "asked_concurrency": workload.concurrency,
+        "asked_rate_rps": workload.rate,
+        "achieved_send_rate_rps": (len(sent) / window_s) if window_s > 0 else None,
+        "loop_lag_p50_ms": float(np.percentile(lags, 50)) if lags.size else None,
+        "loop_lag_p99_ms": float(np.percentile(lags, 99)) if lags.size else None,
+        "loop_lag_max_ms": float(lags.max()) if lags.size else None,
+        "not_sent": total - len(sent),
+    }
+    delays = [
+        (r.send_ns - r.scheduled_ns) / NS_PER_MS for r in sent if r.scheduled_ns is not None
+    ]
+    if delays:
+        client["send_delay_p50_ms"] = float(np.percentile(delays, 50))
+        client["send_delay_p99_ms"] = float(np.percentile(delays, 99))
+    return LoadResult(records=records, client=client, warnings=warnings)
+
+
+async def _closed_loop(
+    engine: Engine,
+    prompts: Sequence[Prompt],
+    records: list[RequestRecord],
+    indices: list[int],
+    concurrency: int,
+    params_for: Callable[[Prompt], GenerationParams],
+    t0: int,
+    tick: Callable[[], None] | None,
+    deadline: int | None,
+) -> None:
+    queue = list(reversed(indices))
+
+    async def worker() -> None:
+        while queue:
+            if deadline is not None and time.perf_counter_ns() >= deadline:
+                return
+            i = queue.pop()
+            await _one(engine, prompts[i], params_for(prompts[i]), records[i], t0)
+            if tick is not None:
+                tick()
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(indices)) or 0)))
+
+
+async def _open_loop(
+    engine: Engine,
+    prompts: Sequence[Prompt],
+    records: list[RequestRecord],
+    indices: list[int],
+    offsets_s: list[float],
+    cap: int | None,
+    params_for: Callable[[Prompt], GenerationParams],
+    t0: int,
+    tick: Callable[[], None] | None,
+    deadline: int | None,
+) -> None:
+    sem = asyncio.Semaphore(cap) if cap else None
+    start = time.perf_counter_ns()
+
+    async def send(i: int, due_ns: int) -> None:
+        records[i].scheduled_ns = due_ns - t0
+        if sem is not None:
+            async with sem:  # time spent here is client-side queueing: send_ns - scheduled_ns
+                await _one(engine, prompts[i], params_for(prompts[i]), records[i], t0)
+        else:
+            await _one(engine, prompts[i], params_for(prompts[i]), records[i], t0)
+        if tick is not None:
+            tick()
+
+    tasks = []
+    for i, offset in zip(indices, offsets_s, strict=True):
+        due = start + int(offset * 1e9)
+        if deadline is not None and due >= deadline:
+            break
+        delay = (due - time.perf_counter_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(i, due)))
+    await asyncio.gather(*tasks)

@@ -1,0 +1,82 @@
+"""The end-of-session table: one row per run, the key metrics and the verdict."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ..session import TestRecord
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ttft_p50_ms", "TTFT p50 ms"),
+    ("ttft_p95_ms", "TTFT p95 ms"),
+    ("tpot_p50_ms", "TPOT p50 ms"),
+    ("itl_p50_ms", "ITL p50 ms"),
+    ("e2e_p50_ms", "E2E p50 ms"),
+    ("output_tps", "out tok/s"),
+    ("rps", "req/s"),
+    ("peak_rss_mb", "RSS MB"),
+)
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:.0f}"
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def build_table(tests: Sequence[TestRecord]) -> Table:
+    table = Table(title="pytest-llmperf", title_justify="left", show_lines=False)
+    table.add_column("test", overflow="fold", min_width=20)
+    table.add_column("result")
+    table.add_column("req", justify="right")
+    table.add_column("err", justify="right")
+    for _, title in COLUMNS:
+        table.add_column(title, justify="right", no_wrap=True)
+    table.add_column("thresholds", justify="right")
+    for test in tests:
+        for i, run in enumerate(test.runs):
+            s = run.summary
+            checks = run.client.get("checks", [])
+            passed = sum(1 for c in checks if c["passed"])
+            style = "green" if test.outcome == "passed" else "red"
+            name = test.nodeid.split("::", 1)[-1]
+            if len(test.runs) > 1:
+                name += f" [run {i + 1}]"
+            errors = s.get("errors") or 0
+            table.add_row(
+                name,
+                f"[{style}]{test.outcome}[/{style}]",
+                fmt(s.get("requests")),
+                f"[red]{errors}[/red]" if errors else "0",
+                *(fmt(s.get(key)) for key, _ in COLUMNS),
+                f"{passed}/{len(checks)}" if checks else "-",
+            )
+    return table
+
+
+def render_text(tests: Sequence[TestRecord], width: int = 160, color: bool = False) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=color, color_system="standard"
+                      if color else None, highlight=False)
+    console.print(build_table(tests))
+    warnings = [(t.nodeid, w) for t in tests for r in t.runs for w in r.warnings]
+    for nodeid, warning in warnings:
+        console.print(f"[yellow]warning[/yellow] {nodeid}: {warning}")
+    return buf.getvalue()
+
+
+def render_summary(terminalreporter: Any, tests: Sequence[TestRecord]) -> None:
+    tw = terminalreporter._tw
+    terminalreporter.section("llmperf results")
+    text = render_text(tests, width=max(170, tw.fullwidth), color=tw.hasmarkup)
+    terminalreporter.write(text)
