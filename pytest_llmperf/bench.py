@@ -18,11 +18,12 @@ from .workload import Workload, build_prompts
 T = TypeVar("T")
 
 
-def client_warnings(result: RunResult) -> list[str]:
+def client_warnings(result: RunResult, stamps_on_loop: bool = True) -> list[str]:
     """Warnings about the measurement itself: a lagging client, disagreeing token counts."""
     out: list[str] = []
     s, c = result.summary, result.client
-    lag = max(c.get("loop_lag_p99_ms") or 0.0, c.get("send_delay_p99_ms") or 0.0)
+    loop_lag = c.get("loop_lag_p99_ms") or 0.0 if stamps_on_loop else 0.0
+    lag = max(loop_lag, c.get("send_delay_p99_ms") or 0.0)
     ttft = s.get("ttft_p50_ms")
     if ttft and lag > max(5.0, 0.1 * ttft):
         out.append(
@@ -77,5 +78,5 @@ def run_benchmark(
         started_at=started,
         client=load.client,
     )
-    result.warnings.extend(client_warnings(result))
+    result.warnings.extend(client_warnings(result, engine.stamps_on_loop))
     return result

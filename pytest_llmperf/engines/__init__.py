@@ -19,7 +19,12 @@ __all__ = [
 def create_engine(settings: Settings) -> Engine:
     """The engine the settings name, loaded and ready; EngineError with a reason otherwise."""
     if settings.engine == "llama_cpp":
-        from .llama_cpp import LlamaCppEngine, LlamaCppSettings, import_llama_cpp
+        from .llama_cpp import (
+            LlamaCppEngine,
+            LlamaCppSettings,
+            import_llama_cpp,
+            validate_model_file,
+        )
         from .probe import check_native_build
 
         import_llama_cpp()
@@ -27,6 +32,7 @@ def create_engine(settings: Settings) -> Engine:
             path = resolve_model(settings.model)
         except ModelError as exc:
             raise EngineError(str(exc)) from None
+        validate_model_file(path)
         check_native_build(path)
         return LlamaCppEngine(
             LlamaCppSettings(

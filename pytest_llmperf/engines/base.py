@@ -56,6 +56,9 @@ class Engine(ABC):
     kind: str = "engine"
     # How many requests it serves at once (None: as many as it is sent).
     max_concurrency: int | None = None
+    # True when chunks are stamped on the load generator's event loop (network clients):
+    # then event-loop lag distorts the measurement and is reported as a client warning.
+    stamps_on_loop: bool = True
 
     @property
     def tokenizer(self) -> Tokenizer | None:

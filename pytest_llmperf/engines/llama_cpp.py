@@ -81,20 +81,26 @@ class LlamaCppTokenizer:
         return self._words
 
 
+def validate_model_file(path: Path) -> None:
+    """A readable GGUF file, or EngineError saying what is wrong."""
+    if not path.is_file():
+        raise EngineError(f"model file not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise EngineError(f"model file is not readable: {path}")
+    with path.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise EngineError(f"{path} is not a GGUF file (llama_cpp needs .gguf models)")
+
+
 class LlamaCppEngine(Engine):
     kind = "llama_cpp"
     max_concurrency = 1
+    stamps_on_loop = False  # tokens are stamped on the generating thread
 
     def __init__(self, settings: LlamaCppSettings) -> None:
         lc = import_llama_cpp()
         path = Path(settings.model_path)
-        if not path.is_file():
-            raise EngineError(f"model file not found: {path}")
-        if not os.access(path, os.R_OK):
-            raise EngineError(f"model file is not readable: {path}")
-        with path.open("rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise EngineError(f"{path} is not a GGUF file (llama_cpp needs .gguf models)")
+        validate_model_file(path)
         self.settings = settings
         self._lc = lc
         t0 = time.perf_counter()
