@@ -238,7 +238,9 @@ def test_bad_setting_is_a_usage_error(llmperf_pytester: pytest.Pytester,
     llmperf_pytester.makepyfile(PASSING)
     result = llmperf_pytester.runpytest("--llmperf")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*environment variable LLMPERF_N_BATCH: 'lots' is not a valid int*"])
+    result.stderr.fnmatch_lines(
+        ["*environment variable LLMPERF_N_BATCH: 'lots' is not a valid int*"]
+    )
 
 
 def test_concurrency_beyond_in_process_engine_is_said_clearly(
