@@ -103,6 +103,8 @@ class LlamaCppEngine(Engine):
         validate_model_file(path)
         self.settings = settings
         self._lc = lc
+        # llama-cpp-python's own default is half the cores; a benchmark wants them all.
+        threads = settings.n_threads or os.cpu_count() or 1
         t0 = time.perf_counter()
         try:
             self._llm = lc.Llama(
@@ -110,8 +112,8 @@ class LlamaCppEngine(Engine):
                 n_ctx=settings.n_ctx,
                 n_batch=settings.n_batch,
                 n_ubatch=settings.n_batch,
-                n_threads=settings.n_threads,
-                n_threads_batch=settings.n_threads,
+                n_threads=threads,
+                n_threads_batch=threads,
                 seed=settings.seed,
                 flash_attn=settings.flash_attn,
                 verbose=False,
