@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from .engines.base import Engine
+from .gpu import GPUSampler
 from .loadgen import Progress, run_load
 from .memory import PeakRSS
 from .metrics import RunResult, summarize
@@ -66,9 +67,10 @@ def run_benchmark(
 ) -> RunResult:
     prompts = build_prompts(engine.tokenizer, workload)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    with PeakRSS(engine.memory_pids()) as rss:
+    with PeakRSS(engine.memory_pids()) as rss, GPUSampler() as gpu:
         load = _run_coroutine(run_load(engine, prompts, workload, progress))
-    summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=rss.peak_mb)
+    summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=rss.peak_mb,
+                        gpu_mem_mb=gpu.peak_mem_mb)
     result = RunResult(
         summary=summary,
         samples=load.records,

@@ -13,7 +13,9 @@ from typing import Any
 
 from .models import DEFAULT_MODEL
 
-ENGINES = ("llama_cpp", "openai")
+ENGINES = ("llama_cpp", "openai", "vllm", "trtllm")
+# Launch recipes in servers.py (the names only: config imports nothing heavy).
+SERVER_RECIPES = ("llama_cpp", "llama_server", "vllm", "trtllm", "tgi", "ollama")
 
 
 class ConfigError(ValueError):
@@ -52,8 +54,51 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("api_key_env", str, "OPENAI_API_KEY",
                "environment variable that holds the server's API key"),
     OptionSpec("server_model", str, None, "model name to send to the server"),
+    OptionSpec("endpoint", str, "completions",
+               "OpenAI endpoint to stream: completions (/v1/completions) or chat",
+               ("completions", "chat")),
+    OptionSpec("headers", str, None,
+               "extra HTTP headers for the server: 'Name: value; Other: value'"),
+    OptionSpec("request_timeout", float, 600.0, "seconds one request may take in all"),
+    OptionSpec("tls_verify", str, "true",
+               "verify the server's TLS certificate: true, false, or a CA bundle path"),
+    OptionSpec("tokenizer", str, "auto",
+               "tokenizer for exact-length prompts against a server: auto, server, none, "
+               "or a .gguf path (vocabulary loaded locally)"),
+    OptionSpec("server", str, None,
+               "start this server for the session: " + ", ".join(SERVER_RECIPES),
+               SERVER_RECIPES),
+    OptionSpec("server_cmd", str, None,
+               "custom server command line; {port}, {host} and {model} are filled in"),
+    OptionSpec("server_args", str, None, "extra arguments appended to the server command"),
+    OptionSpec("server_timeout", float, 300.0, "seconds to wait for the server to be healthy"),
     OptionSpec("json", str, None, "write every result, with samples, to this JSON file"),
+    OptionSpec("html", str, None,
+               "write a self-contained HTML report (plots, baseline comparison, trends)"),
+    OptionSpec("markdown", str, None,
+               "write a compact Markdown table (for pull-request comments)"),
     OptionSpec("repeats", int, 1, "default runs per marked test"),
+    OptionSpec("shard", str, None,
+               "run one shard of the suite, INDEX/COUNT (e.g. a Kubernetes Indexed Job's "
+               "$JOB_COMPLETION_INDEX/4); tests are split by a hash of their node id"),
+    OptionSpec("save", bool, False,
+               "save every run as a baseline of the current commit (refuses a dirty tree)"),
+    OptionSpec("save_dirty", bool, False,
+               "with --llmperf-save: save even with uncommitted changes (marked dirty)"),
+    OptionSpec("compare", str, None,
+               "baseline to compare with: a commit, branch or tag (default: the nearest "
+               "ancestor of HEAD with a baseline for the same profile)"),
+    OptionSpec("baseline_dir", str, None,
+               "baseline directory (default: baselines/ at the repository root)"),
+    OptionSpec("alpha", float, 0.01, "significance level of the regression gate (one-sided)"),
+    OptionSpec("quant_formats", str, None,
+               "model formats the quantized_model fixture runs over, e.g. 'source,Q8_0,Q4_0,F16' "
+               "(GGUF types made from --llmperf-model; awq, gptq, fp16, bf16, fp8 on vLLM)"),
+    OptionSpec("quantization", str, None,
+               "vllm/trtllm: the checkpoint's quantization (awq, gptq, fp8, ...)"),
+    OptionSpec("dtype", str, "auto", "vllm/trtllm: weight dtype (auto, float16, bfloat16)"),
+    OptionSpec("gpu_memory_utilization", float, 0.9,
+               "vllm: fraction of GPU memory the engine may take"),
 )
 OPTION_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}
 
@@ -92,12 +137,35 @@ class Settings:
     api_key_env: str = "OPENAI_API_KEY"
     server_model: str | None = None
     json: str | None = None
+    html: str | None = None
+    markdown: str | None = None
     repeats: int = 1
+    shard: str | None = None
+    save: bool = False
+    save_dirty: bool = False
+    compare: str | None = None
+    baseline_dir: str | None = None
+    alpha: float = 0.01
+    endpoint: str = "completions"
+    headers: str | None = None
+    request_timeout: float = 600.0
+    tls_verify: str = "true"
+    tokenizer: str = "auto"
+    server: str | None = None
+    server_cmd: str | None = None
+    server_args: str | None = None
+    server_timeout: float = 300.0
+    quant_formats: str | None = None
+    quantization: str | None = None
+    dtype: str = "auto"
+    gpu_memory_utilization: float = 0.9
 
     def engine_key(self) -> tuple[Any, ...]:
         """What identifies an engine instance (for sharing it across a session)."""
         return (self.engine, self.model, self.threads, self.n_ctx, self.n_batch, self.url,
-                self.server_model)
+                self.server_model, self.endpoint, self.headers, self.request_timeout,
+                self.tls_verify, self.tokenizer, self.server, self.server_cmd, self.server_args,
+                self.quantization, self.dtype, self.gpu_memory_utilization)
 
 
 def resolve(
@@ -123,6 +191,7 @@ def resolve(
             continue
         values[spec.name] = spec.default
     engine_given = cli(OPTION_BY_NAME["engine"]) is not None
-    if values.get("url") and values["engine"] == "llama_cpp" and not engine_given:
-        values["engine"] = "openai"  # a URL means a server
+    served = values.get("url") or values.get("server") or values.get("server_cmd")
+    if served and values["engine"] == "llama_cpp" and not engine_given:
+        values["engine"] = "openai"  # a URL or a server to start means a server
     return Settings(**values)

@@ -1,4 +1,16 @@
-"""Runs a workload against an engine with asyncio and records per-request timestamps."""
+"""Runs a workload against an engine with asyncio and records per-request timestamps.
+
+Closed loop: ``concurrency`` workers, each sending its next request when the last one ends.
+Open loop: arrivals at ``rate`` per second (Poisson, or gamma with ``burstiness``) from a seed,
+optionally capped at ``concurrency`` in flight; the time a request waited for a free slot is
+recorded apart from its latency (``scheduled_ns`` is when it was due, ``send_ns`` when it went).
+Warm-up requests run first and are excluded from the measured window. Every result carries the
+measured window, the achieved against the asked rate, the event loop's lag and how late the
+client dispatched requests, and a warning when it fell behind.
+
+The send time is stamped before ``engine.generate`` is called; an engine that knows when its
+request's bytes actually left calls ``on_chunk(t_ns, 0)`` (zero tokens) to move it there.
+"""
 
 from __future__ import annotations
 
@@ -61,6 +73,9 @@ async def _one(
     chunk_tokens = record.chunk_tokens
 
     def on_chunk(t_ns: int, n_tokens: int) -> None:
+        if n_tokens == 0:  # an engine that knows when its request's bytes left says so
+            record.send_ns = t_ns - t0
+            return
         chunk_ns.append(t_ns - t0)
         chunk_tokens.append(n_tokens)
 
@@ -90,7 +105,8 @@ def effective_concurrency(engine: Engine, workload: Workload) -> tuple[int, str 
         return cap, (
             f"the {engine.kind} engine serves {cap} request(s) at a time in-process: "
             f"concurrency={workload.concurrency} was asked, the run used {cap}. "
-            "For concurrent load, benchmark a server engine (--llmperf-engine openai)."
+            "For concurrent load, benchmark a server: --llmperf-url URL, or "
+            "--llmperf-server llama_cpp to start llama.cpp's server on the same model."
         )
     return workload.concurrency, None
 
@@ -119,6 +135,23 @@ async def run_load(
             chat=workload.chat,
         )
 
+    run_context = getattr(engine, "run_context", None)
+    async with run_context() if run_context is not None else contextlib.nullcontext():
+        return await _run(engine, prompts, workload, progress, concurrency, warnings, t0,
+                          records, params_for)
+
+
+async def _run(
+    engine: Engine,
+    prompts: Sequence[Prompt],
+    workload: Workload,
+    progress: Progress | None,
+    concurrency: int,
+    warnings: list[str],
+    t0: int,
+    records: list[RequestRecord],
+    params_for: Callable[[Prompt], GenerationParams],
+) -> LoadResult:
     monitor = _LagMonitor()
     monitor.start()
     # Warm-up: closed loop, not measured.
@@ -140,13 +173,14 @@ async def run_load(
     )
     measure_start = time.perf_counter_ns()
     offsets = arrival_offsets_s(workload, total)
+    dispatch_ns: dict[int, int] = {}
     if offsets is None:
         await _closed_loop(engine, prompts, records, measured, concurrency, params_for, t0,
                            tick, deadline)
     else:
         cap = concurrency if (workload.concurrency > 1 or engine.max_concurrency) else None
         await _open_loop(engine, prompts, records, measured, offsets, cap, params_for, t0,
-                         tick, deadline)
+                         tick, deadline, dispatch_ns)
     measure_end = time.perf_counter_ns()
     await monitor.stop()
 
@@ -155,23 +189,59 @@ async def run_load(
     records = [r for r in records if r.warmup or r.done_ns is not None]
     window_s = (measure_end - measure_start) / 1e9
     lags = np.asarray(monitor.lags_ns, dtype=float) / NS_PER_MS
+    sends = sorted(r.send_ns for r in sent)
+    # Achieved rate over the span of the sends (n-1 gaps), comparable with the asked rate.
+    send_span_s = (sends[-1] - sends[0]) / 1e9 if len(sends) > 1 else 0.0
     client: dict[str, Any] = {
         "concurrency": concurrency,
         "asked_concurrency": workload.concurrency,
         "asked_rate_rps": workload.rate,
-        "achieved_send_rate_rps": (len(sent) / window_s) if window_s > 0 else None,
+        "arrival": workload.arrival if workload.rate is not None else "closed",
+        "achieved_send_rate_rps": ((len(sends) - 1) / send_span_s) if send_span_s > 0 else None,
+        "scheduled_rate_rps": _scheduled_rate(sent),
+        "t0_ns": t0,  # the run's origin on the monotonic clock (to align with server logs)
+        "measure_start_s": (measure_start - t0) / 1e9,
+        "measure_end_s": (measure_end - t0) / 1e9,
+        "measured_window_s": window_s,
         "loop_lag_p50_ms": float(np.percentile(lags, 50)) if lags.size else None,
         "loop_lag_p99_ms": float(np.percentile(lags, 99)) if lags.size else None,
         "loop_lag_max_ms": float(lags.max()) if lags.size else None,
         "not_sent": total - len(sent),
     }
-    delays = [
-        (r.send_ns - r.scheduled_ns) / NS_PER_MS for r in sent if r.scheduled_ns is not None
-    ]
+    # Open loop: how late the client dispatched each request against its schedule (client lag),
+    # and, separately, how long a request then waited for a free slot under the concurrency cap.
+    delays = [(dispatch_ns[r.index] - t0 - r.scheduled_ns) / NS_PER_MS
+              for r in sent if r.scheduled_ns is not None and r.index in dispatch_ns]
     if delays:
         client["send_delay_p50_ms"] = float(np.percentile(delays, 50))
         client["send_delay_p99_ms"] = float(np.percentile(delays, 99))
+    queued = [(r.send_ns - (dispatch_ns[r.index] - t0)) / NS_PER_MS
+              for r in sent if r.index in dispatch_ns]
+    if queued:
+        client["queue_wait_p50_ms"] = float(np.percentile(queued, 50))
+        client["queue_wait_p99_ms"] = float(np.percentile(queued, 99))
+        client["queue_wait_max_ms"] = float(np.max(queued))
+    warnings.extend(rate_warnings(client))
     return LoadResult(records=records, client=client, warnings=warnings)
+
+
+def _scheduled_rate(sent: Sequence[RequestRecord]) -> float | None:
+    """The rate of the seeded schedule itself (a short Poisson sample differs from the asked)."""
+    due = sorted(r.scheduled_ns for r in sent if r.scheduled_ns is not None)
+    span = (due[-1] - due[0]) / 1e9 if len(due) > 1 else 0.0
+    return (len(due) - 1) / span if span > 0 else None
+
+
+def rate_warnings(client: dict[str, Any]) -> list[str]:
+    """A visible warning when an open-loop run did not send on its schedule."""
+    asked, got = client.get("asked_rate_rps"), client.get("achieved_send_rate_rps")
+    target = client.get("scheduled_rate_rps") or asked
+    out = []
+    if asked and got and target and got < 0.9 * target:
+        why = (" (the concurrency cap queued requests: see queue_wait_*_ms)"
+               if (client.get("queue_wait_p50_ms") or 0) > 1 else " (the client fell behind)")
+        out.append(f"asked for {asked:g} requests/s, sent {got:.3g}/s{why}")
+    return out
 
 
 async def _closed_loop(
@@ -210,11 +280,13 @@ async def _open_loop(
     t0: int,
     tick: Callable[[], None] | None,
     deadline: int | None,
+    dispatch_ns: dict[int, int],
 ) -> None:
     sem = asyncio.Semaphore(cap) if cap else None
     start = time.perf_counter_ns()
 
     async def send(i: int, due_ns: int) -> None:
+        dispatch_ns[i] = time.perf_counter_ns()
         records[i].scheduled_ns = due_ns - t0
         if sem is not None:
             async with sem:  # time spent here is client-side queueing: send_ns - scheduled_ns

@@ -10,11 +10,26 @@ import pytest
 from . import config as cfg
 from .bench import run_benchmark
 from .engines import Engine, EngineError, create_engine
+from .gate import Gate, GateConfigError, GateUsageError
+from .gate import failure_message as gate_failure_message
+from .gate import summary_lines as gate_summary_lines
 from .metrics import RunResult
+from .model_fixtures import (  # noqa: F401 - fixtures and a hook, exposed by this plugin
+    check_accuracy,
+    llmperf_accuracy,
+    pytest_generate_tests,
+    quantized_engine,
+    quantized_model,
+)
 from .report.json_report import write_json
+from .report.junit import failure_text
 from .report.progress import ProgressLine
+from .report.publish import ReportPathError, check_report_paths, publish_session
 from .report.terminal import render_summary
+from .server_fixtures import llm_server, llm_server_engine  # noqa: F401 - served-engine fixtures
 from .session import SessionState
+from .shard import ShardError, parse_shard, split
+from .store import BaselineError
 from .thresholds import MarkerError, evaluate, failure_message, validate_marker
 from .workload import Workload, WorkloadError
 
@@ -22,6 +37,11 @@ MARKER = "llmperf"
 STATE = pytest.StashKey[SessionState]()
 ITEM_RUNS = pytest.StashKey[list[RunResult]]()
 ITEM_THRESHOLDS = pytest.StashKey[dict[str, Any]]()
+GATE = pytest.StashKey[Gate]()
+ITEM_COMPARISON = pytest.StashKey[dict[str, Any]]()
+ITEM_AB = pytest.StashKey[list[Any]]()
+SAVE_LINES = pytest.StashKey[list[str]]()
+REPORT_LINES = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,6 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                                   "help": f"{spec.help} (ini {spec.ini}, env {spec.env})"}
         if spec.choices:
             kwargs["choices"] = spec.choices
+        if spec.kind is bool:  # a flag: present means True; absent falls to ini/env/default
+            kwargs.update(action="store_const", const=True)
         group.addoption(spec.flag, **kwargs)
         parser.addini(spec.ini, f"{spec.help} (pytest-llmperf)", default=None)
 
@@ -52,6 +74,15 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
     state = SessionState(settings=settings, enabled=config.getoption("llmperf"))
     config.stash[STATE] = state
+    try:
+        check_report_paths(settings)  # fail now, not after an hour of benchmarks
+    except ReportPathError as exc:
+        raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
+    if state.enabled:
+        try:
+            config.stash[GATE] = Gate.from_settings(settings, config.rootpath)
+        except GateUsageError as exc:
+            raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
     # The state gathers results from test reports (on the xdist controller too).
     config.pluginmanager.register(state, "llmperf-session-state")
 
@@ -83,7 +114,17 @@ def pytest_pycollect_makeitem(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _state(config).enabled:
+    state = _state(config)
+    if state.settings.shard:
+        try:
+            index, count = parse_shard(state.settings.shard)
+        except ShardError as exc:
+            raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
+        keep, drop = split([item.nodeid for item in items], index, count)
+        if drop:
+            config.hook.pytest_deselected(items=[items[i] for i in drop])
+            items[:] = [items[i] for i in keep]
+    if state.enabled:
         return
     skip = pytest.mark.skip(reason="llmperf: performance test, run with --llmperf")
     for item in items:
@@ -119,7 +160,14 @@ def get_engine(state: SessionState, settings: cfg.Settings) -> Engine:
 
 
 class LLMPerfBench:
-    """The ``llmperf_bench`` fixture: ``llmperf_bench(engine, Workload(...)) -> RunResult``."""
+    """The ``llmperf_bench`` fixture: ``llmperf_bench(engine, Workload(...)) -> RunResult``.
+
+    One call runs the workload ``repeats`` times (the marker's ``repeats=N``, else
+    --llmperf-repeats); each run is one data point for the regression gate, and each run is
+    checked against the thresholds. The call returns the last run's RunResult; every run of
+    the test is in ``llmperf_bench.runs``. ``llmperf_bench.compare(a, b, workload)`` runs a
+    paired A/B comparison (see ab.py).
+    """
 
     def __init__(self, item: pytest.Item, state: SessionState, progress: ProgressLine) -> None:
         self._item = item
@@ -147,7 +195,21 @@ class LLMPerfBench:
         if not isinstance(engine, Engine):
             pytest.fail(f"llmperf: {engine!r} is not an engine (use the llm_engine fixture)",
                         pytrace=False)
-        label = self._item.nodeid
+        n = self.repeats
+        result = None
+        for i in range(n):
+            label = self._item.nodeid + (f" (run {i + 1}/{n})" if n > 1 else "")
+            result = self._record(self._run_once(engine, workload, label))
+        assert result is not None
+        return result
+
+    @property
+    def repeats(self) -> int:
+        """Runs per call: the marker's ``repeats``, else --llmperf-repeats (default 1)."""
+        marked = self._item.stash.get(ITEM_THRESHOLDS, {}).get("repeats")
+        return int(marked or self._state.settings.repeats or 1)
+
+    def _run_once(self, engine: Engine, workload: Workload, label: str) -> RunResult:
         try:
             with self._progress.track(label, workload.requests) as tick:
                 result = run_benchmark(engine, workload, progress=tick)
@@ -157,6 +219,9 @@ class LLMPerfBench:
             problem = ""
         if problem:
             pytest.fail(problem, pytrace=False)
+        return result
+
+    def _record(self, result: RunResult) -> RunResult:
         runs = self.runs
         prefix = "" if not runs else f"run{len(runs)}."
         runs.append(result)
@@ -166,6 +231,52 @@ class LLMPerfBench:
         for warning in result.warnings:
             self._item.warn(pytest.PytestWarning(f"llmperf: {warning}"))
         return result
+
+    def compare(
+        self,
+        engine_a: Engine,
+        engine_b: Engine,
+        workload: Workload,
+        *,
+        alpha: float | None = None,
+        stage1: int = 5,
+        stage2: int = 5,
+        labels: tuple[str, str] = ("A", "B"),
+        fail: bool = True,
+    ) -> Any:
+        """Paired A/B: is engine_b slower than engine_a? Returns an ``ab.ABVerdict``.
+
+        Runs A and B interleaved (A B, B A, ...), ``stage1`` pairs first and ``stage2`` more
+        only while the answer is unclear; the gated metrics and tolerances come from the
+        marker (``gate``, ``max_regression_pct``). With ``fail`` (the default) a regression
+        fails the test at its end, in the same message as the thresholds. These runs are not
+        thresholds' runs and are never saved as baselines.
+        """
+        from .ab import run_ab
+
+        for e in (engine_a, engine_b):
+            if not isinstance(e, Engine):
+                pytest.fail(f"llmperf: {e!r} is not an engine", pytrace=False)
+        thresholds = self._item.stash.get(ITEM_THRESHOLDS, {})
+        gate = self._item.config.stash.get(GATE, None)
+        level = alpha if alpha is not None else (gate.alpha if gate else self._state.settings.alpha)
+        base = self._item.nodeid
+
+        def runner(engine: Engine, label: str) -> Any:
+            return lambda: self._run_once(engine, workload, f"{base} [{label}]")
+
+        try:
+            verdict = run_ab(runner(engine_a, labels[0]), runner(engine_b, labels[1]),
+                             thresholds, alpha=level, stage1=stage1, stage2=stage2,
+                             label_a=labels[0], label_b=labels[1])
+        except (GateConfigError, ValueError) as exc:
+            problem = f"llmperf: {exc}"
+        else:
+            problem = ""
+        if problem:
+            pytest.fail(problem, pytrace=False)
+        self._item.stash.setdefault(ITEM_AB, []).append((verdict, fail))
+        return verdict
 
 
 @pytest.fixture
@@ -182,13 +293,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     runs = item.stash.get(ITEM_RUNS, [])
     if thresholds is None or not _state(item.config).enabled:
         return result
-    if not runs:
+    accuracy_messages = check_accuracy(item, thresholds, runs)  # also fills summary accuracy
+    if not runs and accuracy_messages is None:
         pytest.fail(
             f"{item.nodeid} is marked @llmperf but never called llmperf_bench(...): "
             "nothing was measured, so no threshold was checked",
             pytrace=False,
         )
-    messages = []
+    messages = list(accuracy_messages or [])
     for i, run in enumerate(runs):
         checks = evaluate(thresholds, run.summary)
         run.client["checks"] = [c.to_dict() for c in checks]
@@ -196,9 +308,34 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         msg = failure_message(checks, label=label)
         if msg:
             messages.append(msg)
+    messages += _gate_messages(item, runs, thresholds)
     if messages:
-        pytest.fail("\n".join(messages), pytrace=False)
+        pytest.fail(failure_text(messages, item.stash.get(ITEM_COMPARISON, None)),
+                    pytrace=False)
     return result
+
+
+def _gate_messages(
+    item: pytest.Item, runs: list[RunResult], thresholds: dict[str, Any]
+) -> list[str]:
+    """Compare the runs with the baseline (stored on the item) and A/B verdicts; failures."""
+    out: list[str] = []
+    gate = item.config.stash.get(GATE, None)
+    if gate is not None and runs:
+        try:
+            comparison = gate.compare_test(item.nodeid, runs, thresholds)
+        except GateConfigError as exc:
+            out.append(f"llmperf: {exc}")
+        else:
+            if comparison is not None:
+                item.stash[ITEM_COMPARISON] = comparison
+                msg = gate_failure_message(comparison)
+                if msg:
+                    out.append(msg)
+    for verdict, fail in item.stash.get(ITEM_AB, []):
+        if fail and not verdict.passed:
+            out.append(verdict.failure_message())
+    return out
 
 
 @pytest.hookimpl(wrapper=True)
@@ -212,6 +349,8 @@ def pytest_runtest_makereport(
             report.llmperf = {  # type: ignore[attr-defined]
                 "thresholds": item.stash.get(ITEM_THRESHOLDS, {}),
                 "runs": [r.to_dict() for r in runs],
+                "comparison": item.stash.get(ITEM_COMPARISON, None),
+                "ab": [v.to_dict() for v, _ in item.stash.get(ITEM_AB, [])],
             }
     return report
 
@@ -220,14 +359,36 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = _state(config)
     if state.tests:
         render_summary(terminalreporter, state.tests)
+    gate_lines = gate_summary_lines(state.tests) + config.stash.get(SAVE_LINES, [])
+    if gate_lines:
+        terminalreporter.section("llmperf baselines")
+        for line in gate_lines:
+            terminalreporter.write_line(line)
+    report_lines = config.stash.get(REPORT_LINES, [])
+    if report_lines:
+        terminalreporter.section("llmperf reports")
+        for line in report_lines:
+            terminalreporter.write_line(line, red=line.startswith("ERROR"))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
     if state is None or hasattr(session.config, "workerinput"):
         return
+    gate = session.config.stash.get(GATE, None)
+    if gate is not None and gate.save_requested:
+        lines = session.config.stash.setdefault(SAVE_LINES, [])
+        try:
+            lines += gate.save(state.tests)
+        except BaselineError as exc:
+            lines.append(f"ERROR: baselines not saved: {exc}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.settings.json:
         write_json(state.settings.json, state)
+    done, errors = publish_session(state, gate.dir if gate is not None else None)
+    session.config.stash[REPORT_LINES] = done + [f"ERROR: {e}" for e in errors]
+    if errors:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -21,6 +21,8 @@ class TestRecord:
     thresholds: dict[str, Any]
     runs: list[RunResult]
     message: str = ""
+    comparison: dict[str, Any] | None = None  # against the baseline (gate.py's shape)
+    ab: list[dict[str, Any]] = field(default_factory=list)  # paired A/B verdicts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -29,10 +31,12 @@ class TestRecord:
             "thresholds": self.thresholds,
             "message": self.message,
             "runs": [r.to_dict() for r in self.runs],
+            "comparison": self.comparison,
+            "ab": self.ab,
         }
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: it is registered as a pytest plugin
 class SessionState:
     settings: Settings
     enabled: bool
@@ -63,6 +67,8 @@ class SessionState:
                 thresholds=dict(data.get("thresholds", {})),
                 runs=[RunResult.from_dict(r) for r in data.get("runs", [])],
                 message=message,
+                comparison=data.get("comparison"),
+                ab=list(data.get("ab") or []),
             )
         )
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .metrics import LATENCY_KEYS
+from .metrics import LATENCY_KEYS, SUMMARY_KEYS
 
 # threshold name -> (summary key, direction): "max" means the measured value must be <= limit.
 THRESHOLDS: dict[str, tuple[str, str]] = {key: (key, "max") for key in LATENCY_KEYS}
@@ -70,6 +70,12 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
                 value = [value]
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise MarkerError(f"gate={value!r} must be a metric name or a list of them")
+            unknown_metrics = sorted(set(value) - set(SUMMARY_KEYS))
+            if unknown_metrics:
+                raise MarkerError(
+                    f"gate names unknown metric(s) {', '.join(unknown_metrics)}; use summary "
+                    "keys such as ttft_p50_ms, tpot_p50_ms, output_tps"
+                )
             out[name] = list(value)
         else:
             number = _number(name, value)
@@ -96,6 +102,14 @@ class ThresholdCheck:
         if self.baseline is not None:
             text += f" (baseline {_fmt(self.baseline)})"
         return text
+
+    def short(self) -> str:
+        """One clause for a one-line message: ``ttft_p95_ms 812 > 500``, ``min_tps 1500 < 2000``."""
+        op = "<=" if self.direction == "max" else ">="
+        if self.measured is None:
+            return f"{self.name} not measured (limit {op} {_fmt(self.limit)})"
+        broken = ">" if self.direction == "max" else "<"
+        return f"{self.name} {_fmt(self.measured)} {broken} {_fmt(self.limit)}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,5 +161,8 @@ def failure_message(checks: list[ThresholdCheck], label: str = "") -> str:
     failed = [c for c in checks if not c.passed]
     if not failed:
         return ""
-    head = f"{len(failed)} llmperf threshold(s) failed{(' ' + label) if label else ''}:"
-    return "\n".join([head, *("  " + c.describe() for c in failed)])
+    # The first line is what a CI page shows (JUnit message, short test summary): make it
+    # say which thresholds failed, measured against limit. The details follow.
+    head = f"llmperf{(' ' + label) if label else ''}: " + "; ".join(c.short() for c in failed)
+    count = f"{len(failed)} llmperf threshold(s) failed:"
+    return "\n".join([head, count, *("  " + c.describe() for c in failed)])

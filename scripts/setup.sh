@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-EXTRAS=${LLMPERF_EXTRAS:-llama,server,dev}
+EXTRAS=${LLMPERF_EXTRAS:-llama,server,accuracy,dev}
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

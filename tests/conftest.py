@@ -17,8 +17,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def llmperf_pytester(pytester: pytest.Pytester, tiny_model: Path) -> pytest.Pytester:
+def llmperf_pytester(
+    pytester: pytest.Pytester, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> pytest.Pytester:
     """A pytester whose sessions use the tiny model by default (through the ini file)."""
+    # Sessions under test must not append to the real CI job's summary page.
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     pytester.makeini(
         f"""
         [pytest]

@@ -26,3 +26,21 @@ def test_bad_shard_specs(spec: str) -> None:
 
 def test_good_shard_spec() -> None:
     assert parse_shard("2/5") == (2, 5)
+
+
+def test_shard_option_deselects_other_shards(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("\n".join(f"def test_{i}(): pass" for i in range(12)))
+    counts = []
+    for index in range(3):
+        result = pytester.runpytest(f"--llmperf-shard={index}/3")
+        outcomes = result.parseoutcomes()
+        counts.append(outcomes.get("passed", 0))
+        assert outcomes.get("passed", 0) + outcomes.get("deselected", 0) == 12
+    assert sum(counts) == 12
+
+
+def test_bad_shard_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_a(): pass")
+    result = pytester.runpytest("--llmperf-shard=5/2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*shard '5/2': INDEX must be 0..COUNT-1*"])

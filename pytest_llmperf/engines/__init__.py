@@ -46,4 +46,12 @@ def create_engine(settings: Settings) -> Engine:
         from .openai import OpenAIEngine
 
         return OpenAIEngine.from_settings(settings)
+    if settings.engine == "vllm":
+        from .vllm import VLLMEngine
+
+        return VLLMEngine.from_settings(settings)
+    if settings.engine == "trtllm":
+        from .trtllm import TRTLLMEngine
+
+        return TRTLLMEngine.from_settings(settings)
     raise EngineError(f"unknown engine {settings.engine!r}")

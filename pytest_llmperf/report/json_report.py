@@ -18,7 +18,10 @@ SCHEMA_VERSION = 1
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over the target."""
+    """Write to a temporary file in the same directory, fsync, then rename over the target.
+
+    The file gets the permissions of any file the user creates (mkstemp's are 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -27,6 +30,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

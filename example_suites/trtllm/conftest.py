@@ -1,0 +1,36 @@
+"""The TensorRT-LLM suite: skipped, with the reason, without TensorRT-LLM or an NVIDIA GPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf.engines import Engine
+from pytest_llmperf.engines.gpu_common import missing_for
+
+MODEL = os.environ.get("LLMPERF_TRTLLM_MODEL", "Qwen/Qwen2.5-0.5B-Instruct")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = missing_for("trtllm")
+    here = Path(__file__).parent
+    if reason:
+        skip = pytest.mark.skip(reason=f"llmperf TensorRT-LLM suite: {reason}")
+        for item in items:
+            if item.path.is_relative_to(here):  # only this suite's tests
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def trtllm_engine(request: pytest.FixtureRequest) -> Engine:
+    """TensorRT-LLM in-process with $LLMPERF_TRTLLM_MODEL (an HF id or a local checkpoint)."""
+    from pytest_llmperf.plugin import STATE, get_engine
+
+    state = request.config.stash[STATE]
+    settings = state.settings
+    if settings.engine != "trtllm":
+        settings = dataclasses.replace(settings, engine="trtllm", model=MODEL)
+    return get_engine(state, settings)

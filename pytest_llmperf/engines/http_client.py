@@ -1,0 +1,318 @@
+"""A lean HTTP/1.1 client for streaming benchmarks, on asyncio protocols.
+
+Why not aiohttp: a benchmark client must stamp a request when its bytes leave and a chunk when
+its bytes arrive. Here the request (headers and body) goes out in one ``transport.write`` and
+its send time is taken right then; every received segment is stamped in ``data_received``,
+before any parsing, so a burst of streams being parsed one after another does not shift their
+timestamps. It speaks what OpenAI-compatible servers answer with: a status line, headers, and a
+body framed by ``Transfer-Encoding: chunked``, ``Content-Length``, or the connection's close.
+Connections are kept alive and reused (a pool per run); TLS through ``ssl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+MAX_HEADER = 64 * 1024
+
+
+class HTTPError(Exception):
+    """A transport-level failure; ``kind`` is connection, dropped or malformed."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.segments: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost = False
+        self.lost_exc: BaseException | None = None
+        self.used = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.segments.append((time.perf_counter_ns(), data))
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        self._lose(None)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lose(exc)
+
+    def _lose(self, exc: BaseException | None) -> None:
+        self.lost = True
+        self.lost_exc = exc
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def segment(self) -> tuple[int, bytes] | None:
+        """The next received segment with its arrival time; None when the peer closed."""
+        while not self.segments:
+            if self.lost:
+                return None
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.segments.popleft()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    headers: dict[str, str]
+    sent_ns: int  # when the request was written to the socket
+
+
+class Stream:
+    """A response body, as (arrival time, bytes) pieces in order."""
+
+    def __init__(self, conn: _Conn, first: bytes, first_ns: int, headers: Mapping[str, str],
+                 head_request: bool = False) -> None:
+        self._conn = conn
+        self._pending: collections.deque[tuple[int, bytes]] = collections.deque()
+        if first:
+            self._pending.append((first_ns, first))
+        te = headers.get("transfer-encoding", "").lower()
+        self.chunked = "chunked" in te
+        cl = headers.get("content-length")
+        self.remaining = int(cl) if cl is not None and not self.chunked else None
+        self.keep_alive = headers.get("connection", "").lower() != "close"
+        self.complete = head_request or self.remaining == 0
+        self._cbuf = b""  # undecoded chunked bytes
+        # Bytes left in the current chunk; None: at a size line; -1: in the trailers.
+        self._csize: int | None = None
+
+    def _decode(self, data: bytes) -> bytes:
+        """Chunked transfer decoding; sets ``complete`` at the terminating chunk."""
+        if self.complete:
+            return b""
+        buf = self._cbuf + data if self._cbuf else data
+        out = bytearray()
+        pos = 0
+        n = len(buf)
+        while True:
+            size = self._csize
+            if size == -1:  # after the last chunk: trailer lines, then an empty line
+                i = buf.find(b"\r\n", pos)
+                if i < 0:
+                    break
+                empty = i == pos
+                pos = i + 2
+                if empty:
+                    self.complete = True
+                    break
+                continue
+            if size is None:  # at a chunk-size line
+                i = buf.find(b"\r\n", pos)
+                if i < 0:
+                    break
+                size_text = buf[pos:i].split(b";", 1)[0].strip()
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise HTTPError("malformed", f"bad chunk size {size_text[:40]!r}") from None
+                pos = i + 2
+                if size == 0:
+                    self._csize = -1  # the last chunk: trailers (ignored) until a blank line
+                    continue
+                self._csize = size
+            elif size > 0:  # inside chunk data
+                take = min(size, n - pos)
+                if take == 0:
+                    break
+                out += buf[pos:pos + take]
+                pos += take
+                self._csize = size - take
+            else:  # the CRLF after chunk data
+                if n - pos < 2:
+                    break
+                pos += 2
+                self._csize = None
+        self._cbuf = buf[pos:]
+        return bytes(out)
+
+    async def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
+        while not self.complete:
+            if self._pending:
+                t, data = self._pending.popleft()
+            else:
+                seg = await self._conn.segment()
+                if seg is None:
+                    if self.remaining is None and not self.chunked:
+                        self.complete = True  # close-delimited body: done
+                        self.keep_alive = False
+                        return
+                    raise HTTPError("dropped", "the server closed the connection mid-response")
+                t, data = seg
+            if self.chunked:
+                body = self._decode(data)
+            else:
+                if self.remaining is not None:
+                    body = data[: self.remaining]
+                    self.remaining -= len(body)
+                    if self.remaining <= 0:
+                        self.complete = True
+                else:
+                    body = data
+            if body:
+                yield t, body
+
+    async def read_all(self, limit: int = 1 << 20) -> bytes:
+        out = bytearray()
+        async for _, data in self:
+            if len(out) < limit:
+                out += data[: limit - len(out)]
+        return bytes(out)
+
+
+class Client:
+    """Keep-alive connections to one server; ``async with client.request(...) as (resp, body)``.
+
+    Use within one event loop; ``aclose()`` closes the idle connections.
+    """
+
+    def __init__(self, base_url: str, ssl_ctx: ssl.SSLContext | bool = True) -> None:
+        u = urllib.parse.urlsplit(base_url)
+        self.host = u.hostname or "127.0.0.1"
+        self.tls = u.scheme == "https"
+        self.port = u.port or (443 if self.tls else 80)
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal
+        self.host_header = host if u.port is None else f"{host}:{u.port}"
+        if self.tls:
+            if isinstance(ssl_ctx, ssl.SSLContext):
+                self.ssl: ssl.SSLContext | None = ssl_ctx
+            elif ssl_ctx:
+                self.ssl = ssl.create_default_context()
+            else:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                self.ssl = ctx
+        else:
+            self.ssl = None
+        self._idle: list[_Conn] = []
+        self._all: set[_Conn] = set()
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(
+                _Conn, self.host, self.port, ssl=self.ssl,
+                server_hostname=self.host if self.ssl else None)
+        except ssl.SSLError as exc:
+            raise HTTPError("connection", f"TLS handshake with {self.host} failed: {exc}; "
+                                          "for a self-signed certificate give "
+                                          "--llmperf-tls-verify=CA.pem (or false)") from None
+        except OSError as exc:
+            raise HTTPError("connection", f"cannot connect to {self.host}:{self.port}: "
+                                          f"{exc.strerror or exc}") from None
+        self._all.add(conn)
+        return conn
+
+    def _encode(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}",
+                 f"Content-Length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    async def request(self, method: str, path: str, headers: Mapping[str, str],
+                      body: bytes = b"") -> tuple[Response, Stream, _Conn]:
+        raw = self._encode(method, path, headers, body)
+        for attempt in range(2):
+            reused = bool(self._idle)
+            conn = self._idle.pop() if reused else await self._connect()
+            if conn.lost:
+                self._all.discard(conn)
+                continue
+            assert conn.transport is not None
+            conn.transport.write(raw)
+            sent_ns = time.perf_counter_ns()
+            conn.used += 1
+            try:
+                resp, stream = await self._read_head(conn, sent_ns, method == "HEAD")
+            except HTTPError as exc:
+                self._discard(conn)
+                # A kept-alive connection the server had closed: retry once on a new one.
+                if reused and attempt == 0 and exc.kind == "stale":
+                    continue
+                if exc.kind == "stale":
+                    raise HTTPError("dropped", "the server closed the connection before "
+                                               "answering") from None
+                raise
+            return resp, stream, conn
+        raise HTTPError("connection", "could not get a working connection")
+
+    async def _read_head(self, conn: _Conn, sent_ns: int, head: bool
+                         ) -> tuple[Response, Stream]:
+        buf = b""
+        while True:
+            seg = await conn.segment()
+            if seg is None:
+                raise HTTPError("stale" if not buf else "dropped",
+                                "the server closed the connection before the headers ended")
+            t, data = seg
+            buf += data
+            i = buf.find(b"\r\n\r\n")
+            if i >= 0:
+                break
+            if len(buf) > MAX_HEADER:
+                raise HTTPError("malformed", "response headers larger than 64 KiB")
+        head_text = buf[:i].decode("latin-1").lstrip("\r\n")
+        rest = buf[i + 4:]
+        lines = head_text.split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+            raise HTTPError("malformed", f"not an HTTP response: {lines[0][:80]!r}")
+        try:
+            status = int(parts[1])
+        except ValueError:
+            raise HTTPError("malformed", f"bad status line {lines[0][:80]!r}") from None
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            k, sep, v = line.partition(":")
+            if sep:
+                headers[k.strip().lower()] = v.strip()
+        resp = Response(status, parts[2] if len(parts) > 2 else "", headers, sent_ns)
+        return resp, Stream(conn, rest, t, headers, head)
+
+    def release(self, conn: _Conn, stream: Stream) -> None:
+        """Return a connection after its response; reused only when fully read and kept alive."""
+        if stream.complete and stream.keep_alive and not conn.lost and not conn.segments:
+            self._idle.append(conn)
+        else:
+            self._discard(conn)
+
+    def _discard(self, conn: _Conn) -> None:
+        self._all.discard(conn)
+        conn.close()
+
+    async def aclose(self) -> None:
+        for conn in list(self._all):
+            conn.close()
+        self._all.clear()
+        self._idle.clear()
+        await asyncio.sleep(0)

@@ -1,0 +1,664 @@
+"""Any OpenAI-compatible server (vLLM, trtllm-serve, llama.cpp's servers, TGI, Ollama) over HTTP.
+
+Streams ``/v1/completions`` or ``/v1/chat/completions`` (server-sent events) over a lean
+HTTP/1.1 client (``http_client``) that stamps the request when its bytes are written and every
+received segment in ``data_received``, before any parsing.
+
+A chunk carries tokens when it carries generated text, or is an empty-text chunk that is neither
+role-only nor the closing ``finish_reason`` chunk (servers send those for special tokens).
+Output token counts come from the server's ``usage`` (``stream_options.include_usage``);
+without it, from ``max_tokens`` when the server says it stopped for length, else from a local
+tokenizer, else the chunk count; the source is recorded. Per-chunk token counts come from
+per-chunk usage (vLLM's ``continuous_usage_stats``) or logprobs when present, else the
+authoritative count is spread over the chunks by their text length.
+
+Every failure becomes a ``RequestError`` with a kind: ``http_<status>``, ``timeout``,
+``connection``, ``dropped``, ``malformed_sse``, ``stream_error``, ``incomplete``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import ssl
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..workload import Prompt, Tokenizer
+from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
+from .http_client import Client, HTTPError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..servers import ManagedServer
+
+EXCERPT = 300
+
+# Plain English text whose tokens make a safe pool for random prompts on any tokenizer.
+_WORD_TEXT = (
+    "the of and to in is was that for on are with as be at by this had not but from or have an "
+    "they which one you were her all she there would their we him been has when who will more no "
+    "if out so said what up its about into than them can only other new some could time these "
+    "two may then do first any my now such like our over man me even most made after also did "
+    "many before must through back years where much your way well down should because each just "
+    "those people how too little state good very make world still own see men work long get here "
+    "between both life being under never day same another know while last might us great old "
+    "year off come since against go came right used take three river stone light green water "
+    "paper music house table window garden number system program question during without again"
+)
+
+
+def _excerpt(text: str, n: int = EXCERPT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def parse_headers(spec: str | None) -> dict[str, str]:
+    """'Name: value; Other: value' (or one per line, or a JSON object) -> dict."""
+    if not spec:
+        return {}
+    spec = spec.strip()
+    if spec.startswith("{"):
+        try:
+            data = json.loads(spec)
+        except ValueError as exc:
+            raise EngineError(f"--llmperf-headers is not valid JSON: {exc}") from None
+        return {str(k): str(v) for k, v in data.items()}
+    out: dict[str, str] = {}
+    for part in spec.replace("\n", ";").split(";"):
+        if not part.strip():
+            continue
+        if ":" not in part:
+            raise EngineError(
+                f"--llmperf-headers: {part.strip()!r} is not 'Name: value' "
+                "(separate several headers with ';')"
+            )
+        name, value = part.split(":", 1)
+        out[name.strip()] = value.strip()
+    return out
+
+
+def ssl_context(verify: str | bool | None) -> ssl.SSLContext | bool:
+    """True/None: verify with the system CAs; False: no verification; a path: that CA bundle."""
+    if verify is None or verify is True:
+        return True
+    if verify is False:
+        return False
+    text = str(verify).strip()
+    if text.lower() in ("1", "true", "yes", "on", ""):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise EngineError(
+            f"--llmperf-tls-verify={text!r}: give true, false or the path of a CA bundle file"
+        )
+    return ssl.create_default_context(cafile=str(path))
+
+
+# --------------------------------------------------------------------------- tokenizers
+
+
+class GgufTokenizer:
+    """A local tokenizer from a GGUF file (llama.cpp, vocabulary only: loads in milliseconds)."""
+
+    local = True
+
+    def __init__(self, path: str | Path) -> None:
+        from .llama_cpp import LlamaCppTokenizer, import_llama_cpp
+
+        lc = import_llama_cpp()
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise EngineError(f"tokenizer file not found: {path} (--llmperf-tokenizer)")
+        try:
+            self._llm = lc.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        except Exception as exc:
+            raise EngineError(f"llama.cpp could not load the vocabulary of {path}: {exc}") from None
+        self._inner = LlamaCppTokenizer(self._llm, lc)
+        vocab = self._llm._model.vocab
+        n = lc.llama_vocab_n_tokens(vocab)
+        self.eog_ids: list[int] = [t for t in range(n) if lc.llama_vocab_is_eog(vocab, t)]
+        self.path = path
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        return self._inner.tokenize(text, add_special)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self._inner.detokenize(ids)
+
+    def word_token_ids(self) -> Sequence[int]:
+        return self._inner.word_token_ids()
+
+
+class ServerTokenizer:
+    """The server's own tokenizer over HTTP (blocking: used only to build prompts, before a run).
+
+    Speaks vLLM's ``/tokenize`` {"prompt"}, llama.cpp llama-server's ``/tokenize`` {"content"}
+    and llama-cpp-python's ``/extras/tokenize`` {"input"}, whichever the server answers.
+    """
+
+    local = False
+    eog_ids: list[int] = []  # noqa: RUF012 - unknown over HTTP
+
+    FLAVOURS: tuple[tuple[str, str, str, str, str], ...] = (
+        # name, tokenize path, text field, detokenize path, detokenized text field
+        ("vllm", "/tokenize", "prompt", "/detokenize", "prompt"),
+        ("llama-server", "/tokenize", "content", "/detokenize", "content"),
+        ("llama-cpp-python", "/extras/tokenize", "input", "/extras/detokenize", "text"),
+    )
+
+    def __init__(self, base_url: str, model: str | None, headers: Mapping[str, str],
+                 ssl_ctx: ssl.SSLContext | bool, timeout_s: float = 60.0) -> None:
+        self._url = urllib.parse.urlsplit(base_url)
+        self._prefix = self._url.path.rstrip("/")
+        if self._prefix.endswith("/v1"):
+            self._prefix = self._prefix[:-3]
+        self._model = model
+        self._headers = {"Content-Type": "application/json", **headers}
+        self._ssl = ssl_ctx
+        self._timeout = timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+        self.flavour: tuple[str, str, str, str, str] | None = None
+        self._words: list[int] | None = None
+        self._special: list[int] | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            host = self._url.hostname or "127.0.0.1"
+            if self._url.scheme == "https":
+                ctx = self._ssl if isinstance(self._ssl, ssl.SSLContext) else (
+                    ssl.create_default_context() if self._ssl else ssl._create_unverified_context())
+                self._conn = http.client.HTTPSConnection(host, self._url.port, context=ctx,
+                                                         timeout=self._timeout)
+            else:
+                self._conn = http.client.HTTPConnection(host, self._url.port,
+                                                        timeout=self._timeout)
+        return self._conn
+
+    def _post(self, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
+        body = json.dumps(payload)
+        for attempt in range(2):
+            conn = self._connection()
+            try:
+                conn.request("POST", self._prefix + path, body=body, headers=self._headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                self._conn = None
+                if attempt:
+                    raise EngineError(f"the server's tokenizer at {path} failed: {exc}") from None
+                continue
+            try:
+                return resp.status, json.loads(data or b"null")
+            except ValueError:
+                return resp.status, None
+        raise AssertionError("unreachable")
+
+    def probe(self) -> bool:
+        """Find which tokenize endpoint the server offers; False when none."""
+        for flavour in self.FLAVOURS:
+            _, path, field, _, _ = flavour
+            payload: dict[str, Any] = {field: "hello world"}
+            if self._model:
+                payload["model"] = self._model
+            try:
+                status, data = self._post(path, payload)
+            except EngineError:
+                return False
+            # Non-empty: llama-server answers 200 with no tokens to a field it does not know.
+            tokens = data.get("tokens") if isinstance(data, dict) else None
+            if status == 200 and isinstance(tokens, list) and tokens:
+                self.flavour = flavour
+                return True
+        return False
+
+    def _raw_tokenize(self, text: str, add_special: bool) -> list[int]:
+        assert self.flavour is not None
+        name, path, field, _, _ = self.flavour
+        payload: dict[str, Any] = {field: text}
+        if self._model:
+            payload["model"] = self._model
+        if name == "vllm":
+            payload["add_special_tokens"] = add_special
+        elif name == "llama-server":
+            payload["add_special"] = add_special
+        status, data = self._post(path, payload)
+        if status != 200 or not isinstance(data, dict):
+            raise EngineError(
+                f"the server's tokenizer answered HTTP {status}: {_excerpt(str(data))}")
+        ids = [int(t["id"]) if isinstance(t, dict) else int(t) for t in data["tokens"]]
+        if name == "llama-cpp-python" and not add_special:  # it always adds BOS
+            special = self.special_prefix()
+            if special and ids[: len(special)] == special:
+                ids = ids[len(special):]
+        return ids
+
+    def special_prefix(self) -> list[int]:
+        if self._special is None:
+            self._special = self._raw_tokenize("", True)
+        return self._special
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        return self._raw_tokenize(text, add_special)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        assert self.flavour is not None
+        _, _, _, path, field = self.flavour
+        payload: dict[str, Any] = {"tokens": [int(i) for i in ids]}
+        if self._model:
+            payload["model"] = self._model
+        status, data = self._post(path, payload)
+        if status != 200 or not isinstance(data, dict):
+            raise EngineError(
+                f"the server's detokenizer answered HTTP {status}: {_excerpt(str(data))}")
+        return str(data.get(field, ""))
+
+    def word_token_ids(self) -> Sequence[int]:
+        if self._words is None:
+            special = set(self.special_prefix())
+            ids = self.tokenize(_WORD_TEXT, add_special=False)
+            self._words = sorted({i for i in ids if i not in special})
+        return self._words
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _local_listener_pids(url: str) -> list[int]:
+    """Processes (and their children) listening on a localhost URL's port; [] when unknown."""
+    u = urllib.parse.urlsplit(url)
+    if u.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return []
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try:
+        import psutil
+
+        pids = {c.pid for c in psutil.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+        out = set(pids)
+        for pid in pids:
+            out.update(ch.pid for ch in psutil.Process(pid).children(recursive=True))
+    except Exception:  # no permission to see other users' sockets, or a race
+        return []
+    return sorted(out - {os.getpid()})
+
+
+# --------------------------------------------------------------------------- chunk parsing
+
+
+def chunk_tokens(obj: Mapping[str, Any], chat: bool) -> tuple[bool, str, int | None]:
+    """(carries tokens, its text, tokens it says it carries or None) for one SSE event."""
+    choices = obj.get("choices")
+    if not choices:
+        return False, "", None
+    c = choices[0]
+    hint: int | None = None
+    logprobs = c.get("logprobs")
+    if isinstance(logprobs, dict):
+        toks = logprobs.get("tokens") if not chat else logprobs.get("content")
+        if isinstance(toks, list) and toks:
+            hint = len(toks)
+    if chat:
+        delta = c.get("delta") or {}
+        text = delta.get("content") or delta.get("reasoning_content") or delta.get(
+            "reasoning") or ""
+        if text or hint:
+            return True, text, hint
+        if c.get("finish_reason") or "role" in delta or delta.get("tool_calls"):
+            return False, "", None
+        return "content" in delta, "", hint
+    text = c.get("text") or ""
+    if text or hint:
+        return True, text, hint
+    if c.get("finish_reason"):
+        return False, "", None
+    return "text" in c, "", hint
+
+
+def spread(total: int, texts: Sequence[str], hints: Sequence[int | None]) -> list[int]:
+    """Tokens per chunk: the hints when every chunk has one, else ``total`` spread by text length.
+
+    Each chunk carries at least one token; when ``total`` is not more than the chunk count,
+    every chunk carries one.
+    """
+    n = len(texts)
+    if n == 0:
+        return []
+    if all(h is not None for h in hints):
+        return [int(h) for h in hints]  # type: ignore[arg-type]
+    if total <= n:
+        return [1] * n
+    extra = total - n
+    weights = [max(1, len(t)) for t in texts]
+    wsum = sum(weights)
+    raw = [extra * w / wsum for w in weights]
+    base = [int(r) for r in raw]
+    left = extra - sum(base)
+    order = sorted(range(n), key=lambda i: raw[i] - base[i], reverse=True)
+    for i in order[:left]:
+        base[i] += 1
+    return [1 + b for b in base]
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class OpenAIEngine(Engine):
+    kind = "openai"
+    max_concurrency = None
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        chat: bool = False,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 600.0,
+        tls_verify: str | bool | None = True,
+        tokenizer: Tokenizer | str | None = "auto",
+        server: ManagedServer | None = None,
+        owns_server: bool = False,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> None:
+        url = base_url.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise EngineError(f"--llmperf-url {base_url!r} must start with http:// or https://")
+        self.root = url[:-3] if url.endswith("/v1") else url
+        self.base_url = self.root + "/v1"
+        self.chat_default = chat
+        self.timeout_s = timeout_s
+        self._ssl = ssl_context(tls_verify)
+        self._headers: dict[str, str] = {"Content-Type": "application/json",
+                                         **dict(headers or {})}
+        if api_key:
+            self._headers.setdefault("Authorization", f"Bearer {api_key}")
+        self.server = server
+        self.owns_server = owns_server
+        self.extra_body = dict(extra_body or {})
+        self._path = urllib.parse.urlsplit(self.root).path.rstrip("/")
+        self._client: Client | None = None
+        if timeout_s <= 0:
+            raise EngineError(f"--llmperf-request-timeout={timeout_s:g} must be positive")
+        self.model = model or self._discover_model()
+        self._tokenizer = self._make_tokenizer(tokenizer)
+
+    # -- setup ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_settings(cls, settings: Settings, server: ManagedServer | None = None
+                      ) -> OpenAIEngine:
+        from ..servers import start_server_from_settings
+
+        url = settings.url
+        owns_server = False
+        if url is None and server is None and (settings.server or settings.server_cmd):
+            server = start_server_from_settings(settings)
+            owns_server = True
+        if server is not None:
+            url = server.url
+        if url is None:
+            raise EngineError(
+                "the openai engine needs a server: give --llmperf-url URL of a running "
+                "OpenAI-compatible server, or --llmperf-server RECIPE to start one"
+            )
+        api_key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+        tokenizer: Tokenizer | str | None = getattr(settings, "tokenizer", None) or "auto"
+        if tokenizer == "auto" and server is not None and server.tokenizer_path:
+            tokenizer = server.tokenizer_path
+        try:
+            return cls(
+                url,
+                model=settings.server_model or (server.served_model if server else None),
+                chat=getattr(settings, "endpoint", "completions") == "chat",
+                api_key=api_key,
+                headers=parse_headers(getattr(settings, "headers", None)),
+                timeout_s=float(getattr(settings, "request_timeout", None) or 600.0),
+                tls_verify=getattr(settings, "tls_verify", None),
+                tokenizer=tokenizer,
+                server=server,
+                owns_server=owns_server,
+            )
+        except BaseException:
+            if server is not None and owns_server:
+                server.stop()
+            raise
+
+    def _sync_get(self, path: str) -> tuple[int, Any]:
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.root + path, headers=self._headers)
+        ctx = None
+        if self.root.startswith("https://"):
+            ctx = self._ssl if isinstance(self._ssl, ssl.SSLContext) else (
+                ssl.create_default_context() if self._ssl else ssl._create_unverified_context())
+        try:
+            with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, _excerpt(exc.read().decode("utf-8", "replace"))
+        except (OSError, ValueError) as exc:
+            raise EngineError(
+                f"cannot reach the server at {self.root} ({exc}); is it running? "
+                "Check --llmperf-url"
+            ) from None
+
+    def _discover_model(self) -> str | None:
+        status, data = self._sync_get("/v1/models")
+        if status == 401:
+            raise EngineError(
+                f"the server at {self.root} refused the API key (HTTP 401): set the environment "
+                "variable named by --llmperf-api-key-env (default OPENAI_API_KEY)"
+            )
+        if status != 200:
+            return None
+        try:
+            return str(data["data"][0]["id"])
+        except (KeyError, IndexError, TypeError):
+            return None
+
+    def _make_tokenizer(self, spec: Tokenizer | str | None) -> Tokenizer | None:
+        if spec is None or spec == "none":
+            return None
+        if not isinstance(spec, str):
+            return spec
+        if spec not in ("auto", "server"):
+            return GgufTokenizer(spec)
+        tok = ServerTokenizer(self.root, self.model, {k: v for k, v in self._headers.items()
+                                                      if k != "Content-Type"}, self._ssl)
+        if tok.probe():
+            return tok
+        if spec == "server":
+            raise EngineError(
+                f"the server at {self.root} has no tokenize endpoint (/tokenize or "
+                "/extras/tokenize); give --llmperf-tokenizer PATH.gguf or use a prompts_file"
+            )
+        return None
+
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        return self._tokenizer
+
+    def info(self) -> dict[str, Any]:
+        tok = self._tokenizer
+        return {
+            "kind": self.kind,
+            "url": self.root,
+            "model": self.model,
+            "endpoint": "chat" if self.chat_default else "completions",
+            "tokenizer": (
+                "none" if tok is None else
+                f"server:{tok.flavour[0]}" if isinstance(tok, ServerTokenizer) and tok.flavour
+                else f"gguf:{tok.path.name}" if isinstance(tok, GgufTokenizer)
+                else type(tok).__name__
+            ),
+            "server": self.server.info() if self.server is not None else None,
+        }
+
+    def memory_pids(self) -> Sequence[int]:
+        """The server's processes: the one we started, or whoever listens on a local URL."""
+        if self.server is not None:
+            return self.server.pids()
+        return _local_listener_pids(self.root)
+
+    # -- the HTTP client: one connection pool per run (each run has its own event loop) -----
+
+    @contextlib.asynccontextmanager
+    async def run_context(self) -> AsyncIterator[None]:
+        """Open the connection pool for one run and close it after."""
+        self._client = Client(self.root, self._ssl)
+        try:
+            yield
+        finally:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def body(self, prompt: Prompt, params: GenerationParams, chat: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if params.temperature > 0:
+            body["seed"] = params.seed
+        if chat:
+            body["messages"] = [{"role": "user", "content": prompt.text}]
+        else:
+            body["prompt"] = prompt.text
+        if params.ignore_eos:
+            # vLLM, TensorRT-LLM and llama-server honour ignore_eos. llama-cpp-python's server
+            # ignores it: there a local GGUF tokenizer names every end-of-generation token for
+            # a logit bias, else min_tokens suppresses the main EOS. Never both: llama-cpp-python
+            # 0.3.x drops both processors when given both (LogitsProcessorList.extend -> None).
+            body["ignore_eos"] = True
+            eog = getattr(self._tokenizer, "eog_ids", None)
+            if eog:
+                body["logit_bias"] = {str(t): -100 for t in eog}
+            else:
+                body["min_tokens"] = params.max_tokens
+        body.update(self.extra_body)
+        return body
+
+    async def generate(
+        self, prompt: Prompt, params: GenerationParams, on_chunk: OnChunk
+    ) -> Generation:
+        client = self._client
+        if client is None:  # called outside run_context (a direct call): a pool of its own
+            async with self.run_context():
+                return await self.generate(prompt, params, on_chunk)
+        chat = params.chat or self.chat_default
+        path = self._path + ("/v1/chat/completions" if chat else "/v1/completions")
+        payload = json.dumps(self.body(prompt, params, chat)).encode()
+        loads = json.loads
+        times: list[int] = []
+        texts: list[str] = []
+        hints: list[int | None] = []
+        usage_total: int | None = None
+        prev_usage = 0
+        finish: str | None = None
+        done = False
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                resp, stream, conn = await client.request("POST", path, self._headers, payload)
+                on_chunk(resp.sent_ns, 0)  # 0 tokens: the moment the request's bytes left
+                try:
+                    if resp.status != 200:
+                        text = (await stream.read_all(1 << 16)).decode("utf-8", "replace")
+                        raise RequestError(
+                            f"http_{resp.status}",
+                            f"HTTP {resp.status} {resp.reason}: {_excerpt(text)}")
+                    buf = b""
+                    async for t, data in stream:
+                        buf += data
+                        if b"\n" not in data:
+                            continue
+                        *lines, buf = buf.split(b"\n")
+                        for line in lines:
+                            if not line.startswith(b"data:"):
+                                continue  # comments (": ping"), event names, blank separators
+                            raw = line[5:].strip()
+                            if raw == b"[DONE]":
+                                done = True
+                                continue
+                            try:
+                                obj = loads(raw)
+                            except ValueError:
+                                bad = _excerpt(raw.decode("utf-8", "replace"), 120)
+                                raise RequestError(
+                                    "malformed_sse", f"a data line is not JSON: {bad}") from None
+                            if not isinstance(obj, dict):
+                                raise RequestError(
+                                    "malformed_sse", f"a data line is not an object: {raw[:120]!r}")
+                            if "error" in obj:
+                                err = obj["error"]
+                                msg = err.get("message", err) if isinstance(err, dict) else err
+                                raise RequestError(
+                                    "stream_error",
+                                    f"the server sent an error mid-stream: {_excerpt(str(msg))}")
+                            carries, text, hint = chunk_tokens(obj, chat)
+                            usage = obj.get("usage")
+                            if isinstance(usage, dict) and (
+                                    usage.get("completion_tokens") is not None):
+                                total = int(usage["completion_tokens"])
+                                if carries and hint is None:
+                                    hint = total - prev_usage  # continuous usage stats
+                                prev_usage = total
+                                usage_total = total
+                            if carries:
+                                times.append(t)
+                                texts.append(text)
+                                hints.append(hint)
+                            choices = obj.get("choices")
+                            if choices and choices[0].get("finish_reason"):
+                                finish = choices[0]["finish_reason"]
+                finally:
+                    client.release(conn, stream)
+        except TimeoutError:
+            raise RequestError(
+                "timeout", f"no complete answer within {self.timeout_s:g} s "
+                f"({len(times)} chunks received); raise --llmperf-request-timeout") from None
+        except HTTPError as exc:
+            raise RequestError(exc.kind, f"{exc} (after {len(times)} chunk(s))") from None
+        if not done:
+            raise RequestError(
+                "incomplete", f"the stream ended without [DONE] after {len(times)} chunk(s) "
+                "(the server may have failed mid-request; see its log)")
+        full = "".join(texts)
+        client_count: int | None = None
+        tok = self._tokenizer
+        if usage_total is not None:
+            n, source = usage_total, "usage"
+            if tok is not None and getattr(tok, "local", False):
+                client_count = len(tok.tokenize(full, add_special=False))
+        elif finish == "length":
+            n, source = params.max_tokens, "max_tokens"
+        elif tok is not None and getattr(tok, "local", False):
+            n, source = len(tok.tokenize(full, add_special=False)), "tokenizer"
+        else:
+            n, source = len(times), "chunks"
+        for t, k in zip(times, spread(n, texts, hints), strict=True):
+            on_chunk(t, k)
+        return Generation(output_tokens=n, source=source, client_token_count=client_count,
+                          text=full)
+
+
+    def close(self) -> None:
+        tok = self._tokenizer
+        if isinstance(tok, ServerTokenizer):
+            tok.close()
+        if self.server is not None and self.owns_server:
+            self.server.stop()

@@ -1,0 +1,40 @@
+"""The HTML report: one self-contained file (inline CSS and SVG, no scripts, no fetches).
+
+``--llmperf-html PATH`` writes it at the end of a session; ``llmperf report --html OUT``
+builds the same page from stored results files and baselines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .json_report import atomic_write_text
+from .view import TABLE_METRICS, Report, fmt
+
+_ENV: jinja2.Environment | None = None
+
+
+def _environment() -> jinja2.Environment:
+    global _ENV
+    if _ENV is None:
+        _ENV = jinja2.Environment(
+            loader=jinja2.PackageLoader("pytest_llmperf.report", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+    return _ENV
+
+
+def render_html(report: Report) -> str:
+    template = _environment().get_template("report.html.j2")
+    context: dict[str, Any] = {"report": report, "fmt": fmt, "table_metrics": TABLE_METRICS}
+    return template.render(**context)
+
+
+def write_html(path: str | Path, report: Report) -> None:
+    atomic_write_text(path, render_html(report))

@@ -1,0 +1,130 @@
+"""A compact Markdown table for pull-request comments and CI step summaries.
+
+``--llmperf-markdown PATH`` writes it; when ``GITHUB_STEP_SUMMARY`` is set (GitHub Actions),
+the same text is appended to that file so it shows on the job's summary page.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+
+from .view import Report, TestView, fmt
+
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ttft_p50_ms", "TTFT p50 ms"),
+    ("ttft_p95_ms", "TTFT p95 ms"),
+    ("tpot_p50_ms", "TPOT p50 ms"),
+    ("itl_p50_ms", "ITL p50 ms"),
+    ("output_tps", "out tok/s"),
+)
+PASS, FAIL, WARN = "✅", "❌", "⚠️"
+
+
+def cell(text: str) -> str:
+    """Text safe inside a table cell: no pipes or line breaks."""
+    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
+
+
+def _median(test: TestView, key: str) -> str:
+    values = [s[key] for s in test.summaries if isinstance(s.get(key), int | float)]
+    return fmt(float(statistics.median(values))) if values else "-"
+
+
+def _thresholds(test: TestView) -> str:
+    if not test.checks:
+        return "-"
+    failed = test.checks_failed
+    total = len(test.checks)
+    if not failed:
+        return f"{PASS} {total}/{total}"
+    names: list[str] = []
+    for c in failed:
+        op = ">" if c.op == "≤" else "<"
+        text = (f"{c.name} not measured" if c.measured == "-"
+                else f"{c.name} {c.measured} {op} {c.limit}")
+        if text not in names:
+            names.append(text)
+    return f"{FAIL} {total - len(failed)}/{total}: " + "; ".join(names)
+
+
+def _baseline(test: TestView) -> str:
+    if test.regressions:
+        return f"{FAIL} " + "; ".join(f"{r.metric} {r.change}" for r in test.regressions)
+    if test.comparison:
+        warned = [r for r in test.comparison if r.verdict == "warn"]
+        if warned:
+            return f"{WARN} " + "; ".join(f"{r.metric} {r.change}" for r in warned)
+        gated = [r for r in test.comparison if r.gated and r.change != "-"]
+        shown = ", ".join(f"{r.metric} {r.change}" for r in gated[:3])
+        verdicts = {r.verdict for r in gated}
+        if "inconclusive" in verdicts:
+            mark, word = "❔", "inconclusive"
+        elif "improvement" in verdicts:
+            mark, word = "🟢", "improvement"
+        else:
+            mark, word = PASS, "no regression"
+        return f"{mark} {word}: {shown}" if shown else f"{mark} {word}"
+    return test.comparison_status or "-"
+
+
+def render_markdown(report: Report, html_link: str | None = None) -> str:
+    g = report.glance
+    status = FAIL if (g.failed or g.regressions) else PASS
+    lines = [
+        f"### pytest-llmperf {status} {g.passed}/{g.tests} tests passed",
+        "",
+    ]
+    facts = [
+        f"**thresholds** {g.thresholds_passed}/{g.thresholds_passed + g.thresholds_failed} "
+        "passed",
+        f"**regressions** {len(g.regressions)}",
+        "**baseline** " + (", ".join(f"`{c}`" for c in g.baseline_commits)
+                           if g.baseline_commits else "none"),
+    ]
+    if g.profiles:
+        facts.append("**profile** " + ", ".join(f"`{p}`" for p in g.profiles))
+    if g.engines or g.models:
+        facts.append(", ".join(g.engines + g.models))
+    if g.hardware:
+        facts.append("; ".join(g.hardware))
+    lines.append(" · ".join(facts))
+    lines.append("")
+    if not report.tests:
+        lines.append("_No llmperf results in this session (marked tests run with --llmperf)._")
+        return "\n".join(lines) + "\n"
+    header = ["test", "result", *(title for _, title in COLUMNS), "thresholds", "vs baseline"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join([":--", ":--", *("--:" for _ in COLUMNS), ":--", ":--"]) + "|")
+    for t in report.tests:
+        result = f"{FAIL if t.failed else PASS} {t.outcome}"
+        runs = f" ({len(t.summaries)} runs, median)" if len(t.summaries) > 1 else ""
+        row = [f"`{t.name}`{runs}", result, *(_median(t, key) for key, _ in COLUMNS),
+               _thresholds(t), _baseline(t)]
+        lines.append("| " + " | ".join(cell(c) for c in row) + " |")
+    warnings = [(t.name, label, text) for t in report.tests for label, text in t.warnings]
+    if warnings:
+        lines.append("")
+        for name, label, text in warnings:
+            where = f"`{name}`" + (f" ({label})" if label else "")
+            lines.append(f"> {WARN} **client warning** {where}: {cell(text)}")
+    if html_link:
+        lines.append("")
+        lines.append(f"Full report: `{html_link}`")
+    return "\n".join(lines) + "\n"
+
+
+def append_step_summary(text: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Append to $GITHUB_STEP_SUMMARY when it is set; returns the path written, if any."""
+    env = os.environ if environ is None else environ
+    target = env.get(STEP_SUMMARY_ENV)
+    if not target:
+        return None
+    path = Path(target)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(text if text.endswith("\n") else text + "\n")
+        fh.write("\n")
+    return str(path)

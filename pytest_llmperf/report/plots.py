@@ -1,0 +1,372 @@
+"""Plots as inline SVG, made in Python: no JavaScript, nothing fetched when the page opens.
+
+Every function returns one ``<svg>`` element as a string, ready to embed in HTML. The
+elements carry ``data-*`` attributes (plot kind, metric, per-point values) so that tests and
+scripts can read the numbers back from the page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from ..metrics import NS_PER_MS, NS_PER_S, RequestRecord, measured_window_ns
+
+WIDTH = 410
+HEIGHT = 250
+MARGIN_LEFT = 60
+MARGIN_RIGHT = 16
+MARGIN_TOP = 30
+MARGIN_BOTTOM = 44
+MAX_POINTS = 300  # per line: enough for the eye, keeps the page small
+
+PALETTE: tuple[str, ...] = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2")
+REGRESSION_COLOR = "#dc2626"
+JUMP_COLOR = "#ea580c"
+CURRENT_COLOR = "#111827"
+
+
+def _a(value: Any) -> str:
+    """An attribute value, escaped."""
+    return escape(str(value), quote=True)
+
+
+def fmt_num(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:.0f}"
+    return f"{value:.4g}"  # 63, 65.75, 0.5113, 1e-06: no trailing zeros
+
+
+def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi]: steps of 1, 2 or 5 times a power of ten."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return [0.0, 1.0]
+    if hi < lo:
+        lo, hi = hi, lo
+    if hi == lo:
+        pad = abs(hi) * 0.1 or 1.0
+        lo, hi = lo - pad, hi + pad
+    raw = (hi - lo) / max(1, target)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    start = math.floor(lo / step) * step
+    ticks: list[float] = [round(start, 12)]
+    while (ticks[-1] < hi - step * 1e-9 or len(ticks) < 2) and len(ticks) < 50:
+        ticks.append(round(start + len(ticks) * step, 12))
+    return ticks
+
+
+def tick_label(value: float) -> str:
+    """A tick value without noise: 100 not 100.0, 0.25 not 0.250."""
+    text = f"{value:.6g}"
+    return "0" if text == "-0" else text
+
+
+@dataclass
+class _Axes:
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    width: int = WIDTH
+    height: int = HEIGHT
+
+    @property
+    def left(self) -> float:
+        return MARGIN_LEFT
+
+    @property
+    def right(self) -> float:
+        return self.width - MARGIN_RIGHT
+
+    @property
+    def top(self) -> float:
+        return MARGIN_TOP
+
+    @property
+    def bottom(self) -> float:
+        return self.height - MARGIN_BOTTOM
+
+    def x(self, value: float) -> float:
+        span = (self.x1 - self.x0) or 1.0
+        return self.left + (value - self.x0) / span * (self.right - self.left)
+
+    def y(self, value: float) -> float:
+        span = (self.y1 - self.y0) or 1.0
+        return self.bottom - (value - self.y0) / span * (self.bottom - self.top)
+
+
+def _open(kind: str, title: str, extra: Mapping[str, Any] | None = None,
+          width: int = WIDTH, height: int = HEIGHT) -> list[str]:
+    attrs = "".join(f' data-{k}="{_a(v)}"' for k, v in (extra or {}).items())
+    return [
+        f'<svg class="plot" data-plot="{_a(kind)}"{attrs} width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_a(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<rect class="bg" x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
+        f'<text class="plot-title" x="{MARGIN_LEFT}" y="18" font-size="13" '
+        f'font-weight="600" fill="#111827">{escape(title)}</text>',
+    ]
+
+
+def _empty(kind: str, title: str, reason: str, extra: Mapping[str, Any] | None = None) -> str:
+    parts = _open(kind, title, {**(extra or {}), "empty": "true"})
+    parts.append(
+        f'<text x="{WIDTH / 2:.0f}" y="{HEIGHT / 2:.0f}" text-anchor="middle" font-size="12" '
+        f'fill="#6b7280">{escape(reason)}</text>'
+    )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _axes_marks(ax: _Axes, xticks: Sequence[float], yticks: Sequence[float],
+                xlabel: str, ylabel: str, xtick_labels: Sequence[str] | None = None) -> list[str]:
+    out: list[str] = ['<g class="axes" font-size="10" fill="#374151">']
+    for t in yticks:
+        y = ax.y(t)
+        out.append(f'<line x1="{ax.left:.1f}" y1="{y:.1f}" x2="{ax.right:.1f}" y2="{y:.1f}" '
+                   'stroke="#e5e7eb" stroke-width="1"/>')
+        label = tick_label(t)
+        out.append(f'<text x="{ax.left - 6:.1f}" y="{y + 3:.1f}" text-anchor="end">'
+                   f"{escape(label)}</text>")
+    for i, t in enumerate(xticks):
+        x = ax.x(t)
+        out.append(f'<line x1="{x:.1f}" y1="{ax.bottom:.1f}" x2="{x:.1f}" '
+                   f'y2="{ax.bottom + 4:.1f}" stroke="#6b7280"/>')
+        label = xtick_labels[i] if xtick_labels is not None else tick_label(t)
+        out.append(f'<text x="{x:.1f}" y="{ax.bottom + 15:.1f}" text-anchor="middle">'
+                   f"{escape(label)}</text>")
+    out.append(f'<line x1="{ax.left:.1f}" y1="{ax.bottom:.1f}" x2="{ax.right:.1f}" '
+               f'y2="{ax.bottom:.1f}" stroke="#6b7280"/>')
+    out.append(f'<line x1="{ax.left:.1f}" y1="{ax.top:.1f}" x2="{ax.left:.1f}" '
+               f'y2="{ax.bottom:.1f}" stroke="#6b7280"/>')
+    out.append(f'<text x="{(ax.left + ax.right) / 2:.1f}" y="{ax.height - 8:.1f}" '
+               f'text-anchor="middle" font-size="11">{escape(xlabel)}</text>')
+    mid = (ax.top + ax.bottom) / 2
+    out.append(f'<text x="14" y="{mid:.1f}" text-anchor="middle" font-size="11" '
+               f'transform="rotate(-90 14 {mid:.1f})">{escape(ylabel)}</text>')
+    out.append("</g>")
+    return out
+
+
+def _legend(ax: _Axes, labels: Sequence[tuple[str, str]], corner: str) -> list[str]:
+    """A legend inside the plot, in the corner ("bottom-right" or "top-left") left empty."""
+    if not labels:
+        return []
+    out = ['<g class="legend" font-size="10">']
+    for i, (color, label) in enumerate(labels):
+        if corner == "top-left":
+            y = ax.top + 8 + i * 13
+            out.append(f'<rect x="{ax.left + 8:.1f}" y="{y - 7:.1f}" width="9" height="9" '
+                       f'fill="{color}"/>')
+            out.append(f'<text x="{ax.left + 21:.1f}" y="{y + 1:.1f}" fill="#374151">'
+                       f"{escape(label)}</text>")
+        else:
+            y = ax.bottom - 8 - (len(labels) - 1 - i) * 13
+            out.append(f'<rect x="{ax.right - 12:.1f}" y="{y - 7:.1f}" width="9" height="9" '
+                       f'fill="{color}"/>')
+            out.append(f'<text x="{ax.right - 16:.1f}" y="{y + 1:.1f}" text-anchor="end" '
+                       f'fill="#374151">{escape(label)}</text>')
+    out.append("</g>")
+    return out
+
+
+def _downsample_sorted(values: Sequence[float], n: int = MAX_POINTS) -> list[tuple[float, float]]:
+    """(value, cumulative fraction) points of the empirical CDF, at most about n of them."""
+    count = len(values)
+    if count <= n:
+        return [(v, (i + 1) / count) for i, v in enumerate(values)]
+    out: list[tuple[float, float]] = []
+    for k in range(n):
+        i = round(k * (count - 1) / (n - 1))
+        out.append((values[i], (i + 1) / count))
+    return out
+
+
+def _percentile_sorted(values: Sequence[float], q: float) -> float:
+    pos = (len(values) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+
+def cdf_svg(series: Sequence[tuple[str, Sequence[float]]], title: str, xlabel: str,
+            metric: str = "") -> str:
+    """Empirical CDFs, one line per (label, values); p50 and p95 marked for one series."""
+    data = [(label, sorted(v for v in values if math.isfinite(v))) for label, values in series]
+    data = [(label, values) for label, values in data if values]
+    kind = "cdf"
+    if not data:
+        return _empty(kind, title, "no samples", {"metric": metric})
+    lo = min(values[0] for _, values in data)
+    hi = max(values[-1] for _, values in data)
+    xticks = nice_ticks(lo, hi)
+    ax = _Axes(xticks[0], xticks[-1], 0.0, 1.0)
+    total = sum(len(values) for _, values in data)
+    parts = _open(kind, title, {"metric": metric, "count": total})
+    parts += _axes_marks(ax, xticks, [0, 0.25, 0.5, 0.75, 1.0], xlabel, "fraction ≤ x")
+    legend: list[tuple[str, str]] = []
+    for i, (label, values) in enumerate(data):
+        color = PALETTE[i % len(PALETTE)]
+        pts = _downsample_sorted(values)
+        d = [f"M{ax.x(pts[0][0]):.1f},{ax.y(0):.1f}"]
+        prev_y = 0.0
+        for v, frac in pts:
+            d.append(f"L{ax.x(v):.1f},{ax.y(prev_y):.1f}L{ax.x(v):.1f},{ax.y(frac):.1f}")
+            prev_y = frac
+        parts.append(
+            f'<path class="series" data-label="{_a(label)}" data-n="{len(values)}" '
+            f'data-p50="{_percentile_sorted(values, 50):.6g}" '
+            f'data-p95="{_percentile_sorted(values, 95):.6g}" d="{"".join(d)}" fill="none" '
+            f'stroke="{color}" stroke-width="1.8"/>'
+        )
+        legend.append((color, f"{label} (n={len(values)})"))
+    if len(data) == 1:
+        values = data[0][1]
+        for q, dash in ((50, "4 3"), (95, "2 2")):
+            v = _percentile_sorted(values, q)
+            x = ax.x(v)
+            parts.append(
+                f'<line class="pmark" data-q="{q}" x1="{x:.1f}" y1="{ax.top:.1f}" x2="{x:.1f}" '
+                f'y2="{ax.bottom:.1f}" stroke="#6b7280" stroke-dasharray="{dash}"/>'
+            )
+            right_half = x > (ax.left + ax.right) / 2
+            parts.append(
+                f'<text x="{x - 3 if right_half else x + 3:.1f}" '
+                f'y="{ax.top + 10 + (12 if q == 95 else 0):.1f}" '
+                f'text-anchor="{"end" if right_half else "start"}" '
+                f'font-size="10" fill="#374151">p{q} {escape(fmt_num(v))}</text>'
+            )
+    parts += _legend(ax, legend if len(data) > 1 else [], "bottom-right")
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def records(samples: Iterable[RequestRecord | Mapping[str, Any]]) -> list[RequestRecord]:
+    """RequestRecords from records or their dicts (as stored in results JSON)."""
+    return [s if isinstance(s, RequestRecord) else RequestRecord.from_dict(s) for s in samples]
+
+
+def ttft_ms(samples: Sequence[RequestRecord]) -> list[float]:
+    return [r.ttft_ns / NS_PER_MS for r in samples
+            if not r.warmup and r.ok and r.ttft_ns is not None]
+
+
+def itl_ms(samples: Sequence[RequestRecord]) -> list[float]:
+    return [gap / NS_PER_MS for r in samples if not r.warmup and r.ok for gap in r.itl_ns()]
+
+
+def tokens_over_time_svg(runs: Sequence[tuple[str, Sequence[RequestRecord]]],
+                         title: str = "Output tokens over time") -> str:
+    """Cumulative output tokens against seconds since the first measured send, per run."""
+    kind = "tokens"
+    lines: list[tuple[str, list[tuple[float, float]], float]] = []
+    for label, samples in runs:
+        measured = [r for r in samples if not r.warmup and r.ok]
+        if not measured:
+            continue
+        start = min(r.send_ns for r in measured)
+        events = sorted((t, k) for r in measured
+                        for t, k in zip(r.chunk_ns, r.chunk_tokens, strict=False))
+        if not events:
+            continue
+        pts: list[tuple[float, float]] = [(0.0, 0.0)]
+        total = 0
+        for t, k in events:
+            total += k
+            pts.append(((t - start) / NS_PER_S, float(total)))
+        if len(pts) > MAX_POINTS:
+            step = len(pts) / MAX_POINTS
+            pts = [pts[int(i * step)] for i in range(MAX_POINTS)] + [pts[-1]]
+        window = measured_window_ns(measured)  # as the summary's output_tps has it
+        span = (window[1] - window[0]) / NS_PER_S if window else pts[-1][0]
+        rate = total / span if span > 0 else 0.0
+        lines.append((label, pts, rate))
+    if not lines:
+        return _empty(kind, title, "no tokens were generated")
+    xmax = max(p[-1][0] for _, p, _ in lines)
+    ymax = max(p[-1][1] for _, p, _ in lines)
+    xticks = nice_ticks(0.0, xmax or 1.0)
+    yticks = nice_ticks(0.0, ymax or 1.0)
+    ax = _Axes(xticks[0], xticks[-1], yticks[0], yticks[-1])
+    parts = _open(kind, title, {"tokens": int(max(p[-1][1] for _, p, _ in lines))})
+    parts += _axes_marks(ax, xticks, yticks, "seconds since the first measured request",
+                         "output tokens")
+    legend: list[tuple[str, str]] = []
+    for i, (label, pts, rate) in enumerate(lines):
+        color = PALETTE[i % len(PALETTE)]
+        d = "".join(f"{'M' if j == 0 else 'L'}{ax.x(x):.1f},{ax.y(y):.1f}"
+                    for j, (x, y) in enumerate(pts))
+        parts.append(f'<path class="series" data-label="{_a(label)}" '
+                     f'data-total="{int(pts[-1][1])}" data-rate="{rate:.6g}" d="{d}" '
+                     f'fill="none" stroke="{color}" stroke-width="1.8"/>')
+        legend.append((color, f"{label}: {fmt_num(rate)} tok/s" if label
+                       else f"{fmt_num(rate)} tok/s"))
+    parts += _legend(ax, legend, "top-left")
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One commit's value of a metric (median over its runs) and how to mark it."""
+
+    label: str  # short commit, or "this run"
+    value: float
+    low: float | None = None  # range over the commit's runs
+    high: float | None = None
+    mark: str = ""  # "" | "regression" (the gate's verdict) | "jump" (step vs previous)
+    note: str = ""  # tooltip text
+    current: bool = False
+
+
+def trend_svg(metric: str, points: Sequence[TrendPoint], higher_is_better: bool) -> str:
+    """A metric over commits, oldest first; regressions in red, the current run outlined."""
+    better = "higher" if higher_is_better else "lower"
+    title = f"{metric} over commits ({better} is better)"
+    kind = "trend"
+    pts = [p for p in points if math.isfinite(p.value)]
+    if not pts:
+        return _empty(kind, title, "no history for this metric", {"metric": metric})
+    values = [p.value for p in pts]
+    values += [v for p in pts for v in (p.low, p.high) if v is not None]
+    yticks = nice_ticks(min(values), max(values))
+    n = len(pts)
+    ax = _Axes(-0.5, n - 0.5, yticks[0], yticks[-1])
+    every = max(1, math.ceil(n / 8))
+    shown = [i for i in range(n) if i % every == 0 or i == n - 1]
+    parts = _open(kind, title, {"metric": metric, "points": n,
+                                "regressions": sum(1 for p in pts if p.mark == "regression")})
+    parts += _axes_marks(ax, shown, yticks, "commit (oldest → newest)", metric,
+                         xtick_labels=[pts[i].label for i in shown])
+    d = "".join(f"{'M' if i == 0 else 'L'}{ax.x(i):.1f},{ax.y(p.value):.1f}"
+                for i, p in enumerate(pts))
+    parts.append(f'<path class="series" d="{d}" fill="none" stroke="{PALETTE[0]}" '
+                 'stroke-width="1.6"/>')
+    for i, p in enumerate(pts):
+        x, y = ax.x(i), ax.y(p.value)
+        if p.low is not None and p.high is not None and p.high > p.low:
+            parts.append(f'<line class="range" x1="{x:.1f}" y1="{ax.y(p.low):.1f}" '
+                         f'x2="{x:.1f}" y2="{ax.y(p.high):.1f}" stroke="{PALETTE[0]}" '
+                         'stroke-opacity="0.5" stroke-width="3"/>')
+        classes = ["pt"] + ([p.mark] if p.mark else []) + (["current"] if p.current else [])
+        color = {"regression": REGRESSION_COLOR, "jump": JUMP_COLOR}.get(p.mark, PALETTE[0])
+        radius = 5.5 if p.mark else 3.5
+        stroke = f' stroke="{CURRENT_COLOR}" stroke-width="2"' if p.current else ""
+        tip = f"{p.label}: {fmt_num(p.value)}" + (f" — {p.note}" if p.note else "")
+        parts.append(
+            f'<circle class="{" ".join(classes)}" data-commit="{_a(p.label)}" '
+            f'data-value="{p.value:.6g}" data-mark="{_a(p.mark)}" cx="{x:.1f}" cy="{y:.1f}" '
+            f'r="{radius}" fill="{color}"{stroke}><title>{escape(tip)}</title></circle>'
+        )
+        if p.mark == "regression":
+            parts.append(f'<text x="{x:.1f}" y="{y - 9:.1f}" text-anchor="middle" '
+                         f'font-size="10" font-weight="700" fill="{REGRESSION_COLOR}">'
+                         "regression</text>")
+    parts.append("</svg>")
+    return "\n".join(parts)

@@ -1,0 +1,633 @@
+"""What the HTML page and the Markdown table show, built once from results and baselines.
+
+The input is always the results document (the shape ``--llmperf-json`` writes, see
+json_report.py): the plugin builds it from the session, ``llmperf report`` reads it from
+files. Baselines (``baselines/<profile>/<commit>.json``) add the trend over commits. Fields
+that other parts of the plugin may or may not have written (``comparison``, ``checks``) are
+read with ``.get`` so that their absence only leaves a section empty.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import plots
+from .json_report import SCHEMA as RESULTS_SCHEMA
+from .json_report import results_document
+
+if TYPE_CHECKING:
+    from ..session import SessionState
+
+# Metrics the trend plots and the compact tables show (the default gated ones first).
+TREND_METRICS: tuple[str, ...] = ("ttft_p50_ms", "tpot_p50_ms", "output_tps")
+TABLE_METRICS: tuple[tuple[str, str], ...] = (
+    ("ttft_p50_ms", "TTFT p50 ms"),
+    ("ttft_p95_ms", "TTFT p95 ms"),
+    ("tpot_p50_ms", "TPOT p50 ms"),
+    ("itl_p50_ms", "ITL p50 ms"),
+    ("e2e_p50_ms", "E2E p50 ms"),
+    ("output_tps", "out tok/s"),
+    ("rps", "req/s"),
+    ("goodput", "goodput"),
+    ("peak_rss_mb", "RSS MB"),
+)
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    {"output_tps", "input_tps", "rps", "goodput", "accuracy"}
+)
+DEFAULT_TOLERANCE_PCT = 5.0
+BASELINE_SCHEMA = "pytest-llmperf/baseline"
+VERDICT_CLASS: dict[str, str] = {
+    "ok": "ok", "improvement": "good", "regression": "bad", "warn": "warn",
+    "inconclusive": "muted",
+}
+
+
+class ReportInputError(ValueError):
+    """A results or baselines file that cannot be used; the message says which and why."""
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return plots.fmt_num(value)
+    return str(value)
+
+
+def fmt_pct(value: Any) -> str:
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return "-"
+    return f"{value:+.1f}%"
+
+
+def short_commit(commit: Any) -> str:
+    return str(commit)[:10] if commit else ""
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric in HIGHER_IS_BETTER
+
+
+# --------------------------------------------------------------------------- inputs
+
+def document_from_state(state: SessionState) -> dict[str, Any]:
+    """The results document of a live session (with each test's comparison, when known)."""
+    doc = results_document(state)
+    try:  # the machine, as the baseline profile describes it (CPU model, cores, GPUs)
+        from ..profile import hardware
+
+        doc["hardware"] = hardware()
+    except ImportError:
+        pass
+    for data, record in zip(doc["tests"], state.tests, strict=True):
+        comparison = getattr(record, "comparison", None)
+        if comparison is not None and "comparison" not in data:
+            data["comparison"] = comparison
+    return doc
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportInputError(f"{path}: no such {what} file") from None
+    except IsADirectoryError:
+        raise ReportInputError(f"{path}: is a directory, not a {what} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportInputError(f"{path}: cannot read it: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportInputError(
+            f"{path}: not a JSON file (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+
+
+def _check_results(path: Path, data: Any) -> None:
+    if not isinstance(data, dict) or data.get("schema") != RESULTS_SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise ReportInputError(
+            f"{path}: not a pytest-llmperf results file (expected schema {RESULTS_SCHEMA!r}, "
+            f"found {found!r}); write one with pytest --llmperf --llmperf-json PATH"
+        )
+    tests = data.get("tests")
+    if not isinstance(tests, list):
+        raise ReportInputError(f"{path}: 'tests' must be a list")
+    for i, test in enumerate(tests):
+        if not isinstance(test, dict) or not isinstance(test.get("nodeid"), str):
+            raise ReportInputError(f"{path}: tests[{i}] has no 'nodeid'")
+        runs = test.get("runs", [])
+        if not isinstance(runs, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("summary"), dict) for r in runs
+        ):
+            raise ReportInputError(
+                f"{path}: tests[{i}] ({test['nodeid']}): every run needs a 'summary' object"
+            )
+        samples = [s for r in runs for s in r.get("samples", [])]
+        if not all(isinstance(s, dict) for s in samples):
+            raise ReportInputError(f"{path}: tests[{i}] ({test['nodeid']}): bad 'samples'")
+
+
+def load_results(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """Several results files merged into one document (tests in file order)."""
+    merged: dict[str, Any] = {"tests": [], "hosts": [], "sources": [], "created": ""}
+    for raw in paths:
+        path = Path(raw)
+        data = _load_json(path, "results")
+        _check_results(path, data)
+        merged["sources"].append(str(path))
+        if data.get("host") and data["host"] not in merged["hosts"]:
+            merged["hosts"].append(data["host"])
+        merged["created"] = max(merged["created"], str(data.get("created", "")))
+        for key in ("profile", "git"):
+            if key in data and key not in merged:
+                merged[key] = data[key]
+        merged["tests"].extend(data["tests"])
+    return merged
+
+
+@dataclass
+class History:
+    """Baseline files per profile, oldest first, and files that could not be read."""
+
+    profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def profiles_with(self, nodeid: str) -> list[str]:
+        return [p for p, docs in self.profiles.items()
+                if any(nodeid in d.get("tests", {}) for d in docs)]
+
+
+def _sort_key(doc: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (str(doc.get("committed_at") or ""), str(doc.get("saved_at") or ""),
+            str(doc.get("commit") or ""))
+
+
+def load_history(directory: str | Path | None) -> History:
+    """Every baseline under directory (``<profile>/<commit>.json``); unreadable ones skipped."""
+    history = History()
+    if directory is None:
+        return history
+    root = Path(directory)
+    if not root.is_dir():
+        return history
+    for profile_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        docs: list[dict[str, Any]] = []
+        for path in sorted(profile_dir.glob("*.json")):
+            try:
+                data = _load_json(path, "baseline")
+            except ReportInputError as exc:
+                history.skipped.append(str(exc))
+                continue
+            if (not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA
+                    or not isinstance(data.get("tests"), dict)):
+                history.skipped.append(f"{path}: not a pytest-llmperf baseline file")
+                continue
+            data.setdefault("commit", path.stem)
+            docs.append(data)
+        if docs:
+            docs.sort(key=_sort_key)
+            history.profiles[str(docs[0].get("profile_id") or profile_dir.name)] = docs
+    return history
+
+
+def check_baselines_dir(directory: str | Path) -> None:
+    path = Path(directory)
+    if not path.exists():
+        raise ReportInputError(f"{path}: no such baselines directory")
+    if not path.is_dir():
+        raise ReportInputError(f"{path}: not a directory (give the baselines/ directory)")
+
+
+# --------------------------------------------------------------------------- the view
+
+@dataclass
+class CheckRow:
+    run: int
+    name: str
+    metric: str
+    op: str
+    limit: str
+    measured: str
+    passed: bool | None  # None: not checked
+    baseline: str = ""
+
+
+@dataclass
+class ComparisonRow:
+    metric: str
+    baseline: str
+    current: str
+    change: str
+    interval: str
+    verdict: str
+    css: str
+    gated: bool
+    change_value: float | None = None
+
+
+@dataclass
+class TrendPlot:
+    metric: str
+    svg: str
+    points: list[plots.TrendPoint]
+
+
+@dataclass
+class TestView:
+    __test__ = False  # not a pytest test class
+    index: int
+    anchor: str
+    nodeid: str
+    name: str
+    outcome: str
+    message: str
+    thresholds: dict[str, Any]
+    checks: list[CheckRow]
+    comparison_status: str
+    comparison_message: str
+    baseline_commit: str
+    profile_id: str
+    comparison: list[ComparisonRow]
+    summaries: list[dict[str, Any]]  # one per run
+    warnings: list[tuple[str, str]]  # (run label, text)
+    workload: str
+    engine: str
+    ttft_cdf: str = ""
+    itl_cdf: str = ""
+    tokens: str = ""
+    trends: list[TrendPlot] = field(default_factory=list)
+    trend_note: str = ""
+
+    @property
+    def checks_passed(self) -> int:
+        return sum(1 for c in self.checks if c.passed)
+
+    @property
+    def checks_failed(self) -> list[CheckRow]:
+        return [c for c in self.checks if c.passed is False]
+
+    @property
+    def regressions(self) -> list[ComparisonRow]:
+        return [r for r in self.comparison if r.verdict == "regression"]
+
+    @property
+    def baseline_verdict(self) -> tuple[str, str]:
+        """(css class, words) summing up the comparison for the overview table."""
+        if not self.comparison:
+            return "muted", self.comparison_status or "-"
+        verdicts = [r.verdict for r in self.comparison]
+        gated = {r.verdict for r in self.comparison if r.gated}
+        if "regression" in verdicts:
+            return "bad", f"{verdicts.count('regression')} regression(s)"
+        if "warn" in verdicts:
+            return "warn", f"{verdicts.count('warn')} warning(s)"
+        if "inconclusive" in gated:
+            return "muted", "inconclusive"
+        if "improvement" in gated:
+            return "good", "improvement"
+        return "good", "no regression"
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome not in ("passed", "baseline")
+
+
+@dataclass
+class Glance:
+    tests: int
+    passed: int
+    failed: int
+    thresholds_passed: int
+    thresholds_failed: int
+    regressions: list[tuple[str, str, str]]  # (test name, metric, change)
+    baseline_commits: list[str]
+    profiles: list[str]
+    engines: list[str]
+    models: list[str]
+    hardware: list[str]
+    warnings: int
+    compared: int
+
+
+@dataclass
+class Report:
+    title: str
+    created: str
+    glance: Glance
+    tests: list[TestView]
+    sources: list[str]
+    notes: list[str]
+
+
+def _checks(test: Mapping[str, Any]) -> list[CheckRow]:
+    rows: list[CheckRow] = []
+    runs = test.get("runs", [])
+    for i, run in enumerate(runs):
+        checks = (run.get("client") or {}).get("checks")
+        if checks is None:
+            continue
+        for c in checks:
+            op = "≤" if c.get("direction") == "max" else "≥"
+            rows.append(CheckRow(
+                run=i + 1, name=str(c.get("name")), metric=str(c.get("metric")), op=op,
+                limit=fmt(c.get("limit")), measured=fmt(c.get("measured")),
+                passed=bool(c.get("passed")), baseline=fmt(c.get("baseline"))
+                if c.get("baseline") is not None else "",
+            ))
+    if not rows and runs:
+        from ..thresholds import THRESHOLDS  # the declared ones, never checked
+
+        for name in sorted(test.get("thresholds", {})):
+            if name in THRESHOLDS:
+                metric, direction = THRESHOLDS[name]
+                rows.append(CheckRow(run=1, name=name, metric=metric,
+                                     op="≤" if direction == "max" else "≥",
+                                     limit=fmt(test["thresholds"][name]), measured="-",
+                                     passed=None))
+    return rows
+
+
+def _comparison(test: Mapping[str, Any]) -> tuple[dict[str, Any], list[ComparisonRow]]:
+    comp = test.get("comparison") or {}
+    rows: list[ComparisonRow] = []
+    for m in comp.get("metrics", []) or []:
+        lo, hi = m.get("ci_low_pct"), m.get("ci_high_pct")
+        interval = f"[{fmt_pct(lo)}, {fmt_pct(hi)}]" if lo is not None or hi is not None else "-"
+        verdict = str(m.get("verdict", ""))
+        change = m.get("change_pct")
+        rows.append(ComparisonRow(
+            metric=str(m.get("metric")), baseline=fmt(m.get("baseline")),
+            current=fmt(m.get("current")), change=fmt_pct(change), interval=interval,
+            verdict=verdict, css=VERDICT_CLASS.get(verdict, "muted"),
+            gated=bool(m.get("gated")),
+            change_value=float(change) if isinstance(change, int | float) else None,
+        ))
+    return comp, rows
+
+
+def _tolerance(thresholds: Mapping[str, Any], metric: str) -> float:
+    value = thresholds.get("max_regression_pct")
+    if isinstance(value, Mapping):
+        value = value.get(metric)
+    return float(value) if isinstance(value, int | float) else DEFAULT_TOLERANCE_PCT
+
+
+def _median_range(values: Sequence[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+def _run_values(runs: Iterable[Mapping[str, Any]], metric: str) -> list[float]:
+    out: list[float] = []
+    for run in runs:
+        value = (run.get("summary") or {}).get(metric)
+        if isinstance(value, int | float) and math.isfinite(value):
+            out.append(float(value))
+    return out
+
+
+def trend_points(
+    test: Mapping[str, Any], docs: Sequence[Mapping[str, Any]], metric: str,
+    verdicts: Mapping[str, str],
+) -> list[plots.TrendPoint]:
+    """The metric per baseline commit (oldest first), then this run; marks regressions.
+
+    A point is a "regression" when the regression gate said so: for this run, the test's
+    comparison; for a stored commit, a comparison stored with its baseline, when there is
+    one. A stored commit is a "jump" when its median is worse than the previous commit's by
+    more than the test's tolerance (max_regression_pct, default 5%): a hint, not a verdict.
+    """
+    nodeid = test["nodeid"]
+    runs = test.get("runs", [])
+    current_started = {r.get("started_at") for r in runs if r.get("started_at")}
+    tolerance = _tolerance(test.get("thresholds", {}), metric)
+    sign = -1.0 if higher_is_better(metric) else 1.0
+    points: list[plots.TrendPoint] = []
+    current_found = False
+    prev: float | None = None
+    for doc in docs:
+        entry = (doc.get("tests") or {}).get(nodeid)
+        if not isinstance(entry, Mapping):
+            continue
+        values = _run_values(entry.get("runs", []), metric)
+        if not values:
+            continue
+        mid, lo, hi = _median_range(values)
+        started = {r.get("started_at") for r in entry.get("runs", []) if r.get("started_at")}
+        is_current = bool(current_started) and started == current_started
+        current_found = current_found or is_current
+        stored = {str(m.get("metric")): str(m.get("verdict"))
+                  for m in (entry.get("comparison") or {}).get("metrics", []) or []}
+        mark, note = "", ""
+        verdict = verdicts.get(metric) if is_current else stored.get(metric)
+        if verdict == "regression":
+            mark, note = "regression", "regression (gate)"
+        elif prev is not None and prev != 0:
+            change = (mid - prev) / abs(prev) * 100
+            if sign * change > tolerance:
+                mark, note = "jump", f"{change:+.1f}% vs the previous commit"
+        label = short_commit(doc.get("commit"))[:7] or "?"
+        points.append(plots.TrendPoint(label, mid, lo, hi, mark, note, is_current))
+        prev = mid
+    if not current_found and test.get("outcome") != "baseline":
+        values = _run_values(runs, metric)
+        if values:
+            mid, lo, hi = _median_range(values)
+            mark, note = "", ""
+            if verdicts.get(metric) == "regression":
+                mark, note = "regression", "regression (gate)"
+            elif prev is not None and prev != 0:
+                change = (mid - prev) / abs(prev) * 100
+                if sign * change > tolerance:
+                    mark, note = "jump", f"{change:+.1f}% vs the previous commit"
+            points.append(plots.TrendPoint("this run", mid, lo, hi, mark, note, True))
+    return points
+
+
+def _describe_workload(runs: Sequence[Mapping[str, Any]]) -> str:
+    if not runs:
+        return ""
+    w = runs[0].get("workload") or {}
+    if not w:
+        return ""
+    parts = [f"{w.get('requests')} requests", f"{w.get('input_tokens')} in / "
+             f"{w.get('output_tokens')} out tokens", f"concurrency {w.get('concurrency')}"]
+    if w.get("rate"):
+        parts.append(f"{w.get('arrival', 'poisson')} arrivals at {w['rate']} req/s")
+    if w.get("warmup"):
+        parts.append(f"{w['warmup']} warm-up")
+    if w.get("slo"):
+        parts.append("SLO " + ", ".join(f"{k} {v}" for k, v in w["slo"].items()))
+    return ", ".join(parts)
+
+
+def describe_engine(engine: Mapping[str, Any]) -> str:
+    if not engine:
+        return ""
+    kind = engine.get("kind", "engine")
+    version = engine.get("version")
+    model = engine.get("model_desc") or engine.get("model") or ""
+    text = f"{kind} {version}" if version else str(kind)
+    return f"{text}, {model}" if model else text
+
+
+def describe_host(host: Mapping[str, Any]) -> str:
+    """A host (results JSON) or a profile's hardware (baselines) in a few words."""
+    if not host:
+        return ""
+    bits = [str(host.get("cpu_model") or host.get("processor") or host.get("machine") or "")]
+    cores = host.get("cpu_cores") or host.get("cpu_count")
+    if cores:
+        bits.append(f"{cores} cores")
+    gpus = host.get("gpus") or []
+    names = [str(g.get("name")) for g in gpus if isinstance(g, Mapping) and g.get("name")]
+    for name in sorted(set(names)):
+        count = names.count(name)
+        bits.append(f"{count} x {name}" if count > 1 else name)
+    return ", ".join(b for b in bits if b)
+
+
+def _hardware(doc: Mapping[str, Any], history: History, profiles: Sequence[str]) -> list[str]:
+    """The hardware profile: this session's, else the baselines' of its profiles, else the
+    results files' hosts."""
+    found: list[Mapping[str, Any]] = []
+    if isinstance(doc.get("hardware"), Mapping):
+        found.append(doc["hardware"])
+    else:
+        for pid in profiles:
+            docs = history.profiles.get(pid) or []
+            hw = (docs[-1].get("profile") or {}).get("hardware") if docs else None
+            if isinstance(hw, Mapping):
+                found.append(hw)
+    if not found:
+        found = list(doc.get("hosts") or ([doc["host"]] if doc.get("host") else []))
+    out: list[str] = []
+    for hw in found:
+        text = describe_host(hw)
+        if text and text not in out:
+            out.append(text)
+    return out
+
+
+def _test_view(index: int, test: Mapping[str, Any], history: History,
+               with_plots: bool) -> TestView:
+    nodeid = str(test["nodeid"])
+    runs = test.get("runs", [])
+    comp, rows = _comparison(test)
+    many = len(runs) > 1
+    view = TestView(
+        index=index, anchor=f"test-{index + 1}", nodeid=nodeid,
+        name=nodeid.split("::", 1)[-1], outcome=str(test.get("outcome", "")),
+        message=str(test.get("message", "")).removeprefix("Failed: "),
+        thresholds=dict(test.get("thresholds", {})),
+        checks=_checks(test), comparison_status=str(comp.get("status", "")),
+        comparison_message=str(comp.get("message", "")),
+        baseline_commit=short_commit(comp.get("baseline_commit")),
+        profile_id=str(comp.get("profile_id") or ""), comparison=rows,
+        summaries=[dict(r.get("summary") or {}) for r in runs],
+        warnings=[(f"run {i + 1}" if many else "", str(w))
+                  for i, r in enumerate(runs) for w in r.get("warnings", [])],
+        workload=_describe_workload(runs),
+        engine=describe_engine(runs[0].get("engine") or {}) if runs else "",
+    )
+    if not with_plots:
+        return view
+    per_run = [(f"run {i + 1}" if many else "", plots.records(r.get("samples", [])))
+               for i, r in enumerate(runs)]
+    view.ttft_cdf = plots.cdf_svg([(lbl, plots.ttft_ms(s)) for lbl, s in per_run],
+                                  "TTFT distribution (CDF)", "TTFT (ms)", metric="ttft")
+    view.itl_cdf = plots.cdf_svg([(lbl, plots.itl_ms(s)) for lbl, s in per_run],
+                                 "ITL distribution (CDF)", "inter-token latency (ms)",
+                                 metric="itl")
+    view.tokens = plots.tokens_over_time_svg(per_run)
+    profile = view.profile_id
+    if not profile:
+        candidates = history.profiles_with(nodeid)
+        if len(candidates) == 1:
+            profile = candidates[0]
+        elif len(candidates) > 1:
+            view.trend_note = (f"{len(candidates)} baseline profiles hold this test and the "
+                               "results do not say which one they belong to")
+    docs = history.profiles.get(profile, []) if profile else []
+    verdicts = {r.metric: r.verdict for r in rows}
+    if not docs and not view.trend_note:
+        view.trend_note = ("no baselines for this profile yet" if history.profiles
+                           else "no baselines found")
+    for metric in TREND_METRICS:
+        points = trend_points(test, docs, metric, verdicts)
+        if any(not p.current for p in points) or len(points) > 1:
+            view.trends.append(TrendPlot(metric, plots.trend_svg(
+                metric, points, higher_is_better(metric)), points))
+    if docs and not view.trends:
+        view.trend_note = f"no baselines of this test yet in profile {profile}"
+    return view
+
+
+def build_report(doc: Mapping[str, Any], history: History | None = None,
+                 title: str = "pytest-llmperf report", with_plots: bool = True) -> Report:
+    history = history or History()
+    tests = [_test_view(i, t, history, with_plots) for i, t in enumerate(doc.get("tests", []))]
+    regressions = [(t.name, r.metric, r.change) for t in tests for r in t.regressions]
+    profiles = sorted({t.profile_id for t in tests if t.profile_id})
+    engines: list[str] = []
+    models: list[str] = []
+    for test in doc.get("tests", []):
+        for run in test.get("runs", []):
+            e = run.get("engine") or {}
+            kind = f"{e.get('kind', '?')} {e.get('version', '')}".strip()
+            model = str(e.get("model_desc") or e.get("model") or "")
+            if kind not in engines:
+                engines.append(kind)
+            if model and model not in models:
+                models.append(model)
+    glance = Glance(
+        tests=len(tests),
+        passed=sum(1 for t in tests if t.outcome == "passed"),
+        failed=sum(1 for t in tests if t.failed),
+        thresholds_passed=sum(t.checks_passed for t in tests),
+        thresholds_failed=sum(len(t.checks_failed) for t in tests),
+        regressions=regressions,
+        baseline_commits=sorted({t.baseline_commit for t in tests if t.baseline_commit}),
+        profiles=profiles,
+        engines=engines,
+        models=models,
+        hardware=_hardware(doc, history, profiles),
+        warnings=sum(len(t.warnings) for t in tests),
+        compared=sum(1 for t in tests if t.comparison_status == "compared"),
+    )
+    return Report(title=title, created=str(doc.get("created", "")), glance=glance,
+                  tests=tests, sources=list(doc.get("sources", [])),
+                  notes=list(history.skipped))
+
+
+def document_from_history(history: History) -> dict[str, Any]:
+    """With no results given: each profile's newest baseline, as if it were a results file."""
+    tests: list[dict[str, Any]] = []
+    created = ""
+    hosts: list[dict[str, Any]] = []
+    for profile, docs in history.profiles.items():
+        newest = docs[-1]
+        created = max(created, str(newest.get("saved_at") or ""))
+        host = (newest.get("profile") or {}).get("hardware")
+        if isinstance(host, Mapping) and host not in hosts:
+            hosts.append(dict(host))
+        for nodeid, entry in sorted((newest.get("tests") or {}).items()):
+            tests.append({
+                "nodeid": nodeid, "outcome": "baseline", "thresholds": {},
+                "runs": [dict(r) for r in entry.get("runs", []) if isinstance(r, Mapping)],
+                "comparison": {"profile_id": profile, "status": "baseline",
+                               "baseline_commit": newest.get("commit"),
+                               "message": f"newest baseline of profile {profile}",
+                               "metrics": []},
+            })
+    return {"tests": tests, "created": created, "hosts": hosts}

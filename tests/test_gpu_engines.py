@@ -1,0 +1,213 @@
+"""The GPU engines (vLLM, TensorRT-LLM) and GPU memory sampling on a machine without them:
+clear errors and skips naming what is missing, and nothing reported that was not measured."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmperf.config import Settings
+from pytest_llmperf.engines import EngineError, create_engine
+from pytest_llmperf.engines.gpu_common import BackgroundLoop, HFTokenizer, require_cuda
+from pytest_llmperf.gpu import GPUSampler
+
+
+def _installed(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("engine", "module", "message"), [
+    ("vllm", "vllm", r"vLLM is not installed .*pip install 'pytest-llmperf\[vllm\]'"),
+    ("trtllm", "tensorrt_llm",
+     r"TensorRT-LLM is not installed .*pip install 'pytest-llmperf\[trtllm\]'"),
+])
+def test_missing_engine_package_is_named(engine: str, module: str, message: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as on a machine without it
+    with pytest.raises(EngineError, match=message):
+        create_engine(Settings(engine=engine, model="Qwen/Qwen2.5-0.5B-Instruct"))
+
+
+def test_missing_torch_or_gpu_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(EngineError, match="torch is not installed"):
+        require_cuda("vllm")
+    no_gpu = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: False))
+    monkeypatch.setitem(sys.modules, "torch", no_gpu)
+    with pytest.raises(EngineError, match=r"needs an NVIDIA GPU, and none is visible"):
+        require_cuda("trtllm")
+
+
+def test_engine_choice_in_a_session_fails_in_one_line(llmperf_pytester: pytest.Pytester
+                                                      ) -> None:
+    if _installed("vllm"):
+        pytest.skip("vLLM is installed here")
+    llmperf_pytester.makepyfile(test_v="""
+        from pytest_llmperf import llmperf, Workload
+
+        @llmperf(min_tps=1)
+        def test_v(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, Workload(requests=1))
+    """)
+    result = llmperf_pytester.runpytest("--llmperf", "--llmperf-engine=vllm",
+                                        "--llmperf-model=Qwen/Qwen2.5-0.5B-Instruct")
+    assert result.parseoutcomes() == {"errors": 1}
+    result.stdout.fnmatch_lines(["*llmperf: vLLM is not installed*pytest-llmperf?vllm?*"])
+    assert "Traceback" not in result.stdout.str() and "vllm.py" not in result.stdout.str()
+
+
+def test_engine_names_are_accepted_options(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--llmperf-engine=trtllm", "--collect-only")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result = pytester.runpytest("--llmperf-engine=sglang")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_gpu_sampler_without_nvml_reports_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    with GPUSampler(interval_s=0.01) as gpu:
+        pass
+    assert not gpu.available and gpu.peak_mem_mb is None and gpu.mean_util_pct is None
+    assert "nvidia-ml-py is not installed" in gpu.reason
+
+
+def test_cpu_run_has_no_gpu_memory(tiny_model: Path) -> None:
+    from pytest_llmperf.bench import run_benchmark
+    from pytest_llmperf.engines.llama_cpp import LlamaCppEngine, LlamaCppSettings
+    from pytest_llmperf.workload import Workload
+
+    engine = LlamaCppEngine(LlamaCppSettings(str(tiny_model), n_threads=1, n_ctx=256))
+    try:
+        result = run_benchmark(engine, Workload(input_tokens=8, output_tokens=2, requests=1,
+                                                warmup=0))
+    finally:
+        engine.close()
+    with GPUSampler() as probe:
+        if probe.available:  # pragma: no cover - a GPU machine
+            pytest.skip("an NVIDIA GPU is visible here")
+    assert "gpu_mem_mb" in result.summary and result.summary["gpu_mem_mb"] is None
+
+
+class _StubNVML:
+    """The few NVML calls the sampler makes, to check its arithmetic (not a GPU result)."""
+
+    def __init__(self, used: list[list[int]]) -> None:
+        self.used = used  # per device, successive readings
+        self.calls = [0] * len(used)
+        self.shut = False
+
+    def nvmlInit(self) -> None: ...
+
+    def nvmlShutdown(self) -> None:
+        self.shut = True
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.used)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> bytes:
+        return f"stub{h}".encode()
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
+        k = min(self.calls[h], len(self.used[h]) - 1)
+        self.calls[h] += 1
+        return types.SimpleNamespace(used=self.used[h][k])
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
+        return types.SimpleNamespace(gpu=50.0)
+
+
+def test_gpu_sampler_sums_visible_devices_and_keeps_the_peak(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    mib = 1024 * 1024
+    stub = _StubNVML([[999 * mib] * 3, [100 * mib, 300 * mib, 200 * mib],
+                      [10 * mib, 10 * mib, 10 * mib]])
+    monkeypatch.setitem(sys.modules, "pynvml", stub)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,2")
+    gpu = GPUSampler(interval_s=3600)
+    gpu._init()
+    for _ in range(3):
+        gpu.sample()
+    assert gpu.devices == ["stub1", "stub2"]
+    assert gpu.peak_mem_mb == 310.0  # device 0 is not visible; the peak, not the last
+    assert gpu.mean_util_pct == 50.0
+
+
+def test_background_loop_serves_several_event_loops() -> None:
+    """The GPU engines' own loop outlives each benchmark's asyncio.run."""
+    bg = BackgroundLoop("test-loop")
+    owner: list[Any] = []
+
+    async def work(x: int) -> int:
+        owner.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        return x * 2
+
+    async def client(x: int) -> int:
+        return await bg.run(work(x))
+
+    try:
+        assert asyncio.run(client(2)) == 4
+        assert asyncio.run(client(5)) == 10
+        assert owner[0] is owner[1] is bg.loop
+    finally:
+        bg.close()
+    assert bg.loop.is_closed()
+
+
+def test_hf_tokenizer_word_pieces() -> None:
+    class Tok:
+        all_special_ids = (0,)
+
+        def get_vocab(self) -> dict[str, int]:
+            return {"<s>": 0, "\u2581hello": 1, "\u0120world": 2, "ing": 3, "\u2581a": 4,
+                    "\u2581x1": 5, "\u2581model": 6}
+
+        def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+            return [0, 1] if add_special_tokens else [1]
+
+        def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+            return "hello"
+
+    tok = HFTokenizer(Tok())
+    assert list(tok.word_token_ids()) == [1, 2, 6]
+    assert tok.tokenize("hello") == [0, 1] and tok.tokenize("hello", add_special=False) == [1]
+
+
+@pytest.mark.parametrize(("engine", "module"), [("vllm", "vllm"), ("trtllm", "tensorrt_llm")])
+def test_example_suites_skip_reason(engine: str, module: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_llmperf.engines.gpu_common import missing_for
+
+    if _installed(module):
+        pytest.skip(f"{module} is installed here")
+    reason = missing_for(engine)
+    assert reason is not None
+    assert reason.startswith(f"{module} is not installed: pip install 'pytest-llmperf[{engine}]'")
+
+
+def test_example_gpu_suites_skip_in_a_session() -> None:
+    import subprocess
+
+    if _installed("vllm") and _installed("tensorrt_llm"):
+        pytest.skip("both GPU engines are installed here")
+    root = Path(__file__).parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--llmperf", "-q", "-rs", "-p", "no:cacheprovider",
+         "example_suites/vllm", "example_suites/trtllm"],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 skipped" in proc.stdout
+    assert "is not installed: pip install 'pytest-llmperf[" in proc.stdout

@@ -1,0 +1,244 @@
+"""Baseline files, git state (real repositories in temporary directories) and profiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmperf import gitinfo, profile, store
+from pytest_llmperf.store import BaselineError, BaselineStore
+
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True, env=env).stdout.strip()
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "code.py").write_text("x = 1\n")
+    git(path, "add", "code.py")
+    git(path, "commit", "-q", "-m", "first")
+    return path
+
+
+def commit(repo: Path, text: str, msg: str) -> str:
+    (repo / "code.py").write_text(text)
+    git(repo, "commit", "-q", "-am", msg)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def run(ttft: float) -> dict[str, Any]:
+    return {"summary": {"ttft_p50_ms": ttft, "tpot_p50_ms": 10.0, "output_tps": 100.0},
+            "started_at": "2026-01-01T00:00:00+00:00", "workload": {"requests": 2},
+            "engine": {"kind": "fake"}, "samples": []}
+
+
+PROFILE = {"engine": {"kind": "fake", "version": "1"}, "hardware": {"cpu_cores": 2}}
+
+
+def save(st: BaselineStore, sha: str, runs: list[dict[str, Any]], pid: str = "p1",
+         committed_at: str = "2026-01-01T00:00:00+00:00") -> Path:
+    return st.save(profile_id=pid, profile=PROFILE, commit=sha, branch="main", dirty=False,
+                   committed_at=committed_at, tests={"t.py::test_x": runs})
+
+
+# ------------------------------------------------------------------------------- store
+
+
+def test_save_writes_the_documented_shape_sorted_and_appends(tmp_path: Path) -> None:
+    st = BaselineStore(tmp_path / "baselines")
+    path = save(st, SHA_A, [run(10.0)])
+    assert path == tmp_path / "baselines" / "p1" / f"{SHA_A}.json"
+    text = path.read_text()
+    data = json.loads(text)
+    assert text == json.dumps(data, sort_keys=True, indent=1) + "\n"
+    assert {k: data[k] for k in ("schema", "schema_version", "profile_id", "commit", "branch",
+                                 "dirty")} == {
+        "schema": "pytest-llmperf/baseline", "schema_version": 1, "profile_id": "p1",
+        "commit": SHA_A, "branch": "main", "dirty": False}
+    assert data["profile"] == PROFILE
+    assert data["committed_at"] and data["saved_at"]
+    assert [r["summary"]["ttft_p50_ms"] for r in data["tests"]["t.py::test_x"]["runs"]] == [10.0]
+    save(st, SHA_A, [run(11.0), run(12.0)])
+    again = store.load(path)
+    assert [r["summary"]["ttft_p50_ms"] for r in again.runs("t.py::test_x")] == [10, 11, 12]
+    assert again.n_runs == 3
+
+
+def test_a_crash_mid_write_leaves_the_previous_file(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    st = BaselineStore(tmp_path)
+    path = save(st, SHA_A, [run(10.0)])
+    before = path.read_text()
+
+    def boom(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save(st, SHA_A, [run(99.0)])
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
+
+
+def test_corrupt_file_is_named_and_others_still_load(tmp_path: Path) -> None:
+    st = BaselineStore(tmp_path)
+    good = save(st, SHA_A, [run(10.0)])
+    bad = save(st, SHA_B, [run(10.0)])
+    bad.write_text(bad.read_text()[:50])
+    with pytest.raises(BaselineError) as err:
+        st.load("p1", SHA_B)
+    msg = str(err.value)
+    assert str(bad) in msg and "corrupt" in msg and "delete or restore" in msg
+    loaded, errors = st.load_all()
+    assert [b.path for b in loaded] == [good]
+    assert len(errors) == 1 and str(bad) in errors[0]
+    # Saving onto the corrupt file refuses and does not overwrite it.
+    broken = bad.read_text()
+    with pytest.raises(BaselineError, match="corrupt"):
+        save(st, SHA_B, [run(11.0)])
+    assert bad.read_text() == broken
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('{"hello": 1}', "not a pytest-llmperf baseline"),
+    ('[1, 2]', "not a pytest-llmperf baseline"),
+    ('{"schema": "pytest-llmperf/baseline", "schema_version": 99}', "schema_version 99"),
+    ('{"schema": "pytest-llmperf/baseline", "schema_version": 1, "tests": {}}', "malformed"),
+])
+def test_foreign_files_are_clear_errors(tmp_path: Path, content: str, needle: str) -> None:
+    path = tmp_path / "p1" / f"{SHA_A}.json"
+    path.parent.mkdir()
+    path.write_text(content)
+    with pytest.raises(BaselineError, match=needle) as err:
+        store.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_misplaced_file_is_an_error(tmp_path: Path) -> None:
+    st = BaselineStore(tmp_path)
+    path = save(st, SHA_A, [run(10.0)])
+    moved = tmp_path / "p1" / f"{SHA_B}.json"
+    path.rename(moved)
+    with pytest.raises(BaselineError, match="does not match where it lies"):
+        store.load(moved)
+
+
+def test_prune_keeps_the_newest_per_profile(tmp_path: Path) -> None:
+    st = BaselineStore(tmp_path)
+    shas = [c * 40 for c in "123456"]
+    for i, sha in enumerate(shas):
+        save(st, sha, [run(10.0)], committed_at=f"2026-01-0{i + 1}T00:00:00+00:00")
+    save(st, SHA_A, [run(10.0)], pid="p2")
+    removed, errors = st.prune(2, dry_run=True)
+    assert len(removed) == 4 and all(p.exists() for p in removed)
+    removed, errors = st.prune(2)
+    assert errors == []
+    assert sorted(e.commit for e in st.entries("p1")) == shas[4:]
+    assert st.commits("p2") == {SHA_A}
+    # A git order beats the stored dates.
+    removed, _ = st.prune(1, order={shas[4]: 0, shas[5]: 1})
+    assert st.commits("p1") == {shas[4]}
+
+
+# --------------------------------------------------------------------------------- git
+
+
+def test_repo_info_commit_branch_dirty(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r")
+    info = gitinfo.repo_info(repo)
+    assert info.commit == git(repo, "rev-parse", "HEAD")
+    assert info.branch == "main" and not info.dirty
+    assert info.committed_at.endswith("+00:00")
+    (repo / "new.txt").write_text("untracked")  # untracked files do not make it dirty
+    assert not gitinfo.repo_info(repo).dirty
+    (repo / "code.py").write_text("x = 2\n")
+    info = gitinfo.repo_info(repo / ".")
+    assert info.dirty and info.dirty_files == ("code.py",)
+    git(repo, "checkout", "-q", "--", "code.py")
+    # Changes under the baseline directory are excluded.
+    (repo / "baselines").mkdir()
+    (repo / "baselines" / "b.json").write_text("{}")
+    git(repo, "add", "baselines")
+    git(repo, "commit", "-q", "-m", "baseline")
+    (repo / "baselines" / "b.json").write_text('{"more": 1}')
+    assert gitinfo.repo_info(repo).dirty
+    assert not gitinfo.repo_info(repo, exclude=repo / "baselines").dirty
+    git(repo, "checkout", "-q", "--detach")
+    assert gitinfo.repo_info(repo).branch is None
+
+
+def test_no_repository_and_no_commits(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(gitinfo.GitError, match="not inside a git repository"):
+        gitinfo.repo_info(plain)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    with pytest.raises(gitinfo.GitError, match="no commits yet"):
+        gitinfo.repo_info(empty)
+
+
+def test_nearest_ancestor_with_a_baseline_and_refs(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r")
+    c1 = git(repo, "rev-parse", "HEAD")
+    c2 = commit(repo, "x = 2\n", "second")
+    git(repo, "checkout", "-q", "-b", "feature")
+    c3 = commit(repo, "x = 3\n", "third")
+    git(repo, "checkout", "-q", "main")
+    c4 = commit(repo, "x = 4\n", "fourth")
+    assert gitinfo.nearest_with(repo, {c1}) == c1
+    assert gitinfo.nearest_with(repo, {c1, c2}) == c2
+    assert gitinfo.nearest_with(repo, {c4, c2}) == c4  # HEAD itself counts
+    assert gitinfo.nearest_with(repo, {c3}) is None  # on another branch: not an ancestor
+    assert gitinfo.nearest_with(repo, {c3, c2}, start="feature") == c3
+    assert gitinfo.resolve_ref(repo, "feature") == c3
+    git(repo, "tag", "v1", c2)
+    assert gitinfo.resolve_ref(repo, "v1") == c2
+    assert gitinfo.resolve_ref(repo, c1[:8]) == c1
+    with pytest.raises(gitinfo.GitError, match="not a commit, branch or tag"):
+        gitinfo.resolve_ref(repo, "nope")
+
+
+# ----------------------------------------------------------------------------- profile
+
+
+def test_profile_id_is_stable_and_hashes_the_model(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 100)
+    info = {"kind": "llama_cpp", "version": "0.3", "model": "m.gguf",
+            "model_path": str(model), "load_s": 0.1, "settings": {"n_threads": 2}}
+    hw = {"cpu_model": "X", "cpu_cores": 2}
+    p1 = profile.make_profile(info, hw)
+    assert "load_s" not in p1["engine"] and "model_path" not in p1["engine"]
+    assert p1["engine"]["model_hash"].startswith("sha256:")
+    p2 = profile.make_profile({**info, "load_s": 9.0, "model_path": str(model)}, hw)
+    assert profile.profile_id(p1) == profile.profile_id(p2)
+    assert profile.profile_id(p1).startswith("llama_cpp-m-")
+    other = tmp_path / "other" / "m.gguf"  # same name elsewhere, other bytes
+    other.parent.mkdir()
+    other.write_bytes(b"GGUF" + b"\1" * 100)
+    p3 = profile.make_profile({**info, "model_path": str(other)}, hw)
+    assert profile.profile_id(p3) != profile.profile_id(p1)
+    p4 = profile.make_profile({**info, "settings": {"n_threads": 4}}, {**hw, "cpu_cores": 8})
+    msg = profile.mismatch_message(p1, p4, "of abc")
+    assert "engine.settings.n_threads: baseline 2, now 4" in msg
+    assert "hardware.cpu_cores: baseline 2, now 8" in msg
+
+
+def test_hardware_names_the_cpu() -> None:
+    hw = profile.hardware()
+    assert hw["cpu_cores"] >= 1 and hw["cpu_model"]
