@@ -211,3 +211,27 @@ def test_example_gpu_suites_skip_in_a_session() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "5 skipped" in proc.stdout
     assert "is not installed: pip install 'pytest-llmperf[" in proc.stdout
+
+
+def test_stream_deltas_counts_each_steps_new_tokens_as_one_chunk() -> None:
+    """Oracle: a stream shaped like vLLM's DELTA / TensorRT-LLM's *_diff step outputs."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from pytest_llmperf.engines.gpu_common import stream_deltas
+
+    steps = [([11], "Hel", False), ([], "", False), ([12, 13, 14], "lo w", False),
+             ([15], "orld", True), ([99], "never read", False)]
+
+    async def outputs():  # type: ignore[no-untyped-def]
+        for ids, text, finished in steps:
+            yield SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, text=text)],
+                                  finished=finished)
+
+    chunks: list[tuple[int, int]] = []
+    gen = asyncio.run(stream_deltas(outputs(), lambda t, k: chunks.append((t, k)),
+                                    "token_ids", "text"))
+    assert [k for _, k in chunks] == [1, 3, 1]  # the empty step is not a token
+    assert [t for t, _ in chunks] == sorted(t for t, _ in chunks)
+    assert gen.output_tokens == 5 and gen.source == "engine"
+    assert gen.text == "Hello world"

@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine, Sequence
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from .base import EngineError
+from ..workload import Prompt
+from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
 
 T = TypeVar("T")
 
@@ -91,6 +94,46 @@ class BackgroundLoop:
             self._thread.join(timeout=10)
         if not self.loop.is_running():
             self.loop.close()
+
+
+async def stream_deltas(
+    outputs: AsyncIterator[Any], on_chunk: OnChunk, ids_attr: str, text_attr: str
+) -> Generation:
+    """Consume a streaming engine's per-step outputs: each step's new tokens are one chunk,
+    stamped on arrival. ``ids_attr``/``text_attr`` name the step's delta on ``outputs[0]``."""
+    n, parts = 0, []
+    async for out in outputs:
+        now = time.perf_counter_ns()
+        completion = out.outputs[0]
+        k = len(getattr(completion, ids_attr))
+        if k:
+            on_chunk(now, k)
+            n += k
+        parts.append(getattr(completion, text_attr))
+        if out.finished:
+            break
+    return Generation(output_tokens=n, source="engine", text="".join(parts))
+
+
+class BackgroundLoopEngine(Engine):
+    """An in-process GPU engine whose async API runs on its own event loop in a thread."""
+
+    label = "engine"
+    _loop: BackgroundLoop
+
+    @abstractmethod
+    async def _stream(self, prompt: Prompt, params: GenerationParams,
+                      on_chunk: OnChunk) -> Generation:
+        """One request on the engine's own loop."""
+
+    async def generate(self, prompt: Prompt, params: GenerationParams,
+                       on_chunk: OnChunk) -> Generation:
+        try:
+            return await self._loop.run(self._stream(prompt, params, on_chunk))
+        except RequestError:
+            raise
+        except Exception as exc:
+            raise RequestError("engine", f"{self.label} request failed: {exc}") from None
 
 
 def missing_for(engine: str) -> str | None:

@@ -14,8 +14,14 @@ from typing import Any
 
 from ..config import Settings
 from ..workload import Prompt
-from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
-from .gpu_common import BackgroundLoop, HFTokenizer, require_cuda
+from .base import EngineError, Generation, GenerationParams, OnChunk
+from .gpu_common import (
+    BackgroundLoop,
+    BackgroundLoopEngine,
+    HFTokenizer,
+    require_cuda,
+    stream_deltas,
+)
 
 INSTALL_HINT = ("pip install 'pytest-llmperf[trtllm]' (NVIDIA's tensorrt_llm wheel) on a "
                 "machine with an NVIDIA GPU")
@@ -32,8 +38,9 @@ def import_trtllm() -> Any:
     return tensorrt_llm
 
 
-class TRTLLMEngine(Engine):
+class TRTLLMEngine(BackgroundLoopEngine):
     kind = "trtllm"
+    label = "TensorRT-LLM"
     max_concurrency = None
 
     def __init__(self, model: str, *, quantization: str | None = None, dtype: str = "auto",
@@ -96,27 +103,8 @@ class TRTLLMEngine(Engine):
         sampling = SamplingParams(max_tokens=params.max_tokens, ignore_eos=params.ignore_eos,
                                   temperature=params.temperature, **extra)
         inputs: Any = list(prompt.token_ids) if prompt.token_ids is not None else prompt.text
-        n, parts = 0, []
-        async for out in self._llm.generate_async(inputs, sampling, streaming=True):
-            now = time.perf_counter_ns()
-            completion = out.outputs[0]
-            k = len(completion.token_ids_diff)
-            if k:
-                on_chunk(now, k)
-                n += k
-            parts.append(completion.text_diff)
-            if out.finished:
-                break
-        return Generation(output_tokens=n, source="engine", text="".join(parts))
-
-    async def generate(self, prompt: Prompt, params: GenerationParams,
-                       on_chunk: OnChunk) -> Generation:
-        try:
-            return await self._loop.run(self._stream(prompt, params, on_chunk))
-        except RequestError:
-            raise
-        except Exception as exc:
-            raise RequestError("engine", f"TensorRT-LLM request failed: {exc}") from None
+        outputs = self._llm.generate_async(inputs, sampling, streaming=True)
+        return await stream_deltas(outputs, on_chunk, "token_ids_diff", "text_diff")
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)

@@ -14,8 +14,14 @@ from typing import Any
 
 from ..config import Settings
 from ..workload import Prompt
-from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
-from .gpu_common import BackgroundLoop, HFTokenizer, require_cuda
+from .base import EngineError, Generation, GenerationParams, OnChunk
+from .gpu_common import (
+    BackgroundLoop,
+    BackgroundLoopEngine,
+    HFTokenizer,
+    require_cuda,
+    stream_deltas,
+)
 
 INSTALL_HINT = "pip install 'pytest-llmperf[vllm]' on a machine with an NVIDIA GPU"
 
@@ -28,8 +34,9 @@ def import_vllm() -> Any:
     return vllm
 
 
-class VLLMEngine(Engine):
+class VLLMEngine(BackgroundLoopEngine):
     kind = "vllm"
+    label = "vLLM"
     max_concurrency = None
 
     def __init__(self, model: str, *, quantization: str | None = None, dtype: str = "auto",
@@ -92,27 +99,9 @@ class VLLMEngine(Engine):
         )
         inputs: Any = ({"prompt_token_ids": list(prompt.token_ids)}
                        if prompt.token_ids is not None else prompt.text)
-        n, parts = 0, []
-        async for out in self._engine.generate(inputs, sampling, f"llmperf-{next(self._ids)}"):
-            now = time.perf_counter_ns()
-            completion = out.outputs[0]
-            k = len(completion.token_ids)
-            if k:
-                on_chunk(now, k)
-                n += k
-            parts.append(completion.text)
-            if out.finished:
-                break
-        return Generation(output_tokens=n, source="engine", text="".join(parts))
-
-    async def generate(self, prompt: Prompt, params: GenerationParams,
-                       on_chunk: OnChunk) -> Generation:
-        try:
-            return await self._loop.run(self._stream(prompt, params, on_chunk))
-        except RequestError:
-            raise
-        except Exception as exc:
-            raise RequestError("engine", f"vLLM request failed: {exc}") from None
+        # DELTA output: token_ids and text hold only this step's new tokens.
+        outputs = self._engine.generate(inputs, sampling, f"llmperf-{next(self._ids)}")
+        return await stream_deltas(outputs, on_chunk, "token_ids", "text")
 
     def close(self) -> None:
         engine = getattr(self, "_engine", None)

@@ -9,19 +9,13 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from .view import TABLE_METRICS
+
 if TYPE_CHECKING:
     from ..session import TestRecord
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("ttft_p50_ms", "TTFT p50 ms"),
-    ("ttft_p95_ms", "TTFT p95 ms"),
-    ("tpot_p50_ms", "TPOT p50 ms"),
-    ("itl_p50_ms", "ITL p50 ms"),
-    ("e2e_p50_ms", "E2E p50 ms"),
-    ("output_tps", "out tok/s"),
-    ("rps", "req/s"),
-    ("peak_rss_mb", "RSS MB"),
-)
+# The same key metrics as the HTML and Markdown tables.
+COLUMNS = TABLE_METRICS
 
 
 def fmt(value: Any) -> str:
