@@ -30,7 +30,7 @@ def fmt(value: Any) -> str:
 
 def build_table(tests: Sequence[TestRecord]) -> Table:
     table = Table(title="pytest-llmperf", title_justify="left", show_lines=False)
-    table.add_column("test", overflow="fold", min_width=20)
+    table.add_column("test", overflow="fold", min_width=32)
     table.add_column("result")
     table.add_column("req", justify="right")
     table.add_column("err", justify="right")
