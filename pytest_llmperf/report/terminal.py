@@ -30,7 +30,7 @@ def fmt(value: Any) -> str:
 
 def build_table(tests: Sequence[TestRecord]) -> Table:
     table = Table(title="pytest-llmperf", title_justify="left", show_lines=False)
-    table.add_column("test", overflow="fold", min_width=32)
+    table.add_column("test", overflow="fold", min_width=28)
     table.add_column("result")
     table.add_column("req", justify="right")
     table.add_column("err", justify="right")
@@ -72,5 +72,5 @@ def render_text(tests: Sequence[TestRecord], width: int = 160, color: bool = Fal
 def render_summary(terminalreporter: Any, tests: Sequence[TestRecord]) -> None:
     tw = terminalreporter._tw
     terminalreporter.section("llmperf results")
-    text = render_text(tests, width=max(170, tw.fullwidth), color=tw.hasmarkup)
+    text = render_text(tests, width=max(200, tw.fullwidth), color=tw.hasmarkup)
     terminalreporter.write(text)
