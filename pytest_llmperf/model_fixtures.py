@@ -31,6 +31,7 @@ from .accuracy import (
     evaluate_accuracy,
 )
 from .engines.base import Engine
+from .failures import call_or_fail
 from .metrics import RunResult
 from .modelspec import REFERENCE, ModelSpec, materialize, parse_formats
 from .quantize import QuantizeError, QuantizeUnavailable
@@ -212,20 +213,14 @@ class AccuracyRunner:
         """Score ``engine`` on ``task`` (a built-in task or any lm-eval task name); compare
         with ``reference`` (an engine, a format such as "source" or "F16", or a model path;
         "auto": the quantized_model's source) on the same items."""
-        try:
+        def score() -> tuple[Any, Any, Any]:
             result = self._cached(self._model_of(engine), task, limit, backend, include_path,
                                   lambda: engine)
-            comparison = None
             ref = self._reference(reference, engine, task, limit, backend, include_path,
                                   result)
-            if ref is not None:
-                comparison = compare_paired(ref, result)
-        except AccuracyError as exc:
-            problem = f"llmperf: {exc}"
-        else:
-            problem = ""
-        if problem:
-            pytest.fail(problem, pytrace=False)
+            return result, ref, (compare_paired(ref, result) if ref is not None else None)
+
+        result, ref, comparison = call_or_fail(score, AccuracyError)
         record = AccuracyRecord(result=result, comparison=comparison, reference=ref)
         self.records.append(record)
         props = self._item.user_properties

@@ -10,6 +10,7 @@ import pytest
 from . import config as cfg
 from .bench import run_benchmark
 from .engines import Engine, EngineError, create_engine
+from .failures import call_or_fail
 from .gate import Gate, GateConfigError, GateUsageError
 from .gate import failure_message as gate_failure_message
 from .gate import summary_lines as gate_summary_lines
@@ -182,14 +183,8 @@ class LLMPerfBench:
         self, engine: Engine, workload: Workload | None = None, **kwargs: Any
     ) -> RunResult:
         if workload is None:
-            try:
-                workload = Workload(**kwargs)
-            except (TypeError, WorkloadError) as exc:
-                problem = f"llmperf: bad workload: {exc}"
-            else:
-                problem = ""
-            if problem:
-                pytest.fail(problem, pytrace=False)
+            workload = call_or_fail(lambda: Workload(**kwargs), (TypeError, WorkloadError),
+                                    prefix="llmperf: bad workload: ")
         elif kwargs:
             raise TypeError("give either a Workload or its keyword arguments, not both")
         if not isinstance(engine, Engine):
@@ -210,16 +205,11 @@ class LLMPerfBench:
         return int(marked or self._state.settings.repeats or 1)
 
     def _run_once(self, engine: Engine, workload: Workload, label: str) -> RunResult:
-        try:
+        def run() -> RunResult:
             with self._progress.track(label, workload.requests) as tick:
-                result = run_benchmark(engine, workload, progress=tick)
-        except (WorkloadError, EngineError) as exc:
-            problem = f"llmperf: {exc}"
-        else:
-            problem = ""
-        if problem:
-            pytest.fail(problem, pytrace=False)
-        return result
+                return run_benchmark(engine, workload, progress=tick)
+
+        return call_or_fail(run, (WorkloadError, EngineError))
 
     def _record(self, result: RunResult) -> RunResult:
         runs = self.runs
@@ -265,16 +255,12 @@ class LLMPerfBench:
         def runner(engine: Engine, label: str) -> Any:
             return lambda: self._run_once(engine, workload, f"{base} [{label}]")
 
-        try:
-            verdict = run_ab(runner(engine_a, labels[0]), runner(engine_b, labels[1]),
-                             thresholds, alpha=level, stage1=stage1, stage2=stage2,
-                             label_a=labels[0], label_b=labels[1])
-        except (GateConfigError, ValueError) as exc:
-            problem = f"llmperf: {exc}"
-        else:
-            problem = ""
-        if problem:
-            pytest.fail(problem, pytrace=False)
+        verdict = call_or_fail(
+            lambda: run_ab(runner(engine_a, labels[0]), runner(engine_b, labels[1]),
+                           thresholds, alpha=level, stage1=stage1, stage2=stage2,
+                           label_a=labels[0], label_b=labels[1]),
+            (GateConfigError, ValueError),
+        )
         self._item.stash.setdefault(ITEM_AB, []).append((verdict, fail))
         return verdict
 

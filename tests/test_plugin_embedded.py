@@ -290,3 +290,21 @@ def test_request_too_long_for_context_is_recorded_not_crashed(
     out = result.stdout.str()
     assert "max_errors: measured 2, limit <= 0" in out
     assert "every request failed" in out
+
+
+def test_bad_workload_is_one_clean_failure(llmperf_pytester: pytest.Pytester) -> None:
+    llmperf_pytester.makepyfile(
+        """
+        from pytest_llmperf import llmperf
+
+        @llmperf(max_errors=0)
+        def test_bad(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, input_tokens=0)
+        """
+    )
+    result = llmperf_pytester.runpytest("--llmperf")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "llmperf: bad workload: Workload.input_tokens=0 must be a whole number >= 1" in out
+    assert "During handling of the above exception" not in out
+    no_internal_traceback(out)
