@@ -2,33 +2,42 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/gate_calibration.py            # record (about 10 min) + analyse
-    .venv/bin/python benchmarks/gate_calibration.py --analyse-only   # reuse the recorded pool
+    .venv/bin/python benchmarks/gate_calibration.py            # record (about 30 min) + analyse
+    .venv/bin/python benchmarks/gate_calibration.py --analyse-only   # reuse the recorded pools
 
 What it does, exactly:
 
-1. Records a pool of real runs of Gemma 3 270M on llama.cpp (the embedded default engine,
-   ``create_engine(Settings())``), in ``--cycles`` cycles. Each cycle runs four conditions in
-   a shuffled order: ``A`` and ``A2`` (the same engine, nothing changed), ``S5`` and ``S10``
-   (the same engine behind ``SlowEngine``, which holds every token back by 5% or 10% of the
-   time it took, so TTFT and TPOT grow by that fraction and tokens/s falls by 1/(1+f)). The
-   slowdown exists only in this file. Each run: ``--requests`` requests of ``--input`` prompt
-   tokens and ``--output`` output tokens, one warm-up request.
-2. Runs a few real end-to-end paired comparisons (``ab.run_ab`` on the live engine) to time
-   them and to show the real path.
-3. Estimates the rates by resampling the recorded real runs (the CPU is shared, so thousands
-   of live trials are out of reach). What is simulated:
-   - paired gate: a trial draws distinct cycles; pair i is (A, A2) for A/A or
-     (A, S5|S10) from the same cycle, so each pair is two runs made back to back as in a live
-     comparison. Stage 1 has 5 pairs, stage 2 five more only when stage 1 is unclear; alpha
-     0.01 split over the two looks; tolerance 5%.
-   - stored-baseline gate: consecutive cycles are grouped into blocks of ``--repeats``
-     cycles; a block plays one commit's job. A trial draws distinct blocks: the baseline
-     commit (its A runs), up to 5 earlier baselines (their A runs: the history), and the
-     head (A2 runs of another block for A/A, S5/S10 runs for a slowdown). Reported for the
-     history-based variance (>= 5 earlier baselines) and the repeats-only fallback.
-   Rates come with 95% Wilson intervals over the trials. Trials reuse the same runs, so the
-   intervals describe the resampling, not fresh machines; the real-run pool size is printed.
+1. Records real runs of Gemma 3 270M on llama.cpp (the embedded default engine,
+   ``create_engine(Settings(threads=1))``) under four conditions: ``A`` and ``A2`` (the same
+   engine, nothing changed) and ``S5``/``S10`` (the same engine behind ``SlowEngine``, which
+   after every token spins the engine's own thread for 5% or 10% of the time that token took,
+   so TTFT and TPOT grow by that fraction and tokens/s falls by 1/(1+f), exactly as if the
+   engine did that much more work). The slowdown exists only in this file. Each run:
+   ``--requests`` requests of ``--input`` prompt and ``--output`` output tokens, one warm-up.
+   Two pools:
+   - interleaved pairs (the paired gate's default for sequential workloads): ``--pair-cycles``
+     cycles, each making the pairs (A, A2), (A, S5), (A, S10) in a shuffled order with
+     ``bench.run_benchmark_interleaved`` (the two runs of a pair made together, request by
+     request, A B B A ...; which side goes first alternates between cycles);
+   - separate runs (the stored-baseline gate, and the paired gate with ``interleave="runs"``):
+     ``--cycles`` cycles, each running A, A2, S5 and S10 one after the other, shuffled.
+2. Runs real end-to-end paired comparisons (``ab.run_paired`` over interleaved pairs on the
+   live engine, exactly what ``llmperf_bench.compare`` does): ``--live-trials`` A/A and as
+   many A vs S10.
+3. Estimates the rates by resampling the recorded real runs (thousands of live trials are out
+   of reach on 2 cores). What is simulated:
+   - paired gate: a trial draws distinct recorded pairs of its condition, without
+     replacement, and feeds them to ``ab.run_paired`` (5 pairs, then 5 more only when
+     unclear; alpha 0.01 spent over the two looks; tolerance 5%), so the decision code is the
+     plugin's own;
+   - the same on separate runs (``interleave="runs"``): pair i is (A, A2 | S5 | S10) from one
+     cycle;
+   - stored-baseline gate: consecutive cycles of the separate pool are grouped into blocks of
+     ``--repeats``; a block plays one commit's job. A trial draws distinct blocks: the baseline
+     commit (its A runs), up to 5 earlier baselines (their A runs: the history), and the head
+     (A2 runs of another block for A/A, S5/S10 runs for a slowdown).
+   Rates come with 95% Wilson intervals over the trials. Trials re-use the same runs, so the
+   intervals describe the resampling, not fresh machines; the pool sizes are printed.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_llmperf import ab, stats  # noqa: E402
-from pytest_llmperf.bench import run_benchmark  # noqa: E402
+from pytest_llmperf.bench import run_benchmark, run_benchmark_interleaved  # noqa: E402
 from pytest_llmperf.config import Settings  # noqa: E402
 from pytest_llmperf.engines import create_engine  # noqa: E402
 from pytest_llmperf.engines.base import Engine, Generation, GenerationParams, OnChunk  # noqa: E402
@@ -85,17 +94,14 @@ class SlowEngine(Engine):
 
         def slowed(t_ns: int, n: int) -> None:
             nonlocal last
-            # Runs on the engine's thread: holding it back delays the next token too.
+            # Runs on the engine's thread, which spins (keeps its core busy, as more work
+            # would) until the token is late by frac of the time it took; the next token
+            # cannot start before.
             target = t_ns + int((t_ns - last) * frac)
-            while True:
-                now = time.perf_counter_ns()
-                if now >= target:
-                    break
-                if target - now > 2_000_000:
-                    time.sleep((target - now - 1_000_000) / 1e9)
-            now = time.perf_counter_ns()
-            last = now
-            on_chunk(now, n)
+            while time.perf_counter_ns() < target:
+                pass
+            last = time.perf_counter_ns()
+            on_chunk(last, n)
 
         return await self.inner.generate(prompt, params, slowed if frac > 0 else on_chunk)
 
@@ -120,14 +126,50 @@ def rate(k: int, n: int) -> str:
 
 # ------------------------------------------------------------------------------ recording
 
+PAIRS = (("A", "A2"), ("A", "S5"), ("A", "S10"))
 
-def record(args: argparse.Namespace) -> dict[str, Any]:
+
+def make_engines(args: argparse.Namespace) -> tuple[Engine, dict[str, Engine]]:
     engine = create_engine(Settings(threads=args.threads))
-    engines = {c: (engine if SLOWDOWN[c] == 0 else SlowEngine(engine, SLOWDOWN[c]))
-               for c in CONDITIONS}
-    workload = Workload(input_tokens=args.input, output_tokens=args.output,
-                        requests=args.requests, warmup=1)
+    return engine, {c: (engine if SLOWDOWN[c] == 0 else SlowEngine(engine, SLOWDOWN[c]))
+                    for c in CONDITIONS}
+
+
+def make_workload(args: argparse.Namespace) -> Workload:
+    return Workload(input_tokens=args.input, output_tokens=args.output,
+                    requests=args.requests, warmup=1)
+
+
+def record_pairs(engines: Mapping[str, Engine], workload: Workload,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """Interleaved pairs: per cycle (A, A2), (A, S5), (A, S10), shuffled."""
     rng = random.Random(args.seed)
+    cycles: list[dict[str, Any]] = []
+    t_start = time.perf_counter()
+    for c in range(args.pair_cycles):
+        order = list(PAIRS)
+        rng.shuffle(order)
+        cycle: dict[str, Any] = {"order": [b for _, b in order], "b_first": c % 2 == 1}
+        for a_cond, b_cond in order:
+            t0 = time.perf_counter()
+            ra, rb = run_benchmark_interleaved(engines[a_cond], engines[b_cond], workload,
+                                               b_first=c % 2 == 1)
+            cycle[b_cond] = {"a": dict(ra.summary), "b": dict(rb.summary),
+                             "wall_s": time.perf_counter() - t0}
+        cycle["loadavg_1m"] = os.getloadavg()[0]
+        cycles.append(cycle)
+        el = time.perf_counter() - t_start
+        change = {k: cycle[k]["b"]["tpot_p50_ms"] / cycle[k]["a"]["tpot_p50_ms"] - 1
+                  for _, k in PAIRS}
+        print(f"pair cycle {c + 1}/{args.pair_cycles} ({el:.0f} s): " + ", ".join(
+            f"A/{k} tpot {100 * v:+.1f}%" for k, v in change.items()), flush=True)
+    return {"cycles": cycles, "record_s": time.perf_counter() - t_start}
+
+
+def record_separate(engines: Mapping[str, Engine], workload: Workload,
+                    args: argparse.Namespace) -> dict[str, Any]:
+    """Separate runs: per cycle A, A2, S5, S10 one after the other, shuffled."""
+    rng = random.Random(args.seed + 1)
     cycles: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     for c in range(args.cycles):
@@ -144,26 +186,24 @@ def record(args: argparse.Namespace) -> dict[str, Any]:
         print(f"cycle {c + 1}/{args.cycles} ({el:.0f} s): " + ", ".join(
             f"{k} tpot {cycle[k]['summary']['tpot_p50_ms']:.1f}" for k in CONDITIONS),
             flush=True)
-    live = live_trials(engines, workload, args) if args.live_trials else []
-    info = engine.info()
-    engine.close()
-    return {"workload": workload.to_dict(), "engine": info,
-            "cycles": cycles, "live": live, "record_s": time.perf_counter() - t_start}
+    return {"cycles": cycles, "record_s": time.perf_counter() - t_start}
 
 
 def live_trials(engines: Mapping[str, Engine], workload: Workload,
                 args: argparse.Namespace) -> list[dict[str, Any]]:
+    """End-to-end paired comparisons on the live engine, as llmperf_bench.compare makes them."""
     out = []
-    for cond in ("A2", "S10")[: args.live_trials * 2]:
-        def runner(e: Engine) -> Callable[[], Any]:
-            return lambda: run_benchmark(e, workload)
+    for cond in ["A2", "S10"] * args.live_trials:
+        def pair(i: int, _b: Engine = engines[cond]) -> Any:
+            return run_benchmark_interleaved(engines["A"], _b, workload, b_first=i % 2 == 1)
 
         t0 = time.perf_counter()
-        v = ab.run_ab(runner(engines["A"]), runner(engines[cond]), {}, alpha=args.alpha)
+        v = ab.run_paired(pair, {}, alpha=args.alpha)
         out.append({"condition": cond, "verdict": v.verdict, "pairs": v.pairs,
-                    "wall_s": time.perf_counter() - t0,
+                    "wall_s": time.perf_counter() - t0, "loadavg_1m": os.getloadavg()[0],
                     "metrics": {m.metric: [m.change_pct, m.ci_low_pct, m.ci_high_pct,
-                                           m.verdict] for m in v.metrics if m.gated}})
+                                           m.verdict, m.p_value]
+                                for m in v.metrics if m.gated}})
         print(f"live paired trial A vs {cond}: {v.verdict} after {v.pairs} pairs "
               f"({out[-1]['wall_s']:.0f} s)", flush=True)
     return out
@@ -172,48 +212,29 @@ def live_trials(engines: Mapping[str, Engine], workload: Workload,
 # ------------------------------------------------------------------------------- analysis
 
 
-def paired_trials(cycles: Sequence[Mapping[str, Any]], cond: str, trials: int, alpha: float,
-                  rng: np.random.Generator) -> dict[str, Any]:
+def resampled_paired(pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+                     trials: int, alpha: float, rng: np.random.Generator,
+                     wall: Sequence[float], interleave: str = "requests") -> dict[str, Any]:
+    """``ab.run_paired`` fed with recorded pairs drawn without replacement."""
+    if len(pairs) < 10:
+        return {"alarms": 0, "trials": 0, "mean_pairs": 0.0, "mean_wall_s": 0.0}
     alarms = pairs_used = 0
-    wall = 0.0
+    spent = 0.0
     for _ in range(trials):
-        drawn: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        # Distinct cycles (without replacement): a repeated pair would fake certainty.
-        order = iter(rng.permutation(len(cycles)))
+        order = [int(i) for i in rng.permutation(len(pairs))]
+        used: list[int] = []
 
-        def pair(_order: Any = order) -> tuple[dict[str, Any], dict[str, Any]]:
-            c = cycles[int(next(_order))]
-            return c["A"], c[cond]
+        def pair(i: int, _order: list[int] = order, _used: list[int] = used) -> Any:
+            k = _order[i]
+            _used.append(k)
+            return pairs[k]
 
-        v = run_ab_resampled(drawn, pair, alpha)
+        v = ab.run_paired(pair, {}, alpha=alpha, interleave=interleave)
         alarms += v.verdict == "regression"
         pairs_used += v.pairs
-        wall += sum(a["wall_s"] + b["wall_s"] for a, b in drawn)
+        spent += sum(wall[k] for k in used)
     return {"alarms": alarms, "trials": trials, "mean_pairs": pairs_used / trials,
-            "mean_wall_s": wall / trials}
-
-
-def run_ab_resampled(drawn: list[Any], pair: Callable[[], Any], alpha: float) -> ab.ABVerdict:
-    """ab.run_ab fed with recorded pairs: each A call draws a recorded pair, B returns its mate."""
-    state: dict[str, Any] = {}
-
-    def run_a() -> Mapping[str, Any]:
-        if "pending_a" in state:
-            return state.pop("pending_a")
-        a, b = pair()
-        drawn.append((a, b))
-        state["pending_b"] = b["summary"]
-        return a["summary"]
-
-    def run_b() -> Mapping[str, Any]:
-        if "pending_b" in state:
-            return state.pop("pending_b")
-        a, b = pair()
-        drawn.append((a, b))
-        state["pending_a"] = a["summary"]
-        return b["summary"]
-
-    return ab.run_ab(run_a, run_b, {}, alpha=alpha)
+            "mean_wall_s": spent / trials}
 
 
 def stored_trials(cycles: Sequence[Mapping[str, Any]], cond: str, trials: int, alpha: float,
@@ -226,13 +247,12 @@ def stored_trials(cycles: Sequence[Mapping[str, Any]], cond: str, trials: int, a
     alarms = 0
     inconclusive = 0
     wall = 0.0
-    head_cond = "A2" if cond == "A2" else cond
     for _ in range(trials):
         pick = rng.choice(nblocks, size=need, replace=False)
         base_b, head_b = blocks[pick[0]], blocks[pick[1]]
         hist_b = [blocks[i] for i in pick[2:]]
         base = [c["A"] for c in base_b]
-        cur = [c[head_cond] for c in head_b]
+        cur = [c[cond] for c in head_b]
         hist = [base] + [[c["A"] for c in b] for b in hist_b] if history else []
         verdicts = compare_runs({}, base, cur, hist, alpha=alpha)
         gated = [v for v in verdicts if v.gated]
@@ -243,48 +263,73 @@ def stored_trials(cycles: Sequence[Mapping[str, Any]], cond: str, trials: int, a
             "mean_wall_s": wall / trials}
 
 
-def noise_report(cycles: Sequence[Mapping[str, Any]]) -> list[str]:
+def ratio_report(pairs: Mapping[str, Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]]
+                 ) -> list[str]:
     lines = []
     for m in METRICS:
-        a = np.log([c["A"]["summary"][m] for c in cycles])
-        a2 = np.log([c["A2"]["summary"][m] for c in cycles])
-        s10 = np.log([c["S10"]["summary"][m] for c in cycles])
-        s5 = np.log([c["S5"]["summary"][m] for c in cycles])
-        lines.append(
-            f"  {m:12s} run-to-run CV {100 * a.std(ddof=1):4.1f}%, paired A/A log-ratio sd "
-            f"{100 * (a2 - a).std(ddof=1):4.1f}%, measured S5 "
-            f"{100 * np.expm1((s5 - a).mean()):+.1f}%, S10 "
-            f"{100 * np.expm1((s10 - a).mean()):+.1f}%")
+        parts = []
+        for cond, ps in pairs.items():
+            r = np.log([b[m] / a[m] for a, b in ps])
+            parts.append(f"{cond} {100 * np.expm1(r.mean()):+.1f}% (sd {100 * r.std(ddof=1):.1f}%)")
+        lines.append(f"  {m:12s} log-ratio B/A: " + ", ".join(parts))
     return lines
 
 
-def analyse(pool: Mapping[str, Any], args: argparse.Namespace) -> None:
-    cycles = pool["cycles"]
-    if args.cycle_range:
-        lo, _, hi = args.cycle_range.partition(":")
-        cycles = cycles[int(lo or 0):int(hi) if hi else None]
-        print(f"analysing cycles {args.cycle_range} only")
+def loads_line(cycles: Sequence[Mapping[str, Any]]) -> str:
     loads = [c["loadavg_1m"] for c in cycles if "loadavg_1m" in c]
-    if loads:
-        print(f"1-minute load average during the cycles: {min(loads):.1f} .. {max(loads):.1f}")
-    rng = np.random.default_rng(args.seed)
-    run_s = np.mean([c[k]["wall_s"] for c in cycles for k in CONDITIONS])
+    return f"1-minute load average {min(loads):.1f} .. {max(loads):.1f}" if loads else ""
+
+
+NAMES = {"A2": "A/A (false alarm)", "S5": "5% slower", "S10": "10% slower"}
+
+
+def analyse_pairs(pool: Mapping[str, Any], args: argparse.Namespace,
+                  rng: np.random.Generator) -> None:
+    cycles = pool["cycles"]
     w = pool["workload"]
-    print(f"\npool: {len(cycles)} cycles x {len(CONDITIONS)} real runs "
-          f"({w['requests']} requests x {w['input_tokens']}+{w['output_tokens']} tokens, "
-          f"{run_s:.1f} s per run; recorded in {pool.get('record_s', 0):.0f} s)")
-    print("measured noise and injected effect:")
-    print("\n".join(noise_report(cycles)))
-    print(f"\nalpha {args.alpha}, tolerance 5%, gated: {', '.join(METRICS)}; "
-          "rate [95% Wilson interval]; a trial alarms when any gated metric regresses")
-    names = {"A2": "A/A (false alarm)", "S5": "5% slower", "S10": "10% slower"}
-    print(f"\npaired gate ({args.trials} resampled trials each; 5 + 5 pairs, two looks):")
+    pairs = {c: [(x[c]["a"], x[c]["b"]) for x in cycles] for c in ("A2", "S5", "S10")}
+    wall = {c: [x[c]["wall_s"] for x in cycles] for c in ("A2", "S5", "S10")}
+    print(f"\n== paired gate, pairs interleaved request by request ==\npool: {len(cycles)} "
+          f"cycles x 3 interleaved pairs ({w['requests']} requests x {w['input_tokens']}+"
+          f"{w['output_tokens']} tokens per side, {np.mean(wall['A2']):.1f} s per pair; "
+          f"recorded in {pool.get('record_s', 0):.0f} s); {loads_line(cycles)}")
+    print("\n".join(ratio_report(pairs)))
+    print(f"{args.trials} resampled trials each; 5 + 5 pairs, alpha {args.alpha} spent over two "
+          "looks, tolerance 5%, gated: " + ", ".join(METRICS))
     for cond in ("A2", "S5", "S10"):
-        t0 = time.perf_counter()
-        r = paired_trials(cycles, cond, args.trials, args.alpha, rng)
-        print(f"  {names[cond]:18s} alarms {rate(r['alarms'], r['trials'])}  "
-              f"mean pairs {r['mean_pairs']:.1f}, engine time per trial {r['mean_wall_s']:.0f} s"
-              f" (analysis {time.perf_counter() - t0:.1f} s)")
+        r = resampled_paired(pairs[cond], args.trials, args.alpha, rng, wall[cond])
+        if not r["trials"]:
+            print(f"  {NAMES[cond]:18s} pool too small (10 pairs needed)")
+            continue
+        print(f"  {NAMES[cond]:18s} alarms {rate(r['alarms'], r['trials'])}  mean pairs "
+              f"{r['mean_pairs']:.1f}, engine time per decision {r['mean_wall_s']:.0f} s")
+
+
+def analyse_separate(pool: Mapping[str, Any], args: argparse.Namespace,
+                     rng: np.random.Generator) -> None:
+    cycles = pool["cycles"]
+    w = pool["workload"]
+    run_s = np.mean([c[k]["wall_s"] for c in cycles for k in CONDITIONS])
+    print(f"\n== separate runs ==\npool: {len(cycles)} cycles x {len(CONDITIONS)} real runs "
+          f"({w['requests']} requests x {w['input_tokens']}+{w['output_tokens']} tokens, "
+          f"{run_s:.1f} s per run; recorded in {pool.get('record_s', 0):.0f} s); "
+          f"{loads_line(cycles)}")
+    for m in METRICS:
+        a = np.log([c["A"]["summary"][m] for c in cycles])
+        print(f"  {m:12s} run-to-run CV {100 * a.std(ddof=1):4.1f}%")
+    pairs = {c: [(x["A"]["summary"], x[c]["summary"]) for x in cycles]
+             for c in ("A2", "S5", "S10")}
+    print("\n".join(ratio_report(pairs)))
+    print(f"\npaired gate with interleave='runs' ({args.trials} resampled trials each; pair i = "
+          "A then the other condition from one cycle):")
+    for cond in ("A2", "S5", "S10"):
+        wall = [x["A"]["wall_s"] + x[cond]["wall_s"] for x in cycles]
+        r = resampled_paired(pairs[cond], args.trials, args.alpha, rng, wall, "runs")
+        if not r["trials"]:
+            print(f"  {NAMES[cond]:18s} pool too small (10 pairs needed)")
+            continue
+        print(f"  {NAMES[cond]:18s} alarms {rate(r['alarms'], r['trials'])}  mean pairs "
+              f"{r['mean_pairs']:.1f}, engine time per decision {r['mean_wall_s']:.0f} s")
     for label, hist, reps in (("history of 5 earlier baselines", 5, args.repeats),
                               ("history of 5, repeats=1", 5, 1),
                               ("repeats only, no history", 0, args.repeats)):
@@ -293,21 +338,32 @@ def analyse(pool: Mapping[str, Any], args: argparse.Namespace) -> None:
         for cond in ("A2", "S5", "S10"):
             r = stored_trials(cycles, cond, args.trials, args.alpha, reps, hist, rng)
             if not r["trials"]:
-                print(f"  {names[cond]:18s} {r.get('note')}")
+                print(f"  {NAMES[cond]:18s} {r.get('note')}")
                 continue
-            print(f"  {names[cond]:18s} alarms {rate(r['alarms'], r['trials'])}  "
+            print(f"  {NAMES[cond]:18s} alarms {rate(r['alarms'], r['trials'])}  "
                   f"engine time per head job {r['mean_wall_s']:.0f} s"
                   + (f", inconclusive {r['inconclusive']}" if r.get("inconclusive") else ""))
+
+
+def analyse(pool: Mapping[str, Any], args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(args.seed)
+    if pool.get("pairs"):
+        analyse_pairs(pool["pairs"] | {"workload": pool["workload"]}, args, rng)
+    if pool.get("separate"):
+        analyse_separate(pool["separate"] | {"workload": pool["workload"]}, args, rng)
     for t in pool.get("live", []):
-        ms = ", ".join(f"{k} {v[0]:+.1f}% [{v[1]:+.1f}, {v[2]:+.1f}] {v[3]}"
+        ms = ", ".join(f"{k} {v[0]:+.1f}% [{v[1]:+.1f}, {v[2]:+.1f}] p={v[4]:.4f}"
                        for k, v in t["metrics"].items())
-        print(f"\nlive paired trial A vs {t['condition']}: {t['verdict']} after {t['pairs']} pairs"
-              f" in {t['wall_s']:.0f} s: {ms}")
+        print(f"\nlive paired trial A vs {t['condition']}: {t['verdict']} after {t['pairs']} "
+              f"pairs in {t['wall_s']:.0f} s (load {t.get('loadavg_1m', 0):.1f}): {ms}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cycles", type=int, default=30)
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--pair-cycles", type=int, default=30,
+                   help="cycles of 3 interleaved pairs (0: skip)")
+    p.add_argument("--cycles", type=int, default=24,
+                   help="cycles of 4 separate runs (0: skip)")
     p.add_argument("--requests", type=int, default=4)
     p.add_argument("--input", type=int, default=32)
     p.add_argument("--output", type=int, default=16)
@@ -321,15 +377,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="live end-to-end paired trials per condition (A/A and 10%%)")
     p.add_argument("--pool", default="/tmp/llmperf_gate_pool.json")
     p.add_argument("--analyse-only", action="store_true")
-    p.add_argument("--cycle-range", default="",
-                   help="analyse only these recorded cycles, e.g. 0:12 (Python slice)")
     args = p.parse_args(argv)
     path = Path(args.pool)
     if args.analyse_only:
         pool = json.loads(path.read_text())
     else:
-        pool = record(args)
+        engine, engines = make_engines(args)
+        workload = make_workload(args)
+        pool = {"workload": workload.to_dict(), "engine": engine.info(), "version": 2}
+        if args.pair_cycles:
+            pool["pairs"] = record_pairs(engines, workload, args)
+            path.write_text(json.dumps(pool))
+        if args.cycles:
+            pool["separate"] = record_separate(engines, workload, args)
+            path.write_text(json.dumps(pool))
+        pool["live"] = live_trials(engines, workload, args) if args.live_trials else []
         path.write_text(json.dumps(pool))
+        engine.close()
     analyse(pool, args)
     return 0
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from .engines.base import Engine
 from .gpu import GPUSampler
-from .loadgen import Progress, run_load
+from .loadgen import Progress, run_interleaved_load, run_load
 from .memory import PeakRSS
 from .metrics import RunResult, summarize
 from .workload import Workload, build_prompts
@@ -82,3 +82,32 @@ def run_benchmark(
     )
     result.warnings.extend(client_warnings(result, engine.stamps_on_loop))
     return result
+
+
+def run_benchmark_interleaved(
+    engine_a: Engine,
+    engine_b: Engine,
+    workload: Workload,
+    *,
+    b_first: bool = False,
+    progress: Progress | None = None,
+) -> tuple[RunResult, RunResult]:
+    """One run of each engine, made together request by request (see
+    ``loadgen.run_interleaved_load``): one pair of a paired A/B comparison."""
+    prompts = (build_prompts(engine_a.tokenizer, workload),
+               build_prompts(engine_b.tokenizer, workload))
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    with (PeakRSS(engine_a.memory_pids()) as rss_a, PeakRSS(engine_b.memory_pids()) as rss_b,
+          GPUSampler() as gpu):
+        loads = _run_coroutine(run_interleaved_load((engine_a, engine_b), prompts, workload,
+                                                    b_first=b_first, progress=progress))
+    results = []
+    for engine, load, rss in ((engine_a, loads[0], rss_a), (engine_b, loads[1], rss_b)):
+        summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=rss.peak_mb,
+                            gpu_mem_mb=gpu.peak_mem_mb)
+        result = RunResult(summary=summary, samples=load.records, workload=workload.to_dict(),
+                           engine=engine.info(), warnings=list(load.warnings),
+                           started_at=started, client=load.client)
+        result.warnings.extend(client_warnings(result, engine.stamps_on_loop))
+        results.append(result)
+    return results[0], results[1]

@@ -1,4 +1,5 @@
-"""The ``llmperf`` command: stored baselines (list, show, diff, prune, changes) and reports.
+"""The ``llmperf`` command: stored baselines (list, show, diff, prune, changes), reports, and
+bisect (the first commit of a regression, confirmed with the paired gate).
 
 Errors are one line on stderr; bad usage exits with 2, unreadable baseline files with 1.
 """
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import gitinfo, stats
+from . import bisect, gitinfo, stats
 from .gate import compare_runs
 from .profile import mismatch_message
 from .store import Baseline, BaselineError, BaselineStore, run_value
@@ -235,8 +236,62 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return _warn(errors)
 
 
+def cmd_bisect(args: argparse.Namespace) -> int:
+    opts = bisect.Options(
+        good=args.good, bad=args.bad, repo=Path(args.repo) if args.repo else Path.cwd(),
+        pairs=args.pairs, alpha=args.alpha, max_regression_pct=args.max_regression_pct,
+        python=args.python or sys.executable, keep_worktrees=args.keep_worktrees,
+        pytest_args=list(args.pytest_args), json_path=Path(args.json) if args.json else None)
+    try:
+        return bisect.run(opts)
+    except bisect.BisectError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _add_bisect(sub: Any) -> None:
+    p = sub.add_parser(
+        "bisect", help="find the first commit of a regression with the paired gate",
+        usage="%(prog)s GOOD BAD [options] [-- PYTEST_ARG ...]",
+        description="Compare commits of GOOD..BAD (first parent) with GOOD, each checked out "
+                    "in a temporary git worktree and run as interleaved pytest --llmperf "
+                    "sessions (G X, X G, ...), and name the first one that regressed. "
+                    "Exit 0: found; 1: BAD is not slower than GOOD; 2: bad usage or a "
+                    "session that produced no numbers.")
+    p.add_argument("good", metavar="GOOD", help="a known-good commit, branch or tag")
+    p.add_argument("bad", metavar="BAD", help="a bad commit, branch or tag (GOOD's descendant)")
+    p.add_argument("pytest_args", metavar="PYTEST_ARG", nargs="*",
+                   help="arguments for pytest in each session, after -- (test paths, -k ...)")
+    p.add_argument("--repo", metavar="DIR",
+                   help="the git repository (default: the one around the current directory)")
+    p.add_argument("--pairs", type=int, default=bisect.DEFAULT_PAIRS, metavar="N",
+                   help=f"interleaved session pairs per comparison (default "
+                        f"{bisect.DEFAULT_PAIRS})")
+    p.add_argument("--alpha", type=float, default=stats.DEFAULT_ALPHA, metavar="A",
+                   help=f"false-alarm rate of one comparison, split over the tests (default "
+                        f"{stats.DEFAULT_ALPHA:g})")
+    p.add_argument("--max-regression-pct", type=float, default=None, metavar="P",
+                   help="tolerance in percent (default: each test's marker, else "
+                        f"{stats.DEFAULT_TOLERANCE_PCT:g})")
+    p.add_argument("--python", metavar="PY",
+                   help="the Python that runs pytest (default: this one)")
+    p.add_argument("--keep-worktrees", action="store_true",
+                   help="keep the worktrees and session results (for debugging)")
+    p.add_argument("--json", metavar="FILE", help="write the outcome here as JSON")
+    p.set_defaults(func=cmd_bisect)
+
+
+def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(llmperf's arguments, pytest's arguments): bisect's are after the first ``--``."""
+    argv = list(argv)
+    if "--" in argv and "bisect" in argv[: argv.index("--")]:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="llmperf", description="pytest-llmperf baselines and reports")
+    parser = _Parser(prog="llmperf",
+                     description="pytest-llmperf baselines, reports and bisect")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     bl = sub.add_parser("baselines", help="list, show, diff and prune stored baselines")
@@ -278,17 +333,24 @@ def build_parser() -> argparse.ArgumentParser:
         report = None
     if report is not None and hasattr(report, "add_parser"):
         report.add_parser(sub)
+    _add_bisect(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    own, passthrough = _split_passthrough(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(own)
+    if passthrough:
+        args.pytest_args = [*args.pytest_args, *passthrough]
     try:
         return int(args.func(args))
     except UsageError as exc:
         print(f"llmperf: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("llmperf: interrupted", file=sys.stderr)
+        return 130
     except BaselineError as exc:
         print(f"llmperf: error: {exc}", file=sys.stderr)
         return 1

@@ -127,18 +127,106 @@ async def run_load(
     ]
 
     def params_for(p: Prompt) -> GenerationParams:
-        return GenerationParams(
-            max_tokens=p.output_tokens,
-            ignore_eos=workload.ignore_eos,
-            temperature=workload.temperature,
-            seed=workload.seed,
-            chat=workload.chat,
-        )
+        return _params(workload, p)
 
     run_context = getattr(engine, "run_context", None)
     async with run_context() if run_context is not None else contextlib.nullcontext():
         return await _run(engine, prompts, workload, progress, concurrency, warnings, t0,
                           records, params_for)
+
+
+def _params(workload: Workload, p: Prompt) -> GenerationParams:
+    return GenerationParams(
+        max_tokens=p.output_tokens,
+        ignore_eos=workload.ignore_eos,
+        temperature=workload.temperature,
+        seed=workload.seed,
+        chat=workload.chat,
+    )
+
+
+def interleave_problem(workload: Workload) -> str | None:
+    """Why a workload cannot be interleaved request by request (None when it can)."""
+    if workload.concurrency != 1 or workload.rate is not None or workload.duration_s:
+        return ("request-level interleaving needs a sequential workload (concurrency=1, no "
+                "rate, no duration_s); use interleave='runs' for concurrent or open-loop load")
+    return None
+
+
+async def run_interleaved_load(
+    engines: tuple[Engine, Engine],
+    prompts: tuple[Sequence[Prompt], Sequence[Prompt]],
+    workload: Workload,
+    *,
+    b_first: bool = False,
+    progress: Progress | None = None,
+) -> tuple[LoadResult, LoadResult]:
+    """Run one sequential workload on two engines at once, request by request: A B B A A B ...
+
+    Both engines see the machine in the same state within a second of each other, so a slow
+    drift of the machine (other jobs, clock changes) hits both sides of the comparison alike.
+    Each engine's records live on that engine's own timeline: the time the other engine spent
+    is taken out (its origin moves forward by it), so an engine's duration, and its tokens/s,
+    are what it would have shown running its requests back to back. Warm-up requests of both
+    engines run first (A then B), unmeasured.
+    """
+    problem = interleave_problem(workload)
+    if problem:
+        raise ValueError(problem)
+    n = len(prompts[0])
+    if len(prompts[1]) != n:
+        raise ValueError("both engines need the same number of prompts")
+    now = time.perf_counter_ns()
+    origin = [now, now]  # each engine's t0, moved on by the other engine's time
+    records = [[RequestRecord(index=i, prompt_tokens=p.input_tokens, warmup=i < workload.warmup)
+                for i, p in enumerate(side)] for side in prompts]
+    other_ns = [0, 0]
+    monitor = _LagMonitor()
+    total = n - workload.warmup
+
+    async def one(side: int, i: int) -> None:
+        start = time.perf_counter_ns()
+        await _one(engines[side], prompts[side][i], _params(workload, prompts[side][i]),
+                   records[side][i], origin[side])
+        spent = time.perf_counter_ns() - start
+        origin[1 - side] += spent
+        other_ns[1 - side] += spent
+
+    async with contextlib.AsyncExitStack() as stack:
+        distinct = [engines[0]] + ([engines[1]] if engines[1] is not engines[0] else [])
+        for engine in distinct:  # an A/A comparison may pass the same engine twice
+            ctx = getattr(engine, "run_context", None)
+            if ctx is not None:
+                await stack.enter_async_context(ctx())
+        monitor.start()
+        for i in range(workload.warmup):
+            await one(0, i)
+            await one(1, i)
+        for k, i in enumerate(range(workload.warmup, n)):
+            first = 1 if (k % 2 == 1) != b_first else 0
+            await one(first, i)
+            await one(1 - first, i)
+            if progress is not None:
+                progress(k + 1, total)
+        await monitor.stop()
+    lags = np.asarray(monitor.lags_ns, dtype=float) / NS_PER_MS
+    out = []
+    for side in (0, 1):
+        client: dict[str, Any] = {
+            "concurrency": 1,
+            "asked_concurrency": 1,
+            "asked_rate_rps": None,
+            "arrival": "closed",
+            "interleaved": True,
+            "first": "B" if b_first else "A",
+            "other_engine_s": other_ns[side] / 1e9,
+            "t0_ns": origin[side],
+            "loop_lag_p50_ms": float(np.percentile(lags, 50)) if lags.size else None,
+            "loop_lag_p99_ms": float(np.percentile(lags, 99)) if lags.size else None,
+            "loop_lag_max_ms": float(lags.max()) if lags.size else None,
+        }
+        out.append(LoadResult(records=records[side], client=client))
+    return out[0], out[1]
 
 
 async def _run(

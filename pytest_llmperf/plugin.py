@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from . import config as cfg
-from .bench import run_benchmark
+from .bench import run_benchmark, run_benchmark_interleaved
 from .engines import Engine, EngineError, create_engine
 from .failures import call_or_fail
 from .gate import Gate, GateConfigError, GateUsageError
@@ -233,16 +233,21 @@ class LLMPerfBench:
         stage2: int = 5,
         labels: tuple[str, str] = ("A", "B"),
         fail: bool = True,
+        interleave: str = "auto",
     ) -> Any:
         """Paired A/B: is engine_b slower than engine_a? Returns an ``ab.ABVerdict``.
 
-        Runs A and B interleaved (A B, B A, ...), ``stage1`` pairs first and ``stage2`` more
+        Each pair is one run of A and one of B, ``stage1`` pairs first and ``stage2`` more
         only while the answer is unclear; the gated metrics and tolerances come from the
-        marker (``gate``, ``max_regression_pct``). With ``fail`` (the default) a regression
-        fails the test at its end, in the same message as the thresholds. These runs are not
-        thresholds' runs and are never saved as baselines.
+        marker (``gate``, ``max_regression_pct``). ``interleave``: "requests" makes a pair's
+        two runs together, request by request (A B B A ...), so both see the machine in the
+        same state (the default, "auto", for sequential workloads); "runs" runs them one after
+        the other, alternating which goes first (the only way for concurrent or open-loop
+        load). With ``fail`` (the default) a regression fails the test at its end, in the
+        same message as the thresholds. These runs are never saved as baselines.
         """
-        from .ab import run_ab
+        from .ab import run_ab, run_paired
+        from .loadgen import interleave_problem
 
         for e in (engine_a, engine_b):
             if not isinstance(e, Engine):
@@ -252,15 +257,35 @@ class LLMPerfBench:
         level = alpha if alpha is not None else (gate.alpha if gate else self._state.settings.alpha)
         base = self._item.nodeid
 
+        if interleave not in ("auto", "requests", "runs"):
+            pytest.fail(f"llmperf: interleave={interleave!r}: use 'auto', 'requests' or 'runs'",
+                        pytrace=False)
+        problem = interleave_problem(workload)
+        if interleave == "requests" and problem:
+            pytest.fail(f"llmperf: {problem}", pytrace=False)
+        by_request = interleave == "requests" or (interleave == "auto" and problem is None)
+
         def runner(engine: Engine, label: str) -> Any:
             return lambda: self._run_once(engine, workload, f"{base} [{label}]")
 
-        verdict = call_or_fail(
-            lambda: run_ab(runner(engine_a, labels[0]), runner(engine_b, labels[1]),
-                           thresholds, alpha=level, stage1=stage1, stage2=stage2,
-                           label_a=labels[0], label_b=labels[1]),
-            (GateConfigError, ValueError),
-        )
+        def pair(i: int) -> tuple[RunResult, RunResult]:
+            def run() -> tuple[RunResult, RunResult]:
+                with self._progress.track(f"{base} [{labels[0]}|{labels[1]} pair {i + 1}]",
+                                          workload.requests) as tick:
+                    return run_benchmark_interleaved(engine_a, engine_b, workload,
+                                                     b_first=i % 2 == 1, progress=tick)
+
+            return call_or_fail(run, (WorkloadError, EngineError))
+
+        def compare() -> Any:
+            common = {"alpha": level, "stage1": stage1, "stage2": stage2,
+                      "label_a": labels[0], "label_b": labels[1]}
+            if by_request:
+                return run_paired(pair, thresholds, **common)
+            return run_ab(runner(engine_a, labels[0]), runner(engine_b, labels[1]), thresholds,
+                          **common)
+
+        verdict = call_or_fail(compare, (GateConfigError, ValueError))
         self._item.stash.setdefault(ITEM_AB, []).append((verdict, fail))
         return verdict
 

@@ -320,13 +320,24 @@ def test_paired_compare_runs_interleaved_pairs(llmperf_pytester: pytest.Pytester
             assert v.passed
             assert v.pairs in (2, 3) and len(v.runs_a) == len(v.runs_b) == v.pairs
             assert v.metric("tpot_p50_ms").gated
+            # A sequential workload: each pair's runs were made together, request by request
+            assert all(r.client["interleaved"] for r in v.runs_a + v.runs_b)
             assert llmperf_bench.runs == []  # A/B runs are not the test's own runs
             llmperf_bench(llm_engine, w)
+            v = llmperf_bench.compare(llm_engine, llm_engine, w, stage1=2, stage2=0,
+                                      interleave="runs")
+            assert not any(r.client.get("interleaved") for r in v.runs_a + v.runs_b)
+
+        def test_concurrent_cannot_interleave_requests(llmperf_bench, llm_engine):
+            w = Workload(input_tokens=16, output_tokens=4, requests=2, concurrency=2)
+            llmperf_bench.compare(llm_engine, llm_engine, w, interleave="requests")
         """
     )
     res, data = results(pt)
-    res.assert_outcomes(passed=1)
-    [ab] = data["tests"][0]["ab"]
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*llmperf: request-level interleaving needs a sequential*"])
+    no_internal_traceback(res.stdout.str())
+    [ab, _] = next(t for t in data["tests"] if t["nodeid"].endswith("test_ab"))["ab"]
     assert ab["label_b"] == "new" and ab["pairs"] in (2, 3)
     assert {m["metric"] for m in ab["metrics"] if m["gated"]} == {
         "ttft_p50_ms", "tpot_p50_ms", "output_tps"}

@@ -163,12 +163,17 @@ def _fake_runs(rng: np.random.Generator, slowdown: float, sd: float):  # type: i
 
 def test_two_stage_ab_stops_early_when_clear_and_extends_when_not() -> None:
     rng = np.random.default_rng(6)
+    # Five pairs can never flag (the exact test's smallest p-value is 1/32): a regression,
+    # however plain, is called on all ten.
     v = ab.run_ab(*_fake_runs(rng, 0.5, 0.01))
-    assert v.verdict == "regression" and v.pairs == 5 and v.stages == 1
+    assert v.verdict == "regression" and v.pairs == 10 and v.stages == 2
     assert not v.passed and "ttft_p50_ms" in v.failure_message()
+    # A first look of ten pairs can (2**-10 is below the first look's alpha of 0.001).
+    v = ab.run_ab(*_fake_runs(rng, 0.5, 0.01), stage1=10, stage2=10)
+    assert v.verdict == "regression" and v.pairs == 10 and v.stages == 1
     v = ab.run_ab(*_fake_runs(rng, 0.0, 0.001))
     assert v.verdict == "ok" and v.pairs == 5  # every interval well inside the tolerance
-    v = ab.run_ab(*_fake_runs(rng, 0.0, 0.05))
+    v = ab.run_ab(*_fake_runs(rng, 0.0, 0.15))
     assert v.pairs == 10 and v.stages == 2  # too noisy to tell after 5 pairs: more pairs
     assert {m.metric for m in v.metrics if m.gated} == set(stats.DEFAULT_GATED)
 
@@ -207,3 +212,71 @@ def test_change_points_find_the_step_and_ignore_noise() -> None:
     # A significant but tiny shift stays below the minimum magnitude.
     small = [100.0] * 15 + [102.0] * 15
     assert stats.change_points(list(np.array(small) * np.exp(rng.normal(0, 0.001, 30)))) == []
+
+
+def test_signflip_p_values_are_exact() -> None:
+    # Every log-ratio positive: only the observed sign vector is as extreme, p = 2**-n.
+    for n in (3, 5, 10):
+        [p], [q] = stats.signflip_pvalues([np.linspace(0.01, 0.05, n)])
+        assert p == pytest.approx(2.0**-n)
+        assert q == 1.0
+    # One small negative ratio among ten: the vectors flipping only smaller magnitudes
+    # are as extreme (the observed, and flipping the 0.01 back), p = 2/1024.
+    w = np.array([0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11, 0.12, 0.13, -0.01])
+    [p], _ = stats.signflip_pvalues([w])
+    assert p == pytest.approx(2 / 1024)
+    # Enumerated for up to 16 pairs, sampled beyond (the observed vector first).
+    assert stats.sign_vectors(4).shape == (16, 4)
+    rows = stats.sign_vectors(20, samples=500)
+    assert rows.shape == (500, 20) and (rows[0] == 1).all()
+
+
+def test_five_pairs_can_never_flag_at_alpha_001() -> None:
+    v = stats.compare_paired("tpot_p50_ms", [10.0] * 5, [20.0] * 5)
+    assert v.change_pct == pytest.approx(100.0)
+    assert v.p_value == pytest.approx(1 / 32) and v.verdict == "ok"
+    v = stats.compare_paired("tpot_p50_ms", [10.0] * 7, [20.0] * 7)
+    assert v.p_value == pytest.approx(1 / 128) and v.verdict == "regression"
+
+
+def test_joint_test_costs_nothing_for_copies_and_adjusts_for_independent_metrics() -> None:
+    rng = np.random.default_rng(11)
+    w = rng.normal(0.03, 0.05, 12)
+    [alone], _ = stats.signflip_pvalues([w])
+    p_copy, _ = stats.signflip_pvalues([w, w.copy()])
+    assert p_copy == pytest.approx([alone, alone])  # tokens/s mirrors TPOT: no penalty
+    other = rng.normal(0.0, 0.05, 12)
+    p_two, _ = stats.signflip_pvalues([w, other])
+    assert alone < p_two[0] <= 2 * alone + 1e-12  # between no correction and Bonferroni
+
+
+def test_paired_gate_holds_alpha_under_heavy_tailed_skewed_noise() -> None:
+    """A/A runs whose noise is skewed with rare 3x stalls: the log-ratios of exchangeable A
+    and B are symmetric, and the exact test keeps its false alarms at or below alpha where
+    the t-test on the same pairs does not have to."""
+    rng = np.random.default_rng(12)
+    trials, n, alpha = 3000, 10, 0.05
+    alarms = 0
+    for _ in range(trials):
+        runs = np.exp(rng.gamma(0.5, 0.1, size=(2, n)))  # skewed
+        runs *= np.where(rng.random((2, n)) < 0.1, 3.0, 1.0)  # rare stalls
+        v = stats.compare_paired("ttft_p50_ms", list(runs[0]), list(runs[1]), alpha=alpha,
+                                 tolerance_pct=0)
+        alarms += v.verdict == "regression"
+    rate = alarms / trials
+    # Binomial: at the nominal 5%, 3000 trials stay below 6.3% with probability 0.999.
+    assert rate <= 0.063
+    assert rate >= 0.02  # and the test is not dead: it does reject at about its level
+
+
+def test_paired_interval_and_verdict_report_the_pairs() -> None:
+    a = [100.0, 101.0, 99.0, 100.5, 100.2, 99.8, 100.1, 99.9]
+    b = [x * 1.2 for x in a]
+    v = stats.compare_paired("ttft_p50_ms", a, b)
+    assert v.verdict == "regression" and v.method == "paired"
+    assert v.change_pct == pytest.approx(20.0)
+    assert v.ci_low_pct == pytest.approx(20.0, abs=1e-6)  # no noise in the ratios
+    assert "8 interleaved pairs; sign-flip test" in v.note
+    # tokens/s: lower is worse
+    v = stats.compare_paired("output_tps", a, [x / 1.2 for x in a])
+    assert v.verdict == "regression" and v.worse_pct == pytest.approx(100 / 6)
