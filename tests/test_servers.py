@@ -71,7 +71,11 @@ def test_impossible_length_is_a_recorded_error(llmperf_bench, llm_engine):
     # 600 prompt tokens do not fit the server's n_ctx=512: it fails every request.
     result = llmperf_bench(llm_engine, Workload(input_tokens=600, output_tokens=4, requests=2))
     assert result.errors == 2
-    assert {r.error_kind for r in result.samples} == {"incomplete"}
+    # llama_cpp.server fails inside the stream, after its headers: depending on when its
+    # worker aborts the response, the client sees the stream end without [DONE] or the
+    # chunked body cut off. Both are this server failing mid-stream, never a success.
+    assert {r.error_kind for r in result.samples} <= {"incomplete", "dropped"}
+    assert all(r.error and not r.chunk_ns for r in result.samples)
     assert any("every request failed" in w for w in result.warnings)
 """
 
