@@ -217,19 +217,17 @@ def run_paired(
             if on_pair is not None:
                 on_pair(i + 1, total)
 
-    def look(level: float) -> list[stats.MetricVerdict]:
-        # Intervals at the test's alpha, so "clearly within tolerance" does not depend on how
-        # alpha was spent; flagging uses the look's share.
+    def look(level: float, interval_alpha: float = alpha) -> list[stats.MetricVerdict]:
+        # Reported intervals are at the test's alpha whatever share of it a look spends;
+        # flagging uses the look's share.
         return decide([_summary(r) for r in runs_a], [_summary(r) for r in runs_b],
-                      thresholds, level, interval_alpha=alpha)
+                      thresholds, level, interval_alpha=interval_alpha)
 
     add_pairs(stage1)
     metrics = look(alpha1)
     stages = 1
-    clear = any(m.gated and m.verdict == "regression" for m in metrics) or is_clear(
-        decide([_summary(r) for r in runs_a], [_summary(r) for r in runs_b], thresholds,
-               alpha1, interval_alpha=FUTILITY_ALPHA))
-    if stage2 > 0 and not clear:
+    # The same verdicts (same level), with the futility bounds for "clearly within tolerance".
+    if stage2 > 0 and not is_clear(look(alpha1, FUTILITY_ALPHA)):
         add_pairs(stage2)
         stages = 2
         metrics = look(alpha2)

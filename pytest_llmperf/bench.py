@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from .engines.base import Engine
 from .gpu import GPUSampler
-from .loadgen import Progress, run_interleaved_load, run_load
+from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
 from .memory import PeakRSS
 from .metrics import RunResult, summarize
 from .workload import Workload, build_prompts
@@ -69,8 +69,14 @@ def run_benchmark(
     started = datetime.now(UTC).isoformat(timespec="seconds")
     with PeakRSS(engine.memory_pids()) as rss, GPUSampler() as gpu:
         load = _run_coroutine(run_load(engine, prompts, workload, progress))
-    summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=rss.peak_mb,
-                        gpu_mem_mb=gpu.peak_mem_mb)
+    return _result(engine, workload, load, started, rss.peak_mb, gpu.peak_mem_mb)
+
+
+def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
+            peak_rss_mb: float | None, gpu_mem_mb: float | None) -> RunResult:
+    """A run's records summarized, with the client's warnings about its own measurement."""
+    summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=peak_rss_mb,
+                        gpu_mem_mb=gpu_mem_mb)
     result = RunResult(
         summary=summary,
         samples=load.records,
@@ -101,13 +107,5 @@ def run_benchmark_interleaved(
           GPUSampler() as gpu):
         loads = _run_coroutine(run_interleaved_load((engine_a, engine_b), prompts, workload,
                                                     b_first=b_first, progress=progress))
-    results = []
-    for engine, load, rss in ((engine_a, loads[0], rss_a), (engine_b, loads[1], rss_b)):
-        summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=rss.peak_mb,
-                            gpu_mem_mb=gpu.peak_mem_mb)
-        result = RunResult(summary=summary, samples=load.records, workload=workload.to_dict(),
-                           engine=engine.info(), warnings=list(load.warnings),
-                           started_at=started, client=load.client)
-        result.warnings.extend(client_warnings(result, engine.stamps_on_loop))
-        results.append(result)
-    return results[0], results[1]
+    return (_result(engine_a, workload, loads[0], started, rss_a.peak_mb, gpu.peak_mem_mb),
+            _result(engine_b, workload, loads[1], started, rss_b.peak_mb, gpu.peak_mem_mb))

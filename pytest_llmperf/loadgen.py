@@ -61,6 +61,15 @@ class _LagMonitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def summary(self) -> dict[str, float | None]:
+        """The lag's p50, p99 and maximum in ms (None when the loop was never sampled)."""
+        lags = np.asarray(self.lags_ns, dtype=float) / NS_PER_MS
+        return {
+            "loop_lag_p50_ms": float(np.percentile(lags, 50)) if lags.size else None,
+            "loop_lag_p99_ms": float(np.percentile(lags, 99)) if lags.size else None,
+            "loop_lag_max_ms": float(lags.max()) if lags.size else None,
+        }
+
 
 async def _one(
     engine: Engine,
@@ -209,7 +218,7 @@ async def run_interleaved_load(
             if progress is not None:
                 progress(k + 1, total)
         await monitor.stop()
-    lags = np.asarray(monitor.lags_ns, dtype=float) / NS_PER_MS
+    lag_stats = monitor.summary()
     out = []
     for side in (0, 1):
         client: dict[str, Any] = {
@@ -221,9 +230,7 @@ async def run_interleaved_load(
             "first": "B" if b_first else "A",
             "other_engine_s": other_ns[side] / 1e9,
             "t0_ns": origin[side],
-            "loop_lag_p50_ms": float(np.percentile(lags, 50)) if lags.size else None,
-            "loop_lag_p99_ms": float(np.percentile(lags, 99)) if lags.size else None,
-            "loop_lag_max_ms": float(lags.max()) if lags.size else None,
+            **lag_stats,
         }
         out.append(LoadResult(records=records[side], client=client))
     return out[0], out[1]
@@ -276,7 +283,6 @@ async def _run(
     # Requests never sent (duration limit) are dropped from the record list entirely.
     records = [r for r in records if r.warmup or r.done_ns is not None]
     window_s = (measure_end - measure_start) / 1e9
-    lags = np.asarray(monitor.lags_ns, dtype=float) / NS_PER_MS
     sends = sorted(r.send_ns for r in sent)
     # Achieved rate over the span of the sends (n-1 gaps), comparable with the asked rate.
     send_span_s = (sends[-1] - sends[0]) / 1e9 if len(sends) > 1 else 0.0
@@ -291,9 +297,7 @@ async def _run(
         "measure_start_s": (measure_start - t0) / 1e9,
         "measure_end_s": (measure_end - t0) / 1e9,
         "measured_window_s": window_s,
-        "loop_lag_p50_ms": float(np.percentile(lags, 50)) if lags.size else None,
-        "loop_lag_p99_ms": float(np.percentile(lags, 99)) if lags.size else None,
-        "loop_lag_max_ms": float(lags.max()) if lags.size else None,
+        **monitor.summary(),
         "not_sent": total - len(sent),
     }
     # Open loop: how late the client dispatched each request against its schedule (client lag),

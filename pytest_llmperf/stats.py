@@ -387,6 +387,7 @@ def compare_paired_set(
         logs = {m: (np.log([float(a[m][i]) for i in idx]),  # type: ignore[arg-type]
                     np.log([float(b[m][i]) for i in idx]))  # type: ignore[arg-type]
                 for m in have}
+        position = {m: k for k, m in enumerate(logs)}  # a metric's row in the joint test
         p_w: list[float] = []
         p_b: list[float] = []
         if len(idx) >= 2:
@@ -411,7 +412,7 @@ def compare_paired_set(
                                          note="one pair cannot show the noise", **base,
                                          **common))
                 continue
-            k = list(logs).index(m)
+            k = position[m]
             lo, hi = _interval(d, float(r.std(ddof=1) / math.sqrt(r.size)), r.size - 1.0, ia)
             verdict = _verdict(m, d, p_w[k], p_b[k], alpha=alpha, tolerance_pct=tol(m),
                                gated=is_gated)
