@@ -8,6 +8,7 @@ tokens it produced and where that count came from.
 
 from __future__ import annotations
 
+import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -21,6 +22,15 @@ OnChunk = Callable[[int, int], None]
 
 class EngineError(RuntimeError):
     """The engine cannot be created or used at all (missing extra, bad model, dead server)."""
+
+
+def import_optional(module: str, name: str, hint: str, sep: str = ":") -> Any:
+    """Import an engine's optional package, or EngineError saying it is missing and how to
+    install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineError(f"{name} is not installed ({exc}){sep} {hint}") from None
 
 
 class RequestError(RuntimeError):

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from ..workload import Prompt
-from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
+from .base import (
+    Engine,
+    EngineError,
+    Generation,
+    GenerationParams,
+    OnChunk,
+    RequestError,
+    import_optional,
+)
 
 INSTALL_HINT = (
     "install the embedded engine with: pip install 'pytest-llmperf[llama]' "
@@ -29,11 +37,7 @@ INSTALL_HINT = (
 
 
 def import_llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        raise EngineError(f"llama-cpp-python is not installed ({exc}); {INSTALL_HINT}") from None
-    return llama_cpp
+    return import_optional("llama_cpp", "llama-cpp-python", INSTALL_HINT, sep=";")
 
 
 @dataclass(frozen=True)

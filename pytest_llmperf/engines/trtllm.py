@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import Settings
 from ..workload import Prompt
-from .base import EngineError, Generation, GenerationParams, OnChunk
+from .base import EngineError, Generation, GenerationParams, OnChunk, import_optional
 from .gpu_common import (
     BackgroundLoop,
     BackgroundLoopEngine,
@@ -31,11 +31,7 @@ QUANT_ALGOS = {"fp8": "FP8", "int4_awq": "W4A16_AWQ", "w4a16_awq": "W4A16_AWQ",
 
 
 def import_trtllm() -> Any:
-    try:
-        import tensorrt_llm
-    except ImportError as exc:
-        raise EngineError(f"TensorRT-LLM is not installed ({exc}): {INSTALL_HINT}") from None
-    return tensorrt_llm
+    return import_optional("tensorrt_llm", "TensorRT-LLM", INSTALL_HINT)
 
 
 class TRTLLMEngine(BackgroundLoopEngine):

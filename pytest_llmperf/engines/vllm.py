@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import Settings
 from ..workload import Prompt
-from .base import EngineError, Generation, GenerationParams, OnChunk
+from .base import EngineError, Generation, GenerationParams, OnChunk, import_optional
 from .gpu_common import (
     BackgroundLoop,
     BackgroundLoopEngine,
@@ -27,11 +27,7 @@ INSTALL_HINT = "pip install 'pytest-llmperf[vllm]' on a machine with an NVIDIA G
 
 
 def import_vllm() -> Any:
-    try:
-        import vllm
-    except ImportError as exc:
-        raise EngineError(f"vLLM is not installed ({exc}): {INSTALL_HINT}") from None
-    return vllm
+    return import_optional("vllm", "vLLM", INSTALL_HINT)
 
 
 class VLLMEngine(BackgroundLoopEngine):
