@@ -14,6 +14,19 @@ from typing import Any
 
 from pytest_llmperf.metrics import NS_PER_MS, RequestRecord, summarize
 
+# A suite of two marked tests on the tiny model: one passes, one breaks its TTFT limit.
+SUITE = """
+from pytest_llmperf import Workload, llmperf
+
+@llmperf(ttft_p95_ms=60000, min_tps=0.1)
+def test_fast(llmperf_bench, llm_engine):
+    llmperf_bench(llm_engine, Workload(input_tokens=16, output_tokens=6, requests=4))
+
+@llmperf(ttft_p50_ms=0.000001, min_tps=0.1)
+def test_too_strict(llmperf_bench, llm_engine):
+    llmperf_bench(llm_engine, Workload(input_tokens=16, output_tokens=5, requests=3))
+"""
+
 PROFILE = "llama_cpp-tiny-0123abcd"
 ENGINE = {"kind": "llama_cpp", "version": "0.3.36", "model": "tiny.gguf",
           "model_desc": "llama tiny F32", "settings": {"n_threads": 1}}

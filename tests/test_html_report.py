@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from _report_data import (
     PROFILE,
+    SUITE,
     WARNING,
     commit,
     external_references,
@@ -22,18 +23,6 @@ from pytest_llmperf.report import plots
 from pytest_llmperf.report.cli_report import main as cli_main
 from pytest_llmperf.report.html import render_html
 from pytest_llmperf.report.view import build_report, describe_host, fmt, load_history
-
-SUITE = """
-from pytest_llmperf import Workload, llmperf
-
-@llmperf(ttft_p95_ms=60000, min_tps=0.1)
-def test_fast(llmperf_bench, llm_engine):
-    llmperf_bench(llm_engine, Workload(input_tokens=16, output_tokens=6, requests=4))
-
-@llmperf(ttft_p50_ms=0.000001, min_tps=0.1)
-def test_too_strict(llmperf_bench, llm_engine):
-    llmperf_bench(llm_engine, Workload(input_tokens=16, output_tokens=5, requests=3))
-"""
 
 
 def no_internal_traceback(output: str) -> None:

@@ -6,22 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from _report_data import WARNING, results_doc
+from _report_data import SUITE, WARNING, results_doc
 
 from pytest_llmperf.report.markdown import append_step_summary, cell, render_markdown
 from pytest_llmperf.report.view import build_report, fmt
-
-SUITE = """
-from pytest_llmperf import Workload, llmperf
-
-@llmperf(ttft_p95_ms=60000, min_tps=0.1)
-def test_fast(llmperf_bench, llm_engine):
-    llmperf_bench(llm_engine, Workload(input_tokens=16, output_tokens=6, requests=4))
-
-@llmperf(ttft_p50_ms=0.000001, min_tps=0.1)
-def test_too_strict(llmperf_bench, llm_engine):
-    llmperf_bench(llm_engine, Workload(input_tokens=16, output_tokens=5, requests=3))
-"""
 
 
 def table_rows(text: str) -> list[list[str]]:
