@@ -1,6 +1,6 @@
 """How much does our own client add to what it measures?
 
-Starts the test oracle (``python -m pytest_llmperf.oracle``) as a separate process: it sends
+Starts the test oracle (``python -m pytest_llmperf.testing.oracle``) as a separate process: it sends
 the first token ``--ttft-ms`` after reading a request and then one token every ``--itl-ms``,
 and logs when each send really went out. Our load generator and HTTP engine then run
 closed-loop at each concurrency against it. Both processes stamp times with the same
@@ -33,14 +33,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.loadgen import run_load
-from pytest_llmperf.metrics import NS_PER_MS
-from pytest_llmperf.workload import Workload, build_prompts
+from pytest_llmperf.run.loadgen import run_load
+from pytest_llmperf.run.metrics import NS_PER_MS
+from pytest_llmperf.run.workload import Workload, build_prompts
 
 
 def start_oracle(ttft_ms: float, itl_ms: float) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_llmperf.oracle", "--ttft-ms", str(ttft_ms),
+        [sys.executable, "-m", "pytest_llmperf.testing.oracle", "--ttft-ms", str(ttft_ms),
          "--itl-ms", str(itl_ms)],
         stdout=subprocess.PIPE, text=True, start_new_session=True,
     )

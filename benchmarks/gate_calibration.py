@@ -58,13 +58,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pytest_llmperf import ab, stats  # noqa: E402
-from pytest_llmperf.bench import run_benchmark, run_benchmark_interleaved  # noqa: E402
-from pytest_llmperf.config import Settings  # noqa: E402
 from pytest_llmperf.engines import create_engine  # noqa: E402
 from pytest_llmperf.engines.base import Engine, Generation, GenerationParams, OnChunk  # noqa: E402
-from pytest_llmperf.gate import compare_runs  # noqa: E402
-from pytest_llmperf.workload import Prompt, Tokenizer, Workload  # noqa: E402
+from pytest_llmperf.run.bench import run_benchmark, run_benchmark_interleaved  # noqa: E402
+from pytest_llmperf.run.workload import Prompt, Tokenizer, Workload  # noqa: E402
+from pytest_llmperf.settings import Settings  # noqa: E402
+from pytest_llmperf.verdict import ab, stats  # noqa: E402
+from pytest_llmperf.verdict.gate import compare_runs  # noqa: E402
 
 METRICS = ("ttft_p50_ms", "tpot_p50_ms", "output_tps")
 CONDITIONS = ("A", "A2", "S5", "S10")

@@ -1,11 +1,20 @@
-"""pytest-llmperf: LLM inference performance as ordinary pytest tests."""
+"""pytest-llmperf: LLM inference performance as ordinary pytest tests.
+
+The public names: ``llmperf`` (the marker), ``Workload``, ``RunResult``, ``RequestRecord``.
+``RunResult`` and ``RequestRecord`` are imported on first use (they need numpy), so loading
+the plugin stays cheap.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
-from .metrics import RequestRecord, RunResult
-from .workload import Workload
+from .run.workload import Workload
+
+if TYPE_CHECKING:
+    from .run.metrics import RequestRecord, RunResult
 
 __version__ = "0.1.0"
 
@@ -13,3 +22,11 @@ __version__ = "0.1.0"
 llmperf = pytest.mark.llmperf
 
 __all__ = ["RequestRecord", "RunResult", "Workload", "__version__", "llmperf"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("RequestRecord", "RunResult"):
+        from .run import metrics
+
+        return getattr(metrics, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

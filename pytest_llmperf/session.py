@@ -1,21 +1,60 @@
-"""What one pytest session gathered: engines it loaded and every test's results."""
+"""The session: one object, registered as a plugin in ``pytest_configure``, that holds what a
+pytest session shares (settings, loaded engines, the baseline gate, every test's results,
+report lines) and implements the hooks that need it.
+
+Imports nothing heavy at module level: without ``--llmperf`` a session only validates markers
+and skips the marked tests; engines, statistics and reports are imported when first used.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .config import Settings
-from .engines.base import Engine
-from .metrics import RunResult
-from .report.progress import ProgressLine
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .engines.base import Engine
+    from .models.spec import ModelSpec
+    from .quality.accuracy import AccuracyRecord, AccuracyResult
+    from .report.progress import ProgressLine
+    from .run.metrics import RunResult
+    from .verdict.ab import ABVerdict
+    from .verdict.gate import Gate
+
+MARKER = "llmperf"
+PLUGIN_NAME = "llmperf-session"
+
+
+@dataclass
+class ItemRecord:
+    """Everything pytest-llmperf knows about one test item while it runs (one StashKey)."""
+
+    thresholds: dict[str, Any] | None = None  # None: the test is not marked @llmperf
+    runs: list[RunResult] = field(default_factory=list)
+    comparison: dict[str, Any] | None = None  # against the baseline (gate.py's shape)
+    ab: list[tuple[ABVerdict, bool]] = field(default_factory=list)  # (verdict, fail on it)
+    accuracy: list[AccuracyRecord] = field(default_factory=list)
+    spec: ModelSpec | None = None  # the quantized_model the test runs
+
+
+ITEM = pytest.StashKey[ItemRecord]()
+
+
+def item_record(item: pytest.Item) -> ItemRecord:
+    """The item's record (made on first use)."""
+    return item.stash.setdefault(ITEM, ItemRecord())
 
 
 @dataclass
 class TestRecord:
+    """One finished test as the reports see it (rebuilt from its report, so it also exists
+    on the pytest-xdist controller)."""
+
     nodeid: str
     outcome: str
     thresholds: dict[str, Any]
@@ -23,6 +62,8 @@ class TestRecord:
     message: str = ""
     comparison: dict[str, Any] | None = None  # against the baseline (gate.py's shape)
     ab: list[dict[str, Any]] = field(default_factory=list)  # paired A/B verdicts
+
+    __test__ = False  # not a pytest test class
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,26 +77,209 @@ class TestRecord:
         }
 
 
-@dataclass(eq=False)  # hashable by identity: it is registered as a pytest plugin
-class SessionState:
-    settings: Settings
-    enabled: bool
-    engines: dict[tuple[Any, ...], Engine] = field(default_factory=dict)
-    engine_errors: dict[tuple[Any, ...], str] = field(default_factory=dict)
-    tests: list[TestRecord] = field(default_factory=list)
-    _progress: ProgressLine | None = None
+class LLMPerfSession:
+    """The pytest-llmperf plugin object of one pytest process (see the module docstring)."""
 
-    def progress(self, config: pytest.Config) -> ProgressLine:
+    def __init__(self, config: pytest.Config, settings: Settings, enabled: bool,
+                 engine_names: tuple[str, ...] = ()) -> None:
+        self.config = config
+        self.settings = settings
+        self.enabled = enabled
+        self.engine_names = engine_names or (settings.engine,)
+        self.gate: Gate | None = None
+        self.engines: dict[tuple[Any, ...], Engine] = {}
+        self.engine_errors: dict[tuple[Any, ...], str] = {}
+        self.tests: list[TestRecord] = []
+        self.save_lines: list[str] = []
+        self.report_lines: list[str] = []
+        # Session caches of the quality fixtures: model specs and accuracy scores.
+        self.specs: dict[tuple[str, str], ModelSpec | str] = {}
+        self.accuracy_results: dict[tuple[Any, ...], AccuracyResult] = {}
+        self._progress: ProgressLine | None = None
+
+    @classmethod
+    def of(cls, config: pytest.Config) -> LLMPerfSession:
+        """The session object registered for ``config``."""
+        plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
+        assert isinstance(plugin, cls), "pytest-llmperf is not configured"
+        return plugin
+
+    def start(self) -> None:
+        """Fail now, not after an hour of benchmarks: report paths and the gate's options.
+
+        The gate itself (git, the baseline store, the statistics) is made when the first
+        marked test is collected, so ``--llmperf`` on a suite with no marked test stays cheap;
+        on a pytest-xdist controller, which collects nothing, it is made here.
+        """
+        from .report.paths import ReportPathError, check_report_paths
+
+        try:
+            check_report_paths(self.settings)
+        except ReportPathError as exc:
+            raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
+        if not self.enabled:
+            return
+        alpha = self.settings.alpha
+        if not 0 < alpha < 0.5:
+            raise pytest.UsageError(f"pytest-llmperf: --llmperf-alpha={alpha!r} must be between "
+                                    "0 and 0.5 (e.g. 0.01)")
+        if getattr(self.config.option, "dist", "no") != "no":
+            self.make_gate()
+
+    def make_gate(self) -> Gate:
+        """The baseline gate (made once); pytest.UsageError when its options cannot work."""
+        if self.gate is None:
+            from .verdict.gate import Gate, GateUsageError
+
+            try:
+                self.gate = Gate.from_settings(self.settings, self.config.rootpath)
+            except GateUsageError as exc:
+                raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
+        return self.gate
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.enabled and any(item.get_closest_marker(MARKER) for item in session.items):
+            self.make_gate()
+
+    @property
+    def progress(self) -> ProgressLine:
         if self._progress is None:
-            self._progress = ProgressLine(config)
+            from .report.progress import ProgressLine
+
+            self._progress = ProgressLine(self.config)
         return self._progress
 
-    # A pytest plugin hook: results travel on the test report, so this also works on the
-    # pytest-xdist controller, where the reports of every worker arrive.
+    # -- engines ---------------------------------------------------------------------------
+
+    def get_engine(self, settings: Settings | None = None) -> Engine:
+        """The engine for ``settings`` (default: the session's), loaded once per engine key
+        and closed at the end of the session; a failure to load fails the calling test (and
+        every later one that asks) with the same one line."""
+        from .engines.base import EngineError
+
+        settings = self.settings if settings is None else settings
+        key = settings.engine_key()
+        if key not in self.engines and key not in self.engine_errors:
+            try:
+                engine = self.config.hook.pytest_llmperf_make_engine(settings=settings)
+                if engine is None:
+                    raise EngineError(f"no plugin makes engine {settings.engine!r}")
+                self.engines[key] = engine
+            except EngineError as exc:
+                self.engine_errors[key] = f"llmperf: {exc}"
+        if key in self.engine_errors:
+            pytest.fail(self.engine_errors[key], pytrace=False)
+        return self.engines[key]
+
+    def release_engine(self, engine: Engine) -> None:
+        """Close ``engine`` and drop it from the cache (to measure the next model's memory
+        without this one resident); a later request for it loads it again."""
+        for key, cached in list(self.engines.items()):
+            if cached is engine:
+                del self.engines[key]
+        engine.close()
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            with contextlib.suppress(Exception):  # closing must not mask the outcome
+                engine.close()
+        self.engines.clear()
+
+    # -- collection ------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pycollect_makeitem(
+        self, collector: pytest.Collector, name: str, obj: object
+    ) -> Generator[None, Any, Any]:
+        result = yield
+        items = result if isinstance(result, list) else [result]
+        for item in items:
+            if not isinstance(item, pytest.Function):
+                continue
+            marks = list(item.iter_markers(MARKER))
+            if not marks:
+                continue
+            from .verdict.thresholds import MarkerError, validate_marker
+
+            merged: dict[str, Any] = {}
+            for mark in reversed(marks):  # closest marker wins
+                try:
+                    merged.update(validate_marker(mark.args, mark.kwargs))
+                except MarkerError as exc:
+                    raise collector.CollectError(f"{item.nodeid}: {exc}") from None
+            item_record(item).thresholds = merged
+        return result
+
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        if self.settings.shard:
+            from .shard import ShardError, parse_shard, split
+
+            try:
+                index, count = parse_shard(self.settings.shard)
+            except ShardError as exc:
+                raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
+            keep, drop = split([item.nodeid for item in items], index, count)
+            if drop:
+                config.hook.pytest_deselected(items=[items[i] for i in drop])
+                items[:] = [items[i] for i in keep]
+        if self.enabled:
+            return
+        skip = pytest.mark.skip(reason="llmperf: performance test, run with --llmperf")
+        for item in items:
+            if item.get_closest_marker(MARKER) is not None:
+                item.add_marker(skip)
+
+    # -- running ---------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        result = yield
+        record = item.stash.get(ITEM, None)
+        if record is None or record.thresholds is None or not self.enabled:
+            return result
+        from .report.junit import failure_text
+        from .verdict.outcome import judge
+
+        verdict = judge(item.nodeid, record.thresholds, record.runs, accuracy=record.accuracy,
+                        ab=record.ab, gate=self.gate)
+        if not verdict.measured:
+            pytest.fail(
+                f"{item.nodeid} is marked @llmperf but never called llmperf_bench(...): "
+                "nothing was measured, so no threshold was checked",
+                pytrace=False,
+            )
+        if verdict.comparison is not None:
+            record.comparison = verdict.comparison
+        if verdict.failures:
+            pytest.fail(failure_text(verdict.failures), pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        record = item.stash.get(ITEM, None)
+        if call.when == "call" and record is not None and record.runs:
+            # Results travel on the report: plain data, so pytest-xdist carries them too.
+            report.llmperf = {  # type: ignore[attr-defined]
+                "thresholds": record.thresholds or {},
+                "runs": [r.to_dict() for r in record.runs],
+                "comparison": record.comparison,
+                "ab": [v.to_dict() for v, _ in record.ab],
+            }
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Also runs on the pytest-xdist controller, where the reports of every worker arrive.
         data = getattr(report, "llmperf", None)
         if data is None or report.when != "call":
             return
+        from .run.metrics import RunResult
+
         message = ""
         if not report.passed:
             crash = getattr(report.longrepr, "reprcrash", None)
@@ -72,8 +296,59 @@ class SessionState:
             )
         )
 
-    def close(self) -> None:
-        for engine in self.engines.values():
-            with contextlib.suppress(Exception):  # closing must not mask the outcome
-                engine.close()
-        self.engines.clear()
+    # -- the end ---------------------------------------------------------------------------
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(session.config, "workerinput"):
+            return  # an xdist worker: the controller saves and reports
+        if self.enabled and self.gate is None and (
+                self.tests or self.settings.save or self.settings.html or self.settings.markdown):
+            try:  # results from pytest-xdist workers, or reports that show the stored trends
+                self.make_gate()
+            except pytest.UsageError as exc:
+                self.save_lines.append(f"ERROR: {exc}")
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        gate = self.gate
+        if gate is not None and gate.save_requested:
+            from .verdict.store import BaselineError
+
+            try:
+                self.save_lines += gate.save(self.tests)
+            except BaselineError as exc:
+                self.save_lines.append(f"ERROR: baselines not saved: {exc}")
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.settings.json:
+            from .report.json_report import write_json
+
+            write_json(self.settings.json, self)
+        if not (self.tests or self.settings.html or self.settings.markdown):
+            return
+        from .report.publish import publish_session
+
+        done, errors = publish_session(self, gate.dir if gate is not None else None)
+        self.report_lines = done + [f"ERROR: {e}" for e in errors]
+        if errors:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        if self.tests:
+            from .report.terminal import render_summary
+
+            render_summary(terminalreporter, self.tests)
+        gate_lines: list[str] = []
+        if self.tests:
+            from .verdict.gate import summary_lines
+
+            gate_lines = summary_lines(self.tests)
+        gate_lines += self.save_lines
+        if gate_lines:
+            terminalreporter.section("llmperf baselines")
+            for line in gate_lines:
+                terminalreporter.write_line(line)
+        if self.report_lines:
+            terminalreporter.section("llmperf reports")
+            for line in self.report_lines:
+                terminalreporter.write_line(line, red=line.startswith("ERROR"))
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.close()

@@ -34,7 +34,8 @@ def shard_of(nodeid: str, count: int) -> int:
 
 def split(nodeids: Sequence[str], index: int, count: int) -> tuple[list[int], list[int]]:
     """Positions of the tests kept and deselected by shard ``index`` of ``count``."""
-    keep, drop = [], []
+    keep: list[int] = []
+    drop: list[int] = []
     for i, nodeid in enumerate(nodeids):
         (keep if shard_of(nodeid, count) == index else drop).append(i)
     return keep, drop

@@ -30,5 +30,5 @@ if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
 fi
 .venv/bin/python -m pip install --quiet -e ".[${EXTRAS}]"
 # Assemble and verify the packaged model once, into the user cache.
-.venv/bin/python -c "from pytest_llmperf.models import packaged_model_path; print('setup: model', packaged_model_path())"
+.venv/bin/python -c "from pytest_llmperf.models.packaged import packaged_model_path; print('setup: model', packaged_model_path())"
 echo "setup: done. Run: .venv/bin/pytest --llmperf example_suites/cpu"

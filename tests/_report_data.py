@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.metrics import NS_PER_MS, RequestRecord, summarize
+from pytest_llmperf.run.metrics import NS_PER_MS, RequestRecord, summarize
 
 # A suite of two marked tests on the tiny model: one passes, one breaks its TTFT limit.
 SUITE = """
@@ -55,7 +55,7 @@ def make_samples(ttfts_ms: Sequence[float], itl_ms: float, tokens: int,
 def make_run(ttfts_ms: Sequence[float], itl_ms: float = 5.0, tokens: int = 8,
              started_at: str = "2026-11-20T10:00:00+00:00", warnings: Sequence[str] = (),
              thresholds: dict[str, float] | None = None) -> dict[str, Any]:
-    from pytest_llmperf.thresholds import evaluate
+    from pytest_llmperf.verdict.thresholds import evaluate
 
     samples = make_samples(ttfts_ms, itl_ms, tokens)
     summary = summarize([RequestRecord.from_dict(s) for s in samples])

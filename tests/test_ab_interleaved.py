@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_llmperf import ab
-from pytest_llmperf.bench import run_benchmark_interleaved
 from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.oracle import OracleConfig, OracleServer, WordTokenizer
-from pytest_llmperf.workload import Workload
+from pytest_llmperf.run.bench import run_benchmark_interleaved
+from pytest_llmperf.run.workload import Workload
+from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
+from pytest_llmperf.verdict import ab
 
 FAST = OracleConfig(ttft_ms=30, itl_ms=10)
 SLOW = OracleConfig(ttft_ms=45, itl_ms=15)  # 50% slower on every token

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_llmperf.accuracy import (
+from pytest_llmperf.engines.base import GenerationParams
+from pytest_llmperf.quality.accuracy import (
     AccuracyError,
     AccuracyResult,
     LlamaCppScorer,
@@ -24,9 +25,8 @@ from pytest_llmperf.accuracy import (
     lm_eval_available,
     mcnemar_exact,
 )
-from pytest_llmperf.engines.base import GenerationParams
-from pytest_llmperf.tasks import TASKS
-from pytest_llmperf.workload import Prompt
+from pytest_llmperf.quality.tasks import TASKS
+from pytest_llmperf.run.workload import Prompt
 
 needs_lm_eval = pytest.mark.skipif(not lm_eval_available(),
                                    reason="lm-eval is not installed (the 'accuracy' extra)")
@@ -105,7 +105,7 @@ def test_loglikelihood_matches_a_full_logits_evaluation(engine, tiny_model: Path
 
 
 def test_generation_equals_the_engine_stream_cut_at_the_stop(engine) -> None:  # type: ignore[no-untyped-def]
-    from pytest_llmperf.bench import _run_coroutine
+    from pytest_llmperf.run.bench import _run_coroutine
 
     scorer = LlamaCppScorer(engine)
     prompt = TASKS["llmperf_arith"].load()[3]["input"]
@@ -234,7 +234,7 @@ def test_min_accuracy_passes_and_fails_with_the_measured_value(
 def test_max_accuracy_drop_against_a_better_reference(
         llmperf_pytester: pytest.Pytester, tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
     from pytest_llmperf.engines.llama_cpp import LlamaCppEngine, LlamaCppSettings
-    from pytest_llmperf.tiny_model import write_tiny_gguf
+    from pytest_llmperf.testing.tiny_model import write_tiny_gguf
 
     base = evaluate_accuracy(engine, "llmperf_words", limit=20, backend="builtin")
     for seed in range(1, 20):  # another random model that happens to score higher

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from test_store import git
 
-from pytest_llmperf.bisect import (
+from pytest_llmperf.cli import main
+from pytest_llmperf.verdict.bisect import (
     BisectError,
     DataPoint,
     abba_order,
@@ -29,7 +30,6 @@ from pytest_llmperf.bisect import (
     min_pairs,
     session_results,
 )
-from pytest_llmperf.cli import main
 
 # ---------------------------------------------------------------------------------------------
 # Pure logic.
@@ -139,7 +139,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.engines.base import Engine, Generation
-from pytest_llmperf.oracle import WordTokenizer
+from pytest_llmperf.testing.oracle import WordTokenizer
 
 
 class ScheduleOracleEngine(Engine):

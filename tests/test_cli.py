@@ -13,7 +13,7 @@ import pytest
 from test_store import commit, git, make_repo
 
 from pytest_llmperf.cli import main
-from pytest_llmperf.store import BaselineStore
+from pytest_llmperf.verdict.store import BaselineStore
 
 NODE = "tests/test_x.py::test_chat"
 PROFILE = {"engine": {"kind": "llama_cpp", "version": "0.3", "model": "m.gguf"},
@@ -178,7 +178,7 @@ def test_console_entry_point_and_report_subcommand(repo: dict[str, Any]) -> None
                          capture_output=True, text=True, cwd=repo["root"])
     assert "baselines" in res.stdout
     try:
-        import pytest_llmperf.report.cli_report  # noqa: F401
+        import pytest_llmperf.cli.report  # noqa: F401
     except ImportError:
         return
     assert "report" in res.stdout  # the other helper's subcommand is wired in

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.config import Settings
 from pytest_llmperf.engines import EngineError, create_engine
 from pytest_llmperf.engines.gpu_common import BackgroundLoop, HFTokenizer, require_cuda
-from pytest_llmperf.gpu import GPUSampler
+from pytest_llmperf.run.gpu import GPUSampler
+from pytest_llmperf.settings import Settings
 
 
 def _installed(name: str) -> bool:
@@ -81,9 +81,9 @@ def test_gpu_sampler_without_nvml_reports_nothing(monkeypatch: pytest.MonkeyPatc
 
 
 def test_cpu_run_has_no_gpu_memory(tiny_model: Path) -> None:
-    from pytest_llmperf.bench import run_benchmark
     from pytest_llmperf.engines.llama_cpp import LlamaCppEngine, LlamaCppSettings
-    from pytest_llmperf.workload import Workload
+    from pytest_llmperf.run.bench import run_benchmark
+    from pytest_llmperf.run.workload import Workload
 
     engine = LlamaCppEngine(LlamaCppSettings(str(tiny_model), n_threads=1, n_ctx=256))
     try:

@@ -18,11 +18,12 @@ from _report_data import (
     write_baselines,
 )
 
-from pytest_llmperf.profile import hardware
+from pytest_llmperf.cli.report import main as cli_main
+from pytest_llmperf.formatting import display as fmt
 from pytest_llmperf.report import plots
-from pytest_llmperf.report.cli_report import main as cli_main
 from pytest_llmperf.report.html import render_html
-from pytest_llmperf.report.view import build_report, describe_host, fmt, load_history
+from pytest_llmperf.report.view import build_report, describe_host, load_history
+from pytest_llmperf.verdict.profile import hardware
 
 
 def no_internal_traceback(output: str) -> None:

@@ -4,7 +4,9 @@ against limit or baseline."""
 from __future__ import annotations
 
 from pytest_llmperf.report.junit import failure_text, headline
-from pytest_llmperf.thresholds import evaluate, failure_message
+from pytest_llmperf.verdict.gate import regression_clause
+from pytest_llmperf.verdict.outcome import Failure
+from pytest_llmperf.verdict.thresholds import evaluate, failure, failure_message
 
 COMPARISON = {
     "baseline_commit": "abc123" * 6 + "abcd", "status": "compared",
@@ -19,6 +21,9 @@ COMPARISON = {
 }
 GATE_MESSAGE = ("1 llmperf regression(s) against baseline abc123abc123 (alpha 0.01):\n"
                 "  tpot_p50_ms: measured 41.2, baseline 35.1, change +17.4%, tolerance 5%")
+# What gate.failure makes of a comparison like COMPARISON.
+GATE_FAILURE = Failure("regression", regression_clause(COMPARISON), GATE_MESSAGE)
+ACCURACY = "min_accuracy: measured 0.41, limit >= 0.5"
 
 
 def test_thresholds_first_line_names_each_failure() -> None:
@@ -31,19 +36,25 @@ def test_thresholds_first_line_names_each_failure() -> None:
     assert lines[2:] == ["  min_tps: measured 1500, limit >= 2000",
                          "  ttft_p95_ms: measured 812, limit <= 500"]
     # Alone, it already is the headline: not repeated.
-    assert failure_text([message]) == message
+    assert failure_text([failure(checks)]) == message
 
 
 def test_not_measured_and_run_labels() -> None:
     checks = evaluate({"min_goodput": 0.9}, {"goodput": None})
     assert failure_message(checks, label="(run 2 of 3)").splitlines()[0] == (
         "llmperf (run 2 of 3): min_goodput not measured (limit >= 0.9)")
+    found = failure(checks, label="(run 2 of 3)")
+    assert found is not None and found.kind == "threshold"
+    assert found.text == failure_message(checks, label="(run 2 of 3)")
+    assert headline([found]) == "llmperf: run 2 of 3: min_goodput not measured (limit >= 0.9)"
+    assert failure(evaluate({"min_goodput": 0.9}, {"goodput": 0.95})) is None
 
 
 def test_thresholds_regressions_and_accuracy_in_one_line() -> None:
-    thresholds = failure_message(evaluate({"ttft_p95_ms": 500}, {"ttft_p95_ms": 812.0}))
-    text = failure_text(["min_accuracy: measured 0.41, limit >= 0.5", thresholds,
-                         GATE_MESSAGE], COMPARISON)
+    checks = evaluate({"ttft_p95_ms": 500}, {"ttft_p95_ms": 812.0})
+    thresholds = failure_message(checks)
+    text = failure_text([Failure("accuracy", ACCURACY, ACCURACY), failure(checks),
+                         GATE_FAILURE])
     lines = text.splitlines()
     assert lines[0] == ("llmperf: min_accuracy: measured 0.41, limit >= 0.5; "
                         "ttft_p95_ms 812 > 500; "
@@ -53,7 +64,19 @@ def test_thresholds_regressions_and_accuracy_in_one_line() -> None:
 
 
 def test_regression_only() -> None:
-    assert headline([GATE_MESSAGE], COMPARISON) == (
+    assert headline([GATE_FAILURE]) == (
         "llmperf: regression tpot_p50_ms 41.2 vs baseline 35.1 (+17.4%, tolerance 5%)")
     # Without the comparison at hand it still says what kind of failure it is.
-    assert headline([GATE_MESSAGE]) == "llmperf: regression against the baseline"
+    assert headline([Failure("regression", regression_clause(None), GATE_MESSAGE)]) == (
+        "llmperf: regression against the baseline")
+
+
+def test_regressions_close_the_headline_and_the_body_keeps_the_order() -> None:
+    ab = Failure("ab", "llmperf A/B: B regressed against A (10 interleaved pairs, alpha 0.01)",
+                 "llmperf A/B: B regressed against A (10 interleaved pairs, alpha 0.01):\n"
+                 "  tpot_p50_ms: measured 41.2, baseline 35.1, change +17.4%")
+    text = failure_text([GATE_FAILURE, ab])
+    assert text.splitlines()[0] == (
+        "llmperf: llmperf A/B: B regressed against A (10 interleaved pairs, alpha 0.01); "
+        "regression tpot_p50_ms 41.2 vs baseline 35.1 (+17.4%, tolerance 5%)")
+    assert text.splitlines()[1:] == [*GATE_MESSAGE.splitlines(), *ab.text.splitlines()]

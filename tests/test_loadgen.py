@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from pytest_llmperf.bench import run_benchmark
 from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.metrics import RunResult
-from pytest_llmperf.oracle import OracleConfig, OracleServer, RequestLog, WordTokenizer
-from pytest_llmperf.workload import Workload, arrival_offsets_s
+from pytest_llmperf.run.bench import run_benchmark
+from pytest_llmperf.run.metrics import RunResult
+from pytest_llmperf.run.workload import Workload, arrival_offsets_s
+from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, RequestLog, WordTokenizer
 
 
 @pytest.fixture

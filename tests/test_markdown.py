@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from _report_data import SUITE, WARNING, results_doc
 
+from pytest_llmperf.formatting import display as fmt
 from pytest_llmperf.report.markdown import append_step_summary, cell, render_markdown
-from pytest_llmperf.report.view import build_report, fmt
+from pytest_llmperf.report.view import build_report
 
 
 def table_rows(text: str) -> list[list[str]]:

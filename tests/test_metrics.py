@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmperf.metrics import (
+from pytest_llmperf.run.metrics import (
     SUMMARY_KEYS,
     RequestRecord,
     RunResult,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.bench import run_benchmark
 from pytest_llmperf.engines.base import EngineError
 from pytest_llmperf.engines.openai import OpenAIEngine, chunk_tokens, parse_headers, spread
-from pytest_llmperf.oracle import OracleConfig, OracleServer, WordTokenizer
-from pytest_llmperf.workload import Workload
+from pytest_llmperf.run.bench import run_benchmark
+from pytest_llmperf.run.workload import Workload
+from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
 
 TOL_MS = 25.0  # a loaded 2-core machine; the benchmark has the precise numbers
 
@@ -285,8 +285,8 @@ def test_memory_of_a_local_server_is_the_listening_process() -> None:
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.oracle", "--ttft-ms", "5",
-                             "--itl-ms", "2"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_llmperf.testing.oracle",
+                             "--ttft-ms", "5", "--itl-ms", "2"], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_llmperf.engines import probe
 from pytest_llmperf.engines.base import EngineError
-from pytest_llmperf.models import ModelError, packaged_model_path, resolve_model
+from pytest_llmperf.models.packaged import ModelError, packaged_model_path, resolve_model
 
 
 @pytest.fixture
@@ -72,9 +72,9 @@ def test_packaged_model_is_cached_and_verified(gemma_path: Path) -> None:
 @pytest.mark.slow
 def test_gemma_yields_exactly_the_asked_tokens(gemma_path: Path) -> None:
     """End-of-generation is suppressed on the real model: every request yields exactly N."""
-    from pytest_llmperf.bench import run_benchmark
     from pytest_llmperf.engines.llama_cpp import LlamaCppEngine, LlamaCppSettings
-    from pytest_llmperf.workload import Workload
+    from pytest_llmperf.run.bench import run_benchmark
+    from pytest_llmperf.run.workload import Workload
 
     engine = LlamaCppEngine(LlamaCppSettings(model_path=str(gemma_path), n_ctx=512))
     try:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.modelspec import materialize, parse_formats
-from pytest_llmperf.quantize import (
+from pytest_llmperf.models.quantize import (
     QuantizeError,
     QuantizeUnavailable,
     gguf_file_type,
@@ -16,6 +15,7 @@ from pytest_llmperf.quantize import (
     quantize_checkpoint,
     quantize_gguf,
 )
+from pytest_llmperf.models.spec import materialize, parse_formats
 
 gguf = pytest.importorskip("gguf", reason="reading tensor types needs the gguf package (dev)")
 
@@ -85,7 +85,7 @@ def test_cached_by_source_hash_and_type(tiny_model: Path, tmp_path: Path) -> Non
     shutil.copy(tiny_model, copy)
     assert quantize_gguf(copy, "Q8_0").path == first.path
     # ... and different bytes do not.
-    from pytest_llmperf.tiny_model import write_tiny_gguf
+    from pytest_llmperf.testing.tiny_model import write_tiny_gguf
 
     other = write_tiny_gguf(tmp_path / "other" / "tiny.gguf", seed=1)
     assert quantize_gguf(other, "Q8_0").path.parent != first.path.parent
@@ -181,7 +181,7 @@ def test_gpu_formats_are_unavailable_here_with_the_reason(tiny_model: Path) -> N
 
 
 def test_checkpoint_quantization_needs_a_gpu() -> None:
-    from pytest_llmperf.quantize import gpu_available
+    from pytest_llmperf.models.quantize import gpu_available
 
     ok, why = gpu_available()
     if ok:

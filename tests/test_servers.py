@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.config import Settings
-from pytest_llmperf.servers import RECIPES, ManagedServer, ServerError, build_server, free_port
+from pytest_llmperf.engines.servers import (
+    RECIPES,
+    ManagedServer,
+    ServerError,
+    build_server,
+    free_port,
+)
+from pytest_llmperf.settings import Settings
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python's server extra")
 
@@ -282,7 +288,7 @@ def test_attach_by_url_with_the_servers_own_tokenizer(
             import urllib.request
 
             from pytest_llmperf import Workload, llmperf
-            from pytest_llmperf.workload import build_prompts
+            from pytest_llmperf.run.workload import build_prompts
 
             @llmperf()
             def test_attached(llmperf_bench, llm_engine):

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from pytest_llmperf import ab, stats
+from pytest_llmperf.metric_table import DEFAULT_GATED
+from pytest_llmperf.verdict import ab, stats
 
 
 def job(rng: np.random.Generator, level: float, runs: int, job_sd: float = 0.03,
@@ -175,7 +176,7 @@ def test_two_stage_ab_stops_early_when_clear_and_extends_when_not() -> None:
     assert v.verdict == "ok" and v.pairs == 5  # every interval well inside the tolerance
     v = ab.run_ab(*_fake_runs(rng, 0.0, 0.15))
     assert v.pairs == 10 and v.stages == 2  # too noisy to tell after 5 pairs: more pairs
-    assert {m.metric for m in v.metrics if m.gated} == set(stats.DEFAULT_GATED)
+    assert {m.metric for m in v.metrics if m.gated} == set(DEFAULT_GATED)
 
 
 def test_two_stage_ab_error_rates() -> None:
@@ -193,7 +194,7 @@ def test_two_stage_ab_error_rates() -> None:
 
 
 def test_ab_rejects_unknown_gate_metric() -> None:
-    from pytest_llmperf.gate import GateConfigError
+    from pytest_llmperf.verdict.gate import GateConfigError
 
     with pytest.raises(GateConfigError, match="ttft_p50"):
         ab.run_ab(lambda: {}, lambda: {}, {"gate": ["ttft_p50"]})

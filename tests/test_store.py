@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf import gitinfo, profile, store
-from pytest_llmperf.store import BaselineError, BaselineStore
+from pytest_llmperf.verdict import gitinfo, profile, store
+from pytest_llmperf.verdict.store import BaselineError, BaselineStore
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmperf.thresholds import (
+from pytest_llmperf.verdict.thresholds import (
     VALID_KEYWORDS,
     MarkerError,
     evaluate,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_llmperf.metrics import RequestRecord, summarize
+from pytest_llmperf.run.metrics import RequestRecord, summarize
 
 
 def vllm_reference(outputs: list[dict[str, object]], dur_s: float) -> dict[str, float]:

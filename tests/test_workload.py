@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pytest_llmperf.engines.llama_cpp import LlamaCppEngine, LlamaCppSettings
-from pytest_llmperf.workload import Workload, WorkloadError, arrival_offsets_s, build_prompts
+from pytest_llmperf.run.workload import Workload, WorkloadError, arrival_offsets_s, build_prompts
 
 
 @pytest.fixture(scope="module")

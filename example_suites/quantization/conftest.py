@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.model_fixtures import markdown_table
+from pytest_llmperf.report.quant_table import markdown_table
 
 ROWS: list[dict[str, str]] = []
 

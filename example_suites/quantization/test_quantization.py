@@ -15,7 +15,7 @@ import os
 import pytest
 
 from pytest_llmperf import Workload, llmperf
-from pytest_llmperf.model_fixtures import release_engine, table_row
+from pytest_llmperf.report.quant_table import table_row
 
 FORMATS = [
     "source",
@@ -34,8 +34,8 @@ TASKS = [("llmperf_arith", max(1, int(40 * SCALE))), ("llmperf_words", max(1, in
 
 @llmperf(max_errors=0, min_accuracy=0.4, max_accuracy_drop=0.15)
 @pytest.mark.parametrize("quantized_model", FORMATS, indirect=True)
-def test_speed_vs_quality(request, quantized_model, quantized_engine, llmperf_bench,
-                          llmperf_accuracy, quant_table):
+def test_speed_vs_quality(quantized_model, quantized_engine, llmperf_bench, llmperf_accuracy,
+                          llmperf_engine_factory, quant_table):
     result = llmperf_bench(quantized_engine,
                            Workload(input_tokens=64, output_tokens=32, requests=6))
     records = [llmperf_accuracy(quantized_engine, task, limit=limit) for task, limit in TASKS]
@@ -43,5 +43,5 @@ def test_speed_vs_quality(request, quantized_model, quantized_engine, llmperf_be
     quant_table.append(row)
     print("\n" + "  ".join(f"{k}: {v}" for k, v in row.items()))
     # Free this model so the next format's peak memory is its own.
-    release_engine(request.config, quantized_engine)
+    llmperf_engine_factory.release(quantized_engine)
     assert result.errors == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -25,12 +24,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def trtllm_engine(request: pytest.FixtureRequest) -> Engine:
-    """TensorRT-LLM in-process with $LLMPERF_TRTLLM_MODEL (an HF id or a local checkpoint)."""
-    from pytest_llmperf.plugin import STATE, get_engine
-
-    state = request.config.stash[STATE]
-    settings = state.settings
-    if settings.engine != "trtllm":
-        settings = dataclasses.replace(settings, engine="trtllm", model=MODEL)
-    return get_engine(state, settings)
+def trtllm_engine(llmperf_settings, llmperf_engine_factory) -> Engine:
+    """TensorRT-LLM in-process with $LLMPERF_TRTLLM_MODEL (an HF id or a local checkpoint),
+    unless the session already runs trtllm (--llmperf-engine trtllm --llmperf-model ...)."""
+    if llmperf_settings.engine == "trtllm":
+        return llmperf_engine_factory()
+    return llmperf_engine_factory(engine="trtllm", model=MODEL)

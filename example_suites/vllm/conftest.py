@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -25,12 +24,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def vllm_engine(request: pytest.FixtureRequest) -> Engine:
-    """vLLM in-process with $LLMPERF_VLLM_MODEL (an HF id or a local checkpoint)."""
-    from pytest_llmperf.plugin import STATE, get_engine
-
-    state = request.config.stash[STATE]
-    settings = state.settings
-    if settings.engine != "vllm":
-        settings = dataclasses.replace(settings, engine="vllm", model=MODEL)
-    return get_engine(state, settings)
+def vllm_engine(llmperf_settings, llmperf_engine_factory) -> Engine:
+    """vLLM in-process with $LLMPERF_VLLM_MODEL (an HF id or a local checkpoint), unless the
+    session already runs vllm (--llmperf-engine vllm --llmperf-model ...)."""
+    if llmperf_settings.engine == "vllm":
+        return llmperf_engine_factory()
+    return llmperf_engine_factory(engine="vllm", model=MODEL)

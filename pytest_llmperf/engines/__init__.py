@@ -1,10 +1,14 @@
-"""Engines behind one async streaming interface; heavy imports happen per engine."""
+"""Engines behind one async streaming interface, found by name in ``registry.py``.
+
+``base.py`` is the interface every engine implements; one module per engine
+(``llama_cpp``, ``openai`` over ``http_client``, ``vllm``, ``trtllm``); ``servers.py``
+starts and stops engine servers. Importing this package imports no engine.
+"""
 
 from __future__ import annotations
 
-from ..config import Settings
-from ..models import ModelError, resolve_model
 from .base import Engine, EngineError, Generation, GenerationParams, RequestError
+from .registry import create_engine, engine_names, register_engine
 
 __all__ = [
     "Engine",
@@ -13,45 +17,6 @@ __all__ = [
     "GenerationParams",
     "RequestError",
     "create_engine",
+    "engine_names",
+    "register_engine",
 ]
-
-
-def create_engine(settings: Settings) -> Engine:
-    """The engine the settings name, loaded and ready; EngineError with a reason otherwise."""
-    if settings.engine == "llama_cpp":
-        from .llama_cpp import (
-            LlamaCppEngine,
-            LlamaCppSettings,
-            import_llama_cpp,
-            validate_model_file,
-        )
-        from .probe import check_native_build
-
-        import_llama_cpp()
-        try:
-            path = resolve_model(settings.model)
-        except ModelError as exc:
-            raise EngineError(str(exc)) from None
-        validate_model_file(path)
-        check_native_build(path)
-        return LlamaCppEngine(
-            LlamaCppSettings(
-                model_path=str(path),
-                n_threads=settings.threads,
-                n_ctx=settings.n_ctx,
-                n_batch=settings.n_batch,
-            )
-        )
-    if settings.engine == "openai":
-        from .openai import OpenAIEngine
-
-        return OpenAIEngine.from_settings(settings)
-    if settings.engine == "vllm":
-        from .vllm import VLLMEngine
-
-        return VLLMEngine.from_settings(settings)
-    if settings.engine == "trtllm":
-        from .trtllm import TRTLLMEngine
-
-        return TRTLLMEngine.from_settings(settings)
-    raise EngineError(f"unknown engine {settings.engine!r}")

@@ -12,10 +12,15 @@ import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..workload import Prompt, Tokenizer
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from ..run.workload import Prompt, Tokenizer
 
 OnChunk = Callable[[int, int], None]
 
@@ -31,6 +36,10 @@ def import_optional(module: str, name: str, hint: str, sep: str = ":") -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise EngineError(f"{name} is not installed ({exc}){sep} {hint}") from None
+
+
+class UnsupportedError(EngineError):
+    """The engine cannot do this at all (a capability it does not have)."""
 
 
 class RequestError(RuntimeError):
@@ -60,8 +69,40 @@ class GenerationParams:
     chat: bool = False
 
 
+class LogitModel(Protocol):
+    """Step-by-step access to a model's next-token logits, for scoring (log-likelihoods of
+    continuations, greedy decoding): evaluate token ids into the KV cache, read the logits at
+    the last position."""
+
+    def n_ctx(self) -> int:
+        """The context size in tokens."""
+        ...
+
+    def eog_ids(self) -> Sequence[int]:
+        """The end-of-generation token ids."""
+        ...
+
+    def reset(self) -> None:
+        """Empty the KV cache."""
+        ...
+
+    def eval(self, ids: Sequence[int]) -> None:
+        """Evaluate ``ids`` after what the KV cache holds."""
+        ...
+
+    def logits(self) -> NDArray[np.float32]:
+        """The raw logits of the last evaluated position, one per vocabulary entry."""
+        ...
+
+
 class Engine(ABC):
-    """An inference engine under test."""
+    """An inference engine under test.
+
+    Besides ``info`` and ``generate``, an engine may have capabilities that other parts use
+    through these methods, never through its class or private attributes: a ``tokenizer``
+    (exact-length prompts), its model's logits (``has_logits`` / ``logit_model``, for
+    multiple-choice accuracy), ``load_s``, ``memory_pids`` and a ``run_context``.
+    """
 
     kind: str = "engine"
     # How many requests it serves at once (None: as many as it is sent).
@@ -69,10 +110,32 @@ class Engine(ABC):
     # True when chunks are stamped on the load generator's event loop (network clients):
     # then event-loop lag distorts the measurement and is reported as a client warning.
     stamps_on_loop: bool = True
+    # Seconds the engine took to load its model (None: not measured by this engine, e.g. a
+    # server that was already running).
+    load_s: float | None = None
 
     @property
     def tokenizer(self) -> Tokenizer | None:
+        """The model's tokenizer, when the engine can tokenize locally or through its server
+        (None: prompts cannot be built to exact token lengths)."""
         return None
+
+    @property
+    def has_logits(self) -> bool:
+        """True when ``logit_model()`` works: the engine exposes its model's logits."""
+        return False
+
+    def logit_model(self) -> AbstractContextManager[LogitModel]:
+        """Exclusive access to the model's logits while the context is held (requests wait);
+        UnsupportedError when the engine exposes none (``has_logits`` is False)."""
+        raise UnsupportedError(
+            f"the {self.kind!r} engine does not expose its model's logits"
+        )
+
+    def run_context(self) -> AbstractAsyncContextManager[None]:
+        """Entered around each run on the run's own event loop, for per-run resources such
+        as a connection pool (default: nothing to open)."""
+        return nullcontext()
 
     @abstractmethod
     def info(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from abc import abstractmethod
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from ..workload import Prompt
+from ..run.workload import Prompt
 from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
 
 T = TypeVar("T")
@@ -84,9 +84,6 @@ class BackgroundLoop:
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return await asyncio.wrap_future(self.submit(coro))
-
-    def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return self.submit(coro).result(timeout)
 
     def close(self) -> None:
         if self.loop.is_running():

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 MAX_HEADER = 64 * 1024
 
@@ -40,7 +41,8 @@ class _Conn(asyncio.Protocol):
         self.used = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # A connection made by loop.create_connection: a stream transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.segments.append((time.perf_counter_ns(), data))

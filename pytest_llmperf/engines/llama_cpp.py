@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ctypes
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..workload import Prompt
+from ..run.workload import Prompt
 from .base import (
     Engine,
     EngineError,
@@ -29,6 +30,12 @@ from .base import (
     RequestError,
     import_optional,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from ..settings import Settings
 
 INSTALL_HINT = (
     "install the embedded engine with: pip install 'pytest-llmperf[llama]' "
@@ -85,6 +92,33 @@ class LlamaCppTokenizer:
         return self._words
 
 
+class LlamaCppLogits:
+    """The ``LogitModel`` of a loaded ``Llama``: its KV cache and the last row of logits."""
+
+    def __init__(self, llm: Any, eog: Sequence[int]) -> None:
+        self._llm = llm
+        self._eog = eog
+        self._n_vocab = int(llm.n_vocab())
+
+    def n_ctx(self) -> int:
+        return int(self._llm.n_ctx())
+
+    def eog_ids(self) -> Sequence[int]:
+        return self._eog
+
+    def reset(self) -> None:
+        self._llm.reset()
+
+    def eval(self, ids: Sequence[int]) -> None:
+        self._llm.eval(ids)
+
+    def logits(self) -> NDArray[np.float32]:
+        import numpy as np
+
+        ptr = self._llm._ctx.get_logits()
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
+
 def validate_model_file(path: Path) -> None:
     """A readable GGUF file, or EngineError saying what is wrong."""
     if not path.is_file():
@@ -100,6 +134,7 @@ class LlamaCppEngine(Engine):
     kind = "llama_cpp"
     max_concurrency = 1
     stamps_on_loop = False  # tokens are stamped on the generating thread
+    load_s: float
 
     def __init__(self, settings: LlamaCppSettings) -> None:
         lc = import_llama_cpp()
@@ -139,6 +174,16 @@ class LlamaCppEngine(Engine):
     @property
     def tokenizer(self) -> LlamaCppTokenizer:
         return self._tokenizer
+
+    @property
+    def has_logits(self) -> bool:
+        return True
+
+    @contextlib.contextmanager
+    def logit_model(self) -> Iterator[LlamaCppLogits]:
+        """The model's logits, with requests held off (one context serves both)."""
+        with self._lock:
+            yield LlamaCppLogits(self._llm, self._eog)
 
     def info(self) -> dict[str, Any]:
         meta = dict(self._llm.metadata or {})
@@ -215,3 +260,26 @@ class LlamaCppEngine(Engine):
         llm = getattr(self, "_llm", None)
         if llm is not None:
             llm.close()
+
+
+def from_settings(settings: Settings) -> LlamaCppEngine:
+    """The registry's factory: the model resolved (a path or the packaged model), the file
+    checked, the native build probed once for crashes, then loaded."""
+    from ..models.packaged import ModelError, resolve_model
+    from .probe import check_native_build
+
+    import_llama_cpp()
+    try:
+        path = resolve_model(settings.model)
+    except ModelError as exc:
+        raise EngineError(str(exc)) from None
+    validate_model_file(path)
+    check_native_build(path)
+    return LlamaCppEngine(
+        LlamaCppSettings(
+            model_path=str(path),
+            n_threads=settings.threads,
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+        )
+    )

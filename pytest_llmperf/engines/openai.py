@@ -29,13 +29,13 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..workload import Prompt, Tokenizer
+from ..run.workload import Prompt, Tokenizer
 from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
 from .http_client import Client, HTTPError
 
 if TYPE_CHECKING:
-    from ..config import Settings
-    from ..servers import ManagedServer
+    from ..settings import Settings
+    from .servers import ManagedServer
 
 EXCERPT = 300
 
@@ -334,8 +334,9 @@ def spread(total: int, texts: Sequence[str], hints: Sequence[int | None]) -> lis
     n = len(texts)
     if n == 0:
         return []
-    if all(h is not None for h in hints):
-        return [int(h) for h in hints]  # type: ignore[arg-type]
+    known = [int(h) for h in hints if h is not None]
+    if len(known) == len(hints):
+        return known
     if total <= n:
         return [1] * n
     extra = total - n
@@ -399,7 +400,7 @@ class OpenAIEngine(Engine):
     @classmethod
     def from_settings(cls, settings: Settings, server: ManagedServer | None = None
                       ) -> OpenAIEngine:
-        from ..servers import start_server_from_settings
+        from .servers import start_server_from_settings
 
         url = settings.url
         owns_server = False
@@ -414,18 +415,18 @@ class OpenAIEngine(Engine):
                 "OpenAI-compatible server, or --llmperf-server RECIPE to start one"
             )
         api_key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
-        tokenizer: Tokenizer | str | None = getattr(settings, "tokenizer", None) or "auto"
+        tokenizer: Tokenizer | str | None = settings.tokenizer or "auto"
         if tokenizer == "auto" and server is not None and server.tokenizer_path:
             tokenizer = server.tokenizer_path
         try:
             return cls(
                 url,
                 model=settings.server_model or (server.served_model if server else None),
-                chat=getattr(settings, "endpoint", "completions") == "chat",
+                chat=settings.endpoint == "chat",
                 api_key=api_key,
-                headers=parse_headers(getattr(settings, "headers", None)),
-                timeout_s=float(getattr(settings, "request_timeout", None) or 600.0),
-                tls_verify=getattr(settings, "tls_verify", None),
+                headers=parse_headers(settings.headers),
+                timeout_s=float(settings.request_timeout or 600.0),
+                tls_verify=settings.tls_verify,
                 tokenizer=tokenizer,
                 server=server,
                 owns_server=owns_server,
@@ -662,3 +663,8 @@ class OpenAIEngine(Engine):
             tok.close()
         if self.server is not None and self.owns_server:
             self.server.stop()
+
+
+def from_settings(settings: Settings) -> OpenAIEngine:
+    """The registry's factory."""
+    return OpenAIEngine.from_settings(settings)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..models import cache_dir
+from ..models.packaged import cache_dir
 from .base import EngineError
 
 REBUILD_HINT = (

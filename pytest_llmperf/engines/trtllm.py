@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..config import Settings
-from ..workload import Prompt
+from ..run.workload import Prompt
+from ..settings import Settings
 from .base import EngineError, Generation, GenerationParams, OnChunk, import_optional
 from .gpu_common import (
     BackgroundLoop,
@@ -38,6 +38,7 @@ class TRTLLMEngine(BackgroundLoopEngine):
     kind = "trtllm"
     label = "TensorRT-LLM"
     max_concurrency = None
+    load_s: float
 
     def __init__(self, model: str, *, quantization: str | None = None, dtype: str = "auto",
                  max_seq_len: int | None = None, **llm_kwargs: Any) -> None:
@@ -107,3 +108,8 @@ class TRTLLMEngine(BackgroundLoopEngine):
         if llm is not None and hasattr(llm, "shutdown"):
             llm.shutdown()
         self._loop.close()
+
+
+def from_settings(settings: Settings) -> TRTLLMEngine:
+    """The registry's factory."""
+    return TRTLLMEngine.from_settings(settings)

@@ -12,8 +12,8 @@ import itertools
 import time
 from typing import Any
 
-from ..config import Settings
-from ..workload import Prompt
+from ..run.workload import Prompt
+from ..settings import Settings
 from .base import EngineError, Generation, GenerationParams, OnChunk, import_optional
 from .gpu_common import (
     BackgroundLoop,
@@ -34,6 +34,7 @@ class VLLMEngine(BackgroundLoopEngine):
     kind = "vllm"
     label = "vLLM"
     max_concurrency = None
+    load_s: float
 
     def __init__(self, model: str, *, quantization: str | None = None, dtype: str = "auto",
                  max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
@@ -104,3 +105,8 @@ class VLLMEngine(BackgroundLoopEngine):
         if engine is not None and hasattr(engine, "shutdown"):
             engine.shutdown()
         self._loop.close()
+
+
+def from_settings(settings: Settings) -> VLLMEngine:
+    """The registry's factory."""
+    return VLLMEngine.from_settings(settings)

@@ -6,13 +6,13 @@ builds the same page from stored results files and baselines.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from .json_report import atomic_write_text
-from .view import TABLE_METRICS, Report, fmt
+from ..formatting import display
+from ..metric_table import TABLE_METRICS
+from .view import Report
 
 _ENV: jinja2.Environment | None = None
 
@@ -32,9 +32,6 @@ def _environment() -> jinja2.Environment:
 
 def render_html(report: Report) -> str:
     template = _environment().get_template("report.html.j2")
-    context: dict[str, Any] = {"report": report, "fmt": fmt, "table_metrics": TABLE_METRICS}
+    context: dict[str, Any] = {"report": report, "fmt": display, "table_metrics": TABLE_METRICS}
     return template.render(**context)
 
-
-def write_html(path: str | Path, report: Report) -> None:
-    atomic_write_text(path, render_html(report))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..session import SessionState
+    from ..session import LLMPerfSession
 
 SCHEMA = "pytest-llmperf/results"
 SCHEMA_VERSION = 1
@@ -43,7 +43,7 @@ def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=True, indent=1, allow_nan=False) + "\n"
 
 
-def results_document(state: SessionState) -> dict[str, Any]:
+def results_document(state: LLMPerfSession) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -58,5 +58,5 @@ def results_document(state: SessionState) -> dict[str, Any]:
     }
 
 
-def write_json(path: str | Path, state: SessionState) -> None:
+def write_json(path: str | Path, state: LLMPerfSession) -> None:
     atomic_write_text(path, dumps(results_document(state)))

@@ -11,16 +11,12 @@ import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
-from .view import Report, TestView, fmt
+from ..formatting import display
+from ..metric_table import MARKDOWN_METRICS
+from .view import Report, TestView
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("ttft_p50_ms", "TTFT p50 ms"),
-    ("ttft_p95_ms", "TTFT p95 ms"),
-    ("tpot_p50_ms", "TPOT p50 ms"),
-    ("itl_p50_ms", "ITL p50 ms"),
-    ("output_tps", "out tok/s"),
-)
+COLUMNS = MARKDOWN_METRICS
 PASS, FAIL, WARN = "✅", "❌", "⚠️"
 
 
@@ -31,7 +27,7 @@ def cell(text: str) -> str:
 
 def _median(test: TestView, key: str) -> str:
     values = [s[key] for s in test.summaries if isinstance(s.get(key), int | float)]
-    return fmt(float(statistics.median(values))) if values else "-"
+    return display(float(statistics.median(values))) if values else "-"
 
 
 def _thresholds(test: TestView) -> str:

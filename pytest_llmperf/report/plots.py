@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from ..metrics import NS_PER_MS, NS_PER_S, RequestRecord, measured_window_ns
+from ..formatting import num
+from ..metric_table import higher_is_better
+from ..run.metrics import NS_PER_MS, NS_PER_S, RequestRecord, measured_window_ns
 
 WIDTH = 410
 HEIGHT = 250
@@ -33,13 +35,6 @@ def _a(value: Any) -> str:
     """An attribute value, escaped."""
     return escape(str(value), quote=True)
 
-
-def fmt_num(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:.0f}"
-    return f"{value:.4g}"  # 63, 65.75, 0.5113, 1e-06: no trailing zeros
 
 
 def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
@@ -240,7 +235,7 @@ def cdf_svg(series: Sequence[tuple[str, Sequence[float]]], title: str, xlabel: s
                 f'<text x="{x - 3 if right_half else x + 3:.1f}" '
                 f'y="{ax.top + 10 + (12 if q == 95 else 0):.1f}" '
                 f'text-anchor="{"end" if right_half else "start"}" '
-                f'font-size="10" fill="#374151">p{q} {escape(fmt_num(v))}</text>'
+                f'font-size="10" fill="#374151">p{q} {escape(num(v))}</text>'
             )
     parts += _legend(ax, legend if len(data) > 1 else [], "bottom-right")
     parts.append("</svg>")
@@ -305,8 +300,8 @@ def tokens_over_time_svg(runs: Sequence[tuple[str, Sequence[RequestRecord]]],
         parts.append(f'<path class="series" data-label="{_a(label)}" '
                      f'data-total="{int(pts[-1][1])}" data-rate="{rate:.6g}" d="{d}" '
                      f'fill="none" stroke="{color}" stroke-width="1.8"/>')
-        legend.append((color, f"{label}: {fmt_num(rate)} tok/s" if label
-                       else f"{fmt_num(rate)} tok/s"))
+        legend.append((color, f"{label}: {num(rate)} tok/s" if label
+                       else f"{num(rate)} tok/s"))
     parts += _legend(ax, legend, "top-left")
     parts.append("</svg>")
     return "\n".join(parts)
@@ -325,9 +320,9 @@ class TrendPoint:
     current: bool = False
 
 
-def trend_svg(metric: str, points: Sequence[TrendPoint], higher_is_better: bool) -> str:
+def trend_svg(metric: str, points: Sequence[TrendPoint]) -> str:
     """A metric over commits, oldest first; regressions in red, the current run outlined."""
-    better = "higher" if higher_is_better else "lower"
+    better = "higher" if higher_is_better(metric) else "lower"
     title = f"{metric} over commits ({better} is better)"
     kind = "trend"
     pts = [p for p in points if math.isfinite(p.value)]
@@ -358,7 +353,7 @@ def trend_svg(metric: str, points: Sequence[TrendPoint], higher_is_better: bool)
         color = {"regression": REGRESSION_COLOR, "jump": JUMP_COLOR}.get(p.mark, PALETTE[0])
         radius = 5.5 if p.mark else 3.5
         stroke = f' stroke="{CURRENT_COLOR}" stroke-width="2"' if p.current else ""
-        tip = f"{p.label}: {fmt_num(p.value)}" + (f" — {p.note}" if p.note else "")
+        tip = f"{p.label}: {num(p.value)}" + (f" — {p.note}" if p.note else "")
         parts.append(
             f'<circle class="{" ".join(classes)}" data-commit="{_a(p.label)}" '
             f'data-value="{p.value:.6g}" data-mark="{_a(p.mark)}" cx="{x:.1f}" cy="{y:.1f}" '

@@ -39,7 +39,11 @@ class ProgressLine:
             text = f"[llmperf] {label}: {done}/{total_} requests ({now - start:.1f} s)"
             if tty:
                 if now - last["t"] >= 0.2 or done == total_:
-                    show(lambda: (tw.write("\r" + text + " " * 4), tw.flush()))
+                    def redraw() -> None:
+                        tw.write("\r" + text + " " * 4)
+                        tw.flush()
+
+                    show(redraw)
                     last["t"] = now
             elif done == total_ or pct // 25 > last["pct"] // 25 or now - last["t"] >= 10:
                 show(lambda: tw.line(text))

@@ -9,23 +9,14 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from .view import TABLE_METRICS
+from ..formatting import compact
+from ..metric_table import TABLE_METRICS
 
 if TYPE_CHECKING:
     from ..session import TestRecord
 
-# The same key metrics as the HTML and Markdown tables.
+# The same key metrics as the HTML overview table.
 COLUMNS = TABLE_METRICS
-
-
-def fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if abs(value) >= 1000:
-            return f"{value:.0f}"
-        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)
 
 
 def build_table(tests: Sequence[TestRecord]) -> Table:
@@ -50,9 +41,9 @@ def build_table(tests: Sequence[TestRecord]) -> Table:
             table.add_row(
                 name,
                 f"[{style}]{test.outcome}[/{style}]",
-                fmt(s.get("requests")),
+                compact(s.get("requests")),
                 f"[red]{errors}[/red]" if errors else "0",
-                *(fmt(s.get(key)) for key, _ in COLUMNS),
+                *(compact(s.get(key)) for key, _ in COLUMNS),
                 f"{passed}/{len(checks)}" if checks else "-",
             )
     return table

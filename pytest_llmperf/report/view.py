@@ -2,9 +2,10 @@
 
 The input is always the results document (the shape ``--llmperf-json`` writes, see
 json_report.py): the plugin builds it from the session, ``llmperf report`` reads it from
-files. Baselines (``baselines/<profile>/<commit>.json``) add the trend over commits. Fields
-that other parts of the plugin may or may not have written (``comparison``, ``checks``) are
-read with ``.get`` so that their absence only leaves a section empty.
+files. Baselines (``baselines/<profile>/<commit>.json``, read by ``verdict.store``, so the
+report reads exactly the files the gate reads) add the trend over commits. Fields that other
+parts of the plugin may or may not have written (``comparison``, ``checks``) are read with
+``.get`` so that their absence only leaves a section empty.
 """
 
 from __future__ import annotations
@@ -17,31 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..formatting import display, pct
+from ..metric_table import TREND_METRICS, higher_is_better
+from ..verdict.stats import DEFAULT_TOLERANCE_PCT
+from ..verdict.store import Baseline, BaselineStore
 from . import plots
 from .json_report import SCHEMA as RESULTS_SCHEMA
 from .json_report import results_document
 
 if TYPE_CHECKING:
-    from ..session import SessionState
+    from ..session import LLMPerfSession
 
-# Metrics the trend plots and the compact tables show (the default gated ones first).
-TREND_METRICS: tuple[str, ...] = ("ttft_p50_ms", "tpot_p50_ms", "output_tps")
-TABLE_METRICS: tuple[tuple[str, str], ...] = (
-    ("ttft_p50_ms", "TTFT p50 ms"),
-    ("ttft_p95_ms", "TTFT p95 ms"),
-    ("tpot_p50_ms", "TPOT p50 ms"),
-    ("itl_p50_ms", "ITL p50 ms"),
-    ("e2e_p50_ms", "E2E p50 ms"),
-    ("output_tps", "out tok/s"),
-    ("rps", "req/s"),
-    ("goodput", "goodput"),
-    ("peak_rss_mb", "RSS MB"),
-)
-HIGHER_IS_BETTER: frozenset[str] = frozenset(
-    {"output_tps", "input_tps", "rps", "goodput", "accuracy"}
-)
-DEFAULT_TOLERANCE_PCT = 5.0
-BASELINE_SCHEMA = "pytest-llmperf/baseline"
 VERDICT_CLASS: dict[str, str] = {
     "ok": "ok", "improvement": "good", "regression": "bad", "warn": "warn",
     "inconclusive": "muted",
@@ -52,39 +39,17 @@ class ReportInputError(ValueError):
     """A results or baselines file that cannot be used; the message says which and why."""
 
 
-def fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return plots.fmt_num(value)
-    return str(value)
-
-
-def fmt_pct(value: Any) -> str:
-    if not isinstance(value, int | float) or not math.isfinite(value):
-        return "-"
-    return f"{value:+.1f}%"
-
-
 def short_commit(commit: Any) -> str:
     return str(commit)[:10] if commit else ""
 
 
-def higher_is_better(metric: str) -> bool:
-    return metric in HIGHER_IS_BETTER
-
-
 # --------------------------------------------------------------------------- inputs
 
-def document_from_state(state: SessionState) -> dict[str, Any]:
+def document_from_state(state: LLMPerfSession) -> dict[str, Any]:
     """The results document of a live session (with each test's comparison, when known)."""
     doc = results_document(state)
     try:  # the machine, as the baseline profile describes it (CPU model, cores, GPUs)
-        from ..profile import hardware
+        from ..verdict.profile import hardware
 
         doc["hardware"] = hardware()
     except ImportError:
@@ -158,46 +123,31 @@ def load_results(paths: Sequence[str | Path]) -> dict[str, Any]:
 
 @dataclass
 class History:
-    """Baseline files per profile, oldest first, and files that could not be read."""
+    """Baselines per profile, oldest first, and one message per file that could not be
+    loaded."""
 
-    profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    profiles: dict[str, list[Baseline]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     def profiles_with(self, nodeid: str) -> list[str]:
-        return [p for p, docs in self.profiles.items()
-                if any(nodeid in d.get("tests", {}) for d in docs)]
+        return [p for p, docs in self.profiles.items() if any(nodeid in d.tests for d in docs)]
 
 
-def _sort_key(doc: Mapping[str, Any]) -> tuple[str, str, str]:
-    return (str(doc.get("committed_at") or ""), str(doc.get("saved_at") or ""),
-            str(doc.get("commit") or ""))
+def _sort_key(baseline: Baseline) -> tuple[str, str, str]:
+    return (baseline.committed_at, baseline.saved_at, baseline.commit)
 
 
 def load_history(directory: str | Path | None) -> History:
-    """Every baseline under directory (``<profile>/<commit>.json``); unreadable ones skipped."""
+    """Every baseline under directory (``<profile>/<commit>.json``), loaded by the baseline
+    store; a file it cannot load is skipped, with the store's message."""
     history = History()
     if directory is None:
         return history
-    root = Path(directory)
-    if not root.is_dir():
-        return history
-    for profile_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        docs: list[dict[str, Any]] = []
-        for path in sorted(profile_dir.glob("*.json")):
-            try:
-                data = _load_json(path, "baseline")
-            except ReportInputError as exc:
-                history.skipped.append(str(exc))
-                continue
-            if (not isinstance(data, dict) or data.get("schema") != BASELINE_SCHEMA
-                    or not isinstance(data.get("tests"), dict)):
-                history.skipped.append(f"{path}: not a pytest-llmperf baseline file")
-                continue
-            data.setdefault("commit", path.stem)
-            docs.append(data)
-        if docs:
-            docs.sort(key=_sort_key)
-            history.profiles[str(docs[0].get("profile_id") or profile_dir.name)] = docs
+    baselines, history.skipped = BaselineStore(directory).load_all()
+    for baseline in baselines:  # by profile, as the store lists them
+        history.profiles.setdefault(baseline.profile_id, []).append(baseline)
+    for docs in history.profiles.values():
+        docs.sort(key=_sort_key)
     return history
 
 
@@ -341,19 +291,19 @@ def _checks(test: Mapping[str, Any]) -> list[CheckRow]:
             op = "≤" if c.get("direction") == "max" else "≥"
             rows.append(CheckRow(
                 run=i + 1, name=str(c.get("name")), metric=str(c.get("metric")), op=op,
-                limit=fmt(c.get("limit")), measured=fmt(c.get("measured")),
-                passed=bool(c.get("passed")), baseline=fmt(c.get("baseline"))
+                limit=display(c.get("limit")), measured=display(c.get("measured")),
+                passed=bool(c.get("passed")), baseline=display(c.get("baseline"))
                 if c.get("baseline") is not None else "",
             ))
     if not rows and runs:
-        from ..thresholds import THRESHOLDS  # the declared ones, never checked
+        from ..verdict.thresholds import THRESHOLDS  # the declared ones, never checked
 
         for name in sorted(test.get("thresholds", {})):
             if name in THRESHOLDS:
                 metric, direction = THRESHOLDS[name]
                 rows.append(CheckRow(run=1, name=name, metric=metric,
                                      op="≤" if direction == "max" else "≥",
-                                     limit=fmt(test["thresholds"][name]), measured="-",
+                                     limit=display(test["thresholds"][name]), measured="-",
                                      passed=None))
     return rows
 
@@ -363,12 +313,12 @@ def _comparison(test: Mapping[str, Any]) -> tuple[dict[str, Any], list[Compariso
     rows: list[ComparisonRow] = []
     for m in comp.get("metrics", []) or []:
         lo, hi = m.get("ci_low_pct"), m.get("ci_high_pct")
-        interval = f"[{fmt_pct(lo)}, {fmt_pct(hi)}]" if lo is not None or hi is not None else "-"
+        interval = f"[{pct(lo)}, {pct(hi)}]" if lo is not None or hi is not None else "-"
         verdict = str(m.get("verdict", ""))
         change = m.get("change_pct")
         rows.append(ComparisonRow(
-            metric=str(m.get("metric")), baseline=fmt(m.get("baseline")),
-            current=fmt(m.get("current")), change=fmt_pct(change), interval=interval,
+            metric=str(m.get("metric")), baseline=display(m.get("baseline")),
+            current=display(m.get("current")), change=pct(change), interval=interval,
             verdict=verdict, css=VERDICT_CLASS.get(verdict, "muted"),
             gated=bool(m.get("gated")),
             change_value=float(change) if isinstance(change, int | float) else None,
@@ -397,7 +347,7 @@ def _run_values(runs: Iterable[Mapping[str, Any]], metric: str) -> list[float]:
 
 
 def trend_points(
-    test: Mapping[str, Any], docs: Sequence[Mapping[str, Any]], metric: str,
+    test: Mapping[str, Any], docs: Sequence[Baseline], metric: str,
     verdicts: Mapping[str, str],
 ) -> list[plots.TrendPoint]:
     """The metric per baseline commit (oldest first), then this run; marks regressions.
@@ -416,8 +366,8 @@ def trend_points(
     current_found = False
     prev: float | None = None
     for doc in docs:
-        entry = (doc.get("tests") or {}).get(nodeid)
-        if not isinstance(entry, Mapping):
+        entry = doc.tests.get(nodeid)
+        if entry is None:
             continue
         values = _run_values(entry.get("runs", []), metric)
         if not values:
@@ -436,7 +386,7 @@ def trend_points(
             change = (mid - prev) / abs(prev) * 100
             if sign * change > tolerance:
                 mark, note = "jump", f"{change:+.1f}% vs the previous commit"
-        label = short_commit(doc.get("commit"))[:7] or "?"
+        label = short_commit(doc.commit)[:7] or "?"
         points.append(plots.TrendPoint(label, mid, lo, hi, mark, note, is_current))
         prev = mid
     if not current_found and test.get("outcome") != "baseline":
@@ -506,7 +456,7 @@ def _hardware(doc: Mapping[str, Any], history: History, profiles: Sequence[str])
     else:
         for pid in profiles:
             docs = history.profiles.get(pid) or []
-            hw = (docs[-1].get("profile") or {}).get("hardware") if docs else None
+            hw = docs[-1].profile.get("hardware") if docs else None
             if isinstance(hw, Mapping):
                 found.append(hw)
     if not found:
@@ -566,8 +516,7 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
     for metric in TREND_METRICS:
         points = trend_points(test, docs, metric, verdicts)
         if any(not p.current for p in points) or len(points) > 1:
-            view.trends.append(TrendPlot(metric, plots.trend_svg(
-                metric, points, higher_is_better(metric)), points))
+            view.trends.append(TrendPlot(metric, plots.trend_svg(metric, points), points))
     if docs and not view.trends:
         view.trend_note = f"no baselines of this test yet in profile {profile}"
     return view
@@ -617,16 +566,16 @@ def document_from_history(history: History) -> dict[str, Any]:
     hosts: list[dict[str, Any]] = []
     for profile, docs in history.profiles.items():
         newest = docs[-1]
-        created = max(created, str(newest.get("saved_at") or ""))
-        host = (newest.get("profile") or {}).get("hardware")
+        created = max(created, newest.saved_at)
+        host = newest.profile.get("hardware")
         if isinstance(host, Mapping) and host not in hosts:
             hosts.append(dict(host))
-        for nodeid, entry in sorted((newest.get("tests") or {}).items()):
+        for nodeid, entry in sorted(newest.tests.items()):
             tests.append({
                 "nodeid": nodeid, "outcome": "baseline", "thresholds": {},
                 "runs": [dict(r) for r in entry.get("runs", []) if isinstance(r, Mapping)],
                 "comparison": {"profile_id": profile, "status": "baseline",
-                               "baseline_commit": newest.get("commit"),
+                               "baseline_commit": newest.commit,
                                "message": f"newest baseline of profile {profile}",
                                "metrics": []},
             })

@@ -1,0 +1,126 @@
+"""``llmperf report``: the HTML page (and Markdown table) from stored results and baselines.
+
+For nightly jobs that run the suite in pieces (shards, several machines): each piece writes
+``--llmperf-json``; this merges them into one page with the trend over ``baselines/``.
+With no ``--json``, the page shows each profile's newest baseline and its trend.
+
+``cli.py`` calls ``add_parser(subparsers)``; the parser's ``func`` default is the handler,
+which returns the exit status (0 ok, 2 unusable input or output path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..report.html import render_html
+from ..report.json_report import atomic_write_text
+from ..report.markdown import render_markdown
+from ..report.paths import ReportPathError, check_path, os_reason
+from ..report.view import (
+    ReportInputError,
+    build_report,
+    check_baselines_dir,
+    document_from_history,
+    load_history,
+    load_results,
+)
+
+DEFAULT_BASELINES = "baselines"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``report`` on an argparse subparsers object; returns the new parser."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "report",
+        help="build the HTML report from results JSON files and baselines",
+        description="Build one self-contained HTML page (and optionally a Markdown table) "
+                    "from results files written by pytest --llmperf-json, with the trend "
+                    "of every test over the commits stored in the baselines directory.",
+    )
+    parser.add_argument("--html", metavar="OUT", help="write the HTML page here")
+    parser.add_argument("--markdown", metavar="OUT", help="write the Markdown table here")
+    parser.add_argument("--json", metavar="RESULTS", nargs="+", action="extend", default=[],
+                        help="results file(s) from --llmperf-json; several are merged "
+                             "(default: none, the newest baselines are shown)")
+    parser.add_argument("--baselines", metavar="DIR", default=None,
+                        help=f"baselines directory for the trends (default: "
+                             f"{DEFAULT_BASELINES}/ at the repository root, when it exists)")
+    parser.add_argument("--title", default="pytest-llmperf report", help="page title")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def default_baselines() -> Path:
+    """baselines/ at the root of the git checkout around the working directory, else here."""
+    try:
+        from ..verdict import gitinfo
+    except ImportError:  # gitpython missing
+        return Path.cwd() / DEFAULT_BASELINES
+    try:
+        return gitinfo.repo_info(Path.cwd()).root / DEFAULT_BASELINES
+    except gitinfo.GitError:
+        return Path.cwd() / DEFAULT_BASELINES
+
+
+def _error(stream: TextIO, message: str) -> int:
+    print(f"llmperf report: error: {message}", file=stream)
+    return 2
+
+
+def run(args: argparse.Namespace, stdout: TextIO | None = None,
+        stderr: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    if not args.html and not args.markdown:
+        return _error(err, "nothing to write: give --html OUT and/or --markdown OUT")
+    try:
+        for option, path in (("--html", args.html), ("--markdown", args.markdown)):
+            if path:
+                check_path(option, path)
+        if args.baselines is not None:
+            check_baselines_dir(args.baselines)
+            baselines: Path | None = Path(args.baselines)
+        else:
+            default = default_baselines()
+            baselines = default if default.is_dir() else None
+        history = load_history(baselines)
+        if args.json:
+            doc = load_results(args.json)
+        else:
+            if not history.profiles:
+                where = baselines or default_baselines()
+                return _error(err, f"no results given (--json RESULTS) and no baselines in "
+                                   f"{where}")
+            doc = document_from_history(history)
+    except (ReportInputError, ReportPathError) as exc:
+        return _error(err, str(exc))
+    report = build_report(doc, history, title=args.title, with_plots=bool(args.html))
+    for note in report.notes:
+        print(f"llmperf report: warning: skipped {note}", file=err)
+    try:
+        if args.html:
+            atomic_write_text(args.html, render_html(report))
+            print(f"HTML report: {args.html} ({len(report.tests)} test(s))", file=out)
+        if args.markdown:
+            atomic_write_text(args.markdown, render_markdown(report, html_link=args.html))
+            print(f"Markdown summary: {args.markdown}", file=out)
+    except OSError as exc:
+        return _error(err, f"cannot write the report: {os_reason(exc)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point (``python -m pytest_llmperf.cli.report report ...``)."""
+    parser = argparse.ArgumentParser(prog="llmperf")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

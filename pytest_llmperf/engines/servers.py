@@ -1,0 +1,358 @@
+"""Engine servers as subprocesses: start, wait for health, capture the log, tear down.
+
+A started server runs in its own process group on 127.0.0.1 and a free port, with its output
+in a log file. Teardown kills the whole group (SIGTERM, then SIGKILL); a server is also stopped
+at interpreter exit, and on Linux it gets SIGTERM if the pytest process itself dies, so no
+server outlives the session, even on Ctrl-C. When a server exits or stays unhealthy, the error
+shows the tail of its log.
+
+Launch recipes (flags checked against each project's CLI):
+
+- ``llama_cpp``: ``python -m llama_cpp.server --model M --host H --port P --n_ctx N
+  --interrupt_requests False`` (llama-cpp-python; without the last flag a new request aborts
+  the one streaming). Health: ``/v1/models``.
+- ``llama_server``: llama.cpp's ``llama-server -m M --host H --port P -c N``; add
+  ``--parallel K`` through ``--llmperf-server-args`` for concurrent slots. Health: ``/health``.
+- ``vllm``: ``vllm serve M --host H --port P``. Health: ``/health``.
+- ``trtllm``: ``trtllm-serve M --host H --port P`` (add ``--backend pytorch`` with server args
+  on TensorRT-LLM versions where it is not the default). Health: ``/health``.
+- ``tgi``: ``text-generation-launcher --model-id M --hostname H --port P``. Health: ``/health``.
+- ``ollama``: ``ollama serve`` with ``OLLAMA_HOST=H:P``; the model is an Ollama model name that
+  must already be pulled (``--llmperf-server-model``). Health: ``/api/version``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..models.packaged import ModelError, resolve_model
+from ..settings import SERVER_RECIPES, Settings
+from .base import EngineError
+
+HOST = "127.0.0.1"
+
+
+class ServerError(EngineError):
+    """A server that could not be started, or never became healthy."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    argv: tuple[str, ...]  # {model} {host} {port} {n_ctx} are filled in
+    health_path: str
+    install_hint: str
+    gguf: bool = False  # the model is a GGUF file (resolved like the embedded engine's)
+    env: Mapping[str, str] = field(default_factory=dict)
+    needs_served_model: bool = False
+
+
+RECIPES: dict[str, Recipe] = {
+    "llama_cpp": Recipe(
+        "llama_cpp",
+        (sys.executable, "-m", "llama_cpp.server", "--model", "{model}", "--host", "{host}",
+         "--port", "{port}", "--n_ctx", "{n_ctx}", "--interrupt_requests", "False"),
+        "/v1/models", "pip install 'pytest-llmperf[server]'", gguf=True),
+    "llama_server": Recipe(
+        "llama_server",
+        ("llama-server", "-m", "{model}", "--host", "{host}", "--port", "{port}",
+         "-c", "{n_ctx}"),
+        "/health", "build llama.cpp (https://github.com/ggml-org/llama.cpp) and put "
+        "llama-server on PATH", gguf=True),
+    "vllm": Recipe(
+        "vllm", ("vllm", "serve", "{model}", "--host", "{host}", "--port", "{port}"),
+        "/health", "pip install vllm"),
+    "trtllm": Recipe(
+        "trtllm", ("trtllm-serve", "{model}", "--host", "{host}", "--port", "{port}"),
+        "/health", "pip install tensorrt-llm (see NVIDIA's install guide)"),
+    "tgi": Recipe(
+        "tgi", ("text-generation-launcher", "--model-id", "{model}", "--hostname", "{host}",
+                "--port", "{port}"),
+        "/health", "install text-generation-inference (or run its container and use "
+        "--llmperf-url)"),
+    "ollama": Recipe(
+        "ollama", ("ollama", "serve"), "/api/version", "install Ollama from https://ollama.com",
+        env={"OLLAMA_HOST": "{host}:{port}"}, needs_served_model=True),
+}
+assert tuple(RECIPES) == SERVER_RECIPES
+
+
+def free_port(host: str = HOST) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):  # gone meanwhile, or no /proc here: nothing to wait for
+        return False
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux only)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+_LIVE: set[ManagedServer] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _stop_all() -> None:
+    with _LIVE_LOCK:
+        servers = list(_LIVE)
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+atexit.register(_stop_all)
+
+
+class ManagedServer:
+    """One server subprocess: ``start()`` waits until healthy, ``stop()`` kills its group."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        name: str = "server",
+        port: int,
+        host: str = HOST,
+        health_path: str = "/health",
+        env: Mapping[str, str] | None = None,
+        log_path: str | Path | None = None,
+        tokenizer_path: str | None = None,
+        served_model: str | None = None,
+    ) -> None:
+        self.argv = [str(a) for a in argv]
+        self.name = name
+        self.host = host
+        self.port = port
+        self.health_path = health_path
+        self.env = dict(env or {})
+        if log_path is None:
+            fd, tmp = tempfile.mkstemp(prefix=f"llmperf-{name}-", suffix=".log")
+            os.close(fd)
+            log_path = tmp
+        self.log_path = Path(log_path)
+        self.tokenizer_path = tokenizer_path
+        self.served_model = served_model
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def info(self) -> dict[str, Any]:
+        return {"recipe": self.name, "url": self.url, "pid": self.proc.pid if self.proc else None,
+                "command": shlex.join(self.argv), "log": str(self.log_path),
+                "startup_s": round(self.startup_s, 3) if self.startup_s is not None else None}
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        tail = text.rstrip().splitlines()[-lines:]
+        return "\n".join("    " + line for line in tail) if tail else "    (the log is empty)"
+
+    def _fail(self, problem: str) -> ServerError:
+        return ServerError(
+            f"the {self.name} server {problem}.\n  command: {shlex.join(self.argv)}\n"
+            f"  log: {self.log_path}\n  last lines of its log:\n{self.log_tail()}"
+        )
+
+    def start(self, timeout_s: float = 300.0) -> ManagedServer:
+        exe = self.argv[0]
+        if shutil.which(exe) is None and not Path(exe).is_file():
+            raise ServerError(f"cannot start the {self.name} server: {exe!r} is not on PATH")
+        env = {**os.environ, **self.env}
+        log = self.log_path.open("ab")
+        t0 = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        except OSError as exc:
+            raise ServerError(f"cannot start the {self.name} server ({exc})") from None
+        finally:
+            log.close()
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        try:
+            self._wait_healthy(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - t0
+        return self
+
+    def _wait_healthy(self, timeout_s: float) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        url = self.url + self.health_path
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                how = f"signal {-code}" if code < 0 else f"code {code}"
+                raise self._fail(f"exited with {how} before it became healthy")
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except urllib.error.HTTPError:
+                pass  # up but not ready (503 while loading)
+            except (OSError, ValueError):
+                pass  # not listening yet
+            if time.monotonic() >= deadline:
+                raise self._fail(
+                    f"did not become healthy ({url}) within {timeout_s:g} s; raise "
+                    "--llmperf-server-timeout if it is only slow")
+            time.sleep(delay)
+            delay = min(0.5, delay * 1.5)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pids(self) -> list[int]:
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        pids = [self.proc.pid]
+        try:
+            import psutil
+
+            pids += [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
+        except Exception:
+            pass
+        return pids
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM to the whole process group, SIGKILL after ``grace_s``; idempotent."""
+        proc = self.proc
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        if proc is None:
+            return
+        members = self.pids()  # the leader and its children, while they can still be seen
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(grace_s)
+        # Children that outlived the leader are in the same group: kill what is left.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        # SIGKILL is delivered asynchronously: return once every member is gone (or a zombie
+        # waiting for its new parent to reap it), so a caller never sees it still running.
+        deadline = time.monotonic() + 5
+        while any(_running(pid) for pid in members) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def __enter__(self) -> ManagedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def build_server(settings: Settings, log_dir: str | Path | None = None) -> ManagedServer:
+    """The server the settings describe (a recipe, or --llmperf-server-cmd), not started."""
+    port = free_port()
+    served = settings.server_model
+    tokenizer_path: str | None = None
+    extra = shlex.split(settings.server_args) if settings.server_args else []
+    if settings.server_cmd:
+        name = "custom"
+        model = settings.model
+        with contextlib.suppress(ModelError):
+            model = str(resolve_model(settings.model))
+        fill = {"port": str(port), "host": HOST, "model": model, "n_ctx": str(settings.n_ctx)}
+        argv = [a.format(**fill) for a in shlex.split(settings.server_cmd)] + extra
+        health = "/v1/models"
+        env: dict[str, str] = {}
+    else:
+        recipe = RECIPES[settings.server or "llama_cpp"]
+        name = recipe.name
+        model = settings.model
+        if recipe.gguf:
+            try:
+                path = resolve_model(settings.model)
+            except ModelError as exc:
+                raise ServerError(str(exc)) from None
+            model = str(path)
+            tokenizer_path = model
+        if recipe.needs_served_model and not served:
+            raise ServerError(
+                f"the {name} recipe needs the served model's name: "
+                "give --llmperf-server-model NAME (already pulled)")
+        fill = {"port": str(port), "host": HOST, "model": model, "n_ctx": str(settings.n_ctx)}
+        argv = [a.format(**fill) for a in recipe.argv]
+        if name == "llama_cpp" and settings.threads:
+            argv += ["--n_threads", str(settings.threads), "--n_threads_batch",
+                     str(settings.threads)]
+        if name == "llama_server" and settings.threads:
+            argv += ["-t", str(settings.threads)]
+        argv += extra
+        health = recipe.health_path
+        env = {k: v.format(**fill) for k, v in recipe.env.items()}
+        if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
+            raise ServerError(
+                f"cannot start the {name} server: {argv[0]!r} is not on PATH; "
+                f"{recipe.install_hint}")
+        if name == "llama_cpp":
+            try:
+                import llama_cpp.server  # noqa: F401
+            except ImportError as exc:
+                raise ServerError(
+                    f"the llama_cpp server recipe needs llama-cpp-python's server extra "
+                    f"({exc}): pip install 'pytest-llmperf[server]'") from None
+    log_path = None
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        log_path = Path(log_dir) / f"{name}-{port}.log"
+    return ManagedServer(argv, name=name, port=port, health_path=health, env=env,
+                         log_path=log_path, tokenizer_path=tokenizer_path, served_model=served)
+
+
+def start_server_from_settings(settings: Settings, log_dir: str | Path | None = None
+                               ) -> ManagedServer:
+    server = build_server(settings, log_dir)
+    return server.start(timeout_s=settings.server_timeout)

@@ -1,0 +1,84 @@
+"""The one table of summary metrics: key, label, unit, which direction is better, whether the
+regression gate checks it by default. Thresholds, statistics and every report read it.
+
+Imports nothing heavy: the plugin reads it while collecting tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Better = Literal["lower", "higher"]
+
+PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
+STATS: tuple[str, ...] = ("p50", "p90", "p95", "p99", "mean", "max")
+LATENCY_METRICS: tuple[str, ...] = ("ttft", "tpot", "itl", "e2e")
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # the summary key, threshold name (latency) and JSON/JUnit property name
+    label: str  # a short column heading
+    unit: str  # "ms", "tok/s", "req/s", "MB", "s", "" (a count or a fraction)
+    better: Better | None  # None: not a performance figure (counts of requests, tokens)
+    gated: bool = False  # checked by the regression gate unless the marker says otherwise
+    watched: bool = False  # compared with the baseline and reported, warning only
+
+
+def _latency(name: str, stat: str) -> Metric:
+    gated = stat == "p50" and name in ("ttft", "tpot")
+    watched = (name, stat) in {("ttft", "p95"), ("ttft", "p99"), ("tpot", "p95"),
+                               ("tpot", "p99"), ("itl", "p50"), ("itl", "p99"),
+                               ("e2e", "p50"), ("e2e", "p95")}
+    return Metric(f"{name}_{stat}_ms", f"{name.upper()} {stat} ms", "ms", "lower",
+                  gated=gated, watched=watched)
+
+
+# Every summary key, in display order: ttft_p50_ms ... e2e_max_ms, then the run figures.
+METRICS: tuple[Metric, ...] = (
+    *(_latency(name, stat) for name in LATENCY_METRICS for stat in STATS),
+    Metric("output_tps", "out tok/s", "tok/s", "higher", gated=True),
+    Metric("input_tps", "in tok/s", "tok/s", "higher"),
+    Metric("rps", "req/s", "req/s", "higher"),
+    Metric("goodput", "goodput", "", "higher"),
+    Metric("peak_rss_mb", "RSS MB", "MB", "lower"),
+    Metric("gpu_mem_mb", "GPU MB", "MB", "lower"),
+    Metric("accuracy", "accuracy", "", "higher"),
+    Metric("requests", "requests", "", None),
+    Metric("errors", "errors", "", "lower"),
+    Metric("output_tokens", "out tokens", "", None),
+    Metric("input_tokens", "in tokens", "", None),
+    Metric("duration_s", "duration s", "s", None),
+    Metric("multi_token_chunks", "multi-token chunks", "", None),
+)
+BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
+
+SUMMARY_KEYS: tuple[str, ...] = tuple(m.key for m in METRICS)
+LATENCY_KEYS: tuple[str, ...] = tuple(m.key for m in METRICS if m.unit == "ms")
+RUN_KEYS: tuple[str, ...] = tuple(k for k in SUMMARY_KEYS if k not in LATENCY_KEYS)
+# Gated by default; the watched ones are compared and reported but only warn.
+DEFAULT_GATED: tuple[str, ...] = ("ttft_p50_ms", "tpot_p50_ms", "output_tps")
+DEFAULT_WATCHED: tuple[str, ...] = tuple(m.key for m in METRICS if m.watched)
+HIGHER_IS_BETTER: frozenset[str] = frozenset(m.key for m in METRICS if m.better == "higher")
+# What the compact tables (terminal, HTML overview and per-test metrics) show, in this order.
+TABLE_KEYS: tuple[str, ...] = ("ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "itl_p50_ms",
+                               "e2e_p50_ms", "output_tps", "rps", "goodput", "peak_rss_mb")
+TABLE_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label) for k in TABLE_KEYS)
+# The Markdown summary's narrower table (it has to fit a pull-request comment).
+MARKDOWN_KEYS: tuple[str, ...] = ("ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "itl_p50_ms",
+                                  "output_tps")
+MARKDOWN_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
+                                                      for k in MARKDOWN_KEYS)
+# The trend plots (the default gated metrics).
+TREND_METRICS: tuple[str, ...] = DEFAULT_GATED
+
+# SLO keys accepted by Workload.slo for goodput.
+SLO_KEYS: tuple[str, ...] = ("ttft_ms", "tpot_ms", "e2e_ms")
+
+assert tuple(m.key for m in METRICS if m.gated) == DEFAULT_GATED
+
+
+def higher_is_better(metric: str) -> bool:
+    """True for throughput-like metrics (tokens/s, goodput, accuracy); False otherwise."""
+    return metric in HIGHER_IS_BETTER

@@ -1,0 +1,111 @@
+"""One benchmark run: prompts -> load generator -> records -> RunResult. No pytest here."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections import Counter
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from ..engines.base import Engine
+from .gpu import GPUSampler
+from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
+from .memory import PeakRSS
+from .metrics import RunResult, summarize
+from .workload import Workload, build_prompts
+
+T = TypeVar("T")
+
+
+def client_warnings(result: RunResult, stamps_on_loop: bool = True) -> list[str]:
+    """Warnings about the measurement itself: a lagging client, disagreeing token counts."""
+    out: list[str] = []
+    s, c = result.summary, result.client
+    loop_lag = c.get("loop_lag_p99_ms") or 0.0 if stamps_on_loop else 0.0
+    lag = max(loop_lag, c.get("send_delay_p99_ms") or 0.0)
+    ttft = s.get("ttft_p50_ms")
+    if ttft and lag > max(5.0, 0.1 * ttft):
+        out.append(
+            f"the load generator fell behind: event-loop lag / send delay p99 {lag:.1f} ms "
+            f"against a TTFT p50 of {ttft:.1f} ms; latencies include client overhead"
+        )
+    mismatched = [
+        r for r in result.samples
+        if r.ok and r.client_token_count is not None and r.output_tokens is not None
+        and r.client_token_count != r.output_tokens
+    ]
+    if mismatched:
+        r = mismatched[0]
+        out.append(
+            f"{len(mismatched)} request(s) had a client-side token count that disagrees with the "
+            f"{r.output_tokens_source} count (e.g. request {r.index}: "
+            f"client {r.client_token_count}, "
+            f"{r.output_tokens_source} {r.output_tokens})"
+        )
+    errors = Counter(r.error_kind for r in result.samples if not r.warmup and r.error)
+    measured = sum(1 for r in result.samples if not r.warmup)
+    if errors and sum(errors.values()) == measured:
+        first = next(r for r in result.samples if not r.warmup and r.error)
+        out.append(f"every request failed ({measured}); first error: {first.error}")
+    return out
+
+
+def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, also from inside a running loop (an async test): then on a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def run_benchmark(
+    engine: Engine, workload: Workload, progress: Progress | None = None
+) -> RunResult:
+    prompts = build_prompts(engine.tokenizer, workload)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    with PeakRSS(engine.memory_pids()) as rss, GPUSampler() as gpu:
+        load = _run_coroutine(run_load(engine, prompts, workload, progress))
+    return _result(engine, workload, load, started, rss.peak_mb, gpu.peak_mem_mb)
+
+
+def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
+            peak_rss_mb: float | None, gpu_mem_mb: float | None) -> RunResult:
+    """A run's records summarized, with the client's warnings about its own measurement."""
+    summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=peak_rss_mb,
+                        gpu_mem_mb=gpu_mem_mb)
+    result = RunResult(
+        summary=summary,
+        samples=load.records,
+        workload=workload.to_dict(),
+        engine=engine.info(),
+        warnings=list(load.warnings),
+        started_at=started,
+        client=load.client,
+    )
+    result.warnings.extend(client_warnings(result, engine.stamps_on_loop))
+    return result
+
+
+def run_benchmark_interleaved(
+    engine_a: Engine,
+    engine_b: Engine,
+    workload: Workload,
+    *,
+    b_first: bool = False,
+    progress: Progress | None = None,
+) -> tuple[RunResult, RunResult]:
+    """One run of each engine, made together request by request (see
+    ``loadgen.run_interleaved_load``): one pair of a paired A/B comparison."""
+    prompts = (build_prompts(engine_a.tokenizer, workload),
+               build_prompts(engine_b.tokenizer, workload))
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    with (PeakRSS(engine_a.memory_pids()) as rss_a, PeakRSS(engine_b.memory_pids()) as rss_b,
+          GPUSampler() as gpu):
+        loads = _run_coroutine(run_interleaved_load((engine_a, engine_b), prompts, workload,
+                                                    b_first=b_first, progress=progress))
+    return (_result(engine_a, workload, loads[0], started, rss_a.peak_mb, gpu.peak_mem_mb),
+            _result(engine_b, workload, loads[1], started, rss_b.peak_mb, gpu.peak_mem_mb))

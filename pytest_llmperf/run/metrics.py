@@ -1,0 +1,252 @@
+"""Per-request records and run summaries.
+
+Pure functions, no I/O. Definitions follow vLLM's serving benchmark (docs/metrics.md):
+
+- TTFT: first token-bearing chunk minus send time.
+- E2E: last token-bearing chunk minus send time.
+- TPOT: (E2E - TTFT) / (output_tokens - 1); none for one-token requests.
+- ITL: gaps between successive token-bearing chunks, per token: a chunk carrying k tokens
+  contributes k gaps of gap/k.
+- Percentiles use linear interpolation (numpy's default), as vLLM does.
+
+All times inside a record are integer nanoseconds on the client's monotonic clock
+(``time.perf_counter_ns``), relative to the run's start so that they serialise exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
+    LATENCY_KEYS,
+    LATENCY_METRICS,
+    PERCENTILES,
+    RUN_KEYS,
+    SLO_KEYS,
+    STATS,
+    SUMMARY_KEYS,
+)
+
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+
+
+@dataclass
+class RequestRecord:
+    """What one request did, as seen by the client. Times in ns relative to the run start."""
+
+    index: int
+    prompt_tokens: int
+    warmup: bool = False
+    send_ns: int = 0
+    scheduled_ns: int | None = None  # when the arrival process wanted it sent (open loop)
+    chunk_ns: list[int] = field(default_factory=list)  # arrival of each token-bearing chunk
+    chunk_tokens: list[int] = field(default_factory=list)  # tokens carried by each chunk
+    done_ns: int | None = None  # stream closed (after the last chunk)
+    output_tokens: int | None = None  # authoritative count (engine tokenizer or server usage)
+    output_tokens_source: str = "engine"
+    client_token_count: int | None = None  # what the client counted, when it differs in kind
+    error: str | None = None
+    error_kind: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.chunk_ns)
+
+    @property
+    def ttft_ns(self) -> int | None:
+        return self.chunk_ns[0] - self.send_ns if self.chunk_ns else None
+
+    @property
+    def e2e_ns(self) -> int | None:
+        return self.chunk_ns[-1] - self.send_ns if self.chunk_ns else None
+
+    @property
+    def n_output(self) -> int:
+        if self.output_tokens is not None:
+            return self.output_tokens
+        return sum(self.chunk_tokens)
+
+    @property
+    def tpot_ns(self) -> float | None:
+        n = self.n_output
+        if not self.chunk_ns or n < 2:
+            return None
+        return (self.chunk_ns[-1] - self.chunk_ns[0]) / (n - 1)
+
+    def itl_ns(self) -> list[float]:
+        """Per-token inter-token latencies: a chunk carrying k tokens gives k gaps of gap/k."""
+        out: list[float] = []
+        for i in range(1, len(self.chunk_ns)):
+            gap = self.chunk_ns[i] - self.chunk_ns[i - 1]
+            k = max(1, self.chunk_tokens[i] if i < len(self.chunk_tokens) else 1)
+            out.extend([gap / k] * k)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RequestRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolation percentile (numpy's default, as vLLM uses); None when empty."""
+    if len(values) == 0:
+        return None
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def describe(values: Sequence[float], scale: float = 1.0) -> dict[str, float | None]:
+    """p50/p90/p95/p99/mean/max of values, divided by scale; None everywhere when empty."""
+    if len(values) == 0:
+        return {stat: None for stat in STATS}
+    arr = np.asarray(values, dtype=float) / scale
+    out: dict[str, float | None] = {
+        f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(arr, PERCENTILES), strict=True)
+    }
+    out["mean"] = float(arr.mean())
+    out["max"] = float(arr.max())
+    return out
+
+
+def measured_window_ns(records: Iterable[RequestRecord]) -> tuple[int, int] | None:
+    """(start, end) of the measured window: first send to last completion, warm-up excluded."""
+    measured = [r for r in records if not r.warmup]
+    if not measured:
+        return None
+    start = min(r.send_ns for r in measured)
+    ends = [r.done_ns if r.done_ns is not None else (r.chunk_ns[-1] if r.chunk_ns else r.send_ns)
+            for r in measured]
+    return start, max(ends)
+
+
+def meets_slo(record: RequestRecord, slo: Mapping[str, float]) -> bool:
+    """True when a successful request meets every SLO given (ms)."""
+    if not record.ok:
+        return False
+    checks = {
+        "ttft_ms": record.ttft_ns,
+        "tpot_ms": record.tpot_ns,
+        "e2e_ms": record.e2e_ns,
+    }
+    for key, limit in slo.items():
+        value = checks[key]
+        if value is None:
+            if key == "tpot_ms":  # one-token requests have no TPOT: nothing to violate
+                continue
+            return False
+        if value / NS_PER_MS > limit:
+            return False
+    return True
+
+
+def summarize(
+    records: Sequence[RequestRecord],
+    *,
+    slo: Mapping[str, float] | None = None,
+    peak_rss_mb: float | None = None,
+    gpu_mem_mb: float | None = None,
+    accuracy: float | None = None,
+) -> dict[str, Any]:
+    """The flat summary whose keys are the threshold names (see SUMMARY_KEYS)."""
+    measured = [r for r in records if not r.warmup]
+    ok = [r for r in measured if r.ok]
+    summary: dict[str, Any] = {}
+
+    series: dict[str, list[float]] = {
+        "ttft": [r.ttft_ns for r in ok if r.ttft_ns is not None],
+        "e2e": [r.e2e_ns for r in ok if r.e2e_ns is not None],
+        "tpot": [t for r in ok if (t := r.tpot_ns) is not None],
+        "itl": [gap for r in ok for gap in r.itl_ns()],
+    }
+    for metric in LATENCY_METRICS:
+        for stat, value in describe(series[metric], scale=NS_PER_MS).items():
+            summary[f"{metric}_{stat}_ms"] = value
+
+    window = measured_window_ns(measured)
+    duration_s = (window[1] - window[0]) / NS_PER_S if window else 0.0
+    out_tokens = sum(r.n_output for r in ok)
+    in_tokens = sum(r.prompt_tokens for r in ok)
+    positive = duration_s > 0
+    summary["output_tokens"] = out_tokens
+    summary["input_tokens"] = in_tokens
+    summary["duration_s"] = duration_s if window else None
+    summary["output_tps"] = out_tokens / duration_s if positive else None
+    summary["input_tps"] = in_tokens / duration_s if positive else None
+    summary["rps"] = len(ok) / duration_s if positive else None
+    summary["requests"] = len(measured)
+    summary["errors"] = len(measured) - len(ok)
+    summary["multi_token_chunks"] = sum(
+        1 for r in ok for k in r.chunk_tokens if k > 1
+    )
+    if slo and measured:
+        summary["goodput"] = sum(1 for r in measured if meets_slo(r, slo)) / len(measured)
+    else:
+        summary["goodput"] = None
+    summary["peak_rss_mb"] = peak_rss_mb
+    summary["gpu_mem_mb"] = gpu_mem_mb
+    summary["accuracy"] = accuracy
+    return {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
+
+
+def _clean(value: Any) -> Any:
+    """NaN and inf become None so the summary is plain JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class RunResult:
+    """One run of a workload against an engine: the summary plus the raw samples."""
+
+    summary: dict[str, Any]
+    samples: list[RequestRecord]
+    workload: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    started_at: str = ""
+    client: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.summary[key]
+
+    def __getattr__(self, name: str) -> Any:
+        # result.errors, result.ttft_p50_ms ... read the summary.
+        summary = self.__dict__.get("summary")
+        if summary is not None and name in summary:
+            return summary[name]
+        raise AttributeError(name)
+
+    def to_dict(self, with_samples: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "summary": dict(self.summary),
+            "workload": self.workload,
+            "engine": self.engine,
+            "warnings": list(self.warnings),
+            "started_at": self.started_at,
+            "client": self.client,
+        }
+        if with_samples:
+            data["samples"] = [r.to_dict() for r in self.samples]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunResult:
+        return cls(
+            summary=dict(data["summary"]),
+            samples=[RequestRecord.from_dict(s) for s in data.get("samples", [])],
+            workload=dict(data.get("workload", {})),
+            engine=dict(data.get("engine", {})),
+            warnings=list(data.get("warnings", [])),
+            started_at=str(data.get("started_at", "")),
+            client=dict(data.get("client", {})),
+        )

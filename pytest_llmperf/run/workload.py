@@ -1,0 +1,241 @@
+"""Workloads: what to send (prompts of exact token lengths, or a JSONL file) and when.
+
+Prompt building needs only a tokenizer (see ``Tokenizer``); arrival schedules are pure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..metric_table import SLO_KEYS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class WorkloadError(ValueError):
+    """A workload that cannot be run as asked."""
+
+
+class Tokenizer(Protocol):
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
+
+    def detokenize(self, ids: Sequence[int]) -> str: ...
+
+    def word_token_ids(self) -> Sequence[int]:
+        """Ids of plain word pieces, safe to draw random text from."""
+        ...
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    token_ids: tuple[int, ...] | None  # the exact tokens (with BOS) when built by us
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass
+class Workload:
+    """What a benchmark run sends.
+
+    input_tokens / output_tokens: exact lengths of synthetic prompts and of every answer
+    (end-of-generation suppressed). requests: measured requests; warmup: requests sent first
+    and not measured. concurrency: closed-loop requests in flight. rate: open-loop arrivals
+    per second instead (Poisson, or gamma with ``burstiness`` < 1 for bursts), with
+    ``concurrency`` as an optional cap. duration_s: stop sending new requests after this long.
+    prompts_file: a JSONL file of {"prompt": ..., "output_tokens": ...} lines instead of
+    synthetic prompts. shared_prefix_tokens: a common prefix of this many tokens in every
+    prompt (for prefix caching). slo: per-request limits in ms ({"ttft_ms", "tpot_ms",
+    "e2e_ms"}) for goodput.
+    """
+
+    input_tokens: int = 128
+    output_tokens: int = 64
+    requests: int = 16
+    warmup: int = 1
+    concurrency: int = 1
+    rate: float | None = None
+    arrival: str = "poisson"
+    burstiness: float = 1.0
+    duration_s: float | None = None
+    seed: int = 0
+    prompts_file: str | None = None
+    shared_prefix_tokens: int = 0
+    slo: dict[str, float] = field(default_factory=dict)
+    temperature: float = 0.0
+    ignore_eos: bool = True
+    chat: bool = False
+
+    def __post_init__(self) -> None:
+        def whole(name: str, minimum: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise WorkloadError(
+                    f"Workload.{name}={value!r} must be a whole number >= {minimum}"
+                )
+
+        whole("input_tokens", 1)
+        whole("output_tokens", 1)
+        whole("requests", 1)
+        whole("warmup", 0)
+        whole("concurrency", 1)
+        whole("seed", 0)
+        whole("shared_prefix_tokens", 0)
+        if self.shared_prefix_tokens >= self.input_tokens:
+            raise WorkloadError(
+                f"Workload.shared_prefix_tokens={self.shared_prefix_tokens} must be less than "
+                f"input_tokens={self.input_tokens}"
+            )
+        if self.rate is not None and not (isinstance(self.rate, int | float) and self.rate > 0):
+            raise WorkloadError(
+                f"Workload.rate={self.rate!r} must be a positive number of requests/s"
+            )
+        if self.arrival not in ("poisson", "gamma"):
+            raise WorkloadError(f"Workload.arrival={self.arrival!r} must be 'poisson' or 'gamma'")
+        if not (isinstance(self.burstiness, int | float) and self.burstiness > 0):
+            raise WorkloadError(f"Workload.burstiness={self.burstiness!r} must be positive")
+        if self.duration_s is not None and not (
+            isinstance(self.duration_s, int | float) and self.duration_s > 0
+        ):
+            raise WorkloadError(f"Workload.duration_s={self.duration_s!r} must be positive")
+        bad = sorted(set(self.slo) - set(SLO_KEYS))
+        if bad:
+            raise WorkloadError(
+                f"Workload.slo has unknown key(s) {', '.join(bad)}; valid: {', '.join(SLO_KEYS)}"
+            )
+        for key, value in self.slo.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise WorkloadError(f"Workload.slo[{key!r}]={value!r} must be a positive number")
+        if self.prompts_file is not None and not Path(self.prompts_file).is_file():
+            raise WorkloadError(f"Workload.prompts_file {self.prompts_file!r} does not exist")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def total_requests(self) -> int:
+        return self.warmup + self.requests
+
+
+def _fit_text(
+    tok: Tokenizer,
+    rng: np.random.Generator,
+    pool: np.ndarray,
+    prefix_ids: list[int],
+    n_suffix: int,
+    n_special: int,
+) -> tuple[str, list[int]]:
+    """Text = decode(prefix + random suffix) whose tokenization has exactly the asked length."""
+    target = len(prefix_ids) + n_suffix
+    suffix = [int(t) for t in rng.choice(pool, size=n_suffix)]
+    # A leading space would make SentencePiece tokenizers add a separate space token.
+    text = tok.detokenize(prefix_ids + suffix).lstrip()
+    for _ in range(32):
+        ids = tok.tokenize(text, add_special=False)
+        if len(ids) == target:
+            return text, tok.tokenize(text, add_special=True)
+        if len(ids) > target:
+            ids = ids[:target]
+        else:
+            ids = ids + [int(t) for t in rng.choice(pool, size=target - len(ids))]
+        text = tok.detokenize(ids).lstrip()
+    ids = tok.tokenize(text, add_special=True)
+    raise WorkloadError(
+        f"could not build a prompt of exactly {target + n_special} tokens "
+        f"(the tokenizer keeps giving {len(ids)})"
+    )
+
+
+def synthetic_prompts(tok: Tokenizer, workload: Workload) -> list[Prompt]:
+    """Deterministic prompts (for a seed) of exactly ``input_tokens`` tokens, BOS included.
+
+    Every request gets different random words, so no request can hit a prefix cache beyond
+    the shared prefix asked for.
+    """
+    n_special = len(tok.tokenize("", add_special=True))
+    n_text = workload.input_tokens - n_special
+    if n_text < 1:
+        raise WorkloadError(
+            f"input_tokens={workload.input_tokens} leaves no room for text after the "
+            f"{n_special} special token(s) the tokenizer adds"
+        )
+    import numpy as np
+
+    pool = np.asarray(tok.word_token_ids(), dtype=np.int64)
+    if pool.size == 0:
+        raise WorkloadError("the tokenizer offers no plain word tokens to build prompts from")
+    prefix_ids: list[int] = []
+    if workload.shared_prefix_tokens:
+        rng = np.random.default_rng([workload.seed, 2**31 - 1])
+        _, with_special = _fit_text(tok, rng, pool, [], workload.shared_prefix_tokens, n_special)
+        prefix_ids = with_special[n_special:]
+    prompts = []
+    for i in range(workload.total_requests):
+        rng = np.random.default_rng([workload.seed, i])
+        text, ids = _fit_text(tok, rng, pool, prefix_ids, n_text - len(prefix_ids), n_special)
+        prompts.append(Prompt(text, tuple(ids), len(ids), workload.output_tokens))
+    return prompts
+
+
+def jsonl_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
+    """Prompts from a JSONL file: one {"prompt": str, "output_tokens": int?} per line.
+
+    Lines are used in order and cycled when more requests than lines are asked for.
+    """
+    assert workload.prompts_file is not None
+    path = Path(workload.prompts_file)
+    items: list[tuple[str, int]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise WorkloadError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(data, Mapping) or not isinstance(data.get("prompt"), str):
+                raise WorkloadError(f'{path}:{lineno}: expected an object with a "prompt" string')
+            out = data.get("output_tokens", data.get("max_tokens", workload.output_tokens))
+            if isinstance(out, bool) or not isinstance(out, int) or out < 1:
+                raise WorkloadError(f"{path}:{lineno}: output_tokens={out!r} must be >= 1")
+            items.append((data["prompt"], out))
+    if not items:
+        raise WorkloadError(f"{path}: no prompts in file")
+    prompts = []
+    for i in range(workload.total_requests):
+        text, out = items[i % len(items)]
+        ids = tuple(tok.tokenize(text, add_special=True)) if tok is not None else None
+        prompts.append(Prompt(text, ids, len(ids) if ids is not None else 0, out))
+    return prompts
+
+
+def build_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
+    if workload.prompts_file:
+        return jsonl_prompts(tok, workload)
+    if tok is None:
+        raise WorkloadError(
+            "synthetic prompts of an exact token length need the engine's tokenizer, "
+            "and this engine has none; give a prompts_file instead"
+        )
+    return synthetic_prompts(tok, workload)
+
+
+def arrival_offsets_s(workload: Workload, n: int) -> list[float] | None:
+    """Open-loop send times in seconds from the start, or None for closed loop.
+
+    Inter-arrival gaps are gamma distributed with shape ``burstiness`` and mean 1/rate
+    (shape 1 is a Poisson process), seeded, as in vLLM's serving benchmark.
+    """
+    import numpy as np
+
+    if workload.rate is None:
+        return None
+    rng = np.random.default_rng([workload.seed, 7919])
+    shape = 1.0 if workload.arrival == "poisson" else float(workload.burstiness)
+    gaps = rng.gamma(shape, 1.0 / (workload.rate * shape), size=n)
+    return [float(x) for x in np.cumsum(gaps) - gaps[0]]

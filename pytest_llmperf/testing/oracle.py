@@ -1,0 +1,364 @@
+"""The test oracle: an OpenAI-compatible streaming server with a known schedule.
+
+It answers ``/v1/completions`` and ``/v1/chat/completions`` (SSE), sends the first token
+``ttft_ms`` after it has read a request and then one chunk every ``itl_ms`` (each chunk may carry
+``tokens_per_chunk`` tokens), reports ``usage`` when asked for it, and records for every request
+when it arrived and how late each of its own sends went out, so a client's measurement can be
+compared with what the server really did (both sides use the same monotonic clock,
+``time.perf_counter_ns``, which on Linux is system-wide).
+
+It also has a word-level tokenizer (``/tokenize``, ``/detokenize`` in vLLM's shape) so synthetic
+prompts of exact token lengths can be built against it, and fault modes (HTTP error, dropped
+connection, malformed SSE, stall) for the error paths. Raw asyncio, HTTP/1.1 keep-alive with
+chunked transfer encoding: nothing heavy between the schedule and the socket.
+
+Use it in-process (``with OracleServer(OracleConfig(...)) as oracle: oracle.url``) or as a
+process: ``python -m pytest_llmperf.testing.oracle --ttft-ms 50 --itl-ms 10`` prints its URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, SupportsIndex
+
+WORDS: tuple[str, ...] = tuple(
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
+    "oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu red orange "
+    "yellow green blue indigo violet black white grey brown pink gold silver iron copper tin "
+    "lead zinc stone river lake sea ocean hill mountain valley forest desert field garden house "
+    "door window table chair paper music light water fire earth wind cloud rain snow".split()
+)
+BOS_ID = 1
+UNK_ID = 0
+_OFFSET = 2  # ids 0 and 1 are <unk> and <s>
+
+
+class WordTokenizer:
+    """The oracle's tokenizer: one token per known word, <s> in front when asked."""
+
+    local = True  # runs in the client process (cheap enough to count every answer)
+
+    def __init__(self) -> None:
+        self._ids = {w: i + _OFFSET for i, w in enumerate(WORDS)}
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        ids = [self._ids.get(w, UNK_ID) for w in text.split()]
+        return [BOS_ID, *ids] if add_special else ids
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        words = [WORDS[i - _OFFSET] for i in ids if i >= _OFFSET and i - _OFFSET < len(WORDS)]
+        return " ".join(words)
+
+    def word_token_ids(self) -> Sequence[int]:
+        return list(range(_OFFSET, _OFFSET + len(WORDS)))
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    ttft_ms: float = 50.0  # first token this long after the request was read
+    itl_ms: float = 10.0  # then one chunk every itl_ms
+    tokens_per_chunk: int = 1  # tokens carried by each chunk (the last may carry fewer)
+    usage: bool = True  # send a usage chunk when stream_options.include_usage asks for it
+    usage_offset: int = 0  # report completion_tokens = true count + this (to test disagreement)
+    role_chunk: bool = True  # chat: a role-only first chunk, sent at once (not a token)
+    finish_reason: str = "length"  # what the closing chunk says
+    default_max_tokens: int = 16
+    max_model_len: int = 4096  # prompt + max_tokens beyond this: HTTP 400, as vLLM does
+    fail_status: int | None = None  # answer every generation with this status and a JSON body
+    drop_after: int | None = None  # close the connection after this many tokens
+    malformed_after: int | None = None  # send a data line that is not JSON after this many
+    stall_after: int | None = None  # stop sending (keep the connection) after this many
+    api_key: str | None = None  # require "Authorization: Bearer <api_key>"
+    model: str = "oracle"
+
+
+@dataclass
+class RequestLog:
+    """What the oracle did for one request (perf_counter_ns clock)."""
+
+    prompt: str
+    recv_ns: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+    scheduled_ns: list[int] = field(default_factory=list)
+    sent_ns: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+
+
+def _chunked(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class _Oracle:
+    def __init__(self, config: OracleConfig) -> None:
+        self.config = config
+        self.tokenizer = WordTokenizer()
+        self.logs: list[RequestLog] = []
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        # Stamp bytes as they arrive (in the protocol's data_received), not when this coroutine
+        # gets round to parsing them: the request's true arrival time, even when busy.
+        arrived = [0]
+        feed = reader.feed_data
+        clock = time.perf_counter_ns
+
+        def stamped_feed(data: Iterable[SupportsIndex]) -> None:
+            arrived[0] = clock()
+            feed(data)
+
+        reader.feed_data = stamped_feed  # type: ignore[method-assign]
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                n = int(headers.get("content-length", "0"))
+                body = await reader.readexactly(n) if n else b""
+                recv_ns = arrived[0] or clock()
+                keep = await self.route(method, path.split("?", 1)[0], headers, body, recv_ns,
+                                        writer)
+                if not keep or headers.get("connection", "").lower() == "close":
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
+                asyncio.CancelledError):
+            pass  # the client went away, or the oracle is shutting down
+        finally:
+            self._writers.discard(writer)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def respond(self, writer: asyncio.StreamWriter, status: int, payload: Any) -> bool:
+        data = json.dumps(payload).encode()
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}.get(
+            status, "Error")
+        writer.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, reason.encode(), len(data), data)
+        )
+        await writer.drain()
+        return True
+
+    async def route(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, recv_ns: int,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        cfg = self.config
+        if (cfg.api_key is not None and path.startswith("/v1/")
+                and headers.get("authorization") != f"Bearer {cfg.api_key}"):
+            return await self.respond(writer, 401, {"error": {"message": "invalid api key"}})
+        if path in ("/health", "/v1/models") and method == "GET":
+            if path == "/health":
+                return await self.respond(writer, 200, {"status": "ok"})
+            return await self.respond(writer, 200, {"object": "list", "data": [
+                {"id": cfg.model, "object": "model", "max_model_len": cfg.max_model_len}]})
+        if path == "/oracle/logs" and method == "GET":
+            return await self.respond(writer, 200, [
+                {**asdict(log), "body": {}, "headers": {}} for log in self.logs])
+        if path == "/oracle/reset" and method == "POST":
+            self.logs.clear()
+            return await self.respond(writer, 200, {"ok": True})
+        try:
+            req = json.loads(body or b"{}")
+        except ValueError:
+            return await self.respond(writer, 400, {"error": {"message": "body is not JSON"}})
+        if path == "/tokenize":
+            ids = self.tokenizer.tokenize(str(req.get("prompt", "")),
+                                          bool(req.get("add_special_tokens", True)))
+            return await self.respond(writer, 200, {"tokens": ids, "count": len(ids),
+                                                    "max_model_len": cfg.max_model_len})
+        if path == "/detokenize":
+            return await self.respond(writer, 200,
+                                      {"prompt": self.tokenizer.detokenize(req.get("tokens", []))})
+        if path not in ("/v1/completions", "/v1/chat/completions"):
+            return await self.respond(writer, 404, {"error": {"message": f"no route {path}"}})
+        if cfg.fail_status is not None:
+            return await self.respond(writer, cfg.fail_status,
+                                      {"error": {"message": "oracle: injected failure"}})
+        chat = path.endswith("chat/completions")
+        prompt = (req["messages"][-1]["content"] if chat and req.get("messages")
+                  else str(req.get("prompt", "")))
+        n_prompt = len(self.tokenizer.tokenize(prompt))
+        n_out = int(req.get("max_tokens") or cfg.default_max_tokens)
+        if n_prompt + n_out > cfg.max_model_len:
+            return await self.respond(writer, 400, {"error": {"message": (
+                f"This model's maximum context length is {cfg.max_model_len} tokens. However, "
+                f"you requested {n_prompt + n_out} tokens")}})
+        log = RequestLog(prompt=prompt, recv_ns=recv_ns, headers=headers, body=req)
+        self.logs.append(log)
+        if not req.get("stream"):
+            await asyncio.sleep(cfg.ttft_ms / 1e3 + cfg.itl_ms / 1e3 * (n_out - 1))
+            text = " ".join(WORDS[i % len(WORDS)] for i in range(n_out))
+            return await self.respond(writer, 200, {
+                "object": "text_completion", "model": cfg.model,
+                "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out}})
+        return await self.stream(writer, req, chat, n_prompt, n_out, log)
+
+    async def stream(
+        self, writer: asyncio.StreamWriter, req: dict[str, Any], chat: bool, n_prompt: int,
+        n_out: int, log: RequestLog,
+    ) -> bool:
+        cfg = self.config
+        obj = "chat.completion.chunk" if chat else "text_completion"
+
+        def event(choice: dict[str, Any], **extra: Any) -> bytes:
+            payload = {"id": "oracle", "object": obj, "model": cfg.model, "choices": [choice],
+                       **extra}
+            return _chunked(b"data: " + json.dumps(payload).encode() + b"\n\n")
+
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+        if chat and cfg.role_chunk:
+            writer.write(event({"index": 0, "delta": {"role": "assistant", "content": ""},
+                                "finish_reason": None}))
+        await writer.drain()
+        loop_sleep = asyncio.sleep
+        clock = time.perf_counter_ns
+        sent = 0
+        chunk_i = 0
+        while sent < n_out:
+            due = log.recv_ns + int(cfg.ttft_ms * 1e6) + int(cfg.itl_ms * 1e6 * chunk_i)
+            delay = due - clock()
+            if delay > 0:
+                await loop_sleep(delay / 1e9)
+            k = min(cfg.tokens_per_chunk, n_out - sent)
+            if cfg.drop_after is not None and sent >= cfg.drop_after:
+                writer.transport.abort()
+                return False
+            if cfg.malformed_after is not None and sent >= cfg.malformed_after:
+                writer.write(_chunked(b"data: {not json\n\n"))
+                await writer.drain()
+                cfg = replace(cfg, malformed_after=None)
+            if cfg.stall_after is not None and sent >= cfg.stall_after:
+                await asyncio.sleep(3600)
+            words = " " + " ".join(WORDS[(sent + j) % len(WORDS)] for j in range(k))
+            choice = ({"index": 0, "delta": {"content": words}, "finish_reason": None} if chat
+                      else {"index": 0, "text": words, "finish_reason": None})
+            writer.write(event(choice))
+            log.sent_ns.append(clock())
+            log.scheduled_ns.append(due)
+            log.tokens.append(k)
+            sent += k
+            chunk_i += 1
+        end = ({"index": 0, "delta": {}, "finish_reason": cfg.finish_reason} if chat
+               else {"index": 0, "text": "", "finish_reason": cfg.finish_reason})
+        writer.write(event(end))
+        opts = req.get("stream_options") or {}
+        if cfg.usage and opts.get("include_usage"):
+            usage = {"prompt_tokens": n_prompt, "completion_tokens": n_out + cfg.usage_offset,
+                     "total_tokens": n_prompt + n_out + cfg.usage_offset}
+            writer.write(_chunked(b"data: " + json.dumps(
+                {"id": "oracle", "object": obj, "model": cfg.model, "choices": [],
+                 "usage": usage}).encode() + b"\n\n"))
+        writer.write(_chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+
+class OracleServer:
+    """The oracle on 127.0.0.1 in a background thread: ``with OracleServer(cfg) as o: o.url``."""
+
+    def __init__(self, config: OracleConfig | None = None, port: int = 0,
+                 ssl: Any = None) -> None:
+        self.config = config or OracleConfig()
+        self._port = port
+        self._ssl = ssl  # an ssl.SSLContext to serve HTTPS
+        self._oracle = _Oracle(self.config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def logs(self) -> list[RequestLog]:
+        return self._oracle.logs
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+
+        async def start() -> None:
+            self._server = await asyncio.start_server(
+                self._oracle.handle, "127.0.0.1", self._port, backlog=1024, ssl=self._ssl)
+            self.port = self._server.sockets[0].getsockname()[1]
+            self._ready.set()
+
+        loop.run_until_complete(start())
+        loop.run_forever()
+        # Shut down: close the listener and every open connection.
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._oracle._writers):
+            w.transport.abort()
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+
+    def start(self) -> OracleServer:
+        self._thread = threading.Thread(target=self._run, name="llmperf-oracle", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the oracle server did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def __enter__(self) -> OracleServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def serve(config: OracleConfig, port: int) -> None:
+    oracle = _Oracle(config)
+    server = await asyncio.start_server(oracle.handle, "127.0.0.1", port, backlog=4096)
+    print(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m pytest_llmperf.testing.oracle",
+                                description="A streaming OpenAI-compatible server with a known "
+                                            "schedule (the pytest-llmperf test oracle).")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--ttft-ms", type=float, default=50.0)
+    p.add_argument("--itl-ms", type=float, default=10.0)
+    p.add_argument("--tokens-per-chunk", type=int, default=1)
+    args = p.parse_args(argv)
+    cfg = OracleConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
+                       tokens_per_chunk=args.tokens_per_chunk)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(cfg, args.port))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The git state of the repository under test (gitpython): commit, branch, dirty, ancestry."""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import git
+
+GIT_HINT = "run inside a git checkout (or git init and commit first)"
+
+
+class GitError(RuntimeError):
+    """No usable git repository, or a reference that does not resolve. The message says why."""
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    root: Path
+    commit: str
+    branch: str | None  # None on a detached HEAD
+    dirty: bool
+    committed_at: str  # ISO 8601, UTC
+    dirty_files: tuple[str, ...] = ()
+
+
+def open_repo(path: str | Path) -> git.Repo:
+    """The git.Repo containing path; GitError naming the path when there is none."""
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(f"{path} is not inside a git repository; {GIT_HINT}") from None
+
+
+def repo_info(path: str | Path, exclude: str | Path | None = None) -> GitInfo:
+    """Commit, branch and dirtiness of the repository containing path.
+
+    Dirty means tracked files changed (staged or not); untracked files do not count, nor do
+    changes under ``exclude`` (the baseline directory, which saving itself modifies).
+    """
+    repo = open_repo(path)
+    root = Path(repo.working_tree_dir or path).resolve()
+    try:
+        head = repo.head.commit
+    except ValueError:
+        raise GitError(f"the git repository at {root} has no commits yet; commit first") from None
+    try:
+        branch: str | None = repo.active_branch.name
+    except TypeError:
+        branch = None
+    args = ["--porcelain", "--untracked-files=no", "--", "."]
+    if exclude is not None:
+        ex = Path(exclude).resolve()
+        try:
+            rel = ex.relative_to(root)
+        except ValueError:
+            rel = None
+        if rel is not None and str(rel) != ".":
+            args.append(f":(exclude){rel.as_posix()}")
+    try:
+        status = repo.git.status(*args)
+    except git.GitCommandError as exc:
+        raise GitError(f"git status failed in {root}: {exc.stderr.strip()}") from None
+    files = tuple(line[3:] for line in status.splitlines() if line.strip())
+    committed = datetime.fromtimestamp(head.committed_date, UTC).isoformat(timespec="seconds")
+    return GitInfo(root=root, commit=head.hexsha, branch=branch, dirty=bool(files),
+                   committed_at=committed, dirty_files=files)
+
+
+def resolve_ref(path: str | Path, ref: str) -> str:
+    """The full commit id a commit, branch or tag names; GitError when it names nothing."""
+    repo = open_repo(path)
+    try:
+        return str(repo.commit(ref).hexsha)
+    except (git.BadName, ValueError, git.GitCommandError):
+        raise GitError(
+            f"{ref!r} is not a commit, branch or tag of the repository at "
+            f"{repo.working_tree_dir}"
+        ) from None
+
+
+def ancestors(path: str | Path, start: str = "HEAD", limit: int = 5000) -> list[str]:
+    """start and its ancestors, newest first (git log order), at most ``limit``."""
+    repo = open_repo(path)
+    try:
+        return [c.hexsha for c in repo.iter_commits(start, max_count=limit)]
+    except Exception as exc:  # gitpython raises several kinds for a bad start
+        raise GitError(f"cannot list the history of {start!r}: {exc}") from None
+
+
+def nearest_with(path: str | Path, have: Container[str], start: str = "HEAD",
+                 limit: int = 5000) -> str | None:
+    """The nearest commit, start included, among start's ancestors that is in ``have``."""
+    for sha in ancestors(path, start, limit):
+        if sha in have:
+            return sha
+    return None
+

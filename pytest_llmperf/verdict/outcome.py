@@ -1,0 +1,143 @@
+"""One test's verdict: its runs against the marker's thresholds, the stored baseline, paired
+A/B comparisons and accuracy checks -> the failures (none: the test passes).
+
+Each failure is a ``Failure`` value, made where the failure is found (``thresholds.failure``,
+``gate.failure``, ``ABVerdict.failure``, the accuracy checks and the gate's configuration
+error here): its kind, its clause of the one-line headline and its detailed text.
+
+No pytest here: the session calls ``judge`` after the test body and fails the test with the
+text ``report.junit.failure_text`` renders from the failures. ``thresholds``, ``gate`` and
+``ab`` import ``Failure`` from here, so ``judge`` imports ``thresholds`` and ``gate`` when
+it runs, not this module when it loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ..quality.accuracy import AccuracyRecord
+    from ..run.metrics import RunResult
+    from .ab import ABVerdict
+    from .gate import Gate
+
+
+FailureKind = Literal["threshold", "regression", "accuracy", "ab", "error"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One way a test failed.
+
+    ``clause``: its part of the one-line headline (``report.junit.headline`` joins them),
+    e.g. ``ttft_p95_ms 812 > 500`` or ``regression tpot_p50_ms 41.2 vs baseline 35.1
+    (+17.4%, tolerance 5%)``. ``text``: the detailed message, one or more lines.
+    """
+
+    kind: FailureKind
+    clause: str
+    text: str
+
+
+@dataclass
+class Judgement:
+    """What ``judge`` decided: the failures (empty: passed) and the baseline comparison."""
+
+    failures: list[Failure] = field(default_factory=list)
+    comparison: dict[str, Any] | None = None
+    measured: bool = True  # False: no run and no accuracy score (nothing was measured)
+
+
+def overall_accuracy(records: Sequence[AccuracyRecord]) -> float | None:
+    """Accuracy over every item of every task the test scored (None: nothing scored)."""
+    n = sum(r.result.n for r in records)
+    if not n:
+        return None
+    return sum(sum(r.result.correct.values()) for r in records) / n
+
+
+def check_accuracy(records: Sequence[AccuracyRecord], thresholds: Mapping[str, Any],
+                   runs: Sequence[RunResult]) -> list[Failure] | None:
+    """Put the measured accuracy into every run's summary and check ``max_accuracy_drop``
+    (and ``min_accuracy`` when there is no run to carry it). None: nothing was scored."""
+    if not records:
+        if "max_accuracy_drop" in thresholds:
+            text = ("max_accuracy_drop: not measured; call llmperf_accuracy(engine, task) "
+                    "with a quantized_model or a reference=")
+            return [Failure("accuracy", text, text)] if runs else None
+        return None
+    accuracy = overall_accuracy(records)
+    for run in runs:
+        run.summary["accuracy"] = accuracy
+        # Per-item correctness is kept, so a later run can be compared item by item.
+        run.client["accuracy"] = [
+            {**r.result.to_dict(),
+             "comparison": None if r.comparison is None else r.comparison.to_dict()}
+            for r in records
+        ]
+    messages: list[str] = []
+    if not runs and "min_accuracy" in thresholds and accuracy is not None:
+        limit = float(thresholds["min_accuracy"])
+        if accuracy < limit:
+            messages.append(f"min_accuracy: measured {accuracy:.4g}, limit >= {limit:.4g}")
+    if "max_accuracy_drop" in thresholds:
+        limit = float(thresholds["max_accuracy_drop"])
+        compared = [r.comparison for r in records if r.comparison is not None]
+        if not compared:
+            messages.append("max_accuracy_drop: no reference to compare with; use the "
+                            "quantized_model fixture or llmperf_accuracy(..., reference=...)")
+        for c in compared:
+            if c.drop > limit:
+                messages.append(f"max_accuracy_drop: measured {c.drop:.4g}, limit <= "
+                                f"{limit:.4g}: {c.describe()}")
+    if messages:
+        head = f"{len(messages)} llmperf accuracy check(s) failed"
+        return [Failure("accuracy", head, "\n  ".join([head + ":", *messages]))]
+    return []
+
+
+def judge(
+    nodeid: str,
+    thresholds: Mapping[str, Any],
+    runs: Sequence[RunResult],
+    *,
+    accuracy: Sequence[AccuracyRecord] = (),
+    ab: Sequence[tuple[ABVerdict, bool]] = (),
+    gate: Gate | None = None,
+) -> Judgement:
+    """Every check of one test, all at once, so one message can list every failure."""
+    from .thresholds import evaluate, failure  # it imports Failure from here
+
+    accuracy_failures = check_accuracy(accuracy, thresholds, runs)  # fills summary accuracy
+    out = Judgement(measured=bool(runs) or accuracy_failures is not None)
+    if not out.measured:
+        return out
+    out.failures += accuracy_failures or []
+    for i, run in enumerate(runs):
+        checks = evaluate(thresholds, run.summary)
+        run.client["checks"] = [c.to_dict() for c in checks]
+        label = f"(run {i + 1} of {len(runs)})" if len(runs) > 1 else ""
+        found = failure(checks, label=label)
+        if found is not None:
+            out.failures.append(found)
+    if gate is not None and runs:
+        from .gate import GateConfigError
+        from .gate import failure as gate_failure
+
+        try:
+            comparison = gate.compare_test(nodeid, runs, thresholds)
+        except GateConfigError as exc:
+            out.failures.append(Failure("error", str(exc), f"llmperf: {exc}"))
+        else:
+            if comparison is not None:
+                out.comparison = comparison
+                found = gate_failure(comparison)
+                if found is not None:
+                    out.failures.append(found)
+    for verdict, fail in ab:
+        found = verdict.failure() if fail else None
+        if found is not None:
+            out.failures.append(found)
+    return out

@@ -1,0 +1,186 @@
+"""Marker thresholds: validation and evaluation against a run summary. Pure logic.
+
+``failure`` turns the failed checks into the test's ``outcome.Failure`` (its headline clause
+``ttft_p95_ms 812 > 500`` and the detailed message ``failure_message`` writes).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..formatting import num
+from ..metric_table import LATENCY_KEYS, SUMMARY_KEYS
+from .outcome import Failure
+
+# Limits and measured values as a threshold message writes them: 1500, 812, 0.9, 1234.5.
+_num = functools.partial(num, large=".1f", whole=True)
+
+# threshold name -> (summary key, direction): "max" means the measured value must be <= limit.
+THRESHOLDS: dict[str, tuple[str, str]] = {key: (key, "max") for key in LATENCY_KEYS}
+THRESHOLDS.update(
+    {
+        "min_tps": ("output_tps", "min"),
+        "min_rps": ("rps", "min"),
+        "min_goodput": ("goodput", "min"),
+        "max_rss_mb": ("peak_rss_mb", "max"),
+        "max_gpu_mem_mb": ("gpu_mem_mb", "max"),
+        "min_accuracy": ("accuracy", "min"),
+        "max_errors": ("errors", "max"),
+    }
+)
+# Keywords that are not absolute limits on one summary value.
+OTHER_KEYWORDS: frozenset[str] = frozenset(
+    {"max_regression_pct", "max_accuracy_drop", "repeats", "gate"}
+)
+VALID_KEYWORDS: tuple[str, ...] = tuple(sorted(set(THRESHOLDS) | OTHER_KEYWORDS))
+
+FRACTION_LIMITS = frozenset({"min_goodput", "min_accuracy", "max_accuracy_drop"})
+
+
+class MarkerError(ValueError):
+    """A bad @llmperf(...) argument."""
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MarkerError(f"{name}={value!r} is not a number")
+    if not math.isfinite(value):
+        raise MarkerError(f"{name}={value!r} is not a finite number")
+    if value < 0:
+        raise MarkerError(f"{name}={value!r} is negative")
+    return float(value)
+
+
+def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Check the marker's arguments; return them normalised. Raises MarkerError."""
+    if args:
+        raise MarkerError(
+            f"@llmperf takes keyword arguments only, got positional {args!r}"
+        )
+    unknown = sorted(set(kwargs) - set(VALID_KEYWORDS))
+    if unknown:
+        raise MarkerError(
+            f"unknown @llmperf keyword(s) {', '.join(unknown)}; "
+            f"valid keywords are: {', '.join(VALID_KEYWORDS)}"
+        )
+    out: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if name == "max_regression_pct" and isinstance(value, Mapping):
+            out[name] = {str(k): _number(f"{name}[{k!r}]", v) for k, v in value.items()}
+        elif name == "repeats":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise MarkerError(f"repeats={value!r} must be a whole number >= 1")
+            out[name] = value
+        elif name == "gate":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise MarkerError(f"gate={value!r} must be a metric name or a list of them")
+            unknown_metrics = sorted(set(value) - set(SUMMARY_KEYS))
+            if unknown_metrics:
+                raise MarkerError(
+                    f"gate names unknown metric(s) {', '.join(unknown_metrics)}; use summary "
+                    "keys such as ttft_p50_ms, tpot_p50_ms, output_tps"
+                )
+            out[name] = list(value)
+        else:
+            number = _number(name, value)
+            if name in FRACTION_LIMITS and number > 1:
+                raise MarkerError(f"{name}={value!r} is a fraction and must be between 0 and 1")
+            out[name] = number
+    return out
+
+
+@dataclass(frozen=True)
+class ThresholdCheck:
+    name: str  # threshold keyword, e.g. ttft_p95_ms
+    metric: str  # summary key, e.g. ttft_p95_ms or output_tps
+    limit: float
+    direction: str  # "max" or "min"
+    measured: float | None
+    passed: bool
+    baseline: float | None = None
+
+    def describe(self) -> str:
+        op = "<=" if self.direction == "max" else ">="
+        measured = "not measured" if self.measured is None else _num(self.measured)
+        text = f"{self.name}: measured {measured}, limit {op} {_num(self.limit)}"
+        if self.baseline is not None:
+            text += f" (baseline {_num(self.baseline)})"
+        return text
+
+    def short(self) -> str:
+        """One clause for a one-line message: ``ttft_p95_ms 812 > 500``, ``min_tps 1500 < 2000``."""
+        op = "<=" if self.direction == "max" else ">="
+        if self.measured is None:
+            return f"{self.name} not measured (limit {op} {_num(self.limit)})"
+        broken = ">" if self.direction == "max" else "<"
+        return f"{self.name} {_num(self.measured)} {broken} {_num(self.limit)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "limit": self.limit,
+            "direction": self.direction,
+            "measured": self.measured,
+            "passed": self.passed,
+            "baseline": self.baseline,
+        }
+
+
+def evaluate(
+    thresholds: Mapping[str, Any],
+    summary: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None = None,
+) -> list[ThresholdCheck]:
+    """Every absolute threshold of the marker checked against the summary, in name order."""
+    checks: list[ThresholdCheck] = []
+    for name in sorted(thresholds):
+        if name not in THRESHOLDS:
+            continue
+        metric, direction = THRESHOLDS[name]
+        limit = float(thresholds[name])
+        measured = summary.get(metric)
+        if measured is None:
+            passed = False
+        elif direction == "max":
+            passed = float(measured) <= limit
+        else:
+            passed = float(measured) >= limit
+        base = baseline.get(metric) if baseline else None
+        checks.append(
+            ThresholdCheck(name, metric, limit, direction,
+                           None if measured is None else float(measured), passed,
+                           None if base is None else float(base))
+        )
+    return checks
+
+
+def failure_message(checks: list[ThresholdCheck], label: str = "") -> str:
+    failed = [c for c in checks if not c.passed]
+    if not failed:
+        return ""
+    # The first line is what a CI page shows (JUnit message, short test summary): make it
+    # say which thresholds failed, measured against limit. The details follow.
+    head = f"llmperf{(' ' + label) if label else ''}: " + _clauses(failed)
+    count = f"{len(failed)} llmperf threshold(s) failed:"
+    return "\n".join([head, count, *("  " + c.describe() for c in failed)])
+
+
+def _clauses(failed: list[ThresholdCheck]) -> str:
+    return "; ".join(c.short() for c in failed)
+
+
+def failure(checks: list[ThresholdCheck], label: str = "") -> Failure | None:
+    """The failed checks as one failure (None when every check passed). ``label``, e.g.
+    ``(run 2 of 3)``, appears in the headline clause without its parentheses."""
+    failed = [c for c in checks if not c.passed]
+    if not failed:
+        return None
+    clause = f"{label.strip('()')}: {_clauses(failed)}" if label else _clauses(failed)
+    return Failure("threshold", clause, failure_message(checks, label=label))

@@ -1,0 +1,158 @@
+"""Engines as users get them: ``llm_engine``, ``llmperf_engine_factory(**overrides)`` (cached per
+engine settings, closed at the end), and engines another package adds through the
+``pytest_llmperf_engine_names`` / ``pytest_llmperf_make_engine`` hooks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+# A conftest that adds an engine the way a third-party plugin would. The engine is a test
+# oracle with a known schedule: every token 2 ms after the previous one, first after 20 ms.
+SCHEDULE_ENGINE = """
+import asyncio, json, os, time
+
+from pytest_llmperf.engines import Engine, EngineError, Generation
+from pytest_llmperf.testing.oracle import WordTokenizer
+
+CLOSED = os.environ["CLOSED_LOG"]
+
+
+class ScheduleEngine(Engine):
+    kind = "schedule"
+    max_concurrency = 1
+    stamps_on_loop = False
+
+    def __init__(self, first_ms):
+        self.first_ms = first_ms
+        self._tok = WordTokenizer()
+
+    @property
+    def tokenizer(self):
+        return self._tok
+
+    def info(self):
+        return {"kind": self.kind, "model": "schedule", "first_ms": self.first_ms}
+
+    async def generate(self, prompt, params, on_chunk):
+        await asyncio.sleep(self.first_ms / 1000)
+        on_chunk(time.perf_counter_ns(), 1)
+        for _ in range(params.max_tokens - 1):
+            await asyncio.sleep(0.002)
+            on_chunk(time.perf_counter_ns(), 1)
+        return Generation(output_tokens=params.max_tokens, source="engine")
+
+    def close(self):
+        with open(CLOSED, "a") as fh:
+            fh.write(json.dumps(self.first_ms) + "\\n")
+
+
+def pytest_llmperf_engine_names():
+    return ["schedule"]
+
+
+def pytest_llmperf_make_engine(settings):
+    if settings.engine != "schedule":
+        return None
+    if settings.model == "broken":
+        raise EngineError("the schedule engine cannot load 'broken'")
+    return ScheduleEngine(first_ms=float(settings.model))
+"""
+
+
+@pytest.fixture
+def schedule_pytester(llmperf_pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    closed = tmp_path_factory.mktemp("closed") / "closed.jsonl"
+    monkeypatch.setenv("CLOSED_LOG", str(closed))
+    llmperf_pytester.makeconftest(SCHEDULE_ENGINE)
+    return llmperf_pytester
+
+
+def closed_engines(pt: pytest.Pytester) -> list[float]:
+    import os
+
+    path = os.environ["CLOSED_LOG"]
+    try:
+        with open(path) as fh:
+            return [json.loads(line) for line in fh]
+    except FileNotFoundError:
+        return []
+
+
+def test_a_plugin_engine_is_chosen_by_name_and_measured(schedule_pytester: pytest.Pytester
+                                                          ) -> None:
+    pt = schedule_pytester
+    pt.makepyfile(
+        """
+        from pytest_llmperf import Workload, llmperf
+
+        @llmperf(ttft_p50_ms=10000)
+        def test_ttft(llmperf_bench, llm_engine):
+            assert llm_engine.kind == "schedule"
+            r = llmperf_bench(llm_engine, Workload(input_tokens=8, output_tokens=4, requests=3))
+            # The oracle's known schedule: the first token 30 ms after the send.
+            assert 30 <= r.summary["ttft_p50_ms"] < 30 + 25
+            assert r.errors == 0 and r.summary["output_tokens"] == 12
+        """
+    )
+    res = pt.runpytest("--llmperf", "--llmperf-engine=schedule", "--llmperf-model=30",
+                       "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1)
+    assert closed_engines(pt) == [30.0]  # closed once, at the end of the session
+
+
+def test_an_unknown_engine_name_is_a_usage_error(schedule_pytester: pytest.Pytester) -> None:
+    schedule_pytester.makepyfile("def test_x():\n    pass\n")
+    res = schedule_pytester.runpytest("--llmperf", "--llmperf-engine=nope")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(
+        ["*--llmperf-engine: 'nope' is not one of llama_cpp, openai, vllm, trtllm, schedule*"])
+
+
+def test_factory_shares_engines_per_settings_and_closes_them(
+    schedule_pytester: pytest.Pytester,
+) -> None:
+    pt = schedule_pytester
+    pt.makepyfile(
+        """
+        import pytest
+        from pytest_llmperf import Workload, llmperf
+
+        W = Workload(input_tokens=8, output_tokens=3, requests=2, warmup=0)
+
+        @llmperf(max_regression_pct=10000)
+        def test_ab(llmperf_bench, llmperf_engine_factory):
+            fast = llmperf_engine_factory()
+            assert llmperf_engine_factory() is fast  # shared per engine settings
+            slow = llmperf_engine_factory(model="60")
+            assert slow is not fast
+            assert llmperf_engine_factory.settings(model="60").model == "60"
+            llmperf_bench(fast, W)
+            v = llmperf_bench.compare(fast, slow, W, stage1=2, stage2=0, fail=False)
+            ttft = v.metric("ttft_p50_ms")
+            assert ttft.change_pct > 50  # 20 ms -> 60 ms
+
+        def test_release_closes_now(llmperf_engine_factory):
+            engine = llmperf_engine_factory(model="70")
+            llmperf_engine_factory.release(engine)
+            assert llmperf_engine_factory(model="70") is not engine
+
+        def test_bad_override(llmperf_engine_factory):
+            llmperf_engine_factory(treads=1)
+
+        def test_engine_error_is_one_line(llmperf_engine_factory):
+            llmperf_engine_factory(model="broken")
+        """
+    )
+    res = pt.runpytest("--llmperf", "--llmperf-engine=schedule", "--llmperf-model=20",
+                       "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=2, failed=2)
+    res.stdout.fnmatch_lines([
+        "*llmperf: unknown engine setting(s) treads; valid: *threads*",
+        "*llmperf: the schedule engine cannot load 'broken'*",
+    ])
+    assert "Traceback" not in res.stdout.str()
+    # 20 and 60 at the end of the session; the released 70 at once, its reload at the end.
+    assert sorted(closed_engines(pt)) == [20.0, 60.0, 70.0, 70.0]
