@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.engines.base import EngineError
-from pytest_llmperf.engines.openai import OpenAIEngine, chunk_tokens, parse_headers, spread
+from pytest_llmperf.engines.openai import OpenAIEngine, parse_headers
+from pytest_llmperf.engines.sse import chunk_tokens, spread
 from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.workload import Workload
 from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
@@ -304,7 +305,7 @@ def test_memory_of_a_local_server_is_the_listening_process() -> None:
 def test_eos_suppression_fields(tiny_model: Path) -> None:
     """A local GGUF names every end-of-generation token for a logit bias; without one,
     min_tokens. Never both (llama-cpp-python's server then drops both)."""
-    from pytest_llmperf.engines.openai import GgufTokenizer
+    from pytest_llmperf.engines.tokenizers import GgufTokenizer
 
     wl = Workload(input_tokens=8, output_tokens=4, requests=1, warmup=0)
     with OracleServer(OracleConfig(ttft_ms=5, itl_ms=2)) as server:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pytest_llmperf.metric_table import DEFAULT_GATED
-from pytest_llmperf.verdict import ab, stats
+from pytest_llmperf.verdict import ab, changepoints, paired, stats
 
 
 def job(rng: np.random.Generator, level: float, runs: int, job_sd: float = 0.03,
@@ -142,9 +142,9 @@ def test_paired_aa_false_alarm_rate_and_shift_detection() -> None:
         drift = rng.normal(0, 0.1, size=8)  # the machine drifts; pairs share it
         a = 100 * np.exp(drift + rng.normal(0, 0.02, 8))
         b = 100 * np.exp(drift + rng.normal(0, 0.02, 8))
-        alarms += stats.compare_paired("ttft_p50_ms", list(a), list(b), tolerance_pct=0
+        alarms += paired.compare_paired("ttft_p50_ms", list(a), list(b), tolerance_pct=0
                                        ).verdict == "regression"
-        detected += stats.compare_paired("ttft_p50_ms", list(a), list(b * 1.3)
+        detected += paired.compare_paired("ttft_p50_ms", list(a), list(b * 1.3)
                                          ).verdict == "regression"
     assert alarms / trials <= 0.02
     assert detected == trials
@@ -203,51 +203,52 @@ def test_ab_rejects_unknown_gate_metric() -> None:
 def test_change_points_find_the_step_and_ignore_noise() -> None:
     rng = np.random.default_rng(8)
     flat = list(100 * np.exp(rng.normal(0, 0.02, 30)))
-    assert stats.change_points(flat) == []
+    assert changepoints.change_points(flat) == []
     step = list(100 * np.exp(rng.normal(0, 0.02, 15))) + list(
         120 * np.exp(rng.normal(0, 0.02, 15)))
-    cps = stats.change_points(step)
+    cps = changepoints.change_points(step)
     assert len(cps) == 1
     assert cps[0].index == 15
     assert cps[0].change_pct == pytest.approx(20, abs=4)
     # A significant but tiny shift stays below the minimum magnitude.
     small = [100.0] * 15 + [102.0] * 15
-    assert stats.change_points(list(np.array(small) * np.exp(rng.normal(0, 0.001, 30)))) == []
+    noisy = list(np.array(small) * np.exp(rng.normal(0, 0.001, 30)))
+    assert changepoints.change_points(noisy) == []
 
 
 def test_signflip_p_values_are_exact() -> None:
     # Every log-ratio positive: only the observed sign vector is as extreme, p = 2**-n.
     for n in (3, 5, 10):
-        [p], [q] = stats.signflip_pvalues([np.linspace(0.01, 0.05, n)])
+        [p], [q] = paired.signflip_pvalues([np.linspace(0.01, 0.05, n)])
         assert p == pytest.approx(2.0**-n)
         assert q == 1.0
     # One small negative ratio among ten: the vectors flipping only smaller magnitudes
     # are as extreme (the observed, and flipping the 0.01 back), p = 2/1024.
     w = np.array([0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11, 0.12, 0.13, -0.01])
-    [p], _ = stats.signflip_pvalues([w])
+    [p], _ = paired.signflip_pvalues([w])
     assert p == pytest.approx(2 / 1024)
     # Enumerated for up to 16 pairs, sampled beyond (the observed vector first).
-    assert stats.sign_vectors(4).shape == (16, 4)
-    rows = stats.sign_vectors(20, samples=500)
+    assert paired.sign_vectors(4).shape == (16, 4)
+    rows = paired.sign_vectors(20, samples=500)
     assert rows.shape == (500, 20) and (rows[0] == 1).all()
 
 
 def test_five_pairs_can_never_flag_at_alpha_001() -> None:
-    v = stats.compare_paired("tpot_p50_ms", [10.0] * 5, [20.0] * 5)
+    v = paired.compare_paired("tpot_p50_ms", [10.0] * 5, [20.0] * 5)
     assert v.change_pct == pytest.approx(100.0)
     assert v.p_value == pytest.approx(1 / 32) and v.verdict == "ok"
-    v = stats.compare_paired("tpot_p50_ms", [10.0] * 7, [20.0] * 7)
+    v = paired.compare_paired("tpot_p50_ms", [10.0] * 7, [20.0] * 7)
     assert v.p_value == pytest.approx(1 / 128) and v.verdict == "regression"
 
 
 def test_joint_test_costs_nothing_for_copies_and_adjusts_for_independent_metrics() -> None:
     rng = np.random.default_rng(11)
     w = rng.normal(0.03, 0.05, 12)
-    [alone], _ = stats.signflip_pvalues([w])
-    p_copy, _ = stats.signflip_pvalues([w, w.copy()])
+    [alone], _ = paired.signflip_pvalues([w])
+    p_copy, _ = paired.signflip_pvalues([w, w.copy()])
     assert p_copy == pytest.approx([alone, alone])  # tokens/s mirrors TPOT: no penalty
     other = rng.normal(0.0, 0.05, 12)
-    p_two, _ = stats.signflip_pvalues([w, other])
+    p_two, _ = paired.signflip_pvalues([w, other])
     assert alone < p_two[0] <= 2 * alone + 1e-12  # between no correction and Bonferroni
 
 
@@ -261,7 +262,7 @@ def test_paired_gate_holds_alpha_under_heavy_tailed_skewed_noise() -> None:
     for _ in range(trials):
         runs = np.exp(rng.gamma(0.5, 0.1, size=(2, n)))  # skewed
         runs *= np.where(rng.random((2, n)) < 0.1, 3.0, 1.0)  # rare stalls
-        v = stats.compare_paired("ttft_p50_ms", list(runs[0]), list(runs[1]), alpha=alpha,
+        v = paired.compare_paired("ttft_p50_ms", list(runs[0]), list(runs[1]), alpha=alpha,
                                  tolerance_pct=0)
         alarms += v.verdict == "regression"
     rate = alarms / trials
@@ -273,11 +274,11 @@ def test_paired_gate_holds_alpha_under_heavy_tailed_skewed_noise() -> None:
 def test_paired_interval_and_verdict_report_the_pairs() -> None:
     a = [100.0, 101.0, 99.0, 100.5, 100.2, 99.8, 100.1, 99.9]
     b = [x * 1.2 for x in a]
-    v = stats.compare_paired("ttft_p50_ms", a, b)
+    v = paired.compare_paired("ttft_p50_ms", a, b)
     assert v.verdict == "regression" and v.method == "paired"
     assert v.change_pct == pytest.approx(20.0)
     assert v.ci_low_pct == pytest.approx(20.0, abs=1e-6)  # no noise in the ratios
     assert "8 interleaved pairs; sign-flip test" in v.note
     # tokens/s: lower is worse
-    v = stats.compare_paired("output_tps", a, [x / 1.2 for x in a])
+    v = paired.compare_paired("output_tps", a, [x / 1.2 for x in a])
     assert v.verdict == "regression" and v.worse_pct == pytest.approx(100 / 6)

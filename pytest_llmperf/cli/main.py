@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from ..formatting import fixed, num, pct
 from ..metric_table import DEFAULT_GATED
-from ..verdict import bisect, gitinfo, stats
+from ..verdict import bisect, changepoints, gitinfo, stats
 from ..verdict.gate import compare_runs
 from ..verdict.profile import mismatch_message
 from ..verdict.store import Baseline, BaselineError, BaselineStore, run_value
@@ -223,7 +223,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
             if len(series) < 6:
                 continue
             means = [float(sum(v) / len(v)) for _, v in series]
-            for cp in stats.change_points(means, alpha=args.alpha,
+            for cp in changepoints.change_points(means, alpha=args.alpha,
                                           min_change_pct=args.min_change_pct):
                 found += 1
                 print(f"{pid} {nodeid} {args.metric}: shift of {cp.change_pct:+.1f}% "

@@ -2,10 +2,9 @@
 
 Streams ``/v1/completions`` or ``/v1/chat/completions`` (server-sent events) over a lean
 HTTP/1.1 client (``http_client``) that stamps the request when its bytes are written and every
-received segment in ``data_received``, before any parsing.
+received segment in ``data_received``, before any parsing; ``sse`` reads each event,
+``tokenizers`` builds exact-length prompts.
 
-A chunk carries tokens when it carries generated text, or is an empty-text chunk that is neither
-role-only nor the closing ``finish_reason`` chunk (servers send those for special tokens).
 Output token counts come from the server's ``usage`` (``stream_options.include_usage``);
 without it, from ``max_tokens`` when the server says it stopped for length, else from a local
 tokenizer, else the chunk count; the source is recorded. Per-chunk token counts come from
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import os
 import ssl
@@ -32,30 +30,12 @@ from typing import TYPE_CHECKING, Any
 from ..run.workload import Prompt, Tokenizer
 from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
 from .http_client import Client, HTTPError
+from .sse import chunk_tokens, spread
+from .tokenizers import GgufTokenizer, ServerTokenizer, excerpt
 
 if TYPE_CHECKING:
     from ..settings import Settings
     from .servers import ManagedServer
-
-EXCERPT = 300
-
-# Plain English text whose tokens make a safe pool for random prompts on any tokenizer.
-_WORD_TEXT = (
-    "the of and to in is was that for on are with as be at by this had not but from or have an "
-    "they which one you were her all she there would their we him been has when who will more no "
-    "if out so said what up its about into than them can only other new some could time these "
-    "two may then do first any my now such like our over man me even most made after also did "
-    "many before must through back years where much your way well down should because each just "
-    "those people how too little state good very make world still own see men work long get here "
-    "between both life being under never day same another know while last might us great old "
-    "year off come since against go came right used take three river stone light green water "
-    "paper music house table window garden number system program question during without again"
-)
-
-
-def _excerpt(text: str, n: int = EXCERPT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[:n] + "..."
 
 
 def parse_headers(spec: str | None) -> dict[str, str]:
@@ -102,178 +82,6 @@ def ssl_context(verify: str | bool | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=str(path))
 
 
-# --------------------------------------------------------------------------- tokenizers
-
-
-class GgufTokenizer:
-    """A local tokenizer from a GGUF file (llama.cpp, vocabulary only: loads in milliseconds)."""
-
-    local = True
-
-    def __init__(self, path: str | Path) -> None:
-        from .llama_cpp import LlamaCppTokenizer, import_llama_cpp
-
-        lc = import_llama_cpp()
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise EngineError(f"tokenizer file not found: {path} (--llmperf-tokenizer)")
-        try:
-            self._llm = lc.Llama(model_path=str(path), vocab_only=True, verbose=False)
-        except Exception as exc:
-            raise EngineError(f"llama.cpp could not load the vocabulary of {path}: {exc}") from None
-        self._inner = LlamaCppTokenizer(self._llm, lc)
-        vocab = self._llm._model.vocab
-        n = lc.llama_vocab_n_tokens(vocab)
-        self.eog_ids: list[int] = [t for t in range(n) if lc.llama_vocab_is_eog(vocab, t)]
-        self.path = path
-
-    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        return self._inner.tokenize(text, add_special)
-
-    def detokenize(self, ids: Sequence[int]) -> str:
-        return self._inner.detokenize(ids)
-
-    def word_token_ids(self) -> Sequence[int]:
-        return self._inner.word_token_ids()
-
-
-class ServerTokenizer:
-    """The server's own tokenizer over HTTP (blocking: used only to build prompts, before a run).
-
-    Speaks vLLM's ``/tokenize`` {"prompt"}, llama.cpp llama-server's ``/tokenize`` {"content"}
-    and llama-cpp-python's ``/extras/tokenize`` {"input"}, whichever the server answers.
-    """
-
-    local = False
-    eog_ids: list[int] = []  # noqa: RUF012 - unknown over HTTP
-
-    FLAVOURS: tuple[tuple[str, str, str, str, str], ...] = (
-        # name, tokenize path, text field, detokenize path, detokenized text field
-        ("vllm", "/tokenize", "prompt", "/detokenize", "prompt"),
-        ("llama-server", "/tokenize", "content", "/detokenize", "content"),
-        ("llama-cpp-python", "/extras/tokenize", "input", "/extras/detokenize", "text"),
-    )
-
-    def __init__(self, base_url: str, model: str | None, headers: Mapping[str, str],
-                 ssl_ctx: ssl.SSLContext | bool, timeout_s: float = 60.0) -> None:
-        self._url = urllib.parse.urlsplit(base_url)
-        self._prefix = self._url.path.rstrip("/")
-        if self._prefix.endswith("/v1"):
-            self._prefix = self._prefix[:-3]
-        self._model = model
-        self._headers = {"Content-Type": "application/json", **headers}
-        self._ssl = ssl_ctx
-        self._timeout = timeout_s
-        self._conn: http.client.HTTPConnection | None = None
-        self.flavour: tuple[str, str, str, str, str] | None = None
-        self._words: list[int] | None = None
-        self._special: list[int] | None = None
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            host = self._url.hostname or "127.0.0.1"
-            if self._url.scheme == "https":
-                ctx = self._ssl if isinstance(self._ssl, ssl.SSLContext) else (
-                    ssl.create_default_context() if self._ssl else ssl._create_unverified_context())
-                self._conn = http.client.HTTPSConnection(host, self._url.port, context=ctx,
-                                                         timeout=self._timeout)
-            else:
-                self._conn = http.client.HTTPConnection(host, self._url.port,
-                                                        timeout=self._timeout)
-        return self._conn
-
-    def _post(self, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
-        body = json.dumps(payload)
-        for attempt in range(2):
-            conn = self._connection()
-            try:
-                conn.request("POST", self._prefix + path, body=body, headers=self._headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                self._conn = None
-                if attempt:
-                    raise EngineError(f"the server's tokenizer at {path} failed: {exc}") from None
-                continue
-            try:
-                return resp.status, json.loads(data or b"null")
-            except ValueError:
-                return resp.status, None
-        raise AssertionError("unreachable")
-
-    def probe(self) -> bool:
-        """Find which tokenize endpoint the server offers; False when none."""
-        for flavour in self.FLAVOURS:
-            _, path, field, _, _ = flavour
-            payload: dict[str, Any] = {field: "hello world"}
-            if self._model:
-                payload["model"] = self._model
-            try:
-                status, data = self._post(path, payload)
-            except EngineError:
-                return False
-            # Non-empty: llama-server answers 200 with no tokens to a field it does not know.
-            tokens = data.get("tokens") if isinstance(data, dict) else None
-            if status == 200 and isinstance(tokens, list) and tokens:
-                self.flavour = flavour
-                return True
-        return False
-
-    def _raw_tokenize(self, text: str, add_special: bool) -> list[int]:
-        assert self.flavour is not None
-        name, path, field, _, _ = self.flavour
-        payload: dict[str, Any] = {field: text}
-        if self._model:
-            payload["model"] = self._model
-        if name == "vllm":
-            payload["add_special_tokens"] = add_special
-        elif name == "llama-server":
-            payload["add_special"] = add_special
-        status, data = self._post(path, payload)
-        if status != 200 or not isinstance(data, dict):
-            raise EngineError(
-                f"the server's tokenizer answered HTTP {status}: {_excerpt(str(data))}")
-        ids = [int(t["id"]) if isinstance(t, dict) else int(t) for t in data["tokens"]]
-        if name == "llama-cpp-python" and not add_special:  # it always adds BOS
-            special = self.special_prefix()
-            if special and ids[: len(special)] == special:
-                ids = ids[len(special):]
-        return ids
-
-    def special_prefix(self) -> list[int]:
-        if self._special is None:
-            self._special = self._raw_tokenize("", True)
-        return self._special
-
-    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        return self._raw_tokenize(text, add_special)
-
-    def detokenize(self, ids: Sequence[int]) -> str:
-        assert self.flavour is not None
-        _, _, _, path, field = self.flavour
-        payload: dict[str, Any] = {"tokens": [int(i) for i in ids]}
-        if self._model:
-            payload["model"] = self._model
-        status, data = self._post(path, payload)
-        if status != 200 or not isinstance(data, dict):
-            raise EngineError(
-                f"the server's detokenizer answered HTTP {status}: {_excerpt(str(data))}")
-        return str(data.get(field, ""))
-
-    def word_token_ids(self) -> Sequence[int]:
-        if self._words is None:
-            special = set(self.special_prefix())
-            ids = self.tokenize(_WORD_TEXT, add_special=False)
-            self._words = sorted({i for i in ids if i not in special})
-        return self._words
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
 def _local_listener_pids(url: str) -> list[int]:
     """Processes (and their children) listening on a localhost URL's port; [] when unknown."""
     u = urllib.parse.urlsplit(url)
@@ -291,64 +99,6 @@ def _local_listener_pids(url: str) -> list[int]:
     except Exception:  # no permission to see other users' sockets, or a race
         return []
     return sorted(out - {os.getpid()})
-
-
-# --------------------------------------------------------------------------- chunk parsing
-
-
-def chunk_tokens(obj: Mapping[str, Any], chat: bool) -> tuple[bool, str, int | None]:
-    """(carries tokens, its text, tokens it says it carries or None) for one SSE event."""
-    choices = obj.get("choices")
-    if not choices:
-        return False, "", None
-    c = choices[0]
-    hint: int | None = None
-    logprobs = c.get("logprobs")
-    if isinstance(logprobs, dict):
-        toks = logprobs.get("tokens") if not chat else logprobs.get("content")
-        if isinstance(toks, list) and toks:
-            hint = len(toks)
-    if chat:
-        delta = c.get("delta") or {}
-        text = delta.get("content") or delta.get("reasoning_content") or delta.get(
-            "reasoning") or ""
-        if text or hint:
-            return True, text, hint
-        if c.get("finish_reason") or "role" in delta or delta.get("tool_calls"):
-            return False, "", None
-        return "content" in delta, "", hint
-    text = c.get("text") or ""
-    if text or hint:
-        return True, text, hint
-    if c.get("finish_reason"):
-        return False, "", None
-    return "text" in c, "", hint
-
-
-def spread(total: int, texts: Sequence[str], hints: Sequence[int | None]) -> list[int]:
-    """Tokens per chunk: the hints when every chunk has one, else ``total`` spread by text length.
-
-    Each chunk carries at least one token; when ``total`` is not more than the chunk count,
-    every chunk carries one.
-    """
-    n = len(texts)
-    if n == 0:
-        return []
-    known = [int(h) for h in hints if h is not None]
-    if len(known) == len(hints):
-        return known
-    if total <= n:
-        return [1] * n
-    extra = total - n
-    weights = [max(1, len(t)) for t in texts]
-    wsum = sum(weights)
-    raw = [extra * w / wsum for w in weights]
-    base = [int(r) for r in raw]
-    left = extra - sum(base)
-    order = sorted(range(n), key=lambda i: raw[i] - base[i], reverse=True)
-    for i in order[:left]:
-        base[i] += 1
-    return [1 + b for b in base]
 
 
 # --------------------------------------------------------------------------- the engine
@@ -449,7 +199,7 @@ class OpenAIEngine(Engine):
             with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
-            return exc.code, _excerpt(exc.read().decode("utf-8", "replace"))
+            return exc.code, excerpt(exc.read().decode("utf-8", "replace"))
         except (OSError, ValueError) as exc:
             raise EngineError(
                 f"cannot reach the server at {self.root} ({exc}); is it running? "
@@ -581,7 +331,7 @@ class OpenAIEngine(Engine):
                         text = (await stream.read_all(1 << 16)).decode("utf-8", "replace")
                         raise RequestError(
                             f"http_{resp.status}",
-                            f"HTTP {resp.status} {resp.reason}: {_excerpt(text)}")
+                            f"HTTP {resp.status} {resp.reason}: {excerpt(text)}")
                     buf = b""
                     async for t, data in stream:
                         buf += data
@@ -598,7 +348,7 @@ class OpenAIEngine(Engine):
                             try:
                                 obj = loads(raw)
                             except ValueError:
-                                bad = _excerpt(raw.decode("utf-8", "replace"), 120)
+                                bad = excerpt(raw.decode("utf-8", "replace"), 120)
                                 raise RequestError(
                                     "malformed_sse", f"a data line is not JSON: {bad}") from None
                             if not isinstance(obj, dict):
@@ -609,7 +359,7 @@ class OpenAIEngine(Engine):
                                 msg = err.get("message", err) if isinstance(err, dict) else err
                                 raise RequestError(
                                     "stream_error",
-                                    f"the server sent an error mid-stream: {_excerpt(str(msg))}")
+                                    f"the server sent an error mid-stream: {excerpt(str(msg))}")
                             carries, text, hint = chunk_tokens(obj, chat)
                             usage = obj.get("usage")
                             if isinstance(usage, dict) and (

@@ -3,7 +3,7 @@
 Runs A and B are interleaved on the same machine (pair i runs A then B, pair i+1 runs B then
 A, so a slow drift of the machine cancels instead of always hurting the same side). Each run is
 one data point; the decision is an exact sign-flip permutation test on the paired log-ratios
-log(B_i / A_i), joint over the gated metrics (``stats.compare_paired_set``), so the false-alarm
+log(B_i / A_i), joint over the gated metrics (``paired.compare_paired_set``), so the false-alarm
 rate holds whatever the shape of the run-to-run noise.
 
 Two looks. After the first ``stage1`` pairs the answer is clear when a gated metric has
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..run.metrics import RunResult
-from . import stats
+from . import paired, stats
 from .gate import gated_metrics, tolerance_for
 from .outcome import Failure
 
@@ -123,7 +123,7 @@ def decide(
                if any(_value(s, m) is not None for s in [*a, *b])]
     va = {m: [_value(s, m) for s in a] for m in present}
     vb = {m: [_value(s, m) for s in b] for m in present}
-    return stats.compare_paired_set(
+    return paired.compare_paired_set(
         va, vb, gated=[m for m in gated if m in present],
         watched=[m for m in watched if m in present], alpha=alpha_look,
         tolerance_pct={m: tolerance_for(thresholds, m) for m in present},
@@ -153,7 +153,7 @@ def is_clear(metrics: Sequence[stats.MetricVerdict]) -> bool:
     gated = [m for m in metrics if m.gated]
     if any(m.verdict == "regression" for m in gated):
         return True
-    return all(m.verdict == "improvement" or stats.clearly_within_tolerance(m) for m in gated)
+    return all(m.verdict == "improvement" or paired.clearly_within_tolerance(m) for m in gated)
 
 
 def run_ab(
