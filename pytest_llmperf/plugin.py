@@ -8,6 +8,7 @@ parsing and marker checks (see benchmarks/plugin_overhead.py).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -67,6 +68,14 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ConfigError as exc:
         raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
+    workerinput = getattr(config, "workerinput", None)
+    if settings.threads is None and workerinput and workerinput.get("workercount"):
+        # pytest-xdist: every worker running an engine on all cores would oversubscribe the
+        # machine; each gets its share unless --llmperf-threads says otherwise.
+        from .run.cpu import usable_cores
+
+        share = max(1, usable_cores() // int(workerinput["workercount"]))
+        settings = dataclasses.replace(settings, threads=share)
     session = LLMPerfSession(config, settings, enabled=config.getoption("llmperf"),
                              engine_names=engines)
     session.start()

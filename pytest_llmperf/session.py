@@ -119,10 +119,6 @@ class LLMPerfSession:
             raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
         if not self.enabled:
             return
-        alpha = self.settings.alpha
-        if not 0 < alpha < 0.5:
-            raise pytest.UsageError(f"pytest-llmperf: --llmperf-alpha={alpha!r} must be between "
-                                    "0 and 0.5 (e.g. 0.01)")
         if getattr(self.config.option, "dist", "no") != "no":
             self.make_gate()
 
@@ -132,7 +128,9 @@ class LLMPerfSession:
             from .verdict.gate import Gate, GateUsageError
 
             try:
-                self.gate = Gate.from_settings(self.settings, self.config.rootpath)
+                self.gate = Gate.from_settings(self.settings, self.config.rootpath,
+                                               self.config.args,
+                                               self.config.invocation_params.dir)
             except GateUsageError as exc:
                 raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
         return self.gate
@@ -309,7 +307,12 @@ class LLMPerfSession:
                 self.save_lines.append(f"ERROR: {exc}")
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         gate = self.gate
-        if gate is not None and gate.save_requested:
+        interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
+        if gate is not None and gate.save_requested and interrupted:
+            # A session stopped half way is not a measurement of the commit: keep the store
+            # as it was (the finished tests are still in the reports).
+            self.save_lines.append("baselines not saved: the session was interrupted")
+        elif gate is not None and gate.save_requested:
             from .verdict.store import BaselineError
 
             try:
@@ -317,17 +320,25 @@ class LLMPerfSession:
             except BaselineError as exc:
                 self.save_lines.append(f"ERROR: baselines not saved: {exc}")
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        errors: list[str] = []
         if self.settings.json:
             from .report.json_report import write_json
+            from .report.paths import os_reason
 
-            write_json(self.settings.json, self)
-        if not (self.tests or self.settings.html or self.settings.markdown):
-            return
-        from .report.publish import publish_session
+            try:
+                write_json(self.settings.json, self)
+                self.report_lines.append(f"JSON results: {self.settings.json}")
+            except OSError as exc:  # checked at the start; the disk can still fill up
+                errors.append(f"cannot write the JSON results to {self.settings.json}: "
+                              f"{os_reason(exc)}")
+        if self.tests or self.settings.html or self.settings.markdown:
+            from .report.publish import publish_session
 
-        done, errors = publish_session(self, gate.dir if gate is not None else None)
-        self.report_lines = done + [f"ERROR: {e}" for e in errors]
-        if errors:
+            done, publish_errors = publish_session(self, gate.dir if gate is not None else None)
+            self.report_lines += done
+            errors += publish_errors
+        self.report_lines += [f"ERROR: {e}" for e in errors]
+        if errors and not interrupted:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:

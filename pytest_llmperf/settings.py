@@ -5,11 +5,18 @@ field, and the option table (``OPTIONS``: ``--llmperf-<name>``, ini ``llmperf_<n
 environment ``LLMPERF_<NAME>``) and the engine cache key derive from the fields.
 Precedence: command line, then ini file, then environment, then the default.
 
+Every value is checked where it enters, by ``convert`` (command line, ini file, environment
+and ``llmperf_engine_factory(**overrides)`` alike): its type; for numbers, that it is finite
+(``nan``, ``inf`` and integers too large for a float are refused); then the field's own rule
+(``check=``, e.g. ``positive`` or ``between(0, 0.5)``). A bad value is a ``ConfigError``
+naming the source and the value; nothing is silently replaced by a default.
+
 Imports nothing heavy: the plugin reads it on every pytest run.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -25,12 +32,43 @@ class ConfigError(ValueError):
     """A setting with a bad value."""
 
 
+# A field's range rule: None when the (finite) value is acceptable, else what it must be.
+Check = Callable[[float], "str | None"]
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def at_least_one(value: float) -> str | None:
+    return None if value >= 1 else "must be >= 1"
+
+
+def between(low: float, high: float, *, high_inclusive: bool = False,
+            example: float | None = None) -> Check:
+    """``low < value < high`` (``<= high`` with ``high_inclusive``)."""
+    if high_inclusive:
+        words = f"must be > {low:g} and <= {high:g}"
+    else:
+        words = f"must be between {low:g} and {high:g} (exclusive)"
+    if example is not None:
+        words += f", e.g. {example:g}"
+
+    def check(value: float) -> str | None:
+        inside = low < value <= high if high_inclusive else low < value < high
+        return None if inside else words
+
+    return check
+
+
 def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
-            engine: bool = False) -> Any:
+            engine: bool = False, check: Check | None = None) -> Any:
     """A Settings field: ``engine=True`` when it identifies an engine instance (the engine
-    cache key: two tests with the same engine settings share one loaded engine)."""
+    cache key: two tests with the same engine settings share one loaded engine). ``check``:
+    the range rule of a number (int fields default to ``at_least_one``)."""
     return field(default=default,
-                 metadata={"help": help, "choices": choices, "engine": engine})
+                 metadata={"help": help, "choices": choices, "engine": engine,
+                           "check": check})
 
 
 @dataclass(frozen=True)
@@ -54,7 +92,8 @@ class Settings:
                             choices=("completions", "chat"), engine=True)
     headers: str | None = setting(
         None, "extra HTTP headers for the server: 'Name: value; Other: value'", engine=True)
-    request_timeout: float = setting(600.0, "seconds one request may take in all", engine=True)
+    request_timeout: float = setting(600.0, "seconds one request may take in all", engine=True,
+                                     check=positive)
     tls_verify: str = setting(
         "true", "verify the server's TLS certificate: true, false, or a CA bundle path",
         engine=True)
@@ -69,7 +108,8 @@ class Settings:
         engine=True)
     server_args: str | None = setting(
         None, "extra arguments appended to the server command", engine=True)
-    server_timeout: float = setting(300.0, "seconds to wait for the server to be healthy")
+    server_timeout: float = setting(300.0, "seconds to wait for the server to be healthy",
+                                    check=positive)
     json: str | None = setting(None, "write every result, with samples, to this JSON file")
     html: str | None = setting(
         None, "write a self-contained HTML report (plots, baseline comparison, trends)")
@@ -88,7 +128,8 @@ class Settings:
         "ancestor of HEAD with a baseline for the same profile)")
     baseline_dir: str | None = setting(
         None, "baseline directory (default: baselines/ at the repository root)")
-    alpha: float = setting(0.01, "significance level of the regression gate (one-sided)")
+    alpha: float = setting(0.01, "significance level of the regression gate (one-sided)",
+                           check=between(0, 0.5, example=0.01))
     quant_formats: str | None = setting(
         None, "model formats the quantized_model fixture runs over, e.g. "
         "'source,Q8_0,Q4_0,F16' (GGUF types made from --llmperf-model; awq, gptq, fp16, bf16, "
@@ -98,7 +139,8 @@ class Settings:
     dtype: str = setting("auto", "vllm/trtllm: weight dtype (auto, float16, bfloat16)",
                          engine=True)
     gpu_memory_utilization: float = setting(
-        0.9, "vllm: fraction of GPU memory the engine may take", engine=True)
+        0.9, "vllm: fraction of GPU memory the engine may take", engine=True,
+        check=between(0, 1, high_inclusive=True))
 
     def engine_key(self) -> tuple[Any, ...]:
         """What identifies an engine instance (for sharing it across a session)."""
@@ -117,6 +159,7 @@ class OptionSpec:
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
+    check: Check | None = None  # a number's range rule (see ``setting``)
 
     @property
     def flag(self) -> str:
@@ -140,7 +183,8 @@ def _kind(annotation: Any) -> type:
 
 OPTIONS: tuple[OptionSpec, ...] = tuple(
     OptionSpec(f.name, _kind(f.type), None if f.default is MISSING else f.default,
-               f.metadata["help"], f.metadata["choices"])
+               f.metadata["help"], f.metadata["choices"],
+               f.metadata["check"] or (at_least_one if _kind(f.type) is int else None))
     for f in fields(Settings)
 )
 OPTION_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}
@@ -148,6 +192,8 @@ OPTION_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}
 
 def convert(spec: OptionSpec, raw: Any, source: str,
             choices: Collection[str] | None = None) -> Any:
+    """``raw`` (text from the command line, ini or environment, or a Python value from the
+    engine factory) as the setting's type, checked; raises ConfigError naming ``source``."""
     if raw is None:
         return None
     if spec.kind is bool:
@@ -159,15 +205,27 @@ def convert(spec: OptionSpec, raw: Any, source: str,
         if text in ("0", "false", "no", "off", ""):
             return False
         raise ConfigError(f"{source}: {raw!r} is not a boolean")
+    if spec.kind in (int, float) and isinstance(raw, bool):
+        raise ConfigError(f"{source}: {raw!r} is not a valid {spec.kind.__name__}")
     try:
         value = spec.kind(raw)
+    except OverflowError:
+        raise ConfigError(f"{source}: {raw!r} is not a finite number") from None
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {raw!r} is not a valid {spec.kind.__name__}") from None
     choices = spec.choices if choices is None else choices
     if choices and value not in choices:
         raise ConfigError(f"{source}: {raw!r} is not one of {', '.join(choices)}")
-    if spec.kind is int and value < 1:
-        raise ConfigError(f"{source}: {raw!r} must be >= 1")
+    if spec.kind in (int, float):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite:
+            raise ConfigError(f"{source}: {raw!r} is not a finite number")
+        problem = spec.check(value) if spec.check is not None else None
+        if problem:
+            raise ConfigError(f"{source}: {raw!r} {problem}")
     return value
 
 

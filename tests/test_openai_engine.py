@@ -330,3 +330,15 @@ def test_chunked_decoding_survives_any_segmentation() -> None:
         out = b"".join(stream._decode(wire[i:i + size]) for i in range(0, len(wire), size))
         assert out == b"".join(pieces), size
         assert stream.complete
+
+
+def test_the_engine_redacts_its_key_and_sends_one_authorization(oracle: OracleServer) -> None:
+    key = "Zq8wKeyForTheRedactor"
+    engine = OpenAIEngine(oracle.url, api_key=key, headers={"authorization": f"Bearer {key}"})
+    try:
+        # The user's own (lower-case) Authorization header is not doubled by the API key.
+        assert [k.lower() for k in engine._headers].count("authorization") == 1
+        assert engine.redactor(f"echo: Authorization: Bearer {key}; raw {key}").count(key) == 0
+        assert engine.warnings == []  # the oracle tokenizes: no fallback to report
+    finally:
+        engine.close()

@@ -54,7 +54,7 @@ def _warn(errors: Sequence[str]) -> int:
 
 def _resolve_commit(store: BaselineStore, ref: str) -> str:
     """A commit id from a ref (branch, tag, commit) or a prefix of a stored commit id."""
-    known = store.all_commits()
+    known = store.all_commits(dirty=None)
     try:
         sha = gitinfo.resolve_ref(Path.cwd(), ref)
     except gitinfo.GitError:
@@ -80,7 +80,7 @@ def _profile_filter(args: argparse.Namespace, entries: Sequence[Any]) -> list[An
 
 def cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
-    baselines, errors = store.load_all()
+    baselines, errors = store.load_all(dirty=None)
     baselines = _profile_filter(args, baselines)
     if not baselines:
         print(f"no baselines in {store.root}")
@@ -102,12 +102,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _load_commit(store: BaselineStore, commit: str, profile: str | None) -> list[Baseline]:
+    """The commit's baselines, clean files and dirty ones (``<commit>.dirty.json``)."""
     out, errors = [], []
-    for e in store.profiles_at(commit):
+    for e in store.profiles_at(commit, dirty=None):
         if profile and not e.profile_id.startswith(profile):
             continue
         try:
-            out.append(store.load(e.profile_id, commit))
+            out.append(store.load(e.profile_id, commit, dirty=e.dirty))
         except BaselineError as exc:
             errors.append(str(exc))
     if not out:
@@ -151,8 +152,11 @@ def _history(store: BaselineStore, pid: str, upto: Baseline, n: int = 20) -> lis
 def cmd_diff(args: argparse.Namespace) -> int:
     store = _store(args)
     ca, cb = _resolve_commit(store, args.a), _resolve_commit(store, args.b)
-    la = {b.profile_id: b for b in _load_commit(store, ca, args.profile)}
-    lb = {b.profile_id: b for b in _load_commit(store, cb, args.profile)}
+    # Per profile, the commit's clean file, else its dirty one (the gate's rule).
+    la = {b.profile_id: b for b in sorted(_load_commit(store, ca, args.profile),
+                                          key=lambda b: not b.path.stem.endswith(".dirty"))}
+    lb = {b.profile_id: b for b in sorted(_load_commit(store, cb, args.profile),
+                                          key=lambda b: not b.path.stem.endswith(".dirty"))}
     common = sorted(set(la) & set(lb))
     if not common:
         a, b = next(iter(la.values())), next(iter(lb.values()))
@@ -207,6 +211,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
     store = _store(args)
     baselines, errors = store.load_all(args.profile)
     if not baselines:
+        _warn(errors)
         raise UsageError(f"no baselines in {store.root}" +
                          (f" for profile {args.profile}" if args.profile else ""))
     by_profile: dict[str, list[Baseline]] = {}

@@ -12,7 +12,19 @@ per-chunk usage (vLLM's ``continuous_usage_stats``) or logprobs when present, el
 authoritative count is spread over the chunks by their text length.
 
 Every failure becomes a ``RequestError`` with a kind: ``http_<status>``, ``timeout``,
-``connection``, ``dropped``, ``malformed_sse``, ``stream_error``, ``incomplete``.
+``connection``, ``dropped``, ``malformed_sse``, ``stream_error``, ``incomplete``, ``bad_usage``
+(a ``usage`` count that is not a whole number between 0 and twice ``max_tokens`` + 16: a
+server's impossible count never becomes a throughput), ``exception``.
+
+Nothing a server says reaches a record unredacted: every ``RequestError`` and ``EngineError``
+message leaves the engine through its ``Redactor`` (``pytest_llmperf.redact``), which knows the
+API key and the ``--llmperf-headers`` values, so a gateway that echoes the request's headers
+into its error body cannot put the key into a report or a baseline.
+
+A malformed ``--llmperf-url`` is a one-line ``EngineError`` when the engine is made. When the
+server's tokenizer cannot be used (no endpoint, or it does not answer within
+``--llmperf-request-timeout``), the engine says so in ``warnings``, which every run's result
+carries.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..redact import Redactor, header_secrets, redact
 from ..run.workload import Prompt, Tokenizer
 from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
 from .http_client import Client, HTTPError
@@ -82,6 +95,57 @@ def ssl_context(verify: str | bool | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=str(path))
 
 
+def check_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash, or a one-line EngineError naming what is wrong
+    with it (a scheme other than http/https, no host, a bad port, spaces)."""
+    def bad(why: str) -> EngineError:
+        return EngineError(
+            f"--llmperf-url {redact(base_url)!r} {why}: give the server's address as "
+            "http://HOST:PORT or https://HOST[:PORT][/PATH]")
+
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise bad("is empty")
+    url = base_url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise bad("must start with http:// or https://")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise bad("contains spaces or control characters")
+    try:
+        u = urllib.parse.urlsplit(url)
+        port = u.port  # ValueError for a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise bad(f"is not a valid URL ({exc})") from None
+    if not u.hostname:
+        raise bad("has no host")
+    if port is not None and not 0 < port < 65536:
+        raise bad(f"has port {port}, outside 1..65535")
+    return url
+
+
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The headers every request to the server carries besides Content-Type: the
+    ``--llmperf-headers`` and ``Authorization: Bearer $<--llmperf-api-key-env>`` (unless the
+    headers give their own Authorization). The managed server's health probe sends them too."""
+    headers = parse_headers(settings.headers)
+    api_key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+    if api_key and not any(k.lower() == "authorization" for k in headers):
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def usage_count(value: object, max_tokens: int) -> int:
+    """A server's ``usage.completion_tokens``, or RequestError ``bad_usage`` when it is not a
+    whole number from 0 to ``2 * max_tokens + 16`` (what no server can have generated)."""
+    limit = 2 * max_tokens + 16
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        shown = excerpt(repr(value), 60)
+        raise RequestError(
+            "bad_usage", f"the server reported usage.completion_tokens={shown}, not a whole "
+            f"number from 0 to {limit} (max_tokens={max_tokens}); its token counts cannot be "
+            "trusted")
+    return value
+
+
 def _local_listener_pids(url: str) -> list[int]:
     """Processes (and their children) listening on a localhost URL's port; [] when unknown."""
     u = urllib.parse.urlsplit(url)
@@ -123,9 +187,7 @@ class OpenAIEngine(Engine):
         owns_server: bool = False,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
-        url = base_url.rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise EngineError(f"--llmperf-url {base_url!r} must start with http:// or https://")
+        url = check_url(base_url)
         self.root = url[:-3] if url.endswith("/v1") else url
         self.base_url = self.root + "/v1"
         self.chat_default = chat
@@ -133,8 +195,11 @@ class OpenAIEngine(Engine):
         self._ssl = ssl_context(tls_verify)
         self._headers: dict[str, str] = {"Content-Type": "application/json",
                                          **dict(headers or {})}
-        if api_key:
-            self._headers.setdefault("Authorization", f"Bearer {api_key}")
+        if api_key and not any(k.lower() == "authorization" for k in self._headers):
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        # Every message from this engine passes through it (see the module docstring).
+        self.redactor = Redactor([api_key, *header_secrets(self._headers)])
+        self.warnings: list[str] = []  # about the engine itself; every run's result has them
         self.server = server
         self.owns_server = owns_server
         self.extra_body = dict(extra_body or {})
@@ -142,8 +207,11 @@ class OpenAIEngine(Engine):
         self._client: Client | None = None
         if timeout_s <= 0:
             raise EngineError(f"--llmperf-request-timeout={timeout_s:g} must be positive")
-        self.model = model or self._discover_model()
-        self._tokenizer = self._make_tokenizer(tokenizer)
+        try:
+            self.model = model or self._discover_model()
+            self._tokenizer = self._make_tokenizer(tokenizer)
+        except EngineError as exc:
+            raise type(exc)(self.redactor(str(exc))) from None
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -228,14 +296,20 @@ class OpenAIEngine(Engine):
         if spec not in ("auto", "server"):
             return GgufTokenizer(spec)
         tok = ServerTokenizer(self.root, self.model, {k: v for k, v in self._headers.items()
-                                                      if k != "Content-Type"}, self._ssl)
+                                                      if k != "Content-Type"}, self._ssl,
+                              timeout_s=self.timeout_s)
         if tok.probe():
             return tok
+        tok.close()
         if spec == "server":
             raise EngineError(
-                f"the server at {self.root} has no tokenize endpoint (/tokenize or "
-                "/extras/tokenize); give --llmperf-tokenizer PATH.gguf or use a prompts_file"
+                f"the server at {self.root} cannot tokenize ({tok.failure}); give "
+                "--llmperf-tokenizer PATH.gguf or use a prompts_file"
             )
+        self.warnings.append(
+            f"no tokenizer: the server at {self.root} cannot tokenize ({tok.failure}); prompts "
+            "are not built to exact token lengths and input token counts are unknown; give "
+            "--llmperf-tokenizer PATH.gguf")
         return None
 
     @property
@@ -246,7 +320,7 @@ class OpenAIEngine(Engine):
         tok = self._tokenizer
         return {
             "kind": self.kind,
-            "url": self.root,
+            "url": self.redactor(self.root),
             "model": self.model,
             "endpoint": "chat" if self.chat_default else "completions",
             "tokenizer": (
@@ -307,10 +381,22 @@ class OpenAIEngine(Engine):
     async def generate(
         self, prompt: Prompt, params: GenerationParams, on_chunk: OnChunk
     ) -> Generation:
+        """One streamed request; every failure a RequestError whose message is redacted."""
+        try:
+            return await self._generate(prompt, params, on_chunk)
+        except RequestError as exc:
+            raise RequestError(exc.kind, self.redactor(str(exc))) from None
+        except Exception as exc:  # what the server sent broke something: record it, redacted
+            raise RequestError(
+                "exception", self.redactor(f"{type(exc).__name__}: {exc}")) from None
+
+    async def _generate(
+        self, prompt: Prompt, params: GenerationParams, on_chunk: OnChunk
+    ) -> Generation:
         client = self._client
         if client is None:  # called outside run_context (a direct call): a pool of its own
             async with self.run_context():
-                return await self.generate(prompt, params, on_chunk)
+                return await self._generate(prompt, params, on_chunk)
         chat = params.chat or self.chat_default
         path = self._path + ("/v1/chat/completions" if chat else "/v1/completions")
         payload = json.dumps(self.body(prompt, params, chat)).encode()
@@ -364,9 +450,14 @@ class OpenAIEngine(Engine):
                             usage = obj.get("usage")
                             if isinstance(usage, dict) and (
                                     usage.get("completion_tokens") is not None):
-                                total = int(usage["completion_tokens"])
+                                total = usage_count(usage["completion_tokens"],
+                                                    params.max_tokens)
                                 if carries and hint is None:
                                     hint = total - prev_usage  # continuous usage stats
+                                    if hint < 0:
+                                        raise RequestError(
+                                            "bad_usage", "the server's running usage count "
+                                            f"went down from {prev_usage} to {total}")
                                 prev_usage = total
                                 usage_total = total
                             if carries:

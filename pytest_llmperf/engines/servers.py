@@ -2,9 +2,23 @@
 
 A started server runs in its own process group on 127.0.0.1 and a free port, with its output
 in a log file. Teardown kills the whole group (SIGTERM, then SIGKILL); a server is also stopped
-at interpreter exit, and on Linux it gets SIGTERM if the pytest process itself dies, so no
-server outlives the session, even on Ctrl-C. When a server exits or stays unhealthy, the error
-shows the tail of its log.
+at interpreter exit. If the pytest process itself dies (SIGTERM, SIGKILL, a crash), a watchdog
+kills the whole group: a tiny process started beside each server holds the read end of a pipe
+whose only writer is pytest, so the kernel closes it (EOF) the moment pytest is gone, however
+it died; the watchdog then sends SIGTERM to the group, and SIGKILL to what is left after 10 s.
+The group holds the server's own children, so a wrapper command (``sh -c "..."``, a script)
+does not leave the real server running as an orphan. (On Linux the direct child also gets
+SIGTERM from the kernel when pytest dies.) No server outlives the session, even on Ctrl-C.
+
+The health probe sends the headers every request will send (``Authorization: Bearer
+$OPENAI_API_KEY``, ``--llmperf-headers``): a server that requires a key becomes healthy, and
+one that answers 401/403 refuses our credentials, which fails the start at once in one line
+instead of waiting for ``--llmperf-server-timeout``.
+
+When a server exits or stays unhealthy, the error shows its command and the tail of its log,
+both redacted (``pytest_llmperf.redact``): secret-looking arguments (``--api-key X``), the
+API key and header values, and the values of secret-named environment variables become
+``***``, as in ``info()``.
 
 Launch recipes (flags checked against each project's CLI):
 
@@ -43,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.packaged import ModelError, resolve_model
+from ..redact import Redactor, argv_secrets, env_secrets, header_secrets
 from ..settings import SERVER_RECIPES, Settings
 from .base import EngineError
 
@@ -125,6 +140,65 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec (Linu
         pass
 
 
+# The watchdog (see the module docstring): argv[1] the group to kill, argv[2] pytest's pid;
+# stdin the read end of a pipe only pytest writes to. One byte: stand down (a normal stop).
+_WATCHDOG = r"""
+import os, select, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+pgid, parent = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    ready = select.select([0], [], [], 1.0)[0]
+    if ready:
+        if os.read(0, 1):
+            sys.exit(0)
+        break
+    if os.getppid() != parent:
+        break
+try:
+    os.killpg(pgid, signal.SIGTERM)
+except OSError:
+    sys.exit(0)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    try:
+        os.killpg(pgid, 0)
+    except OSError:
+        sys.exit(0)
+    time.sleep(0.1)
+try:
+    os.killpg(pgid, signal.SIGKILL)
+except OSError:
+    pass
+"""
+
+
+class _Watchdog:
+    """Kills process group ``pgid`` when this process dies; ``release()`` on a normal stop."""
+
+    def __init__(self, pgid: int) -> None:
+        read_end, self._fd = os.pipe()  # both ends non-inheritable: no other child gets them
+        try:
+            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid), str(os.getpid())],
+                stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+        except OSError:
+            self.proc = None
+        finally:
+            os.close(read_end)
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._fd, b"x")
+        os.close(self._fd)
+        self._fd = -1
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)
+
+
 _LIVE: set[ManagedServer] = set()
 _LIVE_LOCK = threading.Lock()
 
@@ -155,13 +229,21 @@ class ManagedServer:
         log_path: str | Path | None = None,
         tokenizer_path: str | None = None,
         served_model: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.argv = [str(a) for a in argv]
+        self.headers = dict(headers or {})  # sent by the health probe, as by every request
+        self.redactor = Redactor([*argv_secrets(self.argv), *header_secrets(self.headers),
+                                  *env_secrets({**os.environ, **(env or {})}), *secrets])
         self.name = name
         self.host = host
         self.port = port
         self.health_path = health_path
         self.env = dict(env or {})
+        # Without a log directory the log is a temporary file, removed when a server that
+        # started well stops; kept (and named in the error) when the start failed.
+        self._temporary_log = log_path is None
         if log_path is None:
             fd, tmp = tempfile.mkstemp(prefix=f"llmperf-{name}-", suffix=".log")
             os.close(fd)
@@ -170,15 +252,21 @@ class ManagedServer:
         self.tokenizer_path = tokenizer_path
         self.served_model = served_model
         self.proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: _Watchdog | None = None
         self.startup_s: float | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def command(self) -> str:
+        """The command line, its secrets redacted (what reports and errors show)."""
+        return shlex.join(self.redactor.argv(self.argv))
+
     def info(self) -> dict[str, Any]:
         return {"recipe": self.name, "url": self.url, "pid": self.proc.pid if self.proc else None,
-                "command": shlex.join(self.argv), "log": str(self.log_path),
+                "command": self.command, "log": str(self.log_path),
                 "startup_s": round(self.startup_s, 3) if self.startup_s is not None else None}
 
     def log_tail(self, lines: int = 25) -> str:
@@ -187,18 +275,20 @@ class ManagedServer:
         except OSError:
             return "(no log)"
         tail = text.rstrip().splitlines()[-lines:]
-        return "\n".join("    " + line for line in tail) if tail else "    (the log is empty)"
+        return ("\n".join("    " + self.redactor(line) for line in tail) if tail
+                else "    (the log is empty)")
 
     def _fail(self, problem: str) -> ServerError:
         return ServerError(
-            f"the {self.name} server {problem}.\n  command: {shlex.join(self.argv)}\n"
+            f"the {self.name} server {problem}.\n  command: {self.command}\n"
             f"  log: {self.log_path}\n  last lines of its log:\n{self.log_tail()}"
         )
 
     def start(self, timeout_s: float = 300.0) -> ManagedServer:
         exe = self.argv[0]
         if shutil.which(exe) is None and not Path(exe).is_file():
-            raise ServerError(f"cannot start the {self.name} server: {exe!r} is not on PATH")
+            raise ServerError(self.redactor(
+                f"cannot start the {self.name} server: {exe!r} is not on PATH"))
         env = {**os.environ, **self.env}
         log = self.log_path.open("ab")
         t0 = time.monotonic()
@@ -209,9 +299,11 @@ class ManagedServer:
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         except OSError as exc:
-            raise ServerError(f"cannot start the {self.name} server ({exc})") from None
+            raise ServerError(self.redactor(
+                f"cannot start the {self.name} server ({exc})")) from None
         finally:
             log.close()
+        self._watchdog = _Watchdog(self.proc.pid)  # its group: start_new_session above
         with _LIVE_LOCK:
             _LIVE.add(self)
         try:
@@ -233,11 +325,19 @@ class ManagedServer:
                 how = f"signal {-code}" if code < 0 else f"code {code}"
                 raise self._fail(f"exited with {how} before it became healthy")
             try:
-                with urllib.request.urlopen(url, timeout=5) as resp:
+                probe = urllib.request.Request(url, headers=self.headers)
+                with urllib.request.urlopen(probe, timeout=5) as resp:
                     if resp.status == 200:
                         return
-            except urllib.error.HTTPError:
-                pass  # up but not ready (503 while loading)
+            except urllib.error.HTTPError as exc:
+                if exc.code in (401, 403):
+                    raise ServerError(
+                        f"the {self.name} server at {self.url} is up but refuses our "
+                        f"credentials (HTTP {exc.code} on {self.health_path}): give the key "
+                        "it expects in the environment variable named by "
+                        "--llmperf-api-key-env (default OPENAI_API_KEY) or in "
+                        "--llmperf-headers") from None
+                # else up but not ready (503 while loading)
             except (OSError, ValueError):
                 pass  # not listening yet
             if time.monotonic() >= deadline:
@@ -285,6 +385,11 @@ class ManagedServer:
         deadline = time.monotonic() + 5
         while any(_running(pid) for pid in members) and time.monotonic() < deadline:
             time.sleep(0.02)
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.release()
+        if self._temporary_log and self.startup_s is not None:
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> ManagedServer:
         return self
@@ -348,8 +453,11 @@ def build_server(settings: Settings, log_dir: str | Path | None = None) -> Manag
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         log_path = Path(log_dir) / f"{name}-{port}.log"
+    from .openai import auth_headers
+
     return ManagedServer(argv, name=name, port=port, health_path=health, env=env,
-                         log_path=log_path, tokenizer_path=tokenizer_path, served_model=served)
+                         log_path=log_path, tokenizer_path=tokenizer_path, served_model=served,
+                         headers=auth_headers(settings))
 
 
 def start_server_from_settings(settings: Settings, log_dir: str | Path | None = None

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..redact import Redactor, header_secrets
 from .base import EngineError
 
 EXCERPT = 300
@@ -72,6 +73,11 @@ class ServerTokenizer:
 
     Speaks vLLM's ``/tokenize`` {"prompt"}, llama.cpp llama-server's ``/tokenize`` {"content"}
     and llama-cpp-python's ``/extras/tokenize`` {"input"}, whichever the server answers.
+
+    Every call waits at most ``timeout_s`` (the engine passes ``--llmperf-request-timeout``)
+    and is never retried after a timeout (only a kept-alive connection the server had closed is
+    retried once), so a tokenize endpoint that never answers costs one timeout. When ``probe()``
+    finds no usable endpoint, ``failure`` says why. Error messages are redacted.
     """
 
     local = False
@@ -92,8 +98,10 @@ class ServerTokenizer:
             self._prefix = self._prefix[:-3]
         self._model = model
         self._headers = {"Content-Type": "application/json", **headers}
+        self._redact = Redactor(header_secrets(headers))
         self._ssl = ssl_ctx
         self._timeout = timeout_s
+        self.failure: str | None = None  # why probe() found no usable endpoint
         self._conn: http.client.HTTPConnection | None = None
         self.flavour: tuple[str, str, str, str, str] | None = None
         self._words: list[int] | None = None
@@ -115,16 +123,24 @@ class ServerTokenizer:
     def _post(self, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
         body = json.dumps(payload)
         for attempt in range(2):
+            reused = self._conn is not None
             conn = self._connection()
             try:
                 conn.request("POST", self._prefix + path, body=body, headers=self._headers)
                 resp = conn.getresponse()
                 data = resp.read()
+            except TimeoutError:
+                conn.close()
+                self._conn = None
+                raise EngineError(
+                    f"the server's tokenizer at {path} did not answer within "
+                    f"{self._timeout:g} s (--llmperf-request-timeout)") from None
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 self._conn = None
-                if attempt:
-                    raise EngineError(f"the server's tokenizer at {path} failed: {exc}") from None
+                if attempt or not reused:
+                    raise EngineError(self._redact(
+                        f"the server's tokenizer at {path} failed: {exc}")) from None
                 continue
             try:
                 return resp.status, json.loads(data or b"null")
@@ -133,7 +149,8 @@ class ServerTokenizer:
         raise AssertionError("unreachable")
 
     def probe(self) -> bool:
-        """Find which tokenize endpoint the server offers; False when none."""
+        """Find which tokenize endpoint the server offers; False (and ``failure``) when none."""
+        statuses: list[str] = []
         for flavour in self.FLAVOURS:
             _, path, field, _, _ = flavour
             payload: dict[str, Any] = {field: "hello world"}
@@ -141,13 +158,16 @@ class ServerTokenizer:
                 payload["model"] = self._model
             try:
                 status, data = self._post(path, payload)
-            except EngineError:
+            except EngineError as exc:
+                self.failure = str(exc)
                 return False
+            statuses.append(f"{path} HTTP {status}")
             # Non-empty: llama-server answers 200 with no tokens to a field it does not know.
             tokens = data.get("tokens") if isinstance(data, dict) else None
             if status == 200 and isinstance(tokens, list) and tokens:
                 self.flavour = flavour
                 return True
+        self.failure = "no tokenize endpoint: " + ", ".join(statuses)
         return False
 
     def _raw_tokenize(self, text: str, add_special: bool) -> list[int]:
@@ -162,8 +182,8 @@ class ServerTokenizer:
             payload["add_special"] = add_special
         status, data = self._post(path, payload)
         if status != 200 or not isinstance(data, dict):
-            raise EngineError(
-                f"the server's tokenizer answered HTTP {status}: {excerpt(str(data))}")
+            raise EngineError(self._redact(
+                f"the server's tokenizer answered HTTP {status}: {excerpt(str(data))}"))
         ids = [int(t["id"]) if isinstance(t, dict) else int(t) for t in data["tokens"]]
         if name == "llama-cpp-python" and not add_special:  # it always adds BOS
             special = self.special_prefix()
@@ -187,8 +207,8 @@ class ServerTokenizer:
             payload["model"] = self._model
         status, data = self._post(path, payload)
         if status != 200 or not isinstance(data, dict):
-            raise EngineError(
-                f"the server's detokenizer answered HTTP {status}: {excerpt(str(data))}")
+            raise EngineError(self._redact(
+                f"the server's detokenizer answered HTTP {status}: {excerpt(str(data))}"))
         return str(data.get(field, ""))
 
     def word_token_ids(self) -> Sequence[int]:

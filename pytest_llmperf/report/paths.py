@@ -35,8 +35,9 @@ def check_path(option: str, raw: str) -> None:
 
 
 def check_report_paths(settings: Settings) -> None:
-    """Raise ReportPathError when --llmperf-html or --llmperf-markdown cannot be written."""
-    for option, raw in (("--llmperf-html", settings.html),
+    """Raise ReportPathError when --llmperf-json, --llmperf-html or --llmperf-markdown cannot
+    be written."""
+    for option, raw in (("--llmperf-json", settings.json), ("--llmperf-html", settings.html),
                         ("--llmperf-markdown", settings.markdown)):
         if raw:
             check_path(option, raw)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..formatting import display, pct
 from ..metric_table import TREND_METRICS, higher_is_better
+from ..run.metrics import RecordError, RequestRecord
 from ..verdict.stats import DEFAULT_TOLERANCE_PCT
 from ..verdict.store import Baseline, BaselineStore
 from . import plots
@@ -78,29 +79,123 @@ def _load_json(path: Path, what: str) -> Any:
         ) from None
 
 
+class _Bad(ValueError):
+    """One bad value inside a results document: where it is (``tests[0].runs[1].summary``)
+    and what is wrong; ``_check_results`` adds the file."""
+
+
+def _object(where: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _Bad(f"{where} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _list(where: str, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Bad(f"{where} must be a list, not {type(value).__name__}")
+    return value
+
+
+def _text(where: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise _Bad(f"{where}={_shown(value)} must be a string")
+
+
+def _number(where: str, value: Any) -> None:
+    """A finite number or null (JSON has no other numbers the plugin writes)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad(f"{where}={_shown(value)} is not a number")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise _Bad(f"{where}={_shown(value)} is not a finite number")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _optional(container: Mapping[str, Any], key: str, where: str, check: Any) -> None:
+    """``check(where.key, value)`` when the key is there and not null."""
+    if container.get(key) is not None:
+        check(f"{where}.{key}", container[key])
+
+
+def _check_run(where: str, run: Any) -> None:
+    run = _object(where, run)
+    if "summary" not in run:
+        raise _Bad(f"{where}: every run needs a 'summary' object")
+    for key, value in _object(f"{where}.summary", run["summary"]).items():
+        _number(f"{where}.summary.{key}", value)
+    for i, sample in enumerate(_list(f"{where}.samples", run.get("samples", []))):
+        try:
+            RequestRecord.from_dict(_object(f"{where}.samples[{i}]", sample))
+        except RecordError as exc:
+            raise _Bad(f"{where}.samples[{i}]: {exc}") from None
+    for key in ("workload", "engine", "client"):
+        _optional(run, key, where, _object)
+    workload = run.get("workload") or {}
+    _optional(workload, "slo", f"{where}.workload", _object)
+    for key in ("rate", "requests", "warmup", "concurrency"):
+        _optional(workload, key, f"{where}.workload", _number)
+    for i, warning in enumerate(_list(f"{where}.warnings", run.get("warnings", []))):
+        _text(f"{where}.warnings[{i}]", warning)
+    _optional(run, "started_at", where, _text)
+    checks = (run.get("client") or {}).get("checks")
+    for i, check in enumerate(_list(f"{where}.client.checks", checks or [])):
+        check = _object(f"{where}.client.checks[{i}]", check)
+        for key in ("limit", "measured", "baseline"):
+            _number(f"{where}.client.checks[{i}].{key}", check.get(key))
+
+
+def _check_test(where: str, test: Any) -> None:
+    test = _object(where, test)
+    if not isinstance(test.get("nodeid"), str):
+        raise _Bad(f"{where} has no 'nodeid' string")
+    for key in ("outcome", "message"):
+        _optional(test, key, where, _text)
+    thresholds = _object(f"{where}.thresholds", test.get("thresholds", {}))
+    for name, value in thresholds.items():
+        if isinstance(value, Mapping):  # max_regression_pct per metric
+            for metric, tol in value.items():
+                _number(f"{where}.thresholds.{name}.{metric}", tol)
+        elif not isinstance(value, list):  # gate: a list of names
+            _number(f"{where}.thresholds.{name}", value)
+    if test.get("comparison") is not None:
+        comparison = _object(f"{where}.comparison", test["comparison"])
+        metrics = _list(f"{where}.comparison.metrics", comparison.get("metrics") or [])
+        for i, metric in enumerate(metrics):
+            metric = _object(f"{where}.comparison.metrics[{i}]", metric)
+            for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct"):
+                _number(f"{where}.comparison.metrics[{i}].{key}", metric.get(key))
+    for i, run in enumerate(_list(f"{where}.runs", test.get("runs", []))):
+        _check_run(f"{where}.runs[{i}]", run)
+
+
 def _check_results(path: Path, data: Any) -> None:
+    """A results file as the report reads it: the schema, then every value the report uses
+    checked for its type (numbers finite); ReportInputError naming the file, where in it, and
+    the bad value."""
     if not isinstance(data, dict) or data.get("schema") != RESULTS_SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ReportInputError(
             f"{path}: not a pytest-llmperf results file (expected schema {RESULTS_SCHEMA!r}, "
             f"found {found!r}); write one with pytest --llmperf --llmperf-json PATH"
         )
-    tests = data.get("tests")
-    if not isinstance(tests, list):
-        raise ReportInputError(f"{path}: 'tests' must be a list")
-    for i, test in enumerate(tests):
-        if not isinstance(test, dict) or not isinstance(test.get("nodeid"), str):
-            raise ReportInputError(f"{path}: tests[{i}] has no 'nodeid'")
-        runs = test.get("runs", [])
-        if not isinstance(runs, list) or not all(
-            isinstance(r, dict) and isinstance(r.get("summary"), dict) for r in runs
-        ):
-            raise ReportInputError(
-                f"{path}: tests[{i}] ({test['nodeid']}): every run needs a 'summary' object"
-            )
-        samples = [s for r in runs for s in r.get("samples", [])]
-        if not all(isinstance(s, dict) for s in samples):
-            raise ReportInputError(f"{path}: tests[{i}] ({test['nodeid']}): bad 'samples'")
+    try:
+        for i, test in enumerate(_list("tests", data.get("tests"))):
+            _check_test(f"tests[{i}]", test)
+        host = data.get("host")
+        if host is not None:
+            _optional(_object("host", host), "gpus", "host", _list)
+        _optional(data, "created", "", _text)
+    except _Bad as exc:
+        raise ReportInputError(f"{path}: {str(exc).lstrip('.')}") from None
 
 
 def load_results(paths: Sequence[str | Path]) -> dict[str, Any]:
@@ -560,7 +655,10 @@ def build_report(doc: Mapping[str, Any], history: History | None = None,
 
 
 def document_from_history(history: History) -> dict[str, Any]:
-    """With no results given: each profile's newest baseline, as if it were a results file."""
+    """With no results given: each profile's newest baseline, as if it were a results file.
+
+    A test whose stored runs fail the results checks (a sample of the wrong type) is left
+    out, with a note in ``history.skipped`` that the report prints."""
     tests: list[dict[str, Any]] = []
     created = ""
     hosts: list[dict[str, Any]] = []
@@ -571,12 +669,18 @@ def document_from_history(history: History) -> dict[str, Any]:
         if isinstance(host, Mapping) and host not in hosts:
             hosts.append(dict(host))
         for nodeid, entry in sorted(newest.tests.items()):
-            tests.append({
+            test = {
                 "nodeid": nodeid, "outcome": "baseline", "thresholds": {},
                 "runs": [dict(r) for r in entry.get("runs", []) if isinstance(r, Mapping)],
                 "comparison": {"profile_id": profile, "status": "baseline",
                                "baseline_commit": newest.commit,
                                "message": f"newest baseline of profile {profile}",
                                "metrics": []},
-            })
+            }
+            try:  # the same checks as a results file's (samples included)
+                _check_test(nodeid, test)
+            except _Bad as exc:
+                history.skipped.append(f"{newest.path}: {exc}")
+                continue
+            tests.append(test)
     return {"tests": tests, "created": created, "hosts": hosts}

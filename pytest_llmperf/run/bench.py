@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..engines.base import Engine
+from .cpu import CPUContention
 from .gpu import GPUSampler
 from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
 from .memory import PeakRSS
@@ -67,14 +68,16 @@ def run_benchmark(
 ) -> RunResult:
     prompts = build_prompts(engine.tokenizer, workload)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    with PeakRSS(engine.memory_pids()) as rss, GPUSampler() as gpu:
+    with PeakRSS(engine.memory_pids()) as rss, GPUSampler() as gpu, CPUContention() as cpu:
         load = _run_coroutine(run_load(engine, prompts, workload, progress))
-    return _result(engine, workload, load, started, rss.peak_mb, gpu.peak_mem_mb)
+    return _result(engine, workload, load, started, rss.peak_mb, gpu.peak_mem_mb, cpu)
 
 
 def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
-            peak_rss_mb: float | None, gpu_mem_mb: float | None) -> RunResult:
-    """A run's records summarized, with the client's warnings about its own measurement."""
+            peak_rss_mb: float | None, gpu_mem_mb: float | None,
+            cpu: CPUContention | None = None) -> RunResult:
+    """A run's records summarized, with the client's warnings about its own measurement and
+    about the machine (oversubscribed CPUs)."""
     summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=peak_rss_mb,
                         gpu_mem_mb=gpu_mem_mb)
     result = RunResult(
@@ -82,11 +85,17 @@ def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
         samples=load.records,
         workload=workload.to_dict(),
         engine=engine.info(),
-        warnings=list(load.warnings),
+        # The engine's own warnings first (e.g. the openai engine fell back to no tokenizer).
+        warnings=[*getattr(engine, "warnings", ()), *load.warnings],
         started_at=started,
         client=load.client,
     )
     result.warnings.extend(client_warnings(result, engine.stamps_on_loop))
+    if cpu is not None:
+        result.client.update(cpu.summary())
+        contention = cpu.warning()
+        if contention:
+            result.warnings.append(contention)
     return result
 
 
@@ -104,8 +113,8 @@ def run_benchmark_interleaved(
                build_prompts(engine_b.tokenizer, workload))
     started = datetime.now(UTC).isoformat(timespec="seconds")
     with (PeakRSS(engine_a.memory_pids()) as rss_a, PeakRSS(engine_b.memory_pids()) as rss_b,
-          GPUSampler() as gpu):
+          GPUSampler() as gpu, CPUContention() as cpu):
         loads = _run_coroutine(run_interleaved_load((engine_a, engine_b), prompts, workload,
                                                     b_first=b_first, progress=progress))
-    return (_result(engine_a, workload, loads[0], started, rss_a.peak_mb, gpu.peak_mem_mb),
-            _result(engine_b, workload, loads[1], started, rss_b.peak_mb, gpu.peak_mem_mb))
+    return (_result(engine_a, workload, loads[0], started, rss_a.peak_mb, gpu.peak_mem_mb, cpu),
+            _result(engine_b, workload, loads[1], started, rss_b.peak_mb, gpu.peak_mem_mb, cpu))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,31 @@ from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
+
+
+class RecordError(ValueError):
+    """A stored request record (a sample in a results or baseline file) with a missing field
+    or a field of the wrong type; the message names the field and the value."""
+
+
+_INT64 = 2**63
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 < value < _INT64
+
+
+# The type of each RequestRecord field as stored (the annotation's text, "| None" removed);
+# a field of another type must add its check here (tests/test_hostile_inputs.py checks).
+_FIELD_CHECKS: dict[str, tuple[Any, str]] = {
+    "int": (_is_whole, "a whole number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "float": (lambda v: not isinstance(v, bool) and isinstance(v, int | float)
+              and -_INT64 < v < _INT64 and math.isfinite(v), "a finite number"),
+    "list[int]": (lambda v: isinstance(v, list) and all(_is_whole(x) for x in v),
+                  "a list of whole numbers"),
+}
 
 
 @dataclass
@@ -93,8 +118,28 @@ class RequestRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RequestRecord:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """A record from its dict (as stored in JSON), every field checked against its
+        declared type (unknown keys are ignored); RecordError names the first bad one."""
+        if not isinstance(data, Mapping):
+            raise RecordError(f"a sample must be an object, not {type(data).__name__}")
+        values: dict[str, Any] = {}
+        for name, f in cls.__dataclass_fields__.items():
+            if name not in data:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    raise RecordError(f"{name} is missing")
+                continue
+            value = data[name]
+            kinds = [k.strip() for k in str(f.type).split("|")]
+            if value is None and "None" in kinds:
+                values[name] = None
+                continue
+            (kind,) = [k for k in kinds if k != "None"]
+            check, words = _FIELD_CHECKS[kind]
+            if not check(value):
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                raise RecordError(f"{name}={shown} must be {words}")
+            values[name] = list(value) if isinstance(value, list) else value
+        return cls(**values)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

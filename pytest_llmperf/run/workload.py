@@ -6,6 +6,8 @@ Prompt building needs only a tokenizer (see ``Tokenizer``); arrival schedules ar
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +21,32 @@ if TYPE_CHECKING:
 
 class WorkloadError(ValueError):
     """A workload that cannot be run as asked."""
+
+
+def _whole(name: str, value: Any, minimum: int) -> int:
+    """A whole number >= minimum (bools are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise WorkloadError(f"{name}={value!r} must be a whole number >= {minimum}")
+    return value
+
+
+def _number(name: str, value: Any, *, above: float | None = None,
+            at_least: float | None = None, unit: str = "") -> float:
+    """A finite int or float (not a bool) in range: ``> above`` and/or ``>= at_least``.
+    The one number check of this module's edge (the Workload fields)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WorkloadError(f"{name}={value!r} is not a number{unit}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        raise WorkloadError(f"{name}={value!r} is not a finite number{unit}")
+    if above is not None and not number > above:
+        raise WorkloadError(f"{name}={value!r} must be > {above:g}{unit}")
+    if at_least is not None and not number >= at_least:
+        raise WorkloadError(f"{name}={value!r} must be >= {at_least:g}{unit}")
+    return number
 
 
 class Tokenizer(Protocol):
@@ -72,47 +100,47 @@ class Workload:
     chat: bool = False
 
     def __post_init__(self) -> None:
-        def whole(name: str, minimum: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise WorkloadError(
-                    f"Workload.{name}={value!r} must be a whole number >= {minimum}"
-                )
-
-        whole("input_tokens", 1)
-        whole("output_tokens", 1)
-        whole("requests", 1)
-        whole("warmup", 0)
-        whole("concurrency", 1)
-        whole("seed", 0)
-        whole("shared_prefix_tokens", 0)
+        """Check every field where it enters: type, finiteness and range, one line naming
+        the bad value (``WorkloadError``); nothing is reinterpreted."""
+        for name, minimum in (("input_tokens", 1), ("output_tokens", 1), ("requests", 1),
+                              ("warmup", 0), ("concurrency", 1), ("seed", 0),
+                              ("shared_prefix_tokens", 0)):
+            _whole(f"Workload.{name}", getattr(self, name), minimum)
         if self.shared_prefix_tokens >= self.input_tokens:
             raise WorkloadError(
                 f"Workload.shared_prefix_tokens={self.shared_prefix_tokens} must be less than "
                 f"input_tokens={self.input_tokens}"
             )
-        if self.rate is not None and not (isinstance(self.rate, int | float) and self.rate > 0):
-            raise WorkloadError(
-                f"Workload.rate={self.rate!r} must be a positive number of requests/s"
-            )
-        if self.arrival not in ("poisson", "gamma"):
+        if self.rate is not None:
+            _number("Workload.rate", self.rate, above=0, unit=" (requests/s)")
+        if not isinstance(self.arrival, str) or self.arrival not in ("poisson", "gamma"):
             raise WorkloadError(f"Workload.arrival={self.arrival!r} must be 'poisson' or 'gamma'")
-        if not (isinstance(self.burstiness, int | float) and self.burstiness > 0):
-            raise WorkloadError(f"Workload.burstiness={self.burstiness!r} must be positive")
-        if self.duration_s is not None and not (
-            isinstance(self.duration_s, int | float) and self.duration_s > 0
-        ):
-            raise WorkloadError(f"Workload.duration_s={self.duration_s!r} must be positive")
-        bad = sorted(set(self.slo) - set(SLO_KEYS))
+        _number("Workload.burstiness", self.burstiness, above=0)
+        if self.duration_s is not None:
+            _number("Workload.duration_s", self.duration_s, above=0)
+        _number("Workload.temperature", self.temperature, at_least=0)
+        for name in ("ignore_eos", "chat"):
+            if not isinstance(getattr(self, name), bool):
+                raise WorkloadError(
+                    f"Workload.{name}={getattr(self, name)!r} must be True or False")
+        if not isinstance(self.slo, Mapping):
+            raise WorkloadError(
+                f"Workload.slo={self.slo!r} must be a dict such as {{'ttft_ms': 500}}")
+        bad = sorted(str(k) for k in set(self.slo) - set(SLO_KEYS))
         if bad:
             raise WorkloadError(
                 f"Workload.slo has unknown key(s) {', '.join(bad)}; valid: {', '.join(SLO_KEYS)}"
             )
         for key, value in self.slo.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise WorkloadError(f"Workload.slo[{key!r}]={value!r} must be a positive number")
-        if self.prompts_file is not None and not Path(self.prompts_file).is_file():
-            raise WorkloadError(f"Workload.prompts_file {self.prompts_file!r} does not exist")
+            _number(f"Workload.slo[{key!r}]", value, above=0)
+        if self.prompts_file is not None:
+            if not isinstance(self.prompts_file, str | os.PathLike):
+                raise WorkloadError(
+                    f"Workload.prompts_file={self.prompts_file!r} must be a path to a JSONL "
+                    "file")
+            if not Path(self.prompts_file).is_file():
+                raise WorkloadError(f"Workload.prompts_file {str(self.prompts_file)!r} does "
+                                    "not exist")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,25 +213,26 @@ def synthetic_prompts(tok: Tokenizer, workload: Workload) -> list[Prompt]:
 def jsonl_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
     """Prompts from a JSONL file: one {"prompt": str, "output_tokens": int?} per line.
 
-    Lines are used in order and cycled when more requests than lines are asked for.
+    Lines are used in order and cycled when more requests than lines are asked for. The
+    file must be UTF-8; a line that is not, or is not such an object, is a WorkloadError
+    naming the file and the line.
     """
     assert workload.prompts_file is not None
     path = Path(workload.prompts_file)
     items: list[tuple[str, int]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise WorkloadError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(data, Mapping) or not isinstance(data.get("prompt"), str):
-                raise WorkloadError(f'{path}:{lineno}: expected an object with a "prompt" string')
-            out = data.get("output_tokens", data.get("max_tokens", workload.output_tokens))
-            if isinstance(out, bool) or not isinstance(out, int) or out < 1:
-                raise WorkloadError(f"{path}:{lineno}: output_tokens={out!r} must be >= 1")
-            items.append((data["prompt"], out))
+    for lineno, line in enumerate(_read_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise WorkloadError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise WorkloadError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
+        if not isinstance(data, Mapping) or not isinstance(data.get("prompt"), str):
+            raise WorkloadError(f'{path}:{lineno}: expected an object with a "prompt" string')
+        out = data.get("output_tokens", data.get("max_tokens", workload.output_tokens))
+        items.append((data["prompt"], _whole(f"{path}:{lineno}: output_tokens", out, 1)))
     if not items:
         raise WorkloadError(f"{path}: no prompts in file")
     prompts = []
@@ -212,6 +241,24 @@ def jsonl_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
         ids = tuple(tok.tokenize(text, add_special=True)) if tok is not None else None
         prompts.append(Prompt(text, ids, len(ids) if ids is not None else 0, out))
     return prompts
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines as UTF-8 text (a byte-order mark is allowed); WorkloadError naming
+    the line of the first byte that is not UTF-8, or why the file cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WorkloadError(f"{path}: cannot read the prompts file ({exc.strerror or exc})"
+                            ) from None
+    try:
+        return data.decode("utf-8-sig").split("\n")
+    except UnicodeDecodeError as exc:
+        lineno = data.count(b"\n", 0, exc.start) + 1
+        raise WorkloadError(
+            f"{path}:{lineno}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save the prompts file as UTF-8"
+        ) from None
 
 
 def build_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:

@@ -9,7 +9,9 @@ compared with what the server really did (both sides use the same monotonic cloc
 
 It also has a word-level tokenizer (``/tokenize``, ``/detokenize`` in vLLM's shape) so synthetic
 prompts of exact token lengths can be built against it, and fault modes (HTTP error, dropped
-connection, malformed SSE, stall) for the error paths. Raw asyncio, HTTP/1.1 keep-alive with
+connection, malformed SSE, stall) for the error paths, and hostile modes a gateway or a broken
+server shows (error bodies that echo the request's headers, an error event mid-stream, absurd
+``usage`` counts, a tokenize endpoint that never answers). Raw asyncio, HTTP/1.1 keep-alive with
 chunked transfer encoding: nothing heavy between the schedule and the socket.
 
 Use it in-process (``with OracleServer(OracleConfig(...)) as oracle: oracle.url``) or as a
@@ -77,6 +79,11 @@ class OracleConfig:
     malformed_after: int | None = None  # send a data line that is not JSON after this many
     stall_after: int | None = None  # stop sending (keep the connection) after this many
     api_key: str | None = None  # require "Authorization: Bearer <api_key>"
+    # Hostile modes.
+    echo_headers: bool = False  # error bodies (fail_status, error_after) carry the headers
+    error_after: int | None = None  # send an {"error": ...} event after this many tokens
+    usage_tokens: int | None = None  # report this completion_tokens, whatever was sent
+    stall_tokenize: bool = False  # /tokenize and /detokenize never answer
     model: str = "oracle"
 
 
@@ -102,6 +109,7 @@ class _Oracle:
         self.config = config
         self.tokenizer = WordTokenizer()
         self.logs: list[RequestLog] = []
+        self.tokenize_requests = 0  # requests to /tokenize (answered or not)
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -176,7 +184,12 @@ class _Oracle:
             req = json.loads(body or b"{}")
         except ValueError:
             return await self.respond(writer, 400, {"error": {"message": "body is not JSON"}})
+        if path in ("/tokenize", "/detokenize") and cfg.stall_tokenize:
+            self.tokenize_requests += int(path == "/tokenize")
+            await asyncio.sleep(3600)
+            return False
         if path == "/tokenize":
+            self.tokenize_requests += 1
             ids = self.tokenizer.tokenize(str(req.get("prompt", "")),
                                           bool(req.get("add_special_tokens", True)))
             return await self.respond(writer, 200, {"tokens": ids, "count": len(ids),
@@ -187,8 +200,11 @@ class _Oracle:
         if path not in ("/v1/completions", "/v1/chat/completions"):
             return await self.respond(writer, 404, {"error": {"message": f"no route {path}"}})
         if cfg.fail_status is not None:
-            return await self.respond(writer, cfg.fail_status,
-                                      {"error": {"message": "oracle: injected failure"}})
+            error: dict[str, Any] = {"message": "oracle: injected failure"}
+            if cfg.echo_headers:  # what a careless gateway answers
+                error["message"] += f"; request headers: {headers}"
+                error["request_headers"] = headers
+            return await self.respond(writer, cfg.fail_status, {"error": error})
         chat = path.endswith("chat/completions")
         prompt = (req["messages"][-1]["content"] if chat and req.get("messages")
                   else str(req.get("prompt", "")))
@@ -207,11 +223,11 @@ class _Oracle:
                 "object": "text_completion", "model": cfg.model,
                 "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
                 "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out}})
-        return await self.stream(writer, req, chat, n_prompt, n_out, log)
+        return await self.stream(writer, req, chat, n_prompt, n_out, log, headers)
 
     async def stream(
         self, writer: asyncio.StreamWriter, req: dict[str, Any], chat: bool, n_prompt: int,
-        n_out: int, log: RequestLog,
+        n_out: int, log: RequestLog, headers: dict[str, str] | None = None,
     ) -> bool:
         cfg = self.config
         obj = "chat.completion.chunk" if chat else "text_completion"
@@ -246,6 +262,15 @@ class _Oracle:
                 cfg = replace(cfg, malformed_after=None)
             if cfg.stall_after is not None and sent >= cfg.stall_after:
                 await asyncio.sleep(3600)
+            if cfg.error_after is not None and sent >= cfg.error_after:
+                message = "oracle: upstream failed mid-stream"
+                if cfg.echo_headers:
+                    message += f"; request headers: {headers}"
+                writer.write(_chunked(b"data: " + json.dumps(
+                    {"error": {"message": message, "code": 500}}).encode() + b"\n\n"))
+                writer.write(_chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+                await writer.drain()
+                return True
             words = " " + " ".join(WORDS[(sent + j) % len(WORDS)] for j in range(k))
             choice = ({"index": 0, "delta": {"content": words}, "finish_reason": None} if chat
                       else {"index": 0, "text": words, "finish_reason": None})
@@ -260,8 +285,11 @@ class _Oracle:
         writer.write(event(end))
         opts = req.get("stream_options") or {}
         if cfg.usage and opts.get("include_usage"):
-            usage = {"prompt_tokens": n_prompt, "completion_tokens": n_out + cfg.usage_offset,
-                     "total_tokens": n_prompt + n_out + cfg.usage_offset}
+            completion = (n_out + cfg.usage_offset if cfg.usage_tokens is None
+                          else cfg.usage_tokens)
+            usage = {"prompt_tokens": n_prompt, "completion_tokens": completion,
+                     "total_tokens": (n_prompt + completion if isinstance(completion, int)
+                                      else completion)}
             writer.write(_chunked(b"data: " + json.dumps(
                 {"id": "oracle", "object": obj, "model": cfg.model, "choices": [],
                  "usage": usage}).encode() + b"\n\n"))
@@ -292,6 +320,10 @@ class OracleServer:
     @property
     def logs(self) -> list[RequestLog]:
         return self._oracle.logs
+
+    @property
+    def tokenize_requests(self) -> int:
+        return self._oracle.tokenize_requests
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -352,9 +384,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--ttft-ms", type=float, default=50.0)
     p.add_argument("--itl-ms", type=float, default=10.0)
     p.add_argument("--tokens-per-chunk", type=int, default=1)
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' on /v1/ (/v1/models included)")
     args = p.parse_args(argv)
     cfg = OracleConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
-                       tokens_per_chunk=args.tokens_per_chunk)
+                       tokens_per_chunk=args.tokens_per_chunk, api_key=args.api_key)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg, args.port))
     sys.exit(0)

@@ -1,9 +1,14 @@
 """Glue between the plugin and the statistics: a test's runs against its baseline -> verdicts.
 
-``Gate`` is made once per pytest process from the settings. It finds the baseline commit
-(``--llmperf-compare REF``, else the nearest ancestor of HEAD with a baseline for the run's
-profile), compares each test's runs with it (``stats.compare_stored``), and at the end of the
-session saves the runs under HEAD (``--llmperf-save``, on the controller only).
+``Gate`` is made once per pytest process from the settings. It finds the repository from
+pytest's rootdir, else from the test paths given and the invocation directory (a rootdir moved
+outside the repository, e.g. by an option value pytest took for a path, does not switch the
+gate off). It finds the baseline commit (``--llmperf-compare REF``, else the nearest ancestor
+of HEAD with a clean baseline for the run's profile); a baseline file that cannot be read is
+skipped for the next valid ancestor, and the comparison's message names it. It compares each
+test's runs with it (``stats.compare_stored``), and at the end of the session saves the runs
+under HEAD (``--llmperf-save``, on the controller only; a dirty tree's runs go to the
+commit's separate ``.dirty.json`` file, see ``store``).
 ``failure`` turns a comparison's gated regressions into the test's ``outcome.Failure``.
 """
 
@@ -46,6 +51,7 @@ class Lookup:
     message: str
     baseline: Baseline | None = None
     history: list[Baseline] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # unreadable nearer baselines' errors
 
 
 def gated_metrics(thresholds: Mapping[str, Any]) -> tuple[list[str], list[str]]:
@@ -179,7 +185,12 @@ class Gate:
         save_dirty: bool = False,
         alpha: float = stats.DEFAULT_ALPHA,
         history: int = stats.DEFAULT_MAX_HISTORY,
+        args: Sequence[str] = (),
+        invocation_dir: Path | None = None,
     ) -> None:
+        """``rootpath``: pytest's rootdir; when it is not inside a git repository, the
+        repository is looked for from ``args`` (the test paths pytest was given, relative to
+        ``invocation_dir``) and then from ``invocation_dir``."""
         if not 0 < alpha < 0.5:
             raise GateUsageError(f"--llmperf-alpha={alpha!r} must be between 0 and 0.5 "
                                  "(e.g. 0.01)")
@@ -191,15 +202,20 @@ class Gate:
         self.git_error: str | None = None
         self.git: gitinfo.GitInfo | None = None
         root = rootpath
-        try:
-            repo_root = gitinfo.repo_info(rootpath).root
-            root = repo_root
-        except gitinfo.GitError as exc:
-            self.git_error = str(exc)
+        where = rootpath
+        for candidate in _repo_candidates(rootpath, args, invocation_dir):
+            try:
+                root = gitinfo.repo_info(candidate).root
+            except gitinfo.GitError as exc:
+                if self.git_error is None:
+                    self.git_error = str(exc)  # rootpath's reason
+                continue
+            where, self.git_error = candidate, None
+            break
         self.dir = (Path(baseline_dir).resolve() if baseline_dir
                     else (root / DEFAULT_DIR).resolve())
         if self.git_error is None:
-            self.git = gitinfo.repo_info(rootpath, exclude=self.dir)
+            self.git = gitinfo.repo_info(where, exclude=self.dir)
         self.store = BaselineStore(self.dir)
         self.compare_ref = compare
         self.compare_commit: str | None = None
@@ -209,6 +225,7 @@ class Gate:
                                      f"{self.git_error}")
             try:
                 self.compare_commit = gitinfo.resolve_ref(self.git.root, compare)
+                gitinfo.ancestors(self.git.root, self.compare_commit, limit=1)
             except gitinfo.GitError as exc:
                 raise GateUsageError(f"--llmperf-compare: {exc}") from None
         if save:
@@ -226,9 +243,14 @@ class Gate:
         self._lookups: dict[str, Lookup] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, rootpath: Path) -> Gate:
+    def from_settings(cls, settings: Settings, rootpath: Path, args: Sequence[str] = (),
+                      invocation_dir: Path | None = None) -> Gate:
+        """The session's gate; ``args`` and ``invocation_dir`` (pytest's ``config.args`` and
+        ``config.invocation_params.dir``) find the repository when the rootdir is not in one."""
         return cls(
             rootpath=rootpath,
+            args=args,
+            invocation_dir=invocation_dir,
             baseline_dir=settings.baseline_dir,
             compare=settings.compare,
             save=settings.save,
@@ -266,32 +288,54 @@ class Gate:
         if self.git is None:
             return Lookup("no baseline", f"no baseline: {self.git_error}")
         ours = self.store.commits(pid)
-        if self.compare_commit is not None:
-            base_commit = self.compare_commit
-            if base_commit not in ours:
-                if base_commit in self.store.all_commits():
-                    return self._mismatch(base_commit, profile, pid)
-                return Lookup("no baseline", f"no baseline saved for {self.compare_ref} "
-                              f"({base_commit[:12]}) in {self.dir}")
-            chain = gitinfo.ancestors(self.git.root, base_commit)
-        else:
-            chain = self._head_ancestors
-            base_commit = next((c for c in chain if c in ours), "")
-            if not base_commit:
-                others = self.store.all_commits()
-                near = next((c for c in chain if c in others), None)
-                if near is not None:
-                    return self._mismatch(near, profile, pid)
-                return Lookup("no baseline", f"no baseline in {self.dir} for HEAD "
-                              f"{self.git.commit[:12]} or its ancestors")
-            chain = chain[chain.index(base_commit):]
         try:
-            baseline = self.store.load(pid, base_commit)
-        except BaselineError as exc:
+            if self.compare_commit is not None:
+                base_commit = self.compare_commit
+                chain = gitinfo.ancestors(self.git.root, base_commit)
+                if base_commit not in ours:
+                    if base_commit in self.store.commits(pid, dirty=True):
+                        return self._load_chain(pid, [base_commit], chain, dirty=True)
+                    if base_commit in self.store.all_commits():
+                        return self._mismatch(base_commit, profile, pid)
+                    return Lookup("no baseline", f"no baseline saved for {self.compare_ref} "
+                                  f"({base_commit[:12]}) in {self.dir}")
+            else:
+                chain = self._head_ancestors
+        except gitinfo.GitError as exc:
             return Lookup("no baseline", f"no baseline: {exc}")
-        hist_commits = [c for c in chain if c in ours][: self.max_history]
-        history = list(self.store.iter_loaded(pid, hist_commits))
-        return Lookup("compared", "", baseline, history)
+        candidates = [c for c in chain if c in ours]
+        if not candidates:
+            others = self.store.all_commits()
+            near = next((c for c in chain if c in others), None)
+            if near is not None:
+                return self._mismatch(near, profile, pid)
+            return Lookup("no baseline", f"no baseline in {self.dir} for HEAD "
+                          f"{self.git.commit[:12]} or its ancestors")
+        return self._load_chain(pid, candidates, chain)
+
+    def _load_chain(self, pid: str, candidates: Sequence[str], chain: Sequence[str],
+                    dirty: bool = False) -> Lookup:
+        """The first of ``candidates`` (nearest first) whose file reads; the unreadable ones
+        before it are named in ``skipped``; its clean ancestors in ``chain`` are the history."""
+        skipped: list[str] = []
+        for commit in candidates:
+            try:
+                baseline = self.store.load(pid, commit, dirty=dirty)
+            except BaselineError as exc:
+                skipped.append(str(exc))
+                continue
+            ours = self.store.commits(pid)
+            rest = chain[chain.index(commit):] if commit in chain else [commit]
+            hist_commits = [c for c in rest if c in ours][: self.max_history]
+            history: list[Baseline] = []
+            for c in hist_commits:
+                if c == commit and not dirty:
+                    history.append(baseline)
+                else:
+                    history.extend(self.store.iter_loaded(pid, [c]))
+            return Lookup("compared", "", baseline, history, skipped)
+        return Lookup("no baseline", "no baseline: " + "; and ".join(skipped), None, [],
+                      skipped)
 
     # -- comparison ------------------------------------------------------------------------
 
@@ -318,14 +362,15 @@ class Gate:
         if found.baseline is None:
             out.update(status=found.status, message=found.message)
             return out
+        skipped = [f"skipped unreadable baseline {e}" for e in found.skipped]
         base = found.baseline
         out["baseline_commit"] = base.commit
         out["baseline_branch"] = base.branch
         base_runs = [r for r in base.runs(nodeid) if _workload_key(r) == wl]
         if not base_runs:
             what = "this test" if not base.runs(nodeid) else "this test with this workload"
-            out.update(status="no baseline",
-                       message=f"baseline {base.commit[:12]} has no runs of {what}")
+            out.update(status="no baseline", message="; ".join(
+                [f"baseline {base.commit[:12]} has no runs of {what}", *skipped]))
             return out
         history = [[r for r in b.runs(nodeid) if _workload_key(r) == wl]
                    for b in found.history]
@@ -343,7 +388,7 @@ class Gate:
                          f"{stats.DEFAULT_MIN_HISTORY} earlier baselines)")
         if base.dirty:
             parts.append("the baseline was saved from a dirty tree")
-        out.update(status="compared", message="; ".join(parts))
+        out.update(status="compared", message="; ".join(parts + skipped))
         return out
 
     # -- saving ----------------------------------------------------------------------------
@@ -351,8 +396,9 @@ class Gate:
     def save(self, tests: Iterable[Any]) -> list[str]:
         """Append every test's runs under HEAD, one file per profile; lines for the terminal.
 
-        ``tests`` are session.TestRecord-like objects (nodeid, outcome, runs).
-        Raises BaselineError when an existing file cannot be read (it is left untouched).
+        ``tests`` are session.TestRecord-like objects (nodeid, outcome, runs). A dirty tree's
+        runs go to ``<commit>.dirty.json``. Raises BaselineError when an existing file cannot
+        be read (it is left untouched) or the directory's save lock cannot be had.
         """
         assert self.git is not None
         grouped: dict[str, tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]] = {}
@@ -375,6 +421,22 @@ class Gate:
             dirty = " (dirty tree)" if self.git.dirty else ""
             lines.append(f"saved {n} run(s) of {len(runs)} test(s) to {path}{dirty}")
         return lines
+
+
+def _repo_candidates(rootpath: Path, args: Sequence[str],
+                     invocation_dir: Path | None) -> list[Path]:
+    """Where to look for the repository, in order: pytest's rootdir, the directories of the
+    test paths pytest was given (``path::test`` ids included), the invocation directory."""
+    out = [Path(rootpath)]
+    base = Path(invocation_dir) if invocation_dir is not None else Path.cwd()
+    for arg in args:
+        path = base / str(arg).split("::", 1)[0]
+        while not path.exists() and path != path.parent:  # a glob or a not-yet-made path
+            path = path.parent
+        out.append(path if path.is_dir() else path.parent)
+    if invocation_dir is not None:
+        out.append(Path(invocation_dir))
+    return list(dict.fromkeys(out))
 
 
 def summary_lines(tests: Iterable[Any]) -> list[str]:

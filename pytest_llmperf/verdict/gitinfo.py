@@ -69,15 +69,32 @@ def repo_info(path: str | Path, exclude: str | Path | None = None) -> GitInfo:
                    committed_at=committed, dirty_files=files)
 
 
-def resolve_ref(path: str | Path, ref: str) -> str:
-    """The full commit id a commit, branch or tag names; GitError when it names nothing."""
+def is_shallow(path: str | Path) -> bool:
+    """Whether the repository containing path is a shallow clone (history cut off)."""
     repo = open_repo(path)
     try:
-        return str(repo.commit(ref).hexsha)
-    except (git.BadName, ValueError, git.GitCommandError):
+        return str(repo.git.rev_parse("--is-shallow-repository")).strip() == "true"
+    except git.GitCommandError:
+        return False
+
+
+def resolve_ref(path: str | Path, ref: str) -> str:
+    """The full commit id a commit, branch or tag names; GitError when it names nothing, or
+    names a commit whose object this clone lacks (a shallow clone knows the id of its
+    boundary's parents but not the commits). A shallow clone's message says how to fetch."""
+    repo = open_repo(path)
+    try:
+        sha = str(repo.commit(ref).hexsha)
+        repo.git.rev_parse("--verify", "--quiet", f"{sha}^{{commit}}")
+        return sha
+    except Exception:  # gitpython raises BadName, BadObject, ValueError, GitCommandError ...
+        hint = ""
+        if is_shallow(path):
+            hint = ("; this is a shallow clone, which may lack it: fetch the history "
+                    "(git fetch --unshallow, or git fetch --deepen N)")
         raise GitError(
             f"{ref!r} is not a commit, branch or tag of the repository at "
-            f"{repo.working_tree_dir}"
+            f"{repo.working_tree_dir}{hint}"
         ) from None
 
 

@@ -98,6 +98,22 @@ def check_accuracy(records: Sequence[AccuracyRecord], thresholds: Mapping[str, A
     return []
 
 
+def failed_requests(run: RunResult, label: str = "") -> Failure | None:
+    """Failed requests fail the test unless the marker allows them (``max_errors=N``): a run
+    whose requests failed measured something else than the test asked for."""
+    errors = run.summary.get("errors") or 0
+    if not errors:
+        return None
+    requests = run.summary.get("requests")
+    of = f" of {requests}" if requests else ""
+    first = next((r.error for r in run.samples if not r.warmup and r.error), None)
+    head = f"llmperf{(' ' + label) if label else ''}: {errors}{of} request(s) failed"
+    text = head + (f"; first error: {first}" if first else "") + (
+        "\n  failed requests fail the test; allow them with @llmperf(max_errors=N)")
+    clause = f"{errors}{of} request(s) failed"
+    return Failure("threshold", f"{label.strip('()')}: {clause}" if label else clause, text)
+
+
 def judge(
     nodeid: str,
     thresholds: Mapping[str, Any],
@@ -122,6 +138,10 @@ def judge(
         found = failure(checks, label=label)
         if found is not None:
             out.failures.append(found)
+        if "max_errors" not in thresholds:
+            found = failed_requests(run, label)
+            if found is not None:
+                out.failures.append(found)
     if gate is not None and runs:
         from .gate import GateConfigError
         from .gate import failure as gate_failure

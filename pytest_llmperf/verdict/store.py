@@ -10,15 +10,31 @@ File format (plain, sorted, versioned JSON; indent 1 so it diffs well in git)::
                                      "samples": [...], ...}]}}}
 
 Saving appends runs to the commit's file, never replaces them, and writes atomically (a
-temporary file renamed over the old one), so a crash mid-write leaves the previous file
-intact. A corrupt or foreign file is an error that names it; the other files still load.
+temporary file ``.<name>.*.tmp`` renamed over the old one), so a crash mid-write leaves the
+previous file intact. Every save holds a file lock on the directory (``.llmperf-save.lock``
+at its top, shared by every process and machine that sees the directory), so concurrent
+sessions saving to the same file all land; a save that cannot get the lock within
+``LOCK_TIMEOUT_S`` fails with BaselineError. The next save to a profile directory removes
+temporary files older than that, left by an interrupted save; they are never read.
+
+Runs saved from a dirty tree (``--llmperf-save-dirty``) go to ``<commit>.dirty.json`` beside
+the clean ``<commit>.json``: the gate compares only with clean files when it looks for the
+nearest ancestor, and uses a commit's dirty file only when ``--llmperf-compare`` names that
+commit and it has no clean file.
+
+Reading validates every field the plugin uses (types, finite numbers): a corrupt, foreign or
+mistyped file is a BaselineError that names the file and the field; the other files still
+load.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +45,10 @@ from ..report.json_report import atomic_write_text, dumps
 SCHEMA = "pytest-llmperf/baseline"
 SCHEMA_VERSION = 1
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
+DIRTY_SUFFIX = ".dirty"
+LOCK_NAME = ".llmperf-save.lock"
+LOCK_TIMEOUT_S = 60.0  # how long a save waits for another one; also when a .tmp is stale
+_GITIGNORE = "# written by pytest-llmperf: its save lock and interrupted saves\n.*.lock\n.*.tmp\n"
 
 
 class BaselineError(ValueError):
@@ -83,8 +103,65 @@ def _fix(path: Path) -> str:
     return f"delete or restore {path} (git checkout -- {path.name} in its directory)"
 
 
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _type_problem(data: Mapping[str, Any]) -> str | None:
+    """The first field of a baseline document with the wrong type, as ``field is X, not Y``."""
+    for key, kind in (("profile_id", str), ("commit", str), ("profile", dict), ("tests", dict)):
+        if not isinstance(data.get(key), kind):
+            return f"{key!r} missing or not a {_KIND[kind]}"
+    for key, kinds in (("branch", (str, type(None))), ("dirty", (bool,)),
+                       ("committed_at", (str,)), ("saved_at", (str,))):
+        if key in data and not isinstance(data[key], kinds):
+            return f"{key!r} is {_show(data[key])}, not a {_KIND[kinds[0]]}"
+    for nodeid, entry in data["tests"].items():
+        where = f"tests[{nodeid!r}]"
+        if not isinstance(entry, Mapping):
+            return f"{where} is {_show(entry)}, not an object"
+        runs = entry.get("runs")
+        if not isinstance(runs, list):
+            return f"{where} has no valid 'runs' list ({where}.runs is {_show(runs)})"
+        if "outcome" in entry and not isinstance(entry["outcome"], str):
+            return f"{where}.outcome is {_show(entry['outcome'])}, not a string"
+        for i, run in enumerate(runs):
+            at = f"{where}.runs[{i}]"
+            if not isinstance(run, Mapping):
+                return f"{at} is {_show(run)}, not an object"
+            summary = run.get("summary")
+            if not isinstance(summary, Mapping):
+                return f"{at}.summary is {_show(summary)}, not an object"
+            for metric, value in summary.items():
+                if value is not None and not _is_number(value):
+                    return f"{at}.summary[{metric!r}] is {_show(value)}, not a finite number"
+            for field_name, field_kind in _RUN_FIELDS:
+                if field_name in run and not isinstance(run[field_name], field_kind):
+                    return (f"{at}.{field_name} is {_show(run[field_name])}, "
+                            f"not a {_KIND[field_kind]}")
+            for j, sample in enumerate(run.get("samples", ())):
+                if not isinstance(sample, Mapping):
+                    return f"{at}.samples[{j}] is {_show(sample)}, not an object"
+    return None
+
+
+_RUN_FIELDS: tuple[tuple[str, type], ...] = (
+    ("workload", dict), ("engine", dict), ("client", dict), ("samples", list),
+    ("warnings", list), ("started_at", str))
+_KIND: dict[type, str] = {str: "string", dict: "object", list: "list", bool: "boolean",
+                          type(None): "null"}
+
+
+def _show(value: Any) -> str:
+    """A JSON value in a few characters, for an error message."""
+    text = json.dumps(value, default=str) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def parse(path: Path, data: Any) -> Baseline:
-    """Validate a decoded baseline document; BaselineError naming the file otherwise."""
+    """Validate a decoded baseline document; BaselineError naming the file and the first bad
+    field otherwise (a wrong type anywhere the plugin reads, a number that is not finite)."""
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
         raise BaselineError(f"{path}: not a pytest-llmperf baseline file (no \"schema\": "
                             f"\"{SCHEMA}\"); move it out of the baseline directory")
@@ -93,21 +170,9 @@ def parse(path: Path, data: Any) -> Baseline:
         raise BaselineError(f"{path}: baseline schema_version {version!r} is not supported "
                             f"(this pytest-llmperf reads {SCHEMA_VERSION}); upgrade "
                             "pytest-llmperf or move the file away")
-    problems = []
-    for key, kind in (("profile_id", str), ("commit", str), ("profile", dict), ("tests", dict)):
-        if not isinstance(data.get(key), kind):
-            problems.append(f"{key!r} missing or not a {kind.__name__}")
-    tests = data.get("tests")
-    if isinstance(tests, dict):
-        for nodeid, entry in tests.items():
-            runs = entry.get("runs") if isinstance(entry, Mapping) else None
-            if not isinstance(runs, list) or not all(
-                isinstance(r, Mapping) and isinstance(r.get("summary"), Mapping) for r in runs
-            ):
-                problems.append(f"test {nodeid!r} has no valid 'runs' list")
-                break
-    if problems:
-        raise BaselineError(f"{path}: malformed baseline ({'; '.join(problems)}); {_fix(path)}")
+    problem = _type_problem(data)
+    if problem:
+        raise BaselineError(f"{path}: malformed baseline ({problem}); {_fix(path)}")
     known = {"schema", "schema_version", "profile_id", "profile", "commit", "branch", "dirty",
              "committed_at", "saved_at", "tests"}
     return Baseline(
@@ -124,7 +189,12 @@ def parse(path: Path, data: Any) -> Baseline:
     )
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def load(path: str | Path) -> Baseline:
+    """Read and validate one baseline file; BaselineError naming the file otherwise."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -133,29 +203,35 @@ def load(path: str | Path) -> Baseline:
     except UnicodeDecodeError:
         raise BaselineError(f"{path}: not a text file; {_fix(path)}") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise BaselineError(
             f"{path}: corrupt baseline, not valid JSON (line {exc.lineno}: {exc.msg}); "
             f"{_fix(path)}"
         ) from None
+    except (ValueError, RecursionError) as exc:
+        raise BaselineError(f"{path}: corrupt baseline ({exc}); {_fix(path)}") from None
     baseline = parse(path, data)
-    if path.stem != baseline.commit or path.parent.name != baseline.profile_id:
+    expected = baseline.commit + (DIRTY_SUFFIX if baseline.dirty and
+                                  path.name.endswith(DIRTY_SUFFIX + ".json") else "")
+    if path.stem != expected or path.parent.name != baseline.profile_id:
+        where = f"{baseline.commit}{DIRTY_SUFFIX if baseline.dirty else ''}.json"
         raise BaselineError(
             f"{path}: its contents say profile {baseline.profile_id!r} and commit "
             f"{baseline.commit[:12]!r}, which does not match where it lies; move it to "
-            f"{baseline.profile_id}/{baseline.commit}.json"
+            f"{baseline.profile_id}/{where}"
         )
     return baseline
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A baseline file found on disk (not yet loaded)."""
+    """A baseline file found on disk (not yet loaded); ``dirty``: a ``<commit>.dirty.json``."""
 
     profile_id: str
     commit: str
     path: Path
+    dirty: bool = False
 
 
 class BaselineStore:
@@ -164,11 +240,17 @@ class BaselineStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def path_for(self, profile_id: str, commit: str) -> Path:
-        return self.root / profile_id / f"{commit}.json"
+    def path_for(self, profile_id: str, commit: str, dirty: bool = False) -> Path:
+        return self.root / profile_id / f"{commit}{DIRTY_SUFFIX if dirty else ''}.json"
 
-    def entries(self, profile_id: str | None = None) -> list[Entry]:
-        """Every <profile>/<commit>.json file, by profile then commit (nothing is parsed)."""
+    def entries(self, profile_id: str | None = None,
+                dirty: bool | None = False) -> list[Entry]:
+        """Every <profile>/<commit>.json file, by profile then commit (nothing is parsed).
+
+        ``dirty``: False, the clean files only (the default); True, only the
+        ``<commit>.dirty.json`` files; None, both. Dot files (the lock, the temporary files
+        of a save) are never entries.
+        """
         if not self.root.is_dir():
             return []
         dirs = [self.root / profile_id] if profile_id else sorted(self.root.iterdir())
@@ -177,26 +259,31 @@ class BaselineStore:
             if not d.is_dir() or d.name.startswith("."):
                 continue
             for f in sorted(d.glob("*.json")):
-                if not f.name.startswith("."):
-                    out.append(Entry(d.name, f.stem, f))
+                if f.name.startswith("."):
+                    continue
+                is_dirty = f.stem.endswith(DIRTY_SUFFIX)
+                if dirty is None or dirty == is_dirty:
+                    commit = f.stem[: -len(DIRTY_SUFFIX)] if is_dirty else f.stem
+                    out.append(Entry(d.name, commit, f, is_dirty))
         return out
 
-    def commits(self, profile_id: str) -> set[str]:
-        return {e.commit for e in self.entries(profile_id)}
+    def commits(self, profile_id: str, dirty: bool = False) -> set[str]:
+        return {e.commit for e in self.entries(profile_id, dirty)}
 
-    def profiles_at(self, commit: str) -> list[Entry]:
-        return [e for e in self.entries() if e.commit == commit]
+    def profiles_at(self, commit: str, dirty: bool | None = False) -> list[Entry]:
+        return [e for e in self.entries(dirty=dirty) if e.commit == commit]
 
-    def all_commits(self) -> set[str]:
-        return {e.commit for e in self.entries()}
+    def all_commits(self, dirty: bool | None = False) -> set[str]:
+        return {e.commit for e in self.entries(dirty=dirty)}
 
-    def load(self, profile_id: str, commit: str) -> Baseline:
-        return load(self.path_for(profile_id, commit))
+    def load(self, profile_id: str, commit: str, dirty: bool = False) -> Baseline:
+        return load(self.path_for(profile_id, commit, dirty))
 
-    def load_all(self, profile_id: str | None = None) -> tuple[list[Baseline], list[str]]:
+    def load_all(self, profile_id: str | None = None,
+                 dirty: bool | None = False) -> tuple[list[Baseline], list[str]]:
         """Every readable baseline, and one error message per file that is not."""
         good, errors = [], []
-        for e in self.entries(profile_id):
+        for e in self.entries(profile_id, dirty):
             try:
                 good.append(load(e.path))
             except BaselineError as exc:
@@ -204,7 +291,8 @@ class BaselineStore:
         return good, errors
 
     def iter_loaded(self, profile_id: str, commits: Iterable[str]) -> Iterator[Baseline]:
-        """Baselines of the profile for these commits, in the order given; broken ones skip."""
+        """Clean baselines of the profile for these commits, in the order given; broken ones
+        are skipped."""
         have = self.commits(profile_id)
         for c in commits:
             if c in have:
@@ -212,6 +300,51 @@ class BaselineStore:
                     yield self.load(profile_id, c)
                 except BaselineError:
                     continue
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the directory's save lock (``.llmperf-save.lock``) across processes.
+
+        BaselineError naming the lock file when it cannot be had within LOCK_TIMEOUT_S.
+        """
+        from filelock import FileLock, Timeout
+
+        lock_path = self.root / LOCK_NAME
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            ignore = self.root / ".gitignore"
+            if not ignore.exists():
+                atomic_write_text(ignore, _GITIGNORE)
+            lock = FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S)
+            lock.acquire()
+        except Timeout:
+            raise BaselineError(
+                f"{lock_path}: another session has been saving to {self.root} for over "
+                f"{LOCK_TIMEOUT_S:g} s and still holds this lock; save again when it has "
+                "finished"
+            ) from None
+        except OSError as exc:
+            raise BaselineError(f"{lock_path}: cannot lock the baseline directory "
+                                f"({exc.strerror or exc}); make it writable or give "
+                                "another --llmperf-baseline-dir") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def remove_stale_temporaries(self, directory: Path) -> list[Path]:
+        """Delete the ``.<name>.*.tmp`` files of interrupted saves in ``directory`` that are
+        older than LOCK_TIMEOUT_S (a live save finishes well within it); return them."""
+        removed = []
+        limit = time.time() - LOCK_TIMEOUT_S
+        for f in directory.glob(".*.tmp"):
+            try:
+                if f.is_file() and f.stat().st_mtime < limit:
+                    f.unlink()
+                    removed.append(f)
+            except OSError:
+                continue
+        return removed
 
     def save(
         self,
@@ -227,36 +360,42 @@ class BaselineStore:
     ) -> Path:
         """Append the runs (per test nodeid) to the commit's file; return its path.
 
-        An existing file that cannot be read is left untouched and BaselineError is raised, so
+        A dirty tree's runs go to ``<commit>.dirty.json``, never into the clean file. The
+        read-modify-write holds the directory's lock, so concurrent saves all land. An
+        existing file that cannot be read is left untouched and BaselineError is raised, so
         no earlier result is ever lost.
         """
         if not _SHA.match(commit):
             raise BaselineError(f"{commit!r} is not a commit id")
-        path = self.path_for(profile_id, commit)
-        if path.exists():
-            current = load(path)
-            if current.profile != dict(profile):
-                raise BaselineError(
-                    f"{path}: holds a different profile under the same id; move it away")
-        else:
-            current = Baseline(path=path, profile_id=profile_id, profile=dict(profile),
-                               commit=commit, branch=branch, dirty=dirty,
-                               committed_at=committed_at, saved_at="")
-        current.saved_at = now_iso()
-        current.dirty = current.dirty or dirty
-        if branch:
-            current.branch = branch
-        for nodeid, runs in tests.items():
-            entry = current.tests.setdefault(nodeid, {"runs": []})
-            entry.setdefault("runs", []).extend(dict(r) for r in runs)
-            if outcomes and nodeid in outcomes:
-                entry["outcome"] = outcomes[nodeid]
-        atomic_write_text(path, dumps(current.to_dict()))
+        path = self.path_for(profile_id, commit, dirty)
+        with self.locked():
+            if path.parent.is_dir():
+                self.remove_stale_temporaries(path.parent)
+            if path.exists():
+                current = load(path)
+                if current.profile != dict(profile):
+                    raise BaselineError(
+                        f"{path}: holds a different profile under the same id; move it away")
+            else:
+                current = Baseline(path=path, profile_id=profile_id, profile=dict(profile),
+                                   commit=commit, branch=branch, dirty=dirty,
+                                   committed_at=committed_at, saved_at="")
+            current.saved_at = now_iso()
+            current.dirty = current.dirty or dirty
+            if branch:
+                current.branch = branch
+            for nodeid, runs in tests.items():
+                entry = current.tests.setdefault(nodeid, {"runs": []})
+                entry.setdefault("runs", []).extend(dict(r) for r in runs)
+                if outcomes and nodeid in outcomes:
+                    entry["outcome"] = outcomes[nodeid]
+            atomic_write_text(path, dumps(current.to_dict()))
         return path
 
     def prune(self, keep: int, order: Mapping[str, int] | None = None,
               dry_run: bool = False) -> tuple[list[Path], list[str]]:
-        """Keep the ``keep`` newest commits per profile; remove the older files.
+        """Keep the ``keep`` newest commits per profile; remove the older files (a commit's
+        clean and dirty files go together).
 
         Newest is by ``order`` (commit -> rank, 0 the newest, e.g. git log order) when it knows
         the commit, else by the commit date stored in the file. Broken files are never removed:
@@ -266,23 +405,28 @@ class BaselineStore:
             raise ValueError("keep must be >= 1")
         removed: list[Path] = []
         errors: list[str] = []
-        by_profile: dict[str, list[Baseline]] = {}
-        for e in self.entries():
+        by_profile: dict[str, dict[str, list[Baseline]]] = {}
+        for e in self.entries(dirty=None):
             try:
-                by_profile.setdefault(e.profile_id, []).append(load(e.path))
+                b = load(e.path)
             except BaselineError as exc:
                 errors.append(str(exc))
+                continue
+            by_profile.setdefault(e.profile_id, {}).setdefault(b.commit, []).append(b)
         big = 1 << 60
-        for baselines in by_profile.values():
-            def rank(b: Baseline) -> tuple[int, str]:
-                pos = order.get(b.commit, big) if order else big
-                return (pos, _neg(b.committed_at or b.saved_at))
 
-            baselines.sort(key=rank)
-            for b in baselines[keep:]:
-                removed.append(b.path)
-                if not dry_run:
-                    b.path.unlink(missing_ok=True)
+        def rank(files: list[Baseline]) -> tuple[int, str]:
+            b = files[0]
+            pos = order.get(b.commit, big) if order else big
+            return (pos, _neg(max(f.committed_at or f.saved_at for f in files)))
+
+        for commits in by_profile.values():
+            ranked = sorted(commits.values(), key=rank)
+            for files in ranked[keep:]:
+                for b in files:
+                    removed.append(b.path)
+                    if not dry_run:
+                        b.path.unlink(missing_ok=True)
         return removed, errors
 
 

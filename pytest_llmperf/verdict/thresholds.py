@@ -46,17 +46,46 @@ class MarkerError(ValueError):
 
 
 def _number(name: str, value: Any) -> float:
+    """The one number check of the marker: a finite, non-negative int or float (not a bool,
+    not an int too large for a float)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MarkerError(f"{name}={value!r} is not a number")
-    if not math.isfinite(value):
-        raise MarkerError(f"{name}={value!r} is not a finite number")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise MarkerError(f"{name}={_show(value)} is not a finite number")
     if value < 0:
         raise MarkerError(f"{name}={value!r} is negative")
     return float(value)
 
 
+def _show(value: Any) -> str:
+    """A value for a one-line message (an enormous int is abbreviated, not 400 digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _metrics(name: str, names: Any) -> list[str]:
+    """Metric names (gate=, max_regression_pct keys) checked against the one table of
+    summary keys (metric_table.SUMMARY_KEYS)."""
+    unknown = sorted(repr(n) if not isinstance(n, str) else n
+                     for n in names if n not in SUMMARY_KEYS)
+    if unknown:
+        raise MarkerError(
+            f"{name} names unknown metric(s) {', '.join(unknown)}; use summary keys such as "
+            "ttft_p50_ms, tpot_p50_ms, output_tps"
+        )
+    return list(names)
+
+
 def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Check the marker's arguments; return them normalised. Raises MarkerError."""
+    """Check the marker's arguments; return them normalised. Raises MarkerError.
+
+    Every number must be finite and non-negative; metric names (``gate``, the keys of a
+    ``max_regression_pct`` dict) must be summary keys, so a typo is a collection error
+    before anything runs."""
     if args:
         raise MarkerError(
             f"@llmperf takes keyword arguments only, got positional {args!r}"
@@ -70,6 +99,7 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
     out: dict[str, Any] = {}
     for name, value in kwargs.items():
         if name == "max_regression_pct" and isinstance(value, Mapping):
+            _metrics(name, value)
             out[name] = {str(k): _number(f"{name}[{k!r}]", v) for k, v in value.items()}
         elif name == "repeats":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -80,13 +110,7 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
                 value = [value]
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise MarkerError(f"gate={value!r} must be a metric name or a list of them")
-            unknown_metrics = sorted(set(value) - set(SUMMARY_KEYS))
-            if unknown_metrics:
-                raise MarkerError(
-                    f"gate names unknown metric(s) {', '.join(unknown_metrics)}; use summary "
-                    "keys such as ttft_p50_ms, tpot_p50_ms, output_tps"
-                )
-            out[name] = list(value)
+            out[name] = _metrics(name, value)
         else:
             number = _number(name, value)
             if name in FRACTION_LIMITS and number > 1:
