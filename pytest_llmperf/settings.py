@@ -16,13 +16,13 @@ Imports nothing heavy: the plugin reads it on every pytest run.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from .models.packaged import DEFAULT_MODEL
+from .values import is_finite_number
 
 # Launch recipes in engines/servers.py (the names only: nothing heavy is imported here).
 SERVER_RECIPES = ("llama_cpp", "llama_server", "vllm", "trtllm", "tgi", "ollama")
@@ -217,11 +217,7 @@ def convert(spec: OptionSpec, raw: Any, source: str,
     if choices and value not in choices:
         raise ConfigError(f"{source}: {raw!r} is not one of {', '.join(choices)}")
     if spec.kind in (int, float):
-        try:
-            finite = math.isfinite(value)
-        except OverflowError:  # an int too large for a float
-            finite = False
-        if not finite:
+        if not is_finite_number(value):
             raise ConfigError(f"{source}: {raw!r} is not a finite number")
         problem = spec.check(value) if spec.check is not None else None
         if problem:

@@ -207,6 +207,9 @@ def test_non_finite_numbers_are_rejected(tmp_path: Path) -> None:
     path.write_text(json.dumps(_doc()).replace("10.0", "1e400", 1))  # overflows to inf
     with pytest.raises(BaselineError, match="is inf, not a finite number"):
         store.load(path)
+    path.write_text(json.dumps(_doc()).replace("10.0", "1" + "0" * 400, 1))  # a huge int
+    with pytest.raises(BaselineError, match="not a finite number"):
+        store.load(path)
 
 
 @pytest.mark.parametrize("action", [["list"], ["show", SHA], ["diff", SHA, SHA],

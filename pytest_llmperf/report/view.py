@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..formatting import display, pct
 from ..metric_table import TREND_METRICS, higher_is_better
 from ..run.metrics import RecordError, RequestRecord
+from ..values import is_finite_number
 from ..verdict.stats import DEFAULT_TOLERANCE_PCT
 from ..verdict.store import Baseline, BaselineStore
 from . import plots
@@ -107,11 +108,7 @@ def _number(where: str, value: Any) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Bad(f"{where}={_shown(value)} is not a number")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        finite = False
-    if not finite:
+    if not is_finite_number(value):
         raise _Bad(f"{where}={_shown(value)} is not a finite number")
 
 

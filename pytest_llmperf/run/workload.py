@@ -6,7 +6,6 @@ Prompt building needs only a tokenizer (see ``Tokenizer``); arrival schedules ar
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..metric_table import SLO_KEYS
+from ..values import is_finite_number
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,12 +36,9 @@ def _number(name: str, value: Any, *, above: float | None = None,
     The one number check of this module's edge (the Workload fields)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise WorkloadError(f"{name}={value!r} is not a number{unit}")
-    try:
-        number = float(value)
-    except OverflowError:  # an int too large for a float
-        number = math.inf
-    if not math.isfinite(number):
+    if not is_finite_number(value):
         raise WorkloadError(f"{name}={value!r} is not a finite number{unit}")
+    number = float(value)
     if above is not None and not number > above:
         raise WorkloadError(f"{name}={value!r} must be > {above:g}{unit}")
     if at_least is not None and not number >= at_least:

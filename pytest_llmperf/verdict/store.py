@@ -30,7 +30,6 @@ load.
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..report.json_report import atomic_write_text, dumps
+from ..values import is_finite_number
 
 SCHEMA = "pytest-llmperf/baseline"
 SCHEMA_VERSION = 1
@@ -104,8 +104,7 @@ def _fix(path: Path) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value))
+    return is_finite_number(value)
 
 
 def _type_problem(data: Mapping[str, Any]) -> str | None:

@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..formatting import num
 from ..metric_table import LATENCY_KEYS, SUMMARY_KEYS
+from ..values import is_finite_number
 from .outcome import Failure
 
 # Limits and measured values as a threshold message writes them: 1500, 812, 0.9, 1234.5.
@@ -50,11 +50,7 @@ def _number(name: str, value: Any) -> float:
     not an int too large for a float)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MarkerError(f"{name}={value!r} is not a number")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        finite = False
-    if not finite:
+    if not is_finite_number(value):
         raise MarkerError(f"{name}={_show(value)} is not a finite number")
     if value < 0:
         raise MarkerError(f"{name}={value!r} is negative")
