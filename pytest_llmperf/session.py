@@ -316,7 +316,8 @@ class LLMPerfSession:
             from .verdict.store import BaselineError
 
             try:
-                self.save_lines += gate.save(self.tests)
+                self.save_lines += gate.save(self.tests, self.recorded_args(),
+                                             self.config.invocation_params.dir)
             except BaselineError as exc:
                 self.save_lines.append(f"ERROR: baselines not saved: {exc}")
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -340,6 +341,25 @@ class LLMPerfSession:
         self.report_lines += [f"ERROR: {e}" for e in errors]
         if errors and not interrupted:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def recorded_args(self) -> list[str]:
+        """The session's pytest arguments as baselines record them (for the nightly's bisect
+        command), with every secret the session knows of (the API key, header values,
+        credential-named environment variables, secret flags) replaced by ``***``."""
+        import os
+
+        from .engines.base import EngineError
+        from .engines.openai import parse_headers
+        from .redact import Redactor, env_secrets, header_secrets
+
+        args = [str(a) for a in self.config.invocation_params.args]
+        try:
+            headers = parse_headers(self.settings.headers)
+        except EngineError:
+            headers = {}
+        key = os.environ.get(self.settings.api_key_env) if self.settings.api_key_env else None
+        redactor = Redactor([key, *header_secrets(headers), *env_secrets(os.environ)])
+        return redactor.argv(args)
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         if self.tests:

@@ -216,6 +216,18 @@ def test_change_points_find_the_step_and_ignore_noise() -> None:
     assert changepoints.change_points(noisy) == []
 
 
+def test_detect_agrees_on_the_same_step_with_runs_per_commit() -> None:
+    """``detect`` (the nightly's detector) on the same kind of history, all runs per commit."""
+    rng = np.random.default_rng(8)
+    step = [list(100 * np.exp(rng.normal(0, 0.02, 2))) for _ in range(15)] + [
+        list(120 * np.exp(rng.normal(0, 0.02, 2))) for _ in range(15)]
+    det = changepoints.detect(step)
+    assert det.status == "ok" and [c.index for c in det.change_points] == [15]
+    assert det.change_points[0].change_pct == pytest.approx(20, abs=4)
+    small = [[v] for v in 100 * np.r_[np.ones(15), 1.02 * np.ones(15)]]
+    assert changepoints.detect(small).change_points == []
+
+
 def test_signflip_p_values_are_exact() -> None:
     # Every log-ratio positive: only the observed sign vector is as extreme, p = 2**-n.
     for n in (3, 5, 10):

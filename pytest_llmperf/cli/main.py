@@ -225,17 +225,21 @@ def cmd_changes(args: argparse.Namespace) -> int:
             raw = [(b, [run_value(r, args.metric) for r in b.runs(nodeid)]) for b in items]
             present = [(b, [v for v in vals if v]) for b, vals in raw]
             series = [(b, vals) for b, vals in present if vals]
-            if len(series) < 6:
+            if not series:
                 continue
-            means = [float(sum(v) / len(v)) for _, v in series]
-            for cp in changepoints.change_points(means, alpha=args.alpha,
-                                          min_change_pct=args.min_change_pct):
+            det = changepoints.detect([v for _, v in series], alpha=args.alpha,
+                                      min_change_pct=args.min_change_pct)
+            if det.status != "ok":
+                print(f"{pid} {nodeid} {args.metric}: {det.status} ({det.note})")
+            for cp in det.change_points:
                 found += 1
                 print(f"{pid} {nodeid} {args.metric}: shift of {cp.change_pct:+.1f}% "
-                      f"starting at {series[cp.index][0].commit[:12]} (p={cp.p_value:.3f})")
+                      f"(interval {cp.ci_low_pct:+.1f}% .. {cp.ci_high_pct:+.1f}%) "
+                      f"starting at {series[cp.index][0].commit[:12]} (p={cp.p_value:.4f})")
     if not found:
         print(f"no change points in {args.metric} (alpha {args.alpha:g}, "
-              f"minimum {args.min_change_pct:g}%; needs 6 or more commits per test)")
+              f"minimum {args.min_change_pct:g}%; a shift must hold for 3 commits, and "
+              f"deciding needs {changepoints.min_commits(args.alpha)} or more commits per test)")
     return _warn(errors)
 
 
@@ -336,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         report = None
     if report is not None and hasattr(report, "add_parser"):
         report.add_parser(sub)
+    from . import nightly
+
+    nightly.add_parser(sub)
     _add_bisect(sub)
     return parser
 

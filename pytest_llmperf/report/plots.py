@@ -333,8 +333,8 @@ def trend_svg(metric: str, points: Sequence[TrendPoint]) -> str:
     yticks = nice_ticks(min(values), max(values))
     n = len(pts)
     ax = _Axes(-0.5, n - 0.5, yticks[0], yticks[-1])
-    every = max(1, math.ceil(n / 8))
-    shown = [i for i in range(n) if i % every == 0 or i == n - 1]
+    every = max(1, math.ceil(n / 7))  # a 7-character commit label needs about 60 px
+    shown = [i for i in range(n) if (i % every == 0 and n - 1 - i >= every) or i == n - 1]
     parts = _open(kind, title, {"metric": metric, "points": n,
                                 "regressions": sum(1 for p in pts if p.mark == "regression")})
     parts += _axes_marks(ax, shown, yticks, "commit (oldest → newest)", metric,

@@ -393,20 +393,33 @@ class Gate:
 
     # -- saving ----------------------------------------------------------------------------
 
-    def save(self, tests: Iterable[Any]) -> list[str]:
+    def save(self, tests: Iterable[Any], pytest_args: Sequence[str] | None = None,
+             invocation_dir: Path | None = None) -> list[str]:
         """Append every test's runs under HEAD, one file per profile; lines for the terminal.
 
         ``tests`` are session.TestRecord-like objects (nodeid, outcome, runs). A dirty tree's
         runs go to ``<commit>.dirty.json``. Raises BaselineError when an existing file cannot
         be read (it is left untouched) or the directory's save lock cannot be had.
+        ``pytest_args`` (pytest's ``invocation_params.args``, relative to ``invocation_dir``)
+        are recorded with every run, less the output and saving options
+        (``nightly.recorded_args``), with the metrics its marker gated, in ``client``.
         """
+        from .nightly import provenance, recorded_args
+
         assert self.git is not None
+        args = (None if pytest_args is None else
+                recorded_args(pytest_args, invocation_dir, self.git.root))
         grouped: dict[str, tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]] = {}
         outcomes: dict[str, str] = {}
         for test in tests:
             outcomes[test.nodeid] = test.outcome
+            try:
+                gated = gated_metrics(getattr(test, "thresholds", None) or {})[0]
+            except GateConfigError:
+                gated = list(DEFAULT_GATED)
             for run in test.runs:
                 data = _as_dict(run)
+                data["client"] = {**(data.get("client") or {}), **provenance(args, gated)}
                 profile = make_profile(data.get("engine", {}))
                 pid = profile_id(profile)
                 grouped.setdefault(pid, (profile, {}))[1].setdefault(test.nodeid, []).append(data)
