@@ -66,6 +66,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rates import rate  # noqa: E402  (benchmarks/rates.py)
+
 from pytest_llmperf.metric_table import higher_is_better  # noqa: E402
 from pytest_llmperf.verdict import changepoints  # noqa: E402
 
@@ -191,21 +193,6 @@ def shaped(commits: list[list[dict[str, Any]]], metric: str,
            mult: Sequence[float]) -> list[list[float]]:
     return [[float(r[metric]) * factor(metric, mult[i]) for r in runs]
             for i, runs in enumerate(commits)]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def rate(k: int, n: int) -> str:
-    lo, hi = wilson(k, n)
-    return f"{100 * k / n:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
 # ------------------------------------------------------------------------------ analysis

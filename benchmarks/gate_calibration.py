@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import sys
@@ -57,6 +56,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from rates import rate  # noqa: E402  (benchmarks/rates.py)
 
 from pytest_llmperf.engines import create_engine  # noqa: E402
 from pytest_llmperf.engines.base import Engine, Generation, GenerationParams, OnChunk  # noqa: E402
@@ -107,21 +108,6 @@ class SlowEngine(Engine):
 
     def close(self) -> None:
         self.inner.close()
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def rate(k: int, n: int) -> str:
-    lo, hi = wilson(k, n)
-    return f"{100 * k / n:5.1f}% [{100 * lo:4.1f}, {100 * hi:5.1f}]"
 
 
 # ------------------------------------------------------------------------------ recording
@@ -301,7 +287,8 @@ def analyse_pairs(pool: Mapping[str, Any], args: argparse.Namespace,
         if not r["trials"]:
             print(f"  {NAMES[cond]:18s} pool too small (10 pairs needed)")
             continue
-        print(f"  {NAMES[cond]:18s} alarms {rate(r['alarms'], r['trials'])}  mean pairs "
+        alarms = rate(r["alarms"], r["trials"], padded=True)
+        print(f"  {NAMES[cond]:18s} alarms {alarms}  mean pairs "
               f"{r['mean_pairs']:.1f}, engine time per decision {r['mean_wall_s']:.0f} s")
 
 
@@ -328,7 +315,8 @@ def analyse_separate(pool: Mapping[str, Any], args: argparse.Namespace,
         if not r["trials"]:
             print(f"  {NAMES[cond]:18s} pool too small (10 pairs needed)")
             continue
-        print(f"  {NAMES[cond]:18s} alarms {rate(r['alarms'], r['trials'])}  mean pairs "
+        alarms = rate(r["alarms"], r["trials"], padded=True)
+        print(f"  {NAMES[cond]:18s} alarms {alarms}  mean pairs "
               f"{r['mean_pairs']:.1f}, engine time per decision {r['mean_wall_s']:.0f} s")
     for label, hist, reps in (("history of 5 earlier baselines", 5, args.repeats),
                               ("history of 5, repeats=1", 5, 1),
@@ -340,7 +328,7 @@ def analyse_separate(pool: Mapping[str, Any], args: argparse.Namespace,
             if not r["trials"]:
                 print(f"  {NAMES[cond]:18s} {r.get('note')}")
                 continue
-            print(f"  {NAMES[cond]:18s} alarms {rate(r['alarms'], r['trials'])}  "
+            print(f"  {NAMES[cond]:18s} alarms {rate(r['alarms'], r['trials'], padded=True)}  "
                   f"engine time per head job {r['mean_wall_s']:.0f} s"
                   + (f", inconclusive {r['inconclusive']}" if r.get("inconclusive") else ""))
 
