@@ -349,17 +349,15 @@ class LLMPerfSession:
         import os
 
         from .engines.base import EngineError
-        from .engines.openai import parse_headers
+        from .engines.openai import auth_headers
         from .redact import Redactor, env_secrets, header_secrets
 
-        args = [str(a) for a in self.config.invocation_params.args]
-        try:
-            headers = parse_headers(self.settings.headers)
+        try:  # what the engine sends: the header values and "Bearer <key>"
+            sent = header_secrets(auth_headers(self.settings))
         except EngineError:
-            headers = {}
-        key = os.environ.get(self.settings.api_key_env) if self.settings.api_key_env else None
-        redactor = Redactor([key, *header_secrets(headers), *env_secrets(os.environ)])
-        return redactor.argv(args)
+            sent = []
+        redactor = Redactor([*sent, *env_secrets(os.environ)])
+        return redactor.argv([str(a) for a in self.config.invocation_params.args])
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         if self.tests:

@@ -12,8 +12,9 @@ records nothing and never warns.
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
+
+from .periodic import Periodic
 
 STAT = "/proc/stat"
 # More runnable threads than this many per usable core, on average, is oversubscription.
@@ -78,8 +79,7 @@ class CPUContention:
         self.samples: list[int] = []
         self.steal_pct: float | None = None
         self._first: StatReading | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic(self.sample, interval_s, "llmperf-cpu")
 
     def sample(self) -> StatReading | None:
         reading = read_stat(self.path)
@@ -88,21 +88,14 @@ class CPUContention:
             self.samples.append(max(0, reading.procs_running - 1))
         return reading
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample()
-
     def __enter__(self) -> CPUContention:
         self._first = self.sample()
         if self._first is not None:
-            self._thread = threading.Thread(target=self._run, name="llmperf-cpu", daemon=True)
-            self._thread.start()
+            self._periodic.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._periodic.stop()
         last = self.sample()
         first = self._first
         if first is not None and last is not None and last.total > first.total:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from typing import Any
+
+from .periodic import Periodic
 
 
 def _visible_indices(count: int) -> list[int]:
@@ -40,8 +41,7 @@ class GPUSampler:
         self._util: list[float] = []
         self._handles: list[Any] = []
         self._nvml: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic(self.sample, interval_s, "llmperf-gpu")
 
     def _init(self) -> None:
         try:
@@ -82,22 +82,15 @@ class GPUSampler:
         if utils:
             self._util.append(sum(utils) / len(utils))
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample()
-
     def __enter__(self) -> GPUSampler:
         self._init()
         if self.available:
             self.sample()
-            self._thread = threading.Thread(target=self._run, name="llmperf-gpu", daemon=True)
-            self._thread.start()
+            self._periodic.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._periodic.stop()
         self.sample()
         if self._nvml is not None:
             with contextlib.suppress(Exception):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import psutil
+
+from .periodic import Periodic
 
 
 def rss_bytes(pids: Sequence[int]) -> int:
@@ -25,24 +26,18 @@ class PeakRSS:
         self.pids = list(pids)
         self.interval_s = interval_s
         self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="llmperf-rss", daemon=True)
+        self._periodic = Periodic(self._sample, interval_s, "llmperf-rss")
 
     def _sample(self) -> None:
         self.peak = max(self.peak, rss_bytes(self.pids))
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._sample()
-
     def __enter__(self) -> PeakRSS:
         self._sample()
-        self._thread.start()
+        self._periodic.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._periodic.stop()
         self._sample()
 
     @property

@@ -103,10 +103,6 @@ def _fix(path: Path) -> str:
     return f"delete or restore {path} (git checkout -- {path.name} in its directory)"
 
 
-def _is_number(value: Any) -> bool:
-    return is_finite_number(value)
-
-
 def _type_problem(data: Mapping[str, Any]) -> str | None:
     """The first field of a baseline document with the wrong type, as ``field is X, not Y``."""
     for key, kind in (("profile_id", str), ("commit", str), ("profile", dict), ("tests", dict)):
@@ -133,7 +129,7 @@ def _type_problem(data: Mapping[str, Any]) -> str | None:
             if not isinstance(summary, Mapping):
                 return f"{at}.summary is {_show(summary)}, not an object"
             for metric, value in summary.items():
-                if value is not None and not _is_number(value):
+                if value is not None and not is_finite_number(value):
                     return f"{at}.summary[{metric!r}] is {_show(value)}, not a finite number"
             for field_name, field_kind in _RUN_FIELDS:
                 if field_name in run and not isinstance(run[field_name], field_kind):
