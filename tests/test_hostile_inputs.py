@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_plugin_embedded import no_internal_traceback
 
 from pytest_llmperf.cli.main import main as cli_main
 from pytest_llmperf.report.view import (
@@ -32,11 +33,6 @@ from pytest_llmperf.verdict.store import Baseline
 from pytest_llmperf.verdict.thresholds import MarkerError, validate_marker
 
 HUGE = 10**400  # an int no float can hold
-
-
-def no_internal_traceback(output: str) -> None:
-    assert "Traceback" not in output
-    assert "pytest_llmperf/" not in output
 
 
 # --------------------------------------------------------------------------- settings

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
+from test_plugin_embedded import no_internal_traceback
+from test_store import git
 
 from pytest_llmperf.engines.base import EngineError
 from pytest_llmperf.engines.openai import OpenAIEngine
@@ -32,18 +34,6 @@ from pytest_llmperf.testing.oracle import OracleConfig, OracleServer
 # Deliberately shapeless: only knowing the value (not a pattern) can redact it.
 API_KEY = "Zq8wPlainValue4711Kx"
 GATEWAY_TOKEN = "plain7f3a9cGatewayValue"
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
-
-
-def no_internal_traceback(output: str) -> None:
-    assert "Traceback" not in output
-    assert "pytest_llmperf/" not in output
 
 
 def files_containing(root: Path, *secrets: str) -> list[str]:

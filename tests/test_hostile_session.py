@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_plugin_embedded import no_internal_traceback
 
 from pytest_llmperf.run.cpu import OVERSUBSCRIBED, CPUContention, parse_stat, usable_cores
 
@@ -57,11 +58,6 @@ def pytest_llmperf_engine_names():
 def pytest_llmperf_make_engine(settings):
     return HalfFailing() if settings.engine == "half_failing" else None
 """
-
-
-def no_internal_traceback(text: str) -> None:
-    assert "Traceback" not in text
-    assert "pytest_llmperf/" not in text
 
 
 def test_unusable_json_path_stops_the_session_before_any_benchmark(

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_store import git
 
 from pytest_llmperf.cli.main import main as llmperf_main
 from pytest_llmperf.verdict import store
@@ -22,13 +22,6 @@ from pytest_llmperf.verdict.store import BaselineError, BaselineStore
 SHA = "c" * 40
 PROFILE = {"engine": {"kind": "fake", "version": "1"}, "hardware": {"cpu_cores": 2}}
 NODE = "t.py::test_x"
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
 
 
 def run(tag: str, value: float = 10.0, samples: int = 0) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from test_browser import chromium
 from test_store import git
 
 from pytest_llmperf.cli import main
@@ -317,14 +317,6 @@ def test_the_page_is_self_contained_and_names_the_commits(
     assert "change 8" in html and shas[8][:12] in html
     assert html.count('data-plot="trend"') == 6  # 3 gated metrics x 2 tests
     assert "llmperf bisect " + shas[7][:12] in html
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no Chromium installed (run scripts/install_chromium.sh)")
 
 
 def test_the_page_renders_in_chromium(stepped: tuple[Path, list[str]], tmp_path: Path,
