@@ -45,6 +45,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("peak_rss_mb", "RSS MB", "MB", "lower"),
     Metric("gpu_mem_mb", "GPU MB", "MB", "lower"),
     Metric("accuracy", "accuracy", "", "higher"),
+    # The server's own figures (engines/server_metrics.py), where its metrics show them.
+    Metric("prefix_hit_rate", "prefix hit rate", "", "higher"),
+    Metric("peak_kv_usage", "KV peak", "", "lower"),
+    Metric("preemptions", "preemptions", "", "lower"),
+    Metric("spec_accept_rate", "spec accept rate", "", "higher"),
+    Metric("spec_accept_len", "spec accept len", "", "higher"),
     Metric("requests", "requests", "", None),
     Metric("errors", "errors", "", "lower"),
     Metric("output_tokens", "out tokens", "", None),
@@ -70,6 +76,10 @@ MARKDOWN_KEYS: tuple[str, ...] = ("ttft_p50_ms", "ttft_p95_ms", "tpot_p50_ms", "
                                   "output_tps")
 MARKDOWN_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
                                                       for k in MARKDOWN_KEYS)
+# The server's figures (absent unless the engine exposes metrics): a table of their own.
+SERVER_KEYS: tuple[str, ...] = ("prefix_hit_rate", "peak_kv_usage", "preemptions",
+                                "spec_accept_rate", "spec_accept_len")
+SERVER_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label) for k in SERVER_KEYS)
 # The trend plots (the default gated metrics).
 TREND_METRICS: tuple[str, ...] = DEFAULT_GATED
 

@@ -46,6 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kwargs["choices"] = spec.choices
         if spec.kind is bool:  # a flag: present means True; absent falls to ini/env/default
             kwargs.update(action="store_const", const=True)
+        elif spec.repeat:  # --llmperf-engine-arg a=1 --llmperf-engine-arg b=2: a list
+            kwargs.update(action="append", metavar="KEY=VALUE")
         group.addoption(spec.flag, **kwargs)
         parser.addini(spec.ini, f"{spec.help} (pytest-llmperf)", default=None)
 
@@ -54,7 +56,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**thresholds): an LLM performance test; keyword arguments are thresholds "
-        "such as ttft_p95_ms=500, min_tps=2000, max_regression_pct=5 (run with --llmperf)",
+        "such as ttft_p95_ms=500, min_tps=2000, max_regression_pct=5, and engine_args={...} "
+        "for the llm_engine it gets (run with --llmperf)",
     )
     from .engines.registry import engine_names
 

@@ -40,6 +40,8 @@ class ItemRecord:
     ab: list[tuple[ABVerdict, bool]] = field(default_factory=list)  # (verdict, fail on it)
     accuracy: list[AccuracyRecord] = field(default_factory=list)
     spec: ModelSpec | None = None  # the quantized_model the test runs
+    # The marker's engine_args: the test's llm_engine is the session's with these on top.
+    engine_args: dict[str, Any] | None = None
 
 
 ITEM = pytest.StashKey[ItemRecord]()
@@ -201,12 +203,22 @@ class LLMPerfSession:
             from .verdict.thresholds import MarkerError, validate_marker
 
             merged: dict[str, Any] = {}
-            for mark in reversed(marks):  # closest marker wins
+            engine_args: dict[str, Any] = {}
+            for mark in reversed(marks):  # closest marker wins (engine_args: key by key)
                 try:
-                    merged.update(validate_marker(mark.args, mark.kwargs))
+                    valid = validate_marker(mark.args, mark.kwargs)
                 except MarkerError as exc:
                     raise collector.CollectError(f"{item.nodeid}: {exc}") from None
-            item_record(item).thresholds = merged
+                engine_args.update(valid.pop("engine_args", {}))
+                merged.update(valid)
+            if engine_args and "llm_engine" not in item.fixturenames:
+                raise collector.CollectError(
+                    f"{item.nodeid}: @llmperf(engine_args=...) chooses the llm_engine fixture, "
+                    "which this test does not use; ask llmperf_engine_factory(engine_args=...) "
+                    "for an engine instead")
+            record = item_record(item)
+            record.thresholds = merged
+            record.engine_args = engine_args or None
         return result
 
     def pytest_collection_modifyitems(

@@ -11,12 +11,19 @@ and ``llmperf_engine_factory(**overrides)`` alike): its type; for numbers, that 
 (``check=``, e.g. ``positive`` or ``between(0, 0.5)``). A bad value is a ``ConfigError``
 naming the source and the value; nothing is silently replaced by a default.
 
+A setting with its own reader (``parse=``) takes any form its sources give: the engine
+arguments (``--llmperf-engine-arg KEY=VALUE``, repeatable; one item per line or ``;`` in the
+ini file and ``LLMPERF_ENGINE_ARG``; a dict from the marker or the engine factory) are stored
+as one canonical JSON object, so equal argument sets share one engine.
+
 Imports nothing heavy: the plugin reads it on every pytest run.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -61,14 +68,132 @@ def between(low: float, high: float, *, high_inclusive: bool = False,
     return check
 
 
+# A setting's own reader: (the raw value from any source, the source's name) -> the value.
+Parse = Callable[[Any, str], Any]
+
+
 def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
-            engine: bool = False, check: Check | None = None) -> Any:
+            engine: bool = False, check: Check | None = None, parse: Parse | None = None,
+            repeat: bool = False) -> Any:
     """A Settings field: ``engine=True`` when it identifies an engine instance (the engine
     cache key: two tests with the same engine settings share one loaded engine). ``check``:
-    the range rule of a number (int fields default to ``at_least_one``)."""
+    the range rule of a number (int fields default to ``at_least_one``). ``parse``: the
+    field's own reader instead of the type conversion; ``repeat``: the command-line option
+    may be given several times (the reader gets the list)."""
     return field(default=default,
                  metadata={"help": help, "choices": choices, "engine": engine,
-                           "check": check})
+                           "check": check, "parse": parse, "repeat": repeat})
+
+
+# -- engine arguments ----------------------------------------------------------------------
+
+_ARG_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+
+
+def _arg_name(key: Any, what: str, source: str) -> str:
+    """An engine argument's name, ``-`` read as ``_``; ConfigError, saying ``what`` is
+    wrong, unless it is a name."""
+    name = key.strip().replace("-", "_") if isinstance(key, str) else None
+    if not name or not _ARG_NAME.match(name):
+        raise ConfigError(f"{source}: {what} a name such as max_num_seqs (a-z, 0-9, _)")
+    return name
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: not JSON numbers, so the text itself
+
+
+def _arg_value(text: str) -> Any:
+    """VALUE as JSON where it parses (``8``, ``true``, ``{"method": "ngram"}``), else the
+    text itself (``auto``, ``fp8``)."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return text
+
+
+def split_items(text: str) -> list[str]:
+    """The items of an ini value or environment variable: separated by newlines or ``;``,
+    except inside a JSON value (``k={"a": "x;y"}`` and ``k="x;y"`` are one item each)."""
+    items: list[str] = []
+    depth, quoted, escaped, start = 0, False, False, 0
+    for i, ch in enumerate(text):
+        if quoted:  # a JSON string: a value, or inside a value's brackets
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"' and (depth > 0 or text[i - 1:i] == "="):
+            quoted = True
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch in "\n;" and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return [item.strip() for item in items if item.strip()]
+
+
+def engine_args_mapping(raw: Any, source: str) -> dict[str, Any]:
+    """Engine arguments from any source as a checked mapping: a mapping (the marker's or the
+    engine factory's ``engine_args``), a list of ``KEY=VALUE`` items (the repeated
+    command-line option), or text (ini file, environment: items separated by newlines or
+    ``;``; or a JSON object, the stored form). A later item with the same key wins.
+    ConfigError, one line naming ``source``, for an item that is not KEY=VALUE with KEY a
+    name, or a value that is not JSON."""
+    if isinstance(raw, str) and raw.strip().startswith("{"):
+        try:
+            raw = json.loads(raw, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            raise ConfigError(f"{source}: {raw.strip()[:60]!r} is not a JSON object of "
+                              "engine arguments") from None
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{source}: not a JSON object of engine arguments")
+    if isinstance(raw, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            name = _arg_name(key, f"engine argument {key!r} is not", source)
+            try:
+                out[name] = json.loads(json.dumps(value, allow_nan=False))
+            except (TypeError, ValueError, RecursionError):
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                raise ConfigError(f"{source}: engine argument {name}={shown} is not a JSON "
+                                  "value (a number, true/false, text, a list or a dict)"
+                                  ) from None
+        return out
+    if isinstance(raw, str):
+        items: list[Any] = split_items(raw)
+    elif isinstance(raw, list | tuple):
+        items = list(raw)
+    else:
+        raise ConfigError(f"{source}: {raw!r} is not KEY=VALUE engine arguments")
+    out = {}
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"{source}: {item!r} is not KEY=VALUE")
+        shown = repr(item.strip()) if len(item.strip()) <= 40 else repr(item.strip()[:37] + "...")
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ConfigError(f"{source}: {shown} is not KEY=VALUE")
+        name = _arg_name(key, f"{shown} is not KEY=VALUE with KEY", source)
+        if not value.strip():
+            raise ConfigError(f"{source}: {shown} has no value (KEY=VALUE; an empty text is "
+                              f'{name}="")')
+        out[name] = _arg_value(value.strip())
+    return out
+
+
+def engine_args_text(raw: Any, source: str) -> str | None:
+    """The stored form of engine arguments: a JSON object with sorted keys (None when there
+    are none), so equal argument sets give equal engine keys."""
+    if raw is None:
+        return None
+    args = engine_args_mapping(raw, source)
+    return json.dumps(args, sort_keys=True, separators=(",", ":")) if args else None
 
 
 @dataclass(frozen=True)
@@ -80,7 +205,9 @@ class Settings:
                          f"model: a path to a .gguf file, or the packaged {DEFAULT_MODEL!r}",
                          engine=True)
     threads: int | None = setting(None, "llama.cpp threads (default: all cores)", engine=True)
-    n_ctx: int = setting(2048, "llama.cpp context size in tokens", engine=True)
+    n_ctx: int = setting(
+        2048, "llama.cpp's own context size in tokens (--llmperf-context-len, when given, "
+        "wins; it applies to every engine)", engine=True)
     n_batch: int = setting(512, "llama.cpp batch size for prompt processing", engine=True)
     url: str | None = setting(None, "base URL of a running OpenAI-compatible server",
                               engine=True)
@@ -99,7 +226,8 @@ class Settings:
         engine=True)
     tokenizer: str = setting(
         "auto", "tokenizer for exact-length prompts against a server: auto, server, none, "
-        "or a .gguf path (vocabulary loaded locally)", engine=True)
+        "a .gguf path (vocabulary loaded locally), or a local Hugging Face tokenizer "
+        "directory or tokenizer.json", engine=True)
     server: str | None = setting(
         None, "start this server for the session: " + ", ".join(SERVER_RECIPES),
         choices=SERVER_RECIPES, engine=True)
@@ -135,12 +263,33 @@ class Settings:
         "'source,Q8_0,Q4_0,F16' (GGUF types made from --llmperf-model; awq, gptq, fp16, bf16, "
         "fp8 on vLLM)")
     quantization: str | None = setting(
-        None, "vllm/trtllm: the checkpoint's quantization (awq, gptq, fp8, ...)", engine=True)
+        None, "vllm: the checkpoint's quantization (awq, gptq, fp8, ...); TensorRT-LLM takes "
+        "pre-quantized (ModelOpt) checkpoints only", engine=True)
     dtype: str = setting("auto", "vllm/trtllm: weight dtype (auto, float16, bfloat16)",
                          engine=True)
     gpu_memory_utilization: float = setting(
         0.9, "vllm: fraction of GPU memory the engine may take", engine=True,
         check=between(0, 1, high_inclusive=True))
+    keep_variants: bool = setting(
+        False, "quantized_engine: keep every format variant loaded for the session (default: "
+        "one at a time, each closed before the next is loaded)")
+    context_len: int | None = setting(
+        None, "context length in tokens (prompt + output), for every engine: llama.cpp's "
+        "n_ctx, vLLM's max_model_len, TensorRT-LLM's max_seq_len, a started server's context "
+        "flag; default: the model's own (llama.cpp: --llmperf-n-ctx)", engine=True)
+    engine_arg: str | None = setting(
+        None, "an engine argument KEY=VALUE, passed to the engine as is (llama.cpp: "
+        "Llama(KEY=VALUE); vLLM, TensorRT-LLM: their engine arguments; a started server: "
+        "--KEY VALUE, trtllm-serve: --extra_llm_api_options); "
+        "repeat the option for several (ini, env: one per line or separated by ';'); VALUE is "
+        "JSON where it parses (8, true, {\"method\": \"ngram\"}), else text; KEY: a-z, 0-9, "
+        "_ ('-' reads as '_')", engine=True, parse=engine_args_text, repeat=True)
+
+    def engine_args(self) -> dict[str, Any]:
+        """The engine arguments as a mapping (empty when none were given)."""
+        if not self.engine_arg:
+            return {}
+        return engine_args_mapping(self.engine_arg, "engine_arg")
 
     def engine_key(self) -> tuple[Any, ...]:
         """What identifies an engine instance (for sharing it across a session)."""
@@ -160,6 +309,8 @@ class OptionSpec:
     help: str
     choices: tuple[str, ...] | None = None
     check: Check | None = None  # a number's range rule (see ``setting``)
+    parse: Parse | None = None  # the setting's own reader (see ``setting``)
+    repeat: bool = False  # the command-line option may be repeated
 
     @property
     def flag(self) -> str:
@@ -184,7 +335,8 @@ def _kind(annotation: Any) -> type:
 OPTIONS: tuple[OptionSpec, ...] = tuple(
     OptionSpec(f.name, _kind(f.type), None if f.default is MISSING else f.default,
                f.metadata["help"], f.metadata["choices"],
-               f.metadata["check"] or (at_least_one if _kind(f.type) is int else None))
+               f.metadata["check"] or (at_least_one if _kind(f.type) is int else None),
+               f.metadata["parse"], f.metadata["repeat"])
     for f in fields(Settings)
 )
 OPTION_BY_NAME: dict[str, OptionSpec] = {o.name: o for o in OPTIONS}
@@ -196,6 +348,8 @@ def convert(spec: OptionSpec, raw: Any, source: str,
     engine factory) as the setting's type, checked; raises ConfigError naming ``source``."""
     if raw is None:
         return None
+    if spec.parse is not None:
+        return spec.parse(raw, source)
     if spec.kind is bool:
         if isinstance(raw, bool):
             return raw

@@ -156,3 +156,35 @@ def test_factory_shares_engines_per_settings_and_closes_them(
     assert "Traceback" not in res.stdout.str()
     # 20 and 60 at the end of the session; the released 70 at once, its reload at the end.
     assert sorted(closed_engines(pt)) == [20.0, 60.0, 70.0, 70.0]
+
+
+def test_a_test_that_only_compares_is_measured_and_its_limits_are_not_silently_skipped(
+    schedule_pytester: pytest.Pytester,
+) -> None:
+    # A paired comparison is a measurement: a marked test that only calls compare() is judged
+    # by its verdict (not "never measured"); a limit it carries has no run to apply to, which
+    # fails the test in one line instead of passing unchecked.
+    schedule_pytester.makepyfile(
+        """
+        from pytest_llmperf import Workload, llmperf
+
+        W = Workload(input_tokens=8, output_tokens=3, requests=2, warmup=0)
+
+        @llmperf
+        def test_compare_only(llmperf_bench, llmperf_engine_factory):
+            fast, slow = llmperf_engine_factory(), llmperf_engine_factory(model="60")
+            v = llmperf_bench.compare(fast, slow, W, stage1=2, stage2=0, fail=False)
+            assert v.metric("ttft_p50_ms").change_pct > 50
+
+        @llmperf(ttft_p50_ms=1000)
+        def test_compare_with_a_limit(llmperf_bench, llmperf_engine_factory):
+            fast, slow = llmperf_engine_factory(), llmperf_engine_factory(model="60")
+            llmperf_bench.compare(fast, slow, W, stage1=2, stage2=0, fail=False)
+        """
+    )
+    res = schedule_pytester.runpytest("--llmperf", "--llmperf-engine=schedule",
+                                      "--llmperf-model=20", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*thresholds ttft_p50_ms were never checked: the test only ran "
+                              "llmperf_bench.compare(...)*"])
+    assert "never called llmperf_bench" not in res.stdout.str()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -12,17 +13,15 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.engines import EngineError, create_engine
-from pytest_llmperf.engines.gpu_common import BackgroundLoop, HFTokenizer, require_cuda
+from pytest_llmperf.engines.gpu_common import BackgroundLoop, require_cuda
 from pytest_llmperf.run.gpu import GPUSampler
 from pytest_llmperf.settings import Settings
 
 
 def _installed(name: str) -> bool:
-    try:
-        __import__(name)
-    except ImportError:
-        return False
-    return True
+    from pytest_llmperf.engines.gpu_common import installed
+
+    return installed(name)  # a folder named vllm on sys.path is not vLLM
 
 
 @pytest.mark.parametrize(("engine", "module", "message"), [
@@ -45,6 +44,47 @@ def test_missing_torch_or_gpu_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", no_gpu)
     with pytest.raises(EngineError, match=r"needs an NVIDIA GPU, and none is visible"):
         require_cuda("trtllm")
+
+
+def _stub_vllm(monkeypatch: pytest.MonkeyPatch, platform: Any) -> None:
+    """A vllm package whose platform is ``platform`` (as vLLM's CPU build or a GPU build
+    reports it), found by find_spec as an installed one is."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    installed = types.SimpleNamespace(origin="/site-packages/vllm/__init__.py")
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: installed if name == "vllm" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = platform  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+
+
+def test_vllm_on_a_cpu_is_a_device_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_llmperf.engines.gpu_common import missing_for, vllm_device
+
+    no_gpu = types.SimpleNamespace(cuda=types.SimpleNamespace(is_available=lambda: False))
+    monkeypatch.setitem(sys.modules, "torch", no_gpu)  # CUDA is not asked for
+    _stub_vllm(monkeypatch, types.SimpleNamespace(device_type="cpu",
+                                                  is_unspecified=lambda: False))
+    assert vllm_device() == "cpu"
+    assert missing_for("vllm") is None
+    assert missing_for("trtllm") is not None  # TensorRT-LLM keeps its CUDA requirement
+    gpu = types.SimpleNamespace(device_type="cuda", is_unspecified=lambda: False,
+                                get_device_name=lambda i=0: "NVIDIA H200")
+    _stub_vllm(monkeypatch, gpu)
+    assert vllm_device() == "NVIDIA H200"
+    _stub_vllm(monkeypatch, types.SimpleNamespace(device_type="", is_unspecified=lambda: True))
+    assert "vLLM found no platform" in (missing_for("vllm") or "")
+
+
+def test_a_broken_vllm_install_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_llmperf.engines.gpu_common import missing_for
+
+    _stub_vllm(monkeypatch, None)
+    monkeypatch.setitem(sys.modules, "vllm.platforms", None)  # import fails
+    assert (missing_for("vllm") or "").startswith("vllm is installed but does not import")
 
 
 def test_engine_choice_in_a_session_fails_in_one_line(llmperf_pytester: pytest.Pytester
@@ -166,25 +206,6 @@ def test_background_loop_serves_several_event_loops() -> None:
     assert bg.loop.is_closed()
 
 
-def test_hf_tokenizer_word_pieces() -> None:
-    class Tok:
-        all_special_ids = (0,)
-
-        def get_vocab(self) -> dict[str, int]:
-            return {"<s>": 0, "\u2581hello": 1, "\u0120world": 2, "ing": 3, "\u2581a": 4,
-                    "\u2581x1": 5, "\u2581model": 6}
-
-        def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-            return [0, 1] if add_special_tokens else [1]
-
-        def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
-            return "hello"
-
-    tok = HFTokenizer(Tok())
-    assert list(tok.word_token_ids()) == [1, 2, 6]
-    assert tok.tokenize("hello") == [0, 1] and tok.tokenize("hello", add_special=False) == [1]
-
-
 @pytest.mark.parametrize(("engine", "module"), [("vllm", "vllm"), ("trtllm", "tensorrt_llm")])
 def test_example_suites_skip_reason(engine: str, module: str,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,3 +256,32 @@ def test_stream_deltas_counts_each_steps_new_tokens_as_one_chunk() -> None:
     assert [t for t, _ in chunks] == sorted(t for t, _ in chunks)
     assert gen.output_tokens == 5 and gen.source == "engine"
     assert gen.text == "Hello world"
+
+
+def test_memory_counts_a_named_process_with_its_descendants() -> None:
+    """A server's workers count with it; this process's other children (another engine's
+    server) do not count with it."""
+    import os
+    import subprocess
+
+    from pytest_llmperf.run.memory import PeakRSS, process_tree
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; "
+         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+         "time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(process_tree([parent.pid])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(process_tree([parent.pid])) == 2  # the process and its child
+        assert process_tree([os.getpid()]) == [os.getpid()]
+        with PeakRSS([parent.pid], interval_s=0.01) as tree, \
+                PeakRSS([os.getpid()], interval_s=0.01) as me:
+            time.sleep(0.05)
+        assert tree.peak > 0 and len(tree.tree) == 2 and me.tree == [os.getpid()]
+    finally:
+        for pid in process_tree([parent.pid])[1:]:
+            os.kill(pid, 9)
+        parent.kill()
+        parent.wait()

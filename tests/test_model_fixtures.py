@@ -107,11 +107,9 @@ def test_indirect_parametrize_overrides_the_option(llmperf_pytester: pytest.Pyte
 
 
 def test_gpu_format_skips_with_its_reason(llmperf_pytester: pytest.Pytester) -> None:
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    from pytest_llmperf.models.spec import vllm_installed
+
+    if vllm_installed():
         pytest.skip("vLLM is installed here: the skip path cannot be exercised")
     llmperf_pytester.makepyfile(test_q="""
         def test_gpu(quantized_model):
@@ -160,3 +158,86 @@ def test_failed_quantize_fails_the_test_in_one_line(pytester: pytest.Pytester,
         "not within the file bounds*",
     ])
     assert "quantize.py" not in result.stdout.str()  # no traceback into our internals
+
+
+VARIANT_SCORES = """
+from pytest_llmperf import llmperf
+
+KW = dict(task="llmperf_words", limit=6, backend="builtin")
+
+def test_variants_of_one_model_are_scored_apart(llmperf_engine_factory, llmperf_accuracy):
+    # Two variants of the same model file: other engine settings, so other engines.
+    fp16 = llmperf_engine_factory(dtype="float16")
+    bf16 = llmperf_engine_factory(dtype="bfloat16", quantization="fp8")
+    assert fp16 is not bf16
+    a = llmperf_accuracy(fp16, reference=None, **KW)
+    b = llmperf_accuracy(bf16, reference=None, **KW)
+    assert a.result is not b.result  # scored twice, not the first score reused
+    assert "dtype=float16" in a.result.model
+    assert "dtype=bfloat16" in b.result.model and "quantization=fp8" in b.result.model
+    # The same variant again is the cached score.
+    assert llmperf_accuracy(fp16, reference=None, **KW).result is a.result
+    # One variant against the other is a real comparison, not the variant with itself.
+    c = llmperf_accuracy(fp16, reference=bf16, **KW)
+    assert c.reference is b.result and c.result is a.result
+    assert c.comparison.reference == b.result.model
+    assert c.comparison.candidate == a.result.model
+"""
+
+
+def test_accuracy_is_cached_per_variant_not_per_model_file(
+        llmperf_pytester: pytest.Pytester) -> None:
+    llmperf_pytester.makepyfile(test_v=VARIANT_SCORES)
+    result = llmperf_pytester.runpytest("--llmperf", "-p", "no:cacheprovider")
+    assert outcomes(result).get("passed") == 1, result.stdout.str()[-3000:]
+
+
+LIVE_ENGINES = """
+from pytest_llmperf.session import LLMPerfSession
+
+SEEN = []
+
+def test_formats(request, quantized_model, quantized_engine, llmperf_accuracy):
+    engines = LLMPerfSession.of(request.config).engines
+    # Only this variant is loaded: the previous test's variant was closed before it.
+    assert list(engines.values()) == [quantized_engine]
+    record = llmperf_accuracy(quantized_engine, "llmperf_words", limit=4, backend="builtin")
+    # The reference (source) was loaded to be scored, then closed again.
+    assert list(engines.values()) == [quantized_engine]
+    SEEN.append((quantized_model.label, record.result.model, record.reference.model,
+                 record.reference is record.result))
+
+def test_after(request):
+    assert [s[0] for s in SEEN] == ["Q8_0", "source", "Q4_0"]
+    assert SEEN[0][2] == SEEN[1][1] == SEEN[2][2] == "tiny.gguf"  # the source is the reference
+    assert [s[3] for s in SEEN] == [False, True, False]  # only the source is its own
+    assert SEEN[0][1] == "tiny.Q8_0.gguf" and SEEN[2][1] == "tiny.Q4_0.gguf"
+    assert len(LLMPerfSession.of(request.config).engines) == 1
+"""
+
+
+def test_one_format_variant_is_loaded_at_a_time(llmperf_pytester: pytest.Pytester) -> None:
+    llmperf_pytester.makepyfile(test_live=LIVE_ENGINES)
+    result = llmperf_pytester.runpytest("--llmperf-quant-formats=Q8_0,source,Q4_0", "-rA",
+                                        "-p", "no:cacheprovider")
+    assert outcomes(result).get("passed") == 4, result.stdout.str()[-3000:]
+
+
+@pytest.mark.skipif(not hasattr(__import__("pytest_llmperf.settings").settings.Settings,
+                                "keep_variants"),
+                    reason="the keep_variants setting is not declared yet")
+def test_keep_variants_keeps_every_format_loaded(llmperf_pytester: pytest.Pytester) -> None:
+    llmperf_pytester.makepyfile(test_keep="""
+        from pytest_llmperf.session import LLMPerfSession
+
+        def test_formats(request, quantized_model, quantized_engine):
+            engines = LLMPerfSession.of(request.config).engines
+            assert quantized_engine in engines.values()
+            request.config.stash.setdefault("n", []).append(len(engines))
+
+        def test_after(request):
+            assert len(LLMPerfSession.of(request.config).engines) == 2
+    """)
+    result = llmperf_pytester.runpytest("--llmperf-quant-formats=Q8_0,Q4_0",
+                                        "--llmperf-keep-variants", "-p", "no:cacheprovider")
+    assert outcomes(result).get("passed") == 3, result.stdout.str()[-3000:]

@@ -165,7 +165,7 @@ def closed_port() -> int:
     ("cfg", "kind", "timeout_s"),
     [
         (OracleConfig(ttft_ms=5, itl_ms=2, fail_status=503), "http_503", 30),
-        (OracleConfig(ttft_ms=5, itl_ms=2, max_model_len=20), "http_400", 30),
+        (OracleConfig(ttft_ms=5, itl_ms=2, max_model_len=20), "context", 30),
         (OracleConfig(ttft_ms=5, itl_ms=5, drop_after=3), "dropped", 30),
         (OracleConfig(ttft_ms=5, itl_ms=2, malformed_after=2), "malformed_sse", 30),
         (OracleConfig(ttft_ms=5, itl_ms=5, stall_after=2), "timeout", 0.5),
@@ -185,8 +185,11 @@ def test_every_failure_is_recorded_per_request(
     first = result.samples[1]  # type: ignore[attr-defined]
     if kind.startswith("http_"):
         assert kind[5:] in first.error
-    if kind == "http_400":
-        assert "maximum context length" in first.error  # the server's body excerpt
+    if kind == "context":  # prompt + output do not fit: what to do, and the server's words
+        assert first.error.startswith("12 prompt + 10 output tokens do not fit the server's "
+                                      "context"), first.error
+        assert "--llmperf-context-len" in first.error
+        assert "maximum context length is 20 tokens" in first.error
     assert any(w.startswith("every request failed") for w in result.warnings)  # type: ignore[attr-defined]
 
 

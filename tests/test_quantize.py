@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,12 +13,13 @@ import pytest
 from pytest_llmperf.models.quantize import (
     QuantizeError,
     QuantizeUnavailable,
+    checkpoint_path,
     gguf_file_type,
     gguf_metadata,
     quantize_checkpoint,
     quantize_gguf,
 )
-from pytest_llmperf.models.spec import materialize, parse_formats
+from pytest_llmperf.models.spec import materialize, parse_formats, vllm_installed
 
 gguf = pytest.importorskip("gguf", reason="reading tensor types needs the gguf package (dev)")
 
@@ -170,33 +174,85 @@ def test_parse_formats() -> None:
         parse_formats("source,int3")
 
 
-def test_gpu_formats_are_unavailable_here_with_the_reason(tiny_model: Path) -> None:
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        with pytest.raises(QuantizeUnavailable, match="runs on vLLM, which is not installed"):
-            materialize("awq", "Qwen/Qwen2.5-0.5B-Instruct")
-    else:
+def test_vllm_formats_are_unavailable_without_vllm_with_the_reason(tiny_model: Path) -> None:
+    if vllm_installed():
         pytest.skip("vLLM is installed here")
+    with pytest.raises(QuantizeUnavailable, match="runs on vLLM, which is not installed"):
+        materialize("awq", "Qwen/Qwen2.5-0.5B-Instruct")
 
 
-def test_checkpoint_quantization_needs_a_gpu() -> None:
-    from pytest_llmperf.models.quantize import gpu_available
+def hf_dir(path: Path, weights: bytes = b"weights") -> Path:
+    """A directory shaped as a Hugging Face checkpoint (its contents are not a model)."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"model_type": "llama",
+                                                  "torch_dtype": "bfloat16"}))
+    (path / "model.safetensors").write_bytes(weights)
+    return path
 
-    ok, why = gpu_available()
-    if ok:
-        pytest.skip(f"a GPU is present ({why}): this checks the CPU-only message")
-    with pytest.raises(QuantizeUnavailable, match="GPTQ quantization needs a CUDA GPU: " + why):
-        quantize_checkpoint("Qwen/Qwen2.5-0.5B-Instruct", "gptq")
+
+def test_a_local_checkpoint_directory_is_a_source(tmp_path: Path) -> None:
+    ckpt = hf_dir(tmp_path / "ckpt")
+    if not vllm_installed():
+        with pytest.raises(QuantizeUnavailable, match="'source' runs on vLLM"):
+            materialize("source", str(ckpt))
+    else:
+        spec = materialize("source", str(ckpt))
+        assert (spec.engine, spec.path, spec.is_reference) == ("vllm", str(ckpt), True)
+        assert spec.quant_type == spec.source_format == "bfloat16"
+    with pytest.raises(QuantizeUnavailable, match="needs a GGUF source"):
+        materialize("Q8_0", str(ckpt))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(QuantizeError, match="is a directory but not a Hugging Face checkpoint"):
+        materialize("source", str(tmp_path / "empty"))
+
+
+def test_checkpoint_cache_key_is_the_content_and_the_recipe(tmp_path: Path) -> None:
+    a = hf_dir(tmp_path / "a" / "model")
+    same = hf_dir(tmp_path / "b" / "model")  # the same bytes elsewhere
+    other = hf_dir(tmp_path / "c" / "model", weights=b"weightz")
+    key = checkpoint_path(str(a), "awq")
+    assert key.parent == tmp_path / "cache" / "quantized" / "checkpoints"
+    assert key.name.startswith("model-awq-w4-")
+    assert checkpoint_path(str(same), "awq") == key
+    assert checkpoint_path(str(other), "awq") != key
+    assert len({key, checkpoint_path(str(a), "gptq"), checkpoint_path(str(a), "awq", 8),
+                checkpoint_path(str(a), "awq", calibration=["other text"]),
+                checkpoint_path(str(a), "awq", n_grid=5)}) == 5
+
+
+def test_checkpoint_quantization_without_llm_compressor_names_the_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt = hf_dir(tmp_path / "ckpt")
     with pytest.raises(QuantizeError, match="unknown checkpoint quantization 'int8'"):
-        quantize_checkpoint("x", "int8")
+        quantize_checkpoint(str(ckpt), "int8")
+    monkeypatch.setenv("LLMPERF_QUANT_PYTHON", str(tmp_path / "no-python"))
+    with pytest.raises(QuantizeError, match=r"LLMPERF_QUANT_PYTHON=.*is not an executable"):
+        quantize_checkpoint(str(ckpt), "gptq")
+    monkeypatch.delenv("LLMPERF_QUANT_PYTHON")
+    if importlib.util.find_spec("llmcompressor") is not None:
+        return
+    with pytest.raises(QuantizeUnavailable,
+                       match=r"made with llm-compressor, which is not installed.*"
+                             r"LLMPERF_QUANT_PYTHON"):
+        quantize_checkpoint(str(ckpt), "gptq")
+
+
+def test_a_failed_checkpoint_quantization_names_the_error_and_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt = hf_dir(tmp_path / "ckpt")  # not loadable: the worker fails
+    monkeypatch.setenv("LLMPERF_QUANT_PYTHON", sys.executable)
+    with pytest.raises(QuantizeError) as info:
+        quantize_checkpoint(str(ckpt), "awq")
+    message = str(info.value)
+    assert message.startswith(f"AWQ quantization of {str(ckpt)!r} with llm-compressor failed "
+                              "(exit code 1): ")
+    assert "Error" in message.rsplit(": ", 2)[-2] and "\n" not in message  # the error line
+    root = tmp_path / "cache" / "quantized" / "checkpoints"
+    assert list(root.iterdir()) == []  # no checkpoint, no temporary directory
 
 
 def test_hub_model_source_runs_on_vllm_only() -> None:
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        with pytest.raises(QuantizeUnavailable, match="'source' runs on vLLM"):
-            materialize("source", "Qwen/Qwen2.5-0.5B-Instruct")
-    else:
+    if vllm_installed():
         pytest.skip("vLLM is installed here")
+    with pytest.raises(QuantizeUnavailable, match="'source' runs on vLLM"):
+        materialize("source", "Qwen/Qwen2.5-0.5B-Instruct")

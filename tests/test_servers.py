@@ -17,6 +17,7 @@ from pytest_llmperf.engines.servers import (
     ManagedServer,
     ServerError,
     build_server,
+    engine_arg_flags,
     free_port,
 )
 from pytest_llmperf.settings import Settings
@@ -320,3 +321,96 @@ def test_a_server_command_is_shown_without_its_secrets(tmp_path: Path) -> None:
     shown = server.info()["command"] + server.log_tail()
     assert "k3yValue0042" not in shown and "hfValue0042" not in shown
     assert "--api-key '***'" in shown and "--port 1" in shown
+
+
+# A server that dies at start the way vLLM does: its root cause (a traceback, each line under
+# vLLM's per-process and logger prefixes) early in the log, then many lines of other noise
+# that end with "see root cause above".
+_DIES_AT_START = r"""
+import sys
+p = "(EngineCore pid=4242) ERROR 11-30 12:00:00 [core.py:1] "
+print("(APIServer pid=1) INFO starting, token=s3cretValue42")
+for i in range(5):
+    print(f"(APIServer pid=1) INFO loading {i}")
+print(p + "EngineCore failed to start.")
+print(p + "Traceback (most recent call last):")
+print(p + '  File "core.py", line 10, in run')
+print(p + "    load(model)")
+print(p + "ValueError: head size 48 is not supported (key s3cretValue42)")
+for i in range(40):
+    print(f"(APIServer pid=1) noise line {i}")
+print("Traceback (most recent call last):")
+print('  File "api_server.py", line 9, in main')
+print("RuntimeError: Engine core initialization failed. See root cause above.")
+sys.exit(3)
+"""
+
+
+def test_a_server_that_dies_at_start_shows_its_first_error(tmp_path: Path) -> None:
+    server = ManagedServer([sys.executable, "-c", _DIES_AT_START], name="dying",
+                           port=free_port(), log_path=tmp_path / "dying.log",
+                           secrets=["s3cretValue42"])
+    with pytest.raises(ServerError) as info:
+        server.start(timeout_s=60)
+    message = str(info.value)
+    assert "the dying server exited with code 3" in message
+    assert "first error in its log:" in message
+    first, _, tail = message.partition("first error in its log:")[2].partition(
+        "last lines of its log:")
+    for line in ("EngineCore failed to start.", "Traceback (most recent call last):",
+                 'File "core.py", line 10, in run',
+                 "ValueError: head size 48 is not supported"):
+        assert line in first, (line, message)
+    assert "noise line" not in first  # the block ends at its exception line
+    assert "See root cause above" in tail and "noise line 39" in tail
+    assert "s3cretValue42" not in message and "***" in message
+
+
+def test_first_error_is_not_repeated_when_the_tail_shows_it(tmp_path: Path) -> None:
+    script = ("import sys\nprint('Traceback (most recent call last):')\n"
+              "print('  File \"x\", line 1')\nprint('OSError: port in use')\nsys.exit(1)")
+    server = ManagedServer([sys.executable, "-c", script], port=free_port(),
+                           log_path=tmp_path / "short.log")
+    with pytest.raises(ServerError) as info:
+        server.start(timeout_s=60)
+    assert "first error in its log" not in str(info.value)
+    assert "OSError: port in use" in str(info.value)
+
+
+def test_engine_args_render_as_flags_of_each_recipe(tiny_model: Path) -> None:
+    args = {"max_num_seqs": 8, "enable_prefix_caching": True, "enforce_eager": False,
+            "speculative_config": {"method": "ngram", "num_speculative_tokens": 3}}
+    assert engine_arg_flags(args) == [
+        "--max-num-seqs", "8", "--enable-prefix-caching", "--no-enforce-eager",
+        "--speculative-config", '{"method": "ngram", "num_speculative_tokens": 3}']
+    assert engine_arg_flags({"max_batch_size": 4, "trust_remote_code": True},
+                            "underscore") == ["--max_batch_size", "4", "--trust_remote_code"]
+    server = build_server(Settings(server="llama_cpp", model=str(tiny_model), context_len=300,
+                                   engine_arg='{"n_batch": 64, "verbose": false}'))
+    text = " ".join(server.argv)
+    assert "--n_ctx 300" in text and text.endswith("--n_batch 64 --verbose False")
+
+
+def test_trtllm_serve_gets_its_engine_args_in_an_options_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # trtllm-serve has no flag per LLM API argument: they travel in --extra_llm_api_options
+    # (a YAML file; JSON is YAML), the context as --max_seq_len, on the pytorch backend.
+    import json
+
+    from pytest_llmperf.engines.servers import RECIPES, ServerError, recipe_flags
+
+    monkeypatch.setenv("LLMPERF_CACHE_DIR", str(tmp_path))
+    settings = Settings(server="trtllm", model="/models/llama", context_len=4096,
+                        dtype="bfloat16",
+                        engine_arg='{"kv_cache_config": {"free_gpu_memory_fraction": 0.8}}')
+    recipe = RECIPES["trtllm"]
+    assert recipe.argv[-2:] == ("--backend", "pytorch")
+    flags = recipe_flags(recipe, settings)
+    assert flags[:3] == ["--max_seq_len", "4096", "--extra_llm_api_options"]
+    options = json.loads(Path(flags[3]).read_text())
+    assert options == {"dtype": "bfloat16",
+                       "kv_cache_config": {"free_gpu_memory_fraction": 0.8}}
+    assert recipe_flags(recipe, settings) == flags  # the same arguments, the same file
+    assert recipe_flags(recipe, Settings(server="trtllm", model="m")) == []
+    with pytest.raises(ServerError, match="pre-quantized"):
+        recipe_flags(recipe, Settings(server="trtllm", model="m", quantization="fp8"))

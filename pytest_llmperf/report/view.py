@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..formatting import display, pct
-from ..metric_table import TREND_METRICS, higher_is_better
+from ..metric_table import SERVER_METRICS, TREND_METRICS, higher_is_better
 from ..run.metrics import RecordError, RequestRecord
 from ..values import is_finite_number
 from ..verdict.stats import DEFAULT_TOLERANCE_PCT
@@ -310,6 +310,13 @@ class TestView:
     tokens: str = ""
     trends: list[TrendPlot] = field(default_factory=list)
     trend_note: str = ""
+
+    @property
+    def server_metrics(self) -> list[tuple[str, str]]:
+        """The server's own figures (key, label) that some run measured, in table order
+        (empty: the engine exposed no metrics, and the page shows no table for them)."""
+        return [(key, label) for key, label in SERVER_METRICS
+                if any(s.get(key) is not None for s in self.summaries)]
 
     @property
     def checks_passed(self) -> int:

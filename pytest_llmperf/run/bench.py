@@ -1,15 +1,19 @@
-"""One benchmark run: prompts -> load generator -> records -> RunResult. No pytest here."""
+"""One benchmark run: prompts -> load generator -> records -> RunResult. No pytest here.
+
+Beside the load, the engine's processes' memory, the GPU, the CPU and the server's own
+metrics (``Engine.metrics_snapshot``: before, during and after the run) are sampled."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..engines.base import Engine
+from ..engines.server_metrics import ServerMetricsSampler
 from .cpu import CPUContention
 from .gpu import GPUSampler
 from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
@@ -68,18 +72,23 @@ def run_benchmark(
 ) -> RunResult:
     prompts = build_prompts(engine.tokenizer, workload)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    with PeakRSS(engine.memory_pids()) as rss, GPUSampler() as gpu, CPUContention() as cpu:
+    with (PeakRSS(engine.memory_pids()) as rss, GPUSampler(engine.memory_pids()) as gpu,
+          CPUContention() as cpu,
+          ServerMetricsSampler(engine.metrics_snapshot) as server):
         load = _run_coroutine(run_load(engine, prompts, workload, progress))
-    return _result(engine, workload, load, started, rss.peak_mb, gpu.peak_mem_mb, cpu)
+    return _result(engine, workload, load, started, rss.peak_mb, gpu, cpu, server.figures())
 
 
 def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
-            peak_rss_mb: float | None, gpu_mem_mb: float | None,
-            cpu: CPUContention | None = None) -> RunResult:
-    """A run's records summarized, with the client's warnings about its own measurement and
-    about the machine (oversubscribed CPUs)."""
+            peak_rss_mb: float | None, gpu: GPUSampler | None,
+            cpu: CPUContention | None = None,
+            server: Mapping[str, float | None] | None = None) -> RunResult:
+    """A run's records summarized (with the server's own figures, when it has metrics), with
+    the client's warnings about its own measurement and about the machine (oversubscribed
+    CPUs; GPU memory of the whole device instead of the engine's processes)."""
     summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=peak_rss_mb,
-                        gpu_mem_mb=gpu_mem_mb)
+                        gpu_mem_mb=gpu.peak_mem_mb if gpu is not None else None,
+                        server=server)
     result = RunResult(
         summary=summary,
         samples=load.records,
@@ -91,6 +100,11 @@ def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
         client=load.client,
     )
     result.warnings.extend(client_warnings(result, engine.stamps_on_loop))
+    if gpu is not None and gpu.peak_mem_mb is not None:
+        result.client.update(gpu.summary())
+        scope = gpu.warning()
+        if scope:
+            result.warnings.append(scope)
     if cpu is not None:
         result.client.update(cpu.summary())
         contention = cpu.warning()
@@ -112,9 +126,15 @@ def run_benchmark_interleaved(
     prompts = (build_prompts(engine_a.tokenizer, workload),
                build_prompts(engine_b.tokenizer, workload))
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    # Each engine's server metrics are its own only when the two are different servers.
     with (PeakRSS(engine_a.memory_pids()) as rss_a, PeakRSS(engine_b.memory_pids()) as rss_b,
-          GPUSampler() as gpu, CPUContention() as cpu):
+          GPUSampler([*engine_a.memory_pids(), *engine_b.memory_pids()]) as gpu,
+          CPUContention() as cpu,
+          ServerMetricsSampler(engine_a.metrics_snapshot) as server_a,
+          ServerMetricsSampler(engine_b.metrics_snapshot) as server_b):
         loads = _run_coroutine(run_interleaved_load((engine_a, engine_b), prompts, workload,
                                                     b_first=b_first, progress=progress))
-    return (_result(engine_a, workload, loads[0], started, rss_a.peak_mb, gpu.peak_mem_mb, cpu),
-            _result(engine_b, workload, loads[1], started, rss_b.peak_mb, gpu.peak_mem_mb, cpu))
+    return (_result(engine_a, workload, loads[0], started, rss_a.peak_mb, gpu, cpu,
+                    server_a.figures()),
+            _result(engine_b, workload, loads[1], started, rss_b.peak_mb, gpu, cpu,
+                    server_b.figures()))

@@ -104,8 +104,25 @@ async def _one(
         record.client_token_count = gen.client_token_count
         if not chunk_ns:
             record.error, record.error_kind = "no tokens were generated", "empty"
+        else:
+            short = truncation(params, gen.output_tokens, gen.source, prompt.input_tokens)
+            if short:
+                record.error, record.error_kind = short, "truncated"
     finally:
         record.done_ns = time.perf_counter_ns() - t0
+
+
+def truncation(params: GenerationParams, got: int, source: str, prompt_tokens: int
+               ) -> str | None:
+    """Why an answer is shorter than the exact length the workload asked for (None when it
+    is not, or when no exact length was asked: end-of-generation allowed, or a count from
+    the chunks alone, which is not a token count)."""
+    if not params.ignore_eos or source == "chunks" or got >= params.max_tokens:
+        return None
+    prompt = f"{prompt_tokens} prompt + " if prompt_tokens else ""
+    return (f"truncated: {got} of the {params.max_tokens} output tokens asked for ({source} "
+            f"count); {prompt}{params.max_tokens} output tokens may not fit the context "
+            "(--llmperf-context-len), or the engine stopped early")
 
 
 def effective_concurrency(engine: Engine, workload: Workload) -> tuple[int, str | None]:

@@ -27,6 +27,7 @@ from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
     LATENCY_METRICS,
     PERCENTILES,
     RUN_KEYS,
+    SERVER_KEYS,
     SLO_KEYS,
     STATS,
     SUMMARY_KEYS,
@@ -200,8 +201,11 @@ def summarize(
     peak_rss_mb: float | None = None,
     gpu_mem_mb: float | None = None,
     accuracy: float | None = None,
+    server: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
-    """The flat summary whose keys are the threshold names (see SUMMARY_KEYS)."""
+    """The flat summary whose keys are the threshold names (see SUMMARY_KEYS). ``server``:
+    the server's own figures for the run (``engines.server_metrics.run_figures``), under
+    SERVER_KEYS; absent ones stay None."""
     measured = [r for r in records if not r.warmup]
     ok = [r for r in measured if r.ok]
     summary: dict[str, Any] = {}
@@ -239,6 +243,8 @@ def summarize(
     summary["peak_rss_mb"] = peak_rss_mb
     summary["gpu_mem_mb"] = gpu_mem_mb
     summary["accuracy"] = accuracy
+    for key in SERVER_KEYS:
+        summary[key] = (server or {}).get(key)
     return {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
 
 

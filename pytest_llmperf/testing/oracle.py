@@ -9,10 +9,14 @@ compared with what the server really did (both sides use the same monotonic cloc
 
 It also has a word-level tokenizer (``/tokenize``, ``/detokenize`` in vLLM's shape) so synthetic
 prompts of exact token lengths can be built against it, and fault modes (HTTP error, dropped
-connection, malformed SSE, stall) for the error paths, and hostile modes a gateway or a broken
+connection, malformed SSE, stall, answers cut short, vLLM's context refusals) for the error
+paths, and hostile modes a gateway or a broken
 server shows (error bodies that echo the request's headers, an error event mid-stream, absurd
-``usage`` counts, a tokenize endpoint that never answers). Raw asyncio, HTTP/1.1 keep-alive with
-chunked transfer encoding: nothing heavy between the schedule and the socket.
+``usage`` counts, a tokenize endpoint that never answers). With ``metrics=True`` it serves
+vLLM's Prometheus metrics on ``/metrics`` (prefix cache, KV-cache usage, preemptions,
+speculative decoding), moving by known amounts per request (``_OracleMetrics``). Raw
+asyncio, HTTP/1.1 keep-alive with chunked transfer encoding: nothing heavy between the
+schedule and the socket.
 
 Use it in-process (``with OracleServer(OracleConfig(...)) as oracle: oracle.url``) or as a
 process: ``python -m pytest_llmperf.testing.oracle --ttft-ms 50 --itl-ms 10`` prints its URL.
@@ -74,6 +78,10 @@ class OracleConfig:
     finish_reason: str = "length"  # what the closing chunk says
     default_max_tokens: int = 16
     max_model_len: int = 4096  # prompt + max_tokens beyond this: HTTP 400, as vLLM does
+    # As vLLM's server: prompt + max_tokens beyond max_model_len cuts max_tokens to fit, and
+    # a min_tokens above the cut is HTTP 400 "min_tokens must be less than or equal to ...".
+    clamp_max_tokens: bool = False
+    truncate_at: int | None = None  # every answer stops after this many tokens ("length")
     fail_status: int | None = None  # answer every generation with this status and a JSON body
     drop_after: int | None = None  # close the connection after this many tokens
     malformed_after: int | None = None  # send a data line that is not JSON after this many
@@ -85,6 +93,12 @@ class OracleConfig:
     usage_tokens: int | None = None  # report this completion_tokens, whatever was sent
     stall_tokenize: bool = False  # /tokenize and /detokenize never answer
     model: str = "oracle"
+    # Server metrics (``_OracleMetrics``): /metrics in vLLM's exposition format.
+    metrics: bool = False
+    kv_capacity_tokens: int = 8192  # KV-cache usage = tokens of requests in flight / this
+    preemptions_per_request: int = 0  # vllm:num_preemptions added by every request
+    spec_tokens: int = 0  # > 0: speculative decoding, one draft of this many per output token
+    spec_accepted: int = 0  # of which this many are accepted
 
 
 @dataclass
@@ -104,10 +118,129 @@ def _chunked(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+class _OracleMetrics:
+    """vLLM's Prometheus metrics for the oracle's requests, in a registry of its own and
+    written by prometheus_client, as vLLM's are. Every series is labelled with the model and
+    an engine index, request ``i`` going to engine ``i % 2`` (as data-parallel vLLM labels
+    them), so readers must sum counters over label sets. Per request, when it arrives:
+
+    - ``vllm:prefix_cache_queries`` += its prompt tokens (the oracle's word tokens, BOS
+      included); ``vllm:prefix_cache_hits`` += its longest common prefix with any earlier
+      prompt, capped at prompt - 1 and rounded down to whole blocks of ``BLOCK`` tokens;
+    - ``vllm:num_preemptions`` += ``preemptions_per_request``;
+    - with ``spec_tokens`` > 0, per output token asked: ``vllm:spec_decode_num_drafts`` += 1,
+      ``..._num_draft_tokens`` += ``spec_tokens``, ``..._num_accepted_tokens`` +=
+      ``spec_accepted`` (absent otherwise, as on a vLLM without speculation).
+
+    ``vllm:kv_cache_usage_perc`` (per engine) is the tokens of its requests in flight (prompt +
+    sent so far) / ``kv_capacity_tokens``; 0 when idle. A TTFT histogram is there too, as
+    noise a reader must skip.
+    """
+
+    BLOCK = 16
+
+    def __init__(self, config: OracleConfig) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.config = config
+        self.registry = CollectorRegistry()
+        labels = ("model_name", "engine")
+        r = self.registry
+
+        def counter(name: str, doc: str) -> Any:
+            return Counter(name, doc, labels, registry=r)
+
+        self.queries = counter("vllm:prefix_cache_queries",
+                               "Prefix cache queries, in terms of number of queried tokens.")
+        self.hits = counter("vllm:prefix_cache_hits",
+                            "Prefix cache hits, in terms of number of cached tokens.")
+        self.preemptions = counter("vllm:num_preemptions",
+                                   "Cumulative number of preemption from the engine.")
+        self.spec: tuple[Any, Any, Any] | None = None
+        if config.spec_tokens > 0:
+            self.spec = (counter("vllm:spec_decode_num_drafts", "Number of spec decoding drafts."),
+                         counter("vllm:spec_decode_num_draft_tokens", "Number of draft tokens."),
+                         counter("vllm:spec_decode_num_accepted_tokens",
+                                 "Number of accepted tokens."))
+        self.kv = Gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
+                        labels, registry=r)
+        self.ttft = Histogram("vllm:time_to_first_token_seconds",
+                              "Histogram of time to first token in seconds.", labels,
+                              registry=r)
+        self._prompts: list[list[int]] = []
+        self._inflight: dict[str, int] = {"0": 0, "1": 0}  # tokens held per engine
+        self._held: dict[int, tuple[str, list[int]]] = {}  # id(log) -> engine, [tokens]
+        for engine in self._inflight:  # every series exists from the start, as in vLLM
+            for metric in (self.queries, self.hits, self.preemptions, *(self.spec or ())):
+                metric.labels(config.model, engine)
+            self.kv.labels(config.model, engine).set(0.0)
+
+    def _lcp_blocks(self, ids: list[int]) -> int:
+        best = 0
+        for other in self._prompts:
+            n = 0
+            for a, b in zip(ids, other, strict=False):
+                if a != b:
+                    break
+                n += 1
+            best = max(best, n)
+        best = min(best, len(ids) - 1)
+        return max(0, best) // self.BLOCK * self.BLOCK
+
+    def _set_kv(self, engine: str, k: int) -> None:
+        self._inflight[engine] += k
+        self.kv.labels(self.config.model, engine).set(
+            self._inflight[engine] / self.config.kv_capacity_tokens)
+
+    def start(self, log: RequestLog, ids: list[int], n_out: int) -> None:
+        cfg = self.config
+        engine = str(len(self._prompts) % 2)
+        model = (cfg.model, engine)
+        self.queries.labels(*model).inc(len(ids))
+        self.hits.labels(*model).inc(self._lcp_blocks(ids))
+        self._prompts.append(ids)
+        self.preemptions.labels(*model).inc(cfg.preemptions_per_request)
+        if self.spec is not None:
+            drafts, draft_tokens, accepted = self.spec
+            drafts.labels(*model).inc(n_out)
+            draft_tokens.labels(*model).inc(n_out * cfg.spec_tokens)
+            accepted.labels(*model).inc(n_out * cfg.spec_accepted)
+        self._held[id(log)] = (engine, [len(ids)])
+        self._set_kv(engine, len(ids))
+
+    def tokens(self, log: RequestLog, k: int) -> None:
+        """``k`` more tokens of ``log``'s answer were sent (the first: its TTFT observed)."""
+        engine, held = self._held[id(log)]
+        if len(held) == 1:
+            self.ttft.labels(self.config.model, engine).observe(
+                max(0.0, (time.perf_counter_ns() - log.recv_ns) / 1e9))
+        held.append(k)
+        self._set_kv(engine, k)
+
+    def finish(self, log: RequestLog) -> None:
+        """``log``'s request ended (answered, failed or dropped): its tokens are freed."""
+        engine, held = self._held.pop(id(log), ("0", []))
+        if held:
+            self._set_kv(engine, -sum(held))
+
+    def exposition(self, query: str) -> bytes:
+        """The text a GET /metrics?<query> answers, filtered by ``name[]`` as
+        prometheus_client's exporter (and so vLLM's) does."""
+        import urllib.parse
+
+        from prometheus_client import generate_latest
+
+        names = urllib.parse.parse_qs(query).get("name[]")
+        registry = self.registry.restricted_registry(names) if names else self.registry
+        return generate_latest(registry)
+
+
 class _Oracle:
     def __init__(self, config: OracleConfig) -> None:
         self.config = config
         self.tokenizer = WordTokenizer()
+        self.metrics = _OracleMetrics(config) if config.metrics else None
+        self.metrics_requests = 0  # GET /metrics (answered or 404)
         self.logs: list[RequestLog] = []
         self.tokenize_requests = 0  # requests to /tokenize (answered or not)
         self._writers: set[asyncio.StreamWriter] = set()
@@ -138,8 +271,7 @@ class _Oracle:
                 n = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(n) if n else b""
                 recv_ns = arrived[0] or clock()
-                keep = await self.route(method, path.split("?", 1)[0], headers, body, recv_ns,
-                                        writer)
+                keep = await self.route(method, path, headers, body, recv_ns, writer)
                 if not keep or headers.get("connection", "").lower() == "close":
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
@@ -166,6 +298,17 @@ class _Oracle:
         writer: asyncio.StreamWriter,
     ) -> bool:
         cfg = self.config
+        path, _, query = path.partition("?")
+        if path == "/metrics" and method == "GET":
+            self.metrics_requests += 1
+            if self.metrics is not None:
+                exposed = self.metrics.exposition(query)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
+                             b"charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
+                             % (len(exposed), exposed))
+                await writer.drain()
+                return True
+            return await self.respond(writer, 404, {"detail": "Not Found"})
         if (cfg.api_key is not None and path.startswith("/v1/")
                 and headers.get("authorization") != f"Bearer {cfg.api_key}"):
             return await self.respond(writer, 401, {"error": {"message": "invalid api key"}})
@@ -210,20 +353,36 @@ class _Oracle:
                   else str(req.get("prompt", "")))
         n_prompt = len(self.tokenizer.tokenize(prompt))
         n_out = int(req.get("max_tokens") or cfg.default_max_tokens)
+        if cfg.clamp_max_tokens and n_prompt < cfg.max_model_len:
+            n_out = min(n_out, cfg.max_model_len - n_prompt)
+            min_tokens = int(req.get("min_tokens") or 0)
+            if min_tokens > n_out:
+                return await self.respond(writer, 400, {"error": {
+                    "message": f"min_tokens must be less than or equal to max_tokens={n_out}, "
+                               f"got {min_tokens}.",
+                    "type": "BadRequestError", "param": None, "code": 400}})
+        if cfg.truncate_at is not None:
+            n_out = min(n_out, cfg.truncate_at)
         if n_prompt + n_out > cfg.max_model_len:
             return await self.respond(writer, 400, {"error": {"message": (
                 f"This model's maximum context length is {cfg.max_model_len} tokens. However, "
                 f"you requested {n_prompt + n_out} tokens")}})
         log = RequestLog(prompt=prompt, recv_ns=recv_ns, headers=headers, body=req)
         self.logs.append(log)
-        if not req.get("stream"):
-            await asyncio.sleep(cfg.ttft_ms / 1e3 + cfg.itl_ms / 1e3 * (n_out - 1))
-            text = " ".join(WORDS[i % len(WORDS)] for i in range(n_out))
-            return await self.respond(writer, 200, {
-                "object": "text_completion", "model": cfg.model,
-                "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
-                "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out}})
-        return await self.stream(writer, req, chat, n_prompt, n_out, log, headers)
+        if self.metrics is not None:
+            self.metrics.start(log, self.tokenizer.tokenize(prompt), n_out)
+        try:
+            if not req.get("stream"):
+                await asyncio.sleep(cfg.ttft_ms / 1e3 + cfg.itl_ms / 1e3 * (n_out - 1))
+                text = " ".join(WORDS[i % len(WORDS)] for i in range(n_out))
+                return await self.respond(writer, 200, {
+                    "object": "text_completion", "model": cfg.model,
+                    "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
+                    "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_out}})
+            return await self.stream(writer, req, chat, n_prompt, n_out, log, headers)
+        finally:
+            if self.metrics is not None:
+                self.metrics.finish(log)
 
     async def stream(
         self, writer: asyncio.StreamWriter, req: dict[str, Any], chat: bool, n_prompt: int,
@@ -278,6 +437,8 @@ class _Oracle:
             log.sent_ns.append(clock())
             log.scheduled_ns.append(due)
             log.tokens.append(k)
+            if self.metrics is not None:
+                self.metrics.tokens(log, k)
             sent += k
             chunk_i += 1
         end = ({"index": 0, "delta": {}, "finish_reason": cfg.finish_reason} if chat
@@ -324,6 +485,11 @@ class OracleServer:
     @property
     def tokenize_requests(self) -> int:
         return self._oracle.tokenize_requests
+
+    @property
+    def metrics_requests(self) -> int:
+        """GET /metrics requests received (answered, or 404 without ``metrics``)."""
+        return self._oracle.metrics_requests
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -384,11 +550,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--ttft-ms", type=float, default=50.0)
     p.add_argument("--itl-ms", type=float, default=10.0)
     p.add_argument("--tokens-per-chunk", type=int, default=1)
+    p.add_argument("--metrics", action="store_true",
+                   help="serve vLLM's Prometheus metrics on /metrics")
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' on /v1/ (/v1/models included)")
     args = p.parse_args(argv)
     cfg = OracleConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
-                       tokens_per_chunk=args.tokens_per_chunk, api_key=args.api_key)
+                       tokens_per_chunk=args.tokens_per_chunk, api_key=args.api_key,
+                       metrics=args.metrics)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg, args.port))
     sys.exit(0)

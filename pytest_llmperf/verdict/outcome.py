@@ -13,6 +13,7 @@ it runs, not this module when it loads.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -106,11 +107,15 @@ def failed_requests(run: RunResult, label: str = "") -> Failure | None:
         return None
     requests = run.summary.get("requests")
     of = f" of {requests}" if requests else ""
-    first = next((r.error for r in run.samples if not r.warmup and r.error), None)
-    head = f"llmperf{(' ' + label) if label else ''}: {errors}{of} request(s) failed"
+    failed = [r for r in run.samples if not r.warmup and r.error]
+    first = next((r.error for r in failed), None)
+    kinds = Counter(r.error_kind or "error" for r in failed)
+    by_kind = (" (" + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) + ")"
+               if kinds else "")
+    head = f"llmperf{(' ' + label) if label else ''}: {errors}{of} request(s) failed{by_kind}"
     text = head + (f"; first error: {first}" if first else "") + (
         "\n  failed requests fail the test; allow them with @llmperf(max_errors=N)")
-    clause = f"{errors}{of} request(s) failed"
+    clause = f"{errors}{of} request(s) failed{by_kind}"
     return Failure("threshold", f"{label.strip('()')}: {clause}" if label else clause, text)
 
 
@@ -124,13 +129,20 @@ def judge(
     gate: Gate | None = None,
 ) -> Judgement:
     """Every check of one test, all at once, so one message can list every failure."""
-    from .thresholds import evaluate, failure  # it imports Failure from here
+    from .thresholds import THRESHOLDS, evaluate, failure  # it imports Failure from here
 
     accuracy_failures = check_accuracy(accuracy, thresholds, runs)  # fills summary accuracy
-    out = Judgement(measured=bool(runs) or accuracy_failures is not None)
+    out = Judgement(measured=bool(runs) or bool(ab) or accuracy_failures is not None)
     if not out.measured:
         return out
     out.failures += accuracy_failures or []
+    unchecked = sorted(k for k in thresholds if k in THRESHOLDS and k != "min_accuracy")
+    if not runs and ab and unchecked:
+        # A paired comparison is judged by its verdict; a limit needs a run of its own.
+        text = (f"thresholds {', '.join(unchecked)} were never checked: the test only ran "
+                "llmperf_bench.compare(...), whose verdict is the paired comparison; run "
+                "llmperf_bench(engine, workload) for the limits to apply to")
+        out.failures.append(Failure("error", text, f"llmperf: {text}"))
     for i, run in enumerate(runs):
         checks = evaluate(thresholds, run.summary)
         run.client["checks"] = [c.to_dict() for c in checks]

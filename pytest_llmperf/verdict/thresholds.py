@@ -30,15 +30,21 @@ THRESHOLDS.update(
         "max_gpu_mem_mb": ("gpu_mem_mb", "max"),
         "min_accuracy": ("accuracy", "min"),
         "max_errors": ("errors", "max"),
+        # The server's own figures (engines/server_metrics.py).
+        "min_prefix_hit_rate": ("prefix_hit_rate", "min"),
+        "max_kv_usage": ("peak_kv_usage", "max"),
+        "max_preemptions": ("preemptions", "max"),
+        "min_spec_accept_rate": ("spec_accept_rate", "min"),
     }
 )
 # Keywords that are not absolute limits on one summary value.
 OTHER_KEYWORDS: frozenset[str] = frozenset(
-    {"max_regression_pct", "max_accuracy_drop", "repeats", "gate"}
+    {"max_regression_pct", "max_accuracy_drop", "repeats", "gate", "engine_args"}
 )
 VALID_KEYWORDS: tuple[str, ...] = tuple(sorted(set(THRESHOLDS) | OTHER_KEYWORDS))
 
-FRACTION_LIMITS = frozenset({"min_goodput", "min_accuracy", "max_accuracy_drop"})
+FRACTION_LIMITS = frozenset({"min_goodput", "min_accuracy", "max_accuracy_drop",
+                             "min_prefix_hit_rate", "max_kv_usage", "min_spec_accept_rate"})
 
 
 class MarkerError(ValueError):
@@ -101,6 +107,16 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise MarkerError(f"repeats={value!r} must be a whole number >= 1")
             out[name] = value
+        elif name == "engine_args":  # the test's llm_engine gets these engine arguments
+            if not isinstance(value, Mapping):
+                raise MarkerError(f"engine_args={_show(value)} must be a dict such as "
+                                  "{'max_num_seqs': 8}")
+            from ..settings import ConfigError, engine_args_mapping
+
+            try:
+                out[name] = engine_args_mapping(value, "engine_args")
+            except ConfigError as exc:
+                raise MarkerError(str(exc)) from None
         elif name == "gate":
             if isinstance(value, str):
                 value = [value]
