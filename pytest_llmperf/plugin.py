@@ -79,10 +79,32 @@ def pytest_configure(config: pytest.Config) -> None:
 
         share = max(1, usable_cores() // int(workerinput["workercount"]))
         settings = dataclasses.replace(settings, threads=share)
+    if config.getoption("llmperf"):
+        _one_gpu_per_worker(config, workerinput)
     session = LLMPerfSession(config, settings, enabled=config.getoption("llmperf"),
                              engine_names=engines)
     session.start()
     config.pluginmanager.register(session, PLUGIN_NAME)
+
+
+def _one_gpu_per_worker(config: pytest.Config, workerinput: dict[str, Any] | None) -> None:
+    """pytest-xdist on a multi-GPU machine: worker gwN sees only the N-th visible GPU (set
+    here, before any engine is made); the controller warns when workers outnumber GPUs."""
+    import os
+
+    from .run.devices import device_for_worker, oversubscribed_line, visible_devices
+
+    if workerinput:
+        device = device_for_worker(str(workerinput.get("workerid", "")),
+                                   visible_devices(os.environ))
+        if device is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = device
+        return
+    workers = config.getoption("numprocesses", None)  # pytest-xdist's -n, resolved by now
+    if isinstance(workers, int) and workers > 1:
+        line = oversubscribed_line(workers, visible_devices(os.environ))
+        if line is not None:
+            config.issue_config_time_warning(pytest.PytestWarning(line), stacklevel=2)
 
 
 @pytest.hookimpl(trylast=True)

@@ -94,6 +94,7 @@ class LLMPerfSession:
         self.tests: list[TestRecord] = []
         self.save_lines: list[str] = []
         self.report_lines: list[str] = []
+        self.empty_shard = ""  # the line that says this shard selected nothing
         # Session caches of the quality fixtures: model specs and accuracy scores.
         self.specs: dict[tuple[str, str], ModelSpec | str] = {}
         self.accuracy_results: dict[tuple[Any, ...], AccuracyResult] = {}
@@ -231,16 +232,47 @@ class LLMPerfSession:
                 index, count = parse_shard(self.settings.shard)
             except ShardError as exc:
                 raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
-            keep, drop = split([item.nodeid for item in items], index, count)
+            durations = self.shard_durations() if self.settings.shard_durations else None
+            keep, drop = split([item.nodeid for item in items], index, count, durations)
             if drop:
                 config.hook.pytest_deselected(items=[items[i] for i in drop])
                 items[:] = [items[i] for i in keep]
+            if drop and not keep:  # more shards than tests: nothing to do is not a failure
+                from .shard import empty_line
+
+                self.empty_shard = empty_line(index, count, len(drop))
+                workeroutput = getattr(config, "workeroutput", None)
+                if workeroutput is not None:  # an xdist worker: tell the controller
+                    workeroutput["llmperf_empty_shard"] = self.empty_shard
         if self.enabled:
             return
         skip = pytest.mark.skip(reason="llmperf: performance test, run with --llmperf")
         for item in items:
             if item.get_closest_marker(MARKER) is not None:
                 item.add_marker(skip)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        # pytest-xdist's controller collects nothing: its workers say the shard was empty.
+        line = (getattr(node, "workeroutput", None) or {}).get("llmperf_empty_shard")
+        if line:
+            self.empty_shard = str(line)
+
+    def shard_durations(self) -> dict[str, float]:
+        """Seconds per node id from the ``--llmperf-shard-durations`` results file."""
+        import json
+
+        from .shard import ShardError, durations_from_results
+
+        path = self.settings.shard_durations
+        try:
+            with open(str(path), encoding="utf-8") as fh:
+                return durations_from_results(json.load(fh))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+        except (ValueError, ShardError) as exc:  # JSONDecodeError is a ValueError
+            reason = str(exc).splitlines()[0]
+        raise pytest.UsageError(f"pytest-llmperf: --llmperf-shard-durations {path}: {reason}")
 
     # -- running ---------------------------------------------------------------------------
 
@@ -309,6 +341,8 @@ class LLMPerfSession:
     # -- the end ---------------------------------------------------------------------------
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.empty_shard and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = pytest.ExitCode.OK  # a Kubernetes Job index must not fail
         if hasattr(session.config, "workerinput"):
             return  # an xdist worker: the controller saves and reports
         if self.enabled and self.gate is None and (
@@ -372,6 +406,8 @@ class LLMPerfSession:
         return redactor.argv([str(a) for a in self.config.invocation_params.args])
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        if self.empty_shard:
+            terminalreporter.write_line(self.empty_shard)
         if self.tests:
             from .report.terminal import render_summary
 

@@ -246,7 +246,11 @@ class Settings:
     repeats: int = setting(1, "default runs per marked test")
     shard: str | None = setting(
         None, "run one shard of the suite, INDEX/COUNT (e.g. a Kubernetes Indexed Job's "
-        "$JOB_COMPLETION_INDEX/4); tests are split by a hash of their node id")
+        "$JOB_COMPLETION_INDEX/4); sorted node ids are dealt round-robin, or balanced by "
+        "--llmperf-shard-durations")
+    shard_durations: str | None = setting(
+        None, "with --llmperf-shard: balance the shards by the test durations recorded in "
+        "this earlier --llmperf-json file (unknown tests weigh the median)")
     save: bool = setting(
         False, "save every run as a baseline of the current commit (refuses a dirty tree)")
     save_dirty: bool = setting(

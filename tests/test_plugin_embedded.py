@@ -149,7 +149,7 @@ def test_exact_token_counts_and_json_schema(
     result = llmperf_pytester.runpytest("--llmperf", f"--llmperf-json={out_json}")
     result.assert_outcomes(passed=1)
     doc = json.loads(out_json.read_text())
-    assert doc["schema"] == "pytest-llmperf/results" and doc["schema_version"] == 1
+    assert doc["schema"] == "pytest-llmperf/results" and doc["schema_version"] == 2
     (test,) = doc["tests"]
     assert test["nodeid"].endswith("test_counts") and test["outcome"] == "passed"
     (run,) = test["runs"]

@@ -2,20 +2,81 @@
 
 from __future__ import annotations
 
+import json
+import random
+
 import pytest
 
-from pytest_llmperf.shard import ShardError, parse_shard, split
+from pytest_llmperf.shard import (
+    ShardError,
+    assign,
+    durations_from_results,
+    parse_shard,
+    split,
+)
 
 
-def test_shards_partition_the_suite() -> None:
+def test_shards_partition_the_suite_and_differ_by_at_most_one() -> None:
     nodeids = [f"tests/test_m.py::test_{i}" for i in range(200)]
     seen: list[int] = []
-    for index in range(4):
-        keep, drop = split(nodeids, index, 4)
+    sizes = []
+    for index in range(7):
+        keep, drop = split(nodeids, index, 7)
         assert sorted(keep + drop) == list(range(200))
         seen += keep
-        assert 20 < len(keep) < 80  # roughly balanced
+        sizes.append(len(keep))
     assert sorted(seen) == list(range(200))  # every test in exactly one shard
+    assert sorted(sizes) == [28, 28, 28, 29, 29, 29, 29]
+
+
+def test_ten_tests_over_three_shards_are_4_3_3() -> None:
+    # The crc32 split gave 5/4/1 for these.
+    nodeids = [f"test_suite.py::test_{i}" for i in range(10)]
+    assert [len(split(nodeids, i, 3)[0]) for i in range(3)] == [4, 3, 3]
+
+
+def test_the_split_does_not_depend_on_collection_order() -> None:
+    nodeids = [f"t.py::test_{i}" for i in range(30)]
+    shuffled = list(nodeids)
+    random.Random(4).shuffle(shuffled)
+    assert assign(nodeids, 4) == assign(shuffled, 4)
+    durations = {n: float(i % 7) for i, n in enumerate(nodeids)}
+    assert assign(nodeids, 4, durations) == assign(shuffled, 4, durations)
+
+
+def test_durations_balance_longest_first_into_the_least_loaded_shard() -> None:
+    durations = {"a": 10.0, "b": 6.0, "c": 5.0, "d": 1.0}
+    # a -> 0 (10); b -> 1 (6); c -> 1 (11); d -> 0 (11): 11 s each, where by count
+    # (a, c | b, d) it would be 15 s against 7 s.
+    assert assign(["a", "b", "c", "d"], 2, durations) == {"a": 0, "b": 1, "c": 1, "d": 0}
+    assert assign(["a", "b", "c", "d"], 2) == {"a": 0, "b": 1, "c": 0, "d": 1}
+
+
+def test_a_test_without_a_duration_weighs_the_median() -> None:
+    durations = {"slow": 90.0, "x": 2.0, "y": 4.0}  # median 4
+    shards = assign(["slow", "x", "y", "new"], 2, durations)
+    # slow -> 0 (90); new (4) and y (4) -> 1 by node id; x (2) -> 1: 10 s against 90 s.
+    assert shards == {"slow": 0, "new": 1, "y": 1, "x": 1}
+
+
+def test_more_shards_than_tests_leaves_the_last_ones_empty() -> None:
+    nodeids = [f"t.py::test_{i}" for i in range(10)]
+    sizes = [len(split(nodeids, i, 16)[0]) for i in range(16)]
+    assert sizes == [1] * 10 + [0] * 6
+
+
+def test_durations_from_a_results_document() -> None:
+    document = {"schema": "pytest-llmperf/results", "tests": [
+        {"nodeid": "t.py::a", "runs": [{"summary": {"duration_s": 1.5}},
+                                       {"summary": {"duration_s": 2.0}}]},
+        {"nodeid": "t.py::b", "duration_s": 7.0, "runs": [{"summary": {"duration_s": 1.0}}]},
+        {"nodeid": "t.py::c", "runs": [{"summary": {"duration_s": None}}]},
+        {"nodeid": "t.py::d", "runs": [{"summary": {"duration_s": "fast"}}]},
+    ]}
+    assert durations_from_results(document) == {"t.py::a": 3.5, "t.py::b": 7.0}
+    for bad in ({}, [], {"tests": {}}, "x"):
+        with pytest.raises(ShardError, match="not a pytest-llmperf results file"):
+            durations_from_results(bad)
 
 
 @pytest.mark.parametrize("spec", ["3", "a/b", "4/4", "-1/2", "0/0"])
@@ -29,14 +90,63 @@ def test_good_shard_spec() -> None:
 
 
 def test_shard_option_deselects_other_shards(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("\n".join(f"def test_{i}(): pass" for i in range(12)))
+    pytester.makepyfile("\n".join(f"def test_{i}(): pass" for i in range(10)))
     counts = []
     for index in range(3):
         result = pytester.runpytest(f"--llmperf-shard={index}/3")
         outcomes = result.parseoutcomes()
         counts.append(outcomes.get("passed", 0))
-        assert outcomes.get("passed", 0) + outcomes.get("deselected", 0) == 12
-    assert sum(counts) == 12
+        assert outcomes.get("passed", 0) + outcomes.get("deselected", 0) == 10
+    assert counts == [4, 3, 3]
+
+
+def test_an_empty_shard_exits_0_with_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("\n".join(f"def test_{i}(): pass" for i in range(10)))
+    result = pytester.runpytest("--llmperf-shard=12/16")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["llmperf: shard 12/16 has no tests (10 tests over 16 shards)"])
+    assert result.parseoutcomes() == {"deselected": 10}
+    # A suite that collects nothing at all is still pytest's exit 5.
+    pytester.makepyfile("")
+    assert pytester.runpytest("--llmperf-shard=0/2").ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_shards_balance_by_an_earlier_results_file(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite="\n".join(
+        f"def test_{name}(): pass" for name in ("slow", "q1", "q2", "q3", "q4", "new")))
+    runs = {"slow": 100.0, "q1": 1.0, "q2": 1.0, "q3": 1.0, "q4": 1.0}
+    earlier = {"schema": "pytest-llmperf/results", "schema_version": 1, "tests": [
+        {"nodeid": f"test_suite.py::test_{n}", "runs": [{"summary": {"duration_s": s}}]}
+        for n, s in runs.items()]}
+    (pytester.path / "earlier.json").write_text(json.dumps(earlier))
+
+    def ran(index: int, *extra: str) -> set[str]:
+        result = pytester.runpytest("-v", f"--llmperf-shard={index}/2", *extra)
+        assert result.ret == pytest.ExitCode.OK
+        return {line.split("::")[1].split()[0] for line in result.stdout.lines
+                if " PASSED" in line}
+
+    by_time = [ran(i, "--llmperf-shard-durations=earlier.json") for i in range(2)]
+    assert by_time == [{"test_slow"}, {"test_q1", "test_q2", "test_q3", "test_q4", "test_new"}]
+    by_count = [ran(i) for i in range(2)]
+    assert sorted(len(s) for s in by_count) == [3, 3]
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (None, "No such file or directory"),
+    ("{not json", "Expecting property name"),
+    ('{"runs": []}', 'is not a pytest-llmperf results file (no "tests" list)'),
+])
+def test_a_bad_durations_file_is_a_usage_error(
+    pytester: pytest.Pytester, content: str | None, reason: str,
+) -> None:
+    pytester.makepyfile("def test_a(): pass")
+    if content is not None:
+        (pytester.path / "d.json").write_text(content)
+    result = pytester.runpytest("--llmperf-shard=0/2", "--llmperf-shard-durations=d.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*pytest-llmperf: --llmperf-shard-durations d.json: {reason}*"])
+    assert "Traceback" not in result.stderr.str()
 
 
 def test_bad_shard_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -44,3 +154,30 @@ def test_bad_shard_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--llmperf-shard=5/2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*shard '5/2': INDEX must be 0..COUNT-1*"])
+
+
+def test_durations_from_a_real_results_file(llmperf_pytester: pytest.Pytester) -> None:
+    llmperf_pytester.makepyfile(test_suite="""
+import pytest
+from pytest_llmperf import Workload, llmperf
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@llmperf(min_tps=0.01)
+def test_chat(llmperf_bench, llm_engine, n):
+    llmperf_bench(llm_engine, Workload(input_tokens=8, output_tokens=2 * n, requests=n))
+
+def test_plain():
+    pass
+""")
+    llmperf_pytester.runpytest("--llmperf", "--llmperf-json=r.json").assert_outcomes(passed=4)
+    durations = durations_from_results(json.loads((llmperf_pytester.path / "r.json").read_text()))
+    chats = [f"test_suite.py::test_chat[{n}]" for n in (1, 2, 3)]
+    assert sorted(durations) == chats  # test_plain measured nothing: it weighs the median
+    assert all(seconds > 0 for seconds in durations.values())
+
+    expected = assign([*chats, "test_suite.py::test_plain"], 2, durations)
+    for index in range(2):
+        result = llmperf_pytester.runpytest(
+            "-rp", "--llmperf", f"--llmperf-shard={index}/2", "--llmperf-shard-durations=r.json")
+        ran = {line.split()[1] for line in result.stdout.lines if line.startswith("PASSED ")}
+        assert ran == {nodeid for nodeid, shard in expected.items() if shard == index}

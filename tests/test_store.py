@@ -242,3 +242,23 @@ def test_profile_id_is_stable_and_hashes_the_model(tmp_path: Path) -> None:
 def test_hardware_names_the_cpu() -> None:
     hw = profile.hardware()
     assert hw["cpu_cores"] >= 1 and hw["cpu_model"]
+
+
+def test_a_started_server_has_the_same_profile_from_one_session_to_the_next() -> None:
+    # Each session starts its own server on a free port, with its own pid and log: none of
+    # that may change the profile, or the stored gate never finds a baseline and shards of one
+    # run never merge. The recipe and its flags do change it.
+    from pytest_llmperf.verdict.profile import make_profile, profile_id
+
+    def info(port: int, pid: int, flags: str = "") -> dict[str, object]:
+        return {"kind": "openai", "url": f"http://127.0.0.1:{port}", "model": "m",
+                "endpoint": "completions", "tokenizer": "server:llama_cpp",
+                "server": {"recipe": "llama_cpp", "url": f"http://127.0.0.1:{port}",
+                           "pid": pid, "log": f"/tmp/llmperf-{pid}.log", "startup_s": 1.5,
+                           "command": f"python -m llama_cpp.server --model m --host "
+                                      f"127.0.0.1 --port {port}{flags}"}}
+
+    hw = {"cpu": "x", "cores": 2}
+    first = profile_id(make_profile(info(40001, 11), hw))
+    assert profile_id(make_profile(info(40999, 77), hw)) == first
+    assert profile_id(make_profile(info(40001, 11, " --n_batch 64"), hw)) != first

@@ -8,6 +8,8 @@ import json
 import pytest
 from _report_data import parse_page
 
+from pytest_llmperf.run.devices import device_for_worker, oversubscribed_line, visible_devices
+
 pytest.importorskip("xdist", reason="needs pytest-xdist (the dev extra)")
 
 SUITE = """
@@ -66,3 +68,91 @@ def test_two_workers_one_set_of_reports(
     # Written once, by the controller: workers would have appended their own tables.
     assert summary.read_text().count("### pytest-llmperf") == 1
     assert summary.read_text().count("| `test_chat[") == 4
+
+
+# -- one GPU per worker ---------------------------------------------------------------------
+
+
+def test_each_worker_gets_the_next_visible_device() -> None:
+    visible = ["3", "5"]
+    assert [device_for_worker(f"gw{n}", visible) for n in range(5)] == ["3", "5", "3", "5", "3"]
+    assert device_for_worker("gw0", []) is None  # no GPU: nothing to set
+    assert device_for_worker("master", visible) is None
+    assert device_for_worker("gw1", ["GPU-aa", "MIG-bb"]) == "MIG-bb"  # UUIDs kept as written
+
+
+def test_visible_devices() -> None:
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "3, 5"}, nvml_count=8) == ["3", "5"]
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": ""}, nvml_count=8) == []
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "-1"}, nvml_count=8) == []
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "2,-1,4"}, nvml_count=8) == ["2"]
+    assert visible_devices({}, nvml_count=3) == ["0", "1", "2"]  # unset: what NVML counts
+    assert visible_devices({}, nvml_count=0) == []
+
+
+def test_more_workers_than_gpus_is_a_warning() -> None:
+    assert oversubscribed_line(2, ["3", "5"]) is None
+    assert oversubscribed_line(4, []) is None
+    assert oversubscribed_line(3, ["3", "5"]) == (
+        "pytest-llmperf: 3 xdist workers share 2 GPU(s) (3,5): workers on one GPU slow each "
+        "other down")
+
+
+DEVICE_SUITE = """
+import os
+from pathlib import Path
+
+import pytest
+
+@pytest.mark.parametrize("n", range(6))
+def test_device(n):
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    Path(f"{worker}_{n}").write_text(os.environ["CUDA_VISIBLE_DEVICES"])
+"""
+
+
+def seen_devices(path: object) -> dict[str, set[str]]:
+    from pathlib import Path
+
+    seen: dict[str, set[str]] = {}
+    for f in Path(str(path)).glob("gw*_*"):
+        seen.setdefault(f.name.split("_")[0], set()).add(f.read_text())
+    return seen
+
+
+def test_one_gpu_per_worker(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    pytester.makepyfile(test_devices=DEVICE_SUITE)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "xdist", "--llmperf")
+    result.assert_outcomes(passed=6)
+    assert seen_devices(pytester.path) == {"gw0": {"3"}, "gw1": {"5"}}
+    assert "share" not in result.stdout.str()
+
+
+def test_more_workers_than_gpus_share_them_with_a_warning(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    pytester.makepyfile(test_devices=DEVICE_SUITE)
+    result = pytester.runpytest_subprocess("-n", "3", "-p", "xdist", "--llmperf")
+    result.assert_outcomes(passed=6, warnings=1)
+    # xdist's first batch gives each of the 3 workers 2 of the 6 tests.
+    assert seen_devices(pytester.path) == {"gw0": {"3"}, "gw1": {"5"}, "gw2": {"3"}}
+    result.stdout.fnmatch_lines(["*pytest-llmperf: 3 xdist workers share 2 GPU(s) (3,5)*"])
+
+
+def test_without_llmperf_the_devices_are_left_alone(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    pytester.makepyfile(test_devices=DEVICE_SUITE)
+    pytester.runpytest_subprocess("-n", "2", "-p", "xdist").assert_outcomes(passed=6)
+    assert set().union(*seen_devices(pytester.path).values()) == {"3,5"}
+
+
+def test_an_empty_shard_under_xdist_exits_0(pytester: pytest.Pytester) -> None:
+    # The controller collects nothing itself: the workers tell it that the shard is empty.
+    pytester.makepyfile("\n".join(f"def test_{i}(): pass" for i in range(10)))
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "xdist", "--llmperf-shard=12/16")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["llmperf: shard 12/16 has no tests (10 tests over 16 shards)"])

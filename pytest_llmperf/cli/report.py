@@ -5,7 +5,8 @@ For nightly jobs that run the suite in pieces (shards, several machines): each p
 With no ``--json``, the page shows each profile's newest baseline and its trend.
 
 ``cli.py`` calls ``add_parser(subparsers)``; the parser's ``func`` default is the handler,
-which returns the exit status (0 ok, 2 unusable input or output path).
+which returns the exit status (0 ok, 2 unusable input or output path, or results files that
+are not the shards of one run: see ``report/provenance.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="RESULTS", nargs="+", action="extend", default=[],
                         help="results file(s) from --llmperf-json; several are merged "
                              "(default: none, the newest baselines are shown)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="merge the shards given even when some of the run's shards are "
+                             "missing (a warning names them; default: refuse, exit 2)")
     parser.add_argument("--baselines", metavar="DIR", default=None,
                         help=f"baselines directory for the trends (default: "
                              f"{DEFAULT_BASELINES}/ at the repository root, when it exists)")
@@ -89,7 +93,9 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
             baselines = default if default.is_dir() else None
         history = load_history(baselines)
         if args.json:
-            doc = load_results(args.json)
+            doc = load_results(args.json, allow_partial=args.allow_partial)
+            for warning in doc.get("warnings", []):
+                print(f"llmperf report: warning: {warning}", file=err)
         else:
             if not history.profiles:
                 where = baselines or default_baselines()

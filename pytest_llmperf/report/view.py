@@ -26,7 +26,9 @@ from ..verdict.stats import DEFAULT_TOLERANCE_PCT
 from ..verdict.store import Baseline, BaselineStore
 from . import plots
 from .json_report import SCHEMA as RESULTS_SCHEMA
+from .json_report import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from .json_report import results_document
+from .provenance import BadProvenance, ProvenanceError, check_merge, check_provenance
 
 if TYPE_CHECKING:
     from ..session import LLMPerfSession
@@ -184,6 +186,18 @@ def _check_results(path: Path, data: Any) -> None:
             f"{path}: not a pytest-llmperf results file (expected schema {RESULTS_SCHEMA!r}, "
             f"found {found!r}); write one with pytest --llmperf --llmperf-json PATH"
         )
+    version = data.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ReportInputError(f"{path}: schema_version={_shown(version)} is not a version")
+    if version > RESULTS_SCHEMA_VERSION:
+        raise ReportInputError(
+            f"{path}: results schema version {version} is newer than this pytest-llmperf reads "
+            f"({RESULTS_SCHEMA_VERSION}); upgrade pytest-llmperf")
+    if version >= 2 or data.get("provenance") is not None:
+        try:
+            check_provenance(data.get("provenance"))
+        except BadProvenance as exc:
+            raise ReportInputError(f"{path}: {exc}") from None
     try:
         for i, test in enumerate(_list("tests", data.get("tests"))):
             _check_test(f"tests[{i}]", test)
@@ -195,13 +209,29 @@ def _check_results(path: Path, data: Any) -> None:
         raise ReportInputError(f"{path}: {str(exc).lstrip('.')}") from None
 
 
-def load_results(paths: Sequence[str | Path]) -> dict[str, Any]:
-    """Several results files merged into one document (tests in file order)."""
-    merged: dict[str, Any] = {"tests": [], "hosts": [], "sources": [], "created": ""}
+def load_results(paths: Sequence[str | Path], allow_partial: bool = False) -> dict[str, Any]:
+    """Several results files merged into one document (tests in file order).
+
+    The files must be the shards of one run (``provenance.check_merge``: same commit, profiles
+    and run id, each shard once, none missing unless ``allow_partial``); ReportInputError
+    otherwise. The merged document's ``warnings`` (older files without provenance, a partial
+    merge) are for the caller to print.
+    """
+    loaded: list[tuple[Path, dict[str, Any]]] = []
     for raw in paths:
         path = Path(raw)
         data = _load_json(path, "results")
         _check_results(path, data)
+        loaded.append((path, data))
+    try:
+        check = check_merge([(str(p), d.get("provenance")) for p, d in loaded], allow_partial)
+    except ProvenanceError as exc:
+        raise ReportInputError(str(exc)) from None
+    merged: dict[str, Any] = {"tests": [], "hosts": [], "sources": [], "created": "",
+                              "warnings": check.warnings}
+    if check.provenance is not None:
+        merged["provenance"] = check.provenance
+    for path, data in loaded:
         merged["sources"].append(str(path))
         if data.get("host") and data["host"] not in merged["hosts"]:
             merged["hosts"].append(data["host"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,3 +115,20 @@ def nearest_with(path: str | Path, have: Container[str], start: str = "HEAD",
             return sha
     return None
 
+
+
+def origin(path: str | Path, env: Mapping[str, str]) -> tuple[str | None, str | None, bool | None]:
+    """Commit, branch and dirtiness for a results file's provenance.
+
+    ``LLMPERF_COMMIT`` and ``LLMPERF_BRANCH`` in ``env`` win (an image without ``.git`` knows
+    its commit only from them); the dirty flag is git's when git's commit is the one recorded,
+    else unknown (None). Without git and without the variables: (None, None, None).
+    """
+    try:
+        info: GitInfo | None = repo_info(path)
+    except GitError:
+        info = None
+    commit = env.get("LLMPERF_COMMIT", "").strip() or (info.commit if info else None)
+    branch = env.get("LLMPERF_BRANCH", "").strip() or (info.branch if info else None)
+    dirty = info.dirty if info is not None and info.commit == commit else None
+    return commit, branch, dirty

@@ -120,9 +120,26 @@ def hardware() -> dict[str, Any]:
     return hw
 
 
+# A server the plugin started: what changes from one start to the next.
+VOLATILE_SERVER_KEYS: frozenset[str] = frozenset({"pid", "url", "log", "startup_s"})
+
+
+def server_part(server: Mapping[str, Any]) -> dict[str, Any]:
+    """The comparable part of a started server's info: its recipe and command, without the
+    pid, URL, log path, start-up time or the free port it was given."""
+    out = {k: v for k, v in server.items() if k not in VOLATILE_SERVER_KEYS}
+    command = out.get("command")
+    if isinstance(command, str):
+        out["command"] = re.sub(r"(--port[ =])\d+", r"\1{port}", command)
+    return out
+
+
 def engine_part(info: Mapping[str, Any]) -> dict[str, Any]:
-    """The comparable part of engine.info(): volatile keys dropped, the model hash added."""
+    """The comparable part of engine.info(): volatile keys dropped (a started server's too),
+    the model hash added."""
     out = {k: v for k, v in info.items() if k not in VOLATILE_ENGINE_KEYS}
+    if isinstance(out.get("server"), Mapping):
+        out["server"] = server_part(out["server"])
     path = info.get("model_path")
     if path and "model_hash" not in out:
         digest = model_hash(path)
