@@ -17,10 +17,9 @@ import pytest
 from test_plugin_embedded import no_internal_traceback
 
 ARGS_ORACLE = """
-import asyncio, json, os, time
+import json, os
 
-from pytest_llmperf.engines import Engine, Generation
-from pytest_llmperf.testing.oracle import WordTokenizer
+from pytest_llmperf.testing.schedule_engine import ScheduleEngine
 
 LOG = os.environ["ENGINE_ARGS_LOG"]
 
@@ -30,44 +29,20 @@ def log(event, args):
         fh.write(json.dumps([event, args]) + "\\n")
 
 
-class ArgsOracle(Engine):
-    kind = "args_oracle"
-    max_concurrency = 1
-    stamps_on_loop = False
-
-    def __init__(self, args):
-        self.args = args
-        self.first_ms = float(args.get("first_ms", 1))
-        self._tok = WordTokenizer()
-        log("made", args)
-
-    @property
-    def tokenizer(self):
-        return self._tok
-
-    def info(self):
-        return {"kind": self.kind, "model": "oracle", "settings": {"engine_args": self.args}}
-
-    async def generate(self, prompt, params, on_chunk):
-        await asyncio.sleep(self.first_ms / 1000)
-        on_chunk(time.perf_counter_ns(), 1)
-        for _ in range(params.max_tokens - 1):
-            await asyncio.sleep(0.002)
-            on_chunk(time.perf_counter_ns(), 1)
-        return Generation(output_tokens=params.max_tokens, source="engine")
-
-    def close(self):
-        log("closed", self.args)
-
-
 def pytest_llmperf_engine_names():
     return ["args_oracle"]
 
 
 def pytest_llmperf_make_engine(settings):
-    if settings.engine == "args_oracle":
-        return ArgsOracle(settings.engine_args())
-    return None
+    if settings.engine != "args_oracle":
+        return None
+    args = settings.engine_args()
+    log("made", args)
+    engine = ScheduleEngine(float(args.get("first_ms", 1)), kind="args_oracle",
+                            info={"model": "oracle", "settings": {"engine_args": args}},
+                            on_close=lambda: log("closed", args))
+    engine.args = args  # what the tests read back
+    return engine
 """
 
 

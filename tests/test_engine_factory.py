@@ -11,41 +11,17 @@ import pytest
 # A conftest that adds an engine the way a third-party plugin would. The engine is a test
 # oracle with a known schedule: every token 2 ms after the previous one, first after 20 ms.
 SCHEDULE_ENGINE = """
-import asyncio, json, os, time
+import json, os
 
-from pytest_llmperf.engines import Engine, EngineError, Generation
-from pytest_llmperf.testing.oracle import WordTokenizer
+from pytest_llmperf.engines import EngineError
+from pytest_llmperf.testing.schedule_engine import ScheduleEngine
 
 CLOSED = os.environ["CLOSED_LOG"]
 
 
-class ScheduleEngine(Engine):
-    kind = "schedule"
-    max_concurrency = 1
-    stamps_on_loop = False
-
-    def __init__(self, first_ms):
-        self.first_ms = first_ms
-        self._tok = WordTokenizer()
-
-    @property
-    def tokenizer(self):
-        return self._tok
-
-    def info(self):
-        return {"kind": self.kind, "model": "schedule", "first_ms": self.first_ms}
-
-    async def generate(self, prompt, params, on_chunk):
-        await asyncio.sleep(self.first_ms / 1000)
-        on_chunk(time.perf_counter_ns(), 1)
-        for _ in range(params.max_tokens - 1):
-            await asyncio.sleep(0.002)
-            on_chunk(time.perf_counter_ns(), 1)
-        return Generation(output_tokens=params.max_tokens, source="engine")
-
-    def close(self):
-        with open(CLOSED, "a") as fh:
-            fh.write(json.dumps(self.first_ms) + "\\n")
+def closed(first_ms):
+    with open(CLOSED, "a") as fh:
+        fh.write(json.dumps(first_ms) + "\\n")
 
 
 def pytest_llmperf_engine_names():
@@ -57,7 +33,8 @@ def pytest_llmperf_make_engine(settings):
         return None
     if settings.model == "broken":
         raise EngineError("the schedule engine cannot load 'broken'")
-    return ScheduleEngine(first_ms=float(settings.model))
+    first_ms = float(settings.model)
+    return ScheduleEngine(first_ms, on_close=lambda: closed(first_ms))
 """
 
 
