@@ -23,7 +23,6 @@ Checked against the TensorRT-LLM source, never executed here: see docs/engines-v
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
@@ -39,6 +38,7 @@ from .gpu_common import (
     require_cuda,
     stream_deltas,
 )
+from .gpu_common import check_engine_args as shared_check
 
 INSTALL_HINT = ("pip install 'pytest-llmperf[trtllm]' (NVIDIA's tensorrt_llm wheel) on a "
                 "machine with an NVIDIA GPU")
@@ -72,28 +72,8 @@ def check_engine_args(args: Mapping[str, Any], valid: Collection[str] | None = N
     """EngineError unless every key of ``args`` may be passed to ``LLM(...)``: none of the
     RESERVED_ARGS, and (when ``valid``, the installed version's argument names, is known) each
     one of ``valid``."""
-    for key in sorted(args):
-        if key in RESERVED_ARGS:
-            raise EngineError(
-                f"TensorRT-LLM engine argument {key!r} is set by the plugin; use "
-                f"{RESERVED_ARGS[key]}")
-    if valid is None:
-        return
-    allowed = sorted(set(valid) - set(RESERVED_ARGS))
-    unknown = sorted(set(args) - set(allowed))
-    if unknown:
-        def named(name: str) -> str:
-            use = RESERVED_ARGS.get(name)
-            return f"{name}, set by {use}" if use and use.startswith("--") else name
-
-        known = [*allowed, *RESERVED_ARGS]
-        hints = [f"{key} (did you mean {' or '.join(named(c) for c in close)}?)" if close
-                 else key
-                 for key in unknown
-                 for close in [difflib.get_close_matches(key, known, n=2)]]
-        raise EngineError(
-            f"unknown TensorRT-LLM engine argument {', '.join(hints)}; "
-            f"valid (TorchLlmArgs): {', '.join(allowed)}")
+    shared_check(args, valid, engine="TensorRT-LLM", reserved=RESERVED_ARGS,
+                 what="TorchLlmArgs")
 
 
 def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
