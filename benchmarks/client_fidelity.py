@@ -10,6 +10,10 @@ system-wide monotonic clock, so per request:
   the request -> server wrote the first token);
 - ITL error = each measured gap between chunks minus the gap between the server's writes.
 
+With ``--workers 1 2`` each concurrency is measured with one load-generator process and with
+two (``--llmperf-load-workers 2``: the connections spread over two processes, every
+timestamp on the same monotonic clock, the records merged); the table has a workers column.
+
 Run: ``python benchmarks/client_fidelity.py`` (add ``--concurrency 1 8 32`` for a subset).
 Prints a Markdown table; ``--json FILE`` writes the raw numbers.
 """
@@ -59,13 +63,13 @@ def http(url: str, method: str = "GET") -> Any:
 
 
 def measure(engine: OpenAIEngine, url: str, concurrency: int, requests: int,
-            output_tokens: int, seed: int) -> dict[str, Any]:
+            output_tokens: int, seed: int, workers: int = 1) -> dict[str, Any]:
     workload = Workload(input_tokens=64, output_tokens=output_tokens, requests=requests,
                         warmup=concurrency, concurrency=concurrency, seed=seed)
     prompts = build_prompts(engine.tokenizer, workload)
     http(url + "/oracle/reset", "POST")
     t0 = time.perf_counter()
-    load = asyncio.run(run_load(engine, prompts, workload))
+    load = asyncio.run(run_load(engine, prompts, workload, workers=workers))
     wall = time.perf_counter() - t0
     logs = {log["prompt"]: log for log in http(url + "/oracle/logs")}
     ttft_err: list[float] = []
@@ -100,6 +104,7 @@ def measure(engine: OpenAIEngine, url: str, concurrency: int, requests: int,
     window = load.client["measured_window_s"]
     return {
         "concurrency": concurrency,
+        "workers": load.client.get("load_workers", 1),
         "requests": requests,
         "errors": errors,
         "ttft_err_p50_ms": float(np.percentile(ttft_err, 50)),
@@ -124,6 +129,8 @@ def main() -> None:
     p.add_argument("--output-tokens", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3, help="requests = rounds x concurrency")
     p.add_argument("--min-requests", type=int, default=24)
+    p.add_argument("--workers", type=int, nargs="+", default=[1],
+                   help="load-generator processes (one row per concurrency and count)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     proc, url = start_oracle(args.ttft_ms, args.itl_ms)
@@ -131,13 +138,15 @@ def main() -> None:
     try:
         engine = OpenAIEngine(url)
         for c in args.concurrency:
-            rows.append(measure(engine, url, c, max(args.min_requests, args.rounds * c),
-                                args.output_tokens, seed=c))
-            r = rows[-1]
-            print(f"# c={c}: TTFT err p50 {r['ttft_err_p50_ms']:+.2f} ms, ITL err p50 "
-                  f"{r['itl_err_p50_ms']:+.3f} ms; request path p50 "
-                  f"{r['request_path_p50_ms']:.2f} ms, response path p50 "
-                  f"{r['response_path_p50_ms']:.2f} ms ({r['wall_s']:.1f} s)", file=sys.stderr)
+            for w in args.workers:
+                rows.append(measure(engine, url, c, max(args.min_requests, args.rounds * c),
+                                    args.output_tokens, seed=c, workers=w))
+                r = rows[-1]
+                print(f"# c={c} workers={r['workers']}: TTFT err p50 "
+                      f"{r['ttft_err_p50_ms']:+.2f} ms, ITL err p50 "
+                      f"{r['itl_err_p50_ms']:+.3f} ms; request path p50 "
+                      f"{r['request_path_p50_ms']:.2f} ms, response path p50 "
+                      f"{r['response_path_p50_ms']:.2f} ms ({r['wall_s']:.1f} s)", file=sys.stderr)
         engine.close()
     finally:
         proc.terminate()
@@ -154,11 +163,12 @@ def main() -> None:
     print(f"\nMachine: {cpu}, {os.cpu_count()} cores (shared; 1-min load {load:.1f}), Python "
           f"{platform.python_version()}; oracle: first token after {args.ttft_ms:g} ms, then "
           f"one every {args.itl_ms:g} ms, {args.output_tokens} tokens per request.\n")
-    print("| concurrency | requests | TTFT err p50 | TTFT err p99 | ITL err p50 | ITL err p99 "
-          "| server late p50/p99 | tokens/s | errors |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| concurrency | workers | requests | TTFT err p50 | TTFT err p99 | ITL err p50 "
+          "| ITL err p99 | server late p50/p99 | tokens/s | errors |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['concurrency']} | {r['requests']} | {r['ttft_err_p50_ms']:+.2f} ms "
+        print(f"| {r['concurrency']} | {r['workers']} | {r['requests']} "
+              f"| {r['ttft_err_p50_ms']:+.2f} ms "
               f"| {r['ttft_err_p99_ms']:+.2f} ms | {r['itl_err_p50_ms']:+.3f} ms "
               f"| {r['itl_err_p99_ms']:+.2f} ms | {r['server_late_p50_ms']:.2f} / "
               f"{r['server_late_p99_ms']:.2f} ms | {r['tokens_per_s']:.0f} | {r['errors']} |")

@@ -6,8 +6,9 @@ Imports nothing heavy: the plugin reads it while collecting tests.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Better = Literal["lower", "higher"]
 
@@ -51,6 +52,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("preemptions", "preemptions", "", "lower"),
     Metric("spec_accept_rate", "spec accept rate", "", "higher"),
     Metric("spec_accept_len", "spec accept len", "", "higher"),
+    # Energy (NVML on NVIDIA GPUs, RAPL on CPUs) and cost (--llmperf-cost-per-hour), run/energy.py.
+    Metric("energy_j_per_token", "J/tok", "J", "lower"),
+    Metric("usd_per_mtok", "$/Mtok", "USD", "lower"),
     Metric("requests", "requests", "", None),
     Metric("errors", "errors", "", "lower"),
     Metric("output_tokens", "out tokens", "", None),
@@ -80,6 +84,11 @@ MARKDOWN_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
 SERVER_KEYS: tuple[str, ...] = ("prefix_hit_rate", "peak_kv_usage", "preemptions",
                                 "spec_accept_rate", "spec_accept_len")
 SERVER_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label) for k in SERVER_KEYS)
+# Energy and cost: a column of the compact tables only when some run has them (absent without
+# a readable energy counter or a --llmperf-cost-per-hour).
+OPTIONAL_KEYS: tuple[str, ...] = ("energy_j_per_token", "usd_per_mtok")
+OPTIONAL_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
+                                                      for k in OPTIONAL_KEYS)
 # The trend plots (the default gated metrics).
 TREND_METRICS: tuple[str, ...] = DEFAULT_GATED
 
@@ -87,6 +96,14 @@ TREND_METRICS: tuple[str, ...] = DEFAULT_GATED
 SLO_KEYS: tuple[str, ...] = ("ttft_ms", "tpot_ms", "e2e_ms")
 
 assert tuple(m.key for m in METRICS if m.gated) == DEFAULT_GATED
+
+
+def with_optional(columns: tuple[tuple[str, str], ...],
+                  summaries: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """``columns`` and the optional metrics (energy, cost) that some summary has."""
+    rows = list(summaries)
+    return columns + tuple((k, label) for k, label in OPTIONAL_METRICS
+                           if any(s.get(k) is not None for s in rows))
 
 
 def higher_is_better(metric: str) -> bool:

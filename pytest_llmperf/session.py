@@ -136,6 +136,16 @@ class LLMPerfSession:
                                                self.config.invocation_params.dir)
             except GateUsageError as exc:
                 raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
+            if self.settings.store and not hasattr(self.config, "workerinput"):
+                from .verdict.stores import StoreError, pull_for_gate
+
+                try:  # before the gate looks up a baseline; xdist workers read what came
+                    self.save_lines += pull_for_gate(self.settings.store, self.gate.dir,
+                                                     self.gate.git.root if self.gate.git
+                                                     else self.config.rootpath)
+                except StoreError as exc:
+                    raise pytest.UsageError(f"pytest-llmperf: --llmperf-store: {exc}"
+                                            ) from None
         return self.gate
 
     @pytest.hookimpl(trylast=True)
@@ -295,6 +305,8 @@ class LLMPerfSession:
             )
         if verdict.comparison is not None:
             record.comparison = verdict.comparison
+            for warning in verdict.comparison.get("warnings") or []:  # JUnit <property>
+                item.user_properties.append(("llmperf_warning", warning))
         if verdict.failures:
             pytest.fail(failure_text(verdict.failures), pytrace=False)
         return result
@@ -364,6 +376,14 @@ class LLMPerfSession:
             try:
                 self.save_lines += gate.save(self.tests, self.recorded_args(),
                                              self.config.invocation_params.dir)
+                if self.settings.store:
+                    from .verdict.stores import push_after_save
+
+                    pushed = push_after_save(self.settings.store, gate.dir,
+                                             gate.git.root if gate.git else None)
+                    self.save_lines += pushed
+                    if any(line.startswith("ERROR") for line in pushed):
+                        session.exitstatus = pytest.ExitCode.TESTS_FAILED
             except BaselineError as exc:
                 self.save_lines.append(f"ERROR: baselines not saved: {exc}")
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED

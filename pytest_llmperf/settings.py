@@ -244,6 +244,13 @@ class Settings:
     markdown: str | None = setting(
         None, "write a compact Markdown table (for pull-request comments)")
     repeats: int = setting(1, "default runs per marked test")
+    cost_per_hour: float | None = setting(
+        None, "the machine's price in USD per hour: gives usd_per_mtok (USD per million "
+        "output tokens at the measured throughput)", check=positive)
+    load_workers: int = setting(
+        1, "load-generator processes: the connections of a run spread over N processes "
+        "(timestamps on the shared monotonic clock, results merged), for loads one Python "
+        "process cannot keep up with")
     shard: str | None = setting(
         None, "run one shard of the suite, INDEX/COUNT (e.g. a Kubernetes Indexed Job's "
         "$JOB_COMPLETION_INDEX/4); sorted node ids are dealt round-robin, or balanced by "
@@ -260,8 +267,17 @@ class Settings:
         "ancestor of HEAD with a baseline for the same profile)")
     baseline_dir: str | None = setting(
         None, "baseline directory (default: baselines/ at the repository root)")
+    store: str | None = setting(
+        None, "baseline store shared by CI jobs: pulled into the baseline directory before "
+        "the gate looks up baselines, pushed after --llmperf-save; a directory, file://PATH, "
+        "an fsspec URL (s3://bucket/prefix, gs://..., memory://...) or git:[REMOTE/]BRANCH "
+        "(a dedicated branch, e.g. git:llmperf-baselines)")
     alpha: float = setting(0.01, "significance level of the regression gate (one-sided)",
                            check=between(0, 0.5, example=0.01))
+    inconclusive: str = setting(
+        "warn", "when the stored gate cannot decide a gated change larger than the tolerance "
+        "(repeats=1, few earlier baselines): warn (the test passes with a warning) or fail",
+        choices=("warn", "fail"))
     quant_formats: str | None = setting(
         None, "model formats the quantized_model fixture runs over, e.g. "
         "'source,Q8_0,Q4_0,F16' (GGUF types made from --llmperf-model; awq, gptq, fp16, bf16, "

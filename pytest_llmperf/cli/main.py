@@ -290,7 +290,7 @@ def _add_bisect(sub: Any) -> None:
 def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """(llmperf's arguments, pytest's arguments): bisect's are after the first ``--``."""
     argv = list(argv)
-    if "--" in argv and "bisect" in argv[: argv.index("--")]:
+    if "--" in argv and {"bisect", "compare"} & set(argv[: argv.index("--")]):
         i = argv.index("--")
         return argv[:i], argv[i + 1:]
     return argv, []
@@ -301,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                      description="pytest-llmperf baselines, reports and bisect")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    bl = sub.add_parser("baselines", help="list, show, diff and prune stored baselines")
+    bl = sub.add_parser("baselines", help="list, show, diff, prune, push and pull stored "
+                         "baselines")
     bsub = bl.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     bsub.required = True
 
@@ -334,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=stats.DEFAULT_ALPHA)
     p.add_argument("--min-change-pct", type=float, default=stats.DEFAULT_TOLERANCE_PCT)
     p.set_defaults(func=cmd_changes)
+    from . import store_cli
+
+    store_cli.add_parsers(bsub)
     try:
         report = importlib.import_module("pytest_llmperf.cli.report")
     except ImportError:
@@ -344,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     nightly.add_parser(sub)
     _add_bisect(sub)
+    from . import compare
+
+    compare.add_parser(sub)
     return parser
 
 

@@ -41,7 +41,7 @@ import json
 import os
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,12 @@ from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, Re
 from .http_client import Client, HTTPError
 from .sse import chunk_tokens, spread
 from .tokenizers import GgufTokenizer, HFTokenizer, ServerTokenizer, excerpt, local_tokenizer
+
+_loads: Callable[[bytes], Any]
+try:  # a faster decoder for the one JSON object per streamed token, where installed
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a dependency; json if it is missing
+    _loads = json.loads
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -200,6 +206,95 @@ def _local_listener_pids(url: str) -> list[int]:
     return sorted(out - {os.getpid()})
 
 
+class _SSEParser:
+    """One streamed answer's server-sent events, parsed as the body arrives (``body`` is
+    called synchronously by ``http_client.Stream.pipe`` with each piece and the time its
+    segment was received). Collects each token-carrying chunk's arrival time, text and token
+    hint, the ``usage`` count, the finish reason and ``[DONE]``; raises RequestError for what a
+    server must not send."""
+
+    __slots__ = (
+        "buf",
+        "chat",
+        "done",
+        "finish",
+        "hints",
+        "max_tokens",
+        "prev_usage",
+        "prompt_tokens",
+        "texts",
+        "times",
+        "usage_total",
+    )
+
+    def __init__(self, chat: bool, max_tokens: int, prompt_tokens: int) -> None:
+        self.chat, self.max_tokens, self.prompt_tokens = chat, max_tokens, prompt_tokens
+        self.times: list[int] = []
+        self.texts: list[str] = []
+        self.hints: list[int | None] = []
+        self.usage_total: int | None = None
+        self.prev_usage = 0
+        self.finish: str | None = None
+        self.done = False
+        self.buf = b""
+
+    def body(self, t: int, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        if b"\n" not in data:
+            self.buf = buf
+            return
+        *lines, self.buf = buf.split(b"\n")
+        for line in lines:
+            if line[:5] == b"data:":
+                self._event(t, line[5:].strip())
+            # else: comments (": ping"), event names, blank separators
+
+    def _event(self, t: int, raw: bytes) -> None:
+        if raw == b"[DONE]":
+            self.done = True
+            return
+        try:
+            obj = _loads(raw)
+        except ValueError:
+            bad = excerpt(raw.decode("utf-8", "replace"), 120)
+            raise RequestError("malformed_sse", f"a data line is not JSON: {bad}") from None
+        if type(obj) is not dict:
+            raise RequestError("malformed_sse", f"a data line is not an object: {raw[:120]!r}")
+        if "error" in obj:
+            err = obj["error"]
+            msg = err.get("message", err) if isinstance(err, dict) else err
+            refusal = context_refusal(json.dumps(err), self.prompt_tokens, self.max_tokens)
+            if refusal is not None:
+                raise refusal
+            raise RequestError(
+                "stream_error", f"the server sent an error mid-stream: {excerpt(str(msg))}")
+        carries, text, hint = chunk_tokens(obj, self.chat)
+        usage = obj.get("usage")
+        if usage and type(usage) is dict and usage.get("completion_tokens") is not None:
+            value = usage["completion_tokens"]
+            if type(value) is float:  # orjson reads an integer beyond 64 bits as a float
+                with contextlib.suppress(Exception):
+                    value = json.loads(raw)["usage"]["completion_tokens"]
+            total = usage_count(value, self.max_tokens)
+            if carries and hint is None:
+                hint = total - self.prev_usage  # continuous usage stats
+                if hint < 0:
+                    raise RequestError(
+                        "bad_usage", "the server's running usage count "
+                        f"went down from {self.prev_usage} to {total}")
+            self.prev_usage = total
+            self.usage_total = total
+        if carries:
+            self.times.append(t)
+            self.texts.append(text)
+            self.hints.append(hint)
+        choices = obj.get("choices")
+        if choices and type(choices) is list:
+            reason = choices[0].get("finish_reason") if type(choices[0]) is dict else None
+            if reason:
+                self.finish = reason
+
+
 # --------------------------------------------------------------------------- the engine
 
 
@@ -228,6 +323,7 @@ class OpenAIEngine(Engine):
         self.chat_default = chat
         self.timeout_s = timeout_s
         self._ssl = ssl_context(tls_verify)
+        self._tls_verify = tls_verify
         self._headers: dict[str, str] = {"Content-Type": "application/json",
                                          **dict(headers or {})}
         if api_key and not any(k.lower() == "authorization" for k in self._headers):
@@ -403,6 +499,28 @@ class OpenAIEngine(Engine):
             return self.server.pids()
         return _local_listener_pids(self.root)
 
+    def worker_spec(self) -> tuple[str, str, dict[str, Any]]:
+        """How a load-worker process makes an engine like this one (``run/loadgen.py``): the
+        same server, model, endpoint, headers, timeout and TLS settings; the tokenizer when
+        it can be sent to another process (a local one counts answers client-side), else
+        none (prompts are already built); never the server it may have started."""
+        import pickle
+
+        tok: Tokenizer | None = self._tokenizer
+        if not getattr(tok, "local", False):
+            tok = None
+        else:
+            try:
+                pickle.dumps(tok)
+            except Exception:
+                tok = None
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        tls = self._tls_verify if isinstance(self._tls_verify, str | bool | None) else True
+        return (type(self).__module__, type(self).__name__, {
+            "base_url": self.root, "model": self.model, "chat": self.chat_default,
+            "headers": headers, "timeout_s": self.timeout_s, "tls_verify": tls,
+            "tokenizer": tok, "extra_body": self.extra_body})
+
     # -- the HTTP client: one connection pool per run (each run has its own event loop) -----
 
     @contextlib.asynccontextmanager
@@ -465,14 +583,7 @@ class OpenAIEngine(Engine):
         chat = params.chat or self.chat_default
         path = self._path + ("/v1/chat/completions" if chat else "/v1/completions")
         payload = json.dumps(self.body(prompt, params, chat)).encode()
-        loads = json.loads
-        times: list[int] = []
-        texts: list[str] = []
-        hints: list[int | None] = []
-        usage_total: int | None = None
-        prev_usage = 0
-        finish: str | None = None
-        done = False
+        parser = _SSEParser(chat, params.max_tokens, prompt.input_tokens)
         try:
             async with asyncio.timeout(self.timeout_s):
                 resp, stream, conn = await client.request("POST", path, self._headers, payload)
@@ -487,68 +598,20 @@ class OpenAIEngine(Engine):
                         raise RequestError(
                             f"http_{resp.status}",
                             f"HTTP {resp.status} {resp.reason}: {excerpt(text)}")
-                    buf = b""
-                    async for t, data in stream:
-                        buf += data
-                        if b"\n" not in data:
-                            continue
-                        *lines, buf = buf.split(b"\n")
-                        for line in lines:
-                            if not line.startswith(b"data:"):
-                                continue  # comments (": ping"), event names, blank separators
-                            raw = line[5:].strip()
-                            if raw == b"[DONE]":
-                                done = True
-                                continue
-                            try:
-                                obj = loads(raw)
-                            except ValueError:
-                                bad = excerpt(raw.decode("utf-8", "replace"), 120)
-                                raise RequestError(
-                                    "malformed_sse", f"a data line is not JSON: {bad}") from None
-                            if not isinstance(obj, dict):
-                                raise RequestError(
-                                    "malformed_sse", f"a data line is not an object: {raw[:120]!r}")
-                            if "error" in obj:
-                                err = obj["error"]
-                                msg = err.get("message", err) if isinstance(err, dict) else err
-                                refusal = context_refusal(json.dumps(err), prompt.input_tokens,
-                                                          params.max_tokens)
-                                if refusal is not None:
-                                    raise refusal
-                                raise RequestError(
-                                    "stream_error",
-                                    f"the server sent an error mid-stream: {excerpt(str(msg))}")
-                            carries, text, hint = chunk_tokens(obj, chat)
-                            usage = obj.get("usage")
-                            if isinstance(usage, dict) and (
-                                    usage.get("completion_tokens") is not None):
-                                total = usage_count(usage["completion_tokens"],
-                                                    params.max_tokens)
-                                if carries and hint is None:
-                                    hint = total - prev_usage  # continuous usage stats
-                                    if hint < 0:
-                                        raise RequestError(
-                                            "bad_usage", "the server's running usage count "
-                                            f"went down from {prev_usage} to {total}")
-                                prev_usage = total
-                                usage_total = total
-                            if carries:
-                                times.append(t)
-                                texts.append(text)
-                                hints.append(hint)
-                            choices = obj.get("choices")
-                            if choices and choices[0].get("finish_reason"):
-                                finish = choices[0]["finish_reason"]
+                    # Parsed as the segments arrive, stamped in data_received (http_client).
+                    await stream.pipe(parser)
                 finally:
                     client.release(conn, stream)
         except TimeoutError:
             raise RequestError(
                 "timeout", f"no complete answer within {self.timeout_s:g} s "
-                f"({len(times)} chunks received); raise --llmperf-request-timeout") from None
+                f"({len(parser.times)} chunks received); raise --llmperf-request-timeout"
+            ) from None
         except HTTPError as exc:
-            raise RequestError(exc.kind, f"{exc} (after {len(times)} chunk(s))") from None
-        if not done:
+            raise RequestError(exc.kind, f"{exc} (after {len(parser.times)} chunk(s))") from None
+        times, texts, hints = parser.times, parser.texts, parser.hints
+        usage_total, finish = parser.usage_total, parser.finish
+        if not parser.done:
             raise RequestError(
                 "incomplete", f"the stream ended without [DONE] after {len(times)} chunk(s) "
                 "(the server may have failed mid-request; see its log)")

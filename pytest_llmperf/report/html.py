@@ -11,7 +11,7 @@ from typing import Any
 import jinja2
 
 from ..formatting import display
-from ..metric_table import TABLE_METRICS
+from ..metric_table import TABLE_METRICS, with_optional
 from .view import Report
 
 _ENV: jinja2.Environment | None = None
@@ -32,6 +32,8 @@ def _environment() -> jinja2.Environment:
 
 def render_html(report: Report) -> str:
     template = _environment().get_template("report.html.j2")
-    context: dict[str, Any] = {"report": report, "fmt": display, "table_metrics": TABLE_METRICS}
+    # Energy and cost columns only when some run has them.
+    columns = with_optional(TABLE_METRICS, (s for t in report.tests for s in t.summaries))
+    context: dict[str, Any] = {"report": report, "fmt": display, "table_metrics": columns}
     return template.render(**context)
 

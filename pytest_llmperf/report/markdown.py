@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..formatting import display
-from ..metric_table import MARKDOWN_METRICS
+from ..metric_table import MARKDOWN_METRICS, with_optional
 from .view import Report, TestView
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -50,6 +50,10 @@ def _thresholds(test: TestView) -> str:
 def _baseline(test: TestView) -> str:
     if test.regressions:
         return f"{FAIL} " + "; ".join(f"{r.metric} {r.change}" for r in test.regressions)
+    if test.gate == "regression":  # against the last clean baseline: the message says so
+        return f"{FAIL} regression vs the last clean baseline"
+    if test.gate_warnings:  # an undecided change beyond the tolerance
+        return f"{WARN} warning: " + "; ".join(test.gate_warnings)
     if test.comparison:
         warned = [r for r in test.comparison if r.verdict == "warn"]
         if warned:
@@ -92,13 +96,15 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
     if not report.tests:
         lines.append("_No llmperf results in this session (marked tests run with --llmperf)._")
         return "\n".join(lines) + "\n"
-    header = ["test", "result", *(title for _, title in COLUMNS), "thresholds", "vs baseline"]
+    # Energy and cost columns only when some run has them.
+    columns = with_optional(COLUMNS, (s for t in report.tests for s in t.summaries))
+    header = ["test", "result", *(title for _, title in columns), "thresholds", "vs baseline"]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join([":--", ":--", *("--:" for _ in COLUMNS), ":--", ":--"]) + "|")
+    lines.append("|" + "|".join([":--", ":--", *("--:" for _ in columns), ":--", ":--"]) + "|")
     for t in report.tests:
         result = f"{FAIL if t.failed else PASS} {t.outcome}"
         runs = f" ({len(t.summaries)} runs, median)" if len(t.summaries) > 1 else ""
-        row = [f"`{t.name}`{runs}", result, *(_median(t, key) for key, _ in COLUMNS),
+        row = [f"`{t.name}`{runs}", result, *(_median(t, key) for key, _ in columns),
                _thresholds(t), _baseline(t)]
         lines.append("| " + " | ".join(cell(c) for c in row) + " |")
     warnings = [(t.name, label, text) for t in report.tests for label, text in t.warnings]

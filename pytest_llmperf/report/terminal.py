@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..formatting import compact
-from ..metric_table import TABLE_METRICS
+from ..metric_table import TABLE_METRICS, with_optional
 
 if TYPE_CHECKING:
     from ..session import TestRecord
@@ -25,7 +25,9 @@ def build_table(tests: Sequence[TestRecord]) -> Table:
     table.add_column("result")
     table.add_column("req", justify="right")
     table.add_column("err", justify="right")
-    for _, title in COLUMNS:
+    # Energy and cost columns only when some run has them.
+    columns = with_optional(COLUMNS, (r.summary for t in tests for r in t.runs))
+    for _, title in columns:
         table.add_column(title, justify="right", no_wrap=True)
     table.add_column("thresholds", justify="right")
     for test in tests:
@@ -43,7 +45,7 @@ def build_table(tests: Sequence[TestRecord]) -> Table:
                 f"[{style}]{test.outcome}[/{style}]",
                 compact(s.get("requests")),
                 f"[red]{errors}[/red]" if errors else "0",
-                *(compact(s.get(key)) for key, _ in COLUMNS),
+                *(compact(s.get(key)) for key, _ in columns),
                 f"{passed}/{len(checks)}" if checks else "-",
             )
     return table
@@ -55,6 +57,8 @@ def render_text(tests: Sequence[TestRecord], width: int = 160, color: bool = Fal
                       if color else None, highlight=False)
     console.print(build_table(tests))
     warnings = [(t.nodeid, w) for t in tests for r in t.runs for w in r.warnings]
+    warnings += [(t.nodeid, str(w)) for t in tests  # the stored gate's undecided changes
+                 for w in ((t.comparison or {}).get("warnings") or [])]
     for nodeid, warning in warnings:
         console.print(f"[yellow]warning[/yellow] {nodeid}: {warning}")
     return buf.getvalue()

@@ -340,6 +340,9 @@ class TestView:
     tokens: str = ""
     trends: list[TrendPlot] = field(default_factory=list)
     trend_note: str = ""
+    # The stored gate's warnings (an undecided change) and verdict (gate.comparison_gate).
+    gate_warnings: list[str] = field(default_factory=list)
+    gate: str = ""
 
     @property
     def server_metrics(self) -> list[tuple[str, str]]:
@@ -369,6 +372,10 @@ class TestView:
         gated = {r.verdict for r in self.comparison if r.gated}
         if "regression" in verdicts:
             return "bad", f"{verdicts.count('regression')} regression(s)"
+        if self.gate == "regression":  # against the last clean baseline
+            return "bad", "regression vs last clean baseline"
+        if self.gate_warnings:
+            return "warn", "undecided (warning)"
         if "warn" in verdicts:
             return "warn", f"{verdicts.count('warn')} warning(s)"
         if "inconclusive" in gated:
@@ -618,6 +625,8 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
                   for i, r in enumerate(runs) for w in r.get("warnings", [])],
         workload=_describe_workload(runs),
         engine=describe_engine(runs[0].get("engine") or {}) if runs else "",
+        gate_warnings=[w for w in comp.get("warnings") or [] if isinstance(w, str)],
+        gate=str(comp.get("gate") or ""),
     )
     if not with_plots:
         return view

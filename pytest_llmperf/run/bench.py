@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from ..engines.base import Engine
 from ..engines.server_metrics import ServerMetricsSampler
 from .cpu import CPUContention
+from .energy import EnergyMeter
 from .gpu import GPUSampler
 from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
 from .memory import PeakRSS
@@ -68,27 +69,37 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def run_benchmark(
-    engine: Engine, workload: Workload, progress: Progress | None = None
+    engine: Engine, workload: Workload, progress: Progress | None = None, *,
+    cost_per_hour: float | None = None, load_workers: int = 1,
 ) -> RunResult:
+    """One run; ``cost_per_hour`` (USD) gives usd_per_mtok, ``load_workers`` spreads the load
+    over processes (loadgen). The energy counters (run/energy.py) are read at the edges of
+    the measured window."""
     prompts = build_prompts(engine.tokenizer, workload)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     with (PeakRSS(engine.memory_pids()) as rss, GPUSampler(engine.memory_pids()) as gpu,
           CPUContention() as cpu,
-          ServerMetricsSampler(engine.metrics_snapshot) as server):
-        load = _run_coroutine(run_load(engine, prompts, workload, progress))
-    return _result(engine, workload, load, started, rss.peak_mb, gpu, cpu, server.figures())
+          ServerMetricsSampler(engine.metrics_snapshot) as server,
+          EnergyMeter() as energy):
+        load = _run_coroutine(run_load(engine, prompts, workload, progress,
+                                       workers=load_workers,
+                                       window=(energy.start, energy.stop)))
+    load.client.update(energy.summary())
+    return _result(engine, workload, load, started, rss.peak_mb, gpu, cpu, server.figures(),
+                   energy_j=energy.joules, cost_per_hour=cost_per_hour)
 
 
 def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
             peak_rss_mb: float | None, gpu: GPUSampler | None,
             cpu: CPUContention | None = None,
-            server: Mapping[str, float | None] | None = None) -> RunResult:
+            server: Mapping[str, float | None] | None = None,
+            energy_j: float | None = None, cost_per_hour: float | None = None) -> RunResult:
     """A run's records summarized (with the server's own figures, when it has metrics), with
     the client's warnings about its own measurement and about the machine (oversubscribed
     CPUs; GPU memory of the whole device instead of the engine's processes)."""
     summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=peak_rss_mb,
                         gpu_mem_mb=gpu.peak_mem_mb if gpu is not None else None,
-                        server=server)
+                        server=server, energy_j=energy_j, cost_per_hour=cost_per_hour)
     result = RunResult(
         summary=summary,
         samples=load.records,

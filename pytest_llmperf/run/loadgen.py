@@ -10,24 +10,45 @@ client dispatched requests, and a warning when it fell behind.
 
 The send time is stamped before ``engine.generate`` is called; an engine that knows when its
 request's bytes actually left calls ``on_chunk(t_ns, 0)`` (zero tokens) to move it there.
+
+``workers=N`` (``--llmperf-load-workers``) spreads a run's connections over N processes, for
+loads one Python process cannot keep up with: each process makes its own engine from the
+engine's ``worker_spec()`` (the HTTP engine has one; in-process engines cannot be split),
+runs its share of the concurrency (and of an open loop's arrivals, on one shared schedule),
+its share of the warm-up, then, once every process is ready, its share of the measured
+requests. Every timestamp is ``time.perf_counter_ns``, which on Linux is
+``clock_gettime(CLOCK_MONOTONIC)``: one clock for every process of the machine, so each
+process's records are on the parent's timeline (the same ``t0``) and merge into one record
+list as if one process had made them. The event-loop lag is measured in every process and
+summarised over all of them.
+
+``window`` (start, stop): called at the edges of the measured window (energy counters,
+run/energy.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import multiprocessing
+import multiprocessing.connection
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..engines.base import Engine, GenerationParams, RequestError
+from ..engines.base import Engine, EngineError, GenerationParams, RequestError
 from .metrics import NS_PER_MS, RequestRecord
 from .workload import Prompt, Workload, arrival_offsets_s
 
 Progress = Callable[[int, int], None]
+Window = tuple[Callable[[], None], Callable[[], None]]
+# Prompts and records by request index: the whole run's lists, or a worker's share of them.
+Prompts = Sequence[Prompt] | Mapping[int, Prompt]
+Records = list[RequestRecord] | dict[int, RequestRecord]
 
 
 @dataclass
@@ -142,8 +163,12 @@ async def run_load(
     prompts: Sequence[Prompt],
     workload: Workload,
     progress: Progress | None = None,
+    *,
+    workers: int = 1,
+    window: Window | None = None,
 ) -> LoadResult:
-    """Send warm-up requests, then the measured ones, closed- or open-loop."""
+    """Send warm-up requests, then the measured ones, closed- or open-loop (over ``workers``
+    processes, see the module docstring)."""
     concurrency, warning = effective_concurrency(engine, workload)
     warnings = [warning] if warning else []
     t0 = time.perf_counter_ns()
@@ -155,9 +180,12 @@ async def run_load(
     def params_for(p: Prompt) -> GenerationParams:
         return _params(workload, p)
 
+    if workers > 1:
+        return await _run_workers(engine, prompts, workload, progress, concurrency, warnings,
+                                  t0, records, workers, window)
     async with engine.run_context():
         return await _run(engine, prompts, workload, progress, concurrency, warnings, t0,
-                          records, params_for)
+                          records, params_for, window)
 
 
 def _params(workload: Workload, p: Prompt) -> GenerationParams:
@@ -260,6 +288,7 @@ async def _run(
     t0: int,
     records: list[RequestRecord],
     params_for: Callable[[Prompt], GenerationParams],
+    window: Window | None = None,
 ) -> LoadResult:
     monitor = _LagMonitor()
     monitor.start()
@@ -277,6 +306,8 @@ async def _run(
         if progress is not None:
             progress(done, total)
 
+    if window is not None:
+        window[0]()
     deadline = (
         time.perf_counter_ns() + int(workload.duration_s * 1e9) if workload.duration_s else None
     )
@@ -291,8 +322,18 @@ async def _run(
         await _open_loop(engine, prompts, records, measured, offsets, cap, params_for, t0,
                          tick, deadline, dispatch_ns)
     measure_end = time.perf_counter_ns()
+    if window is not None:
+        window[1]()
     await monitor.stop()
+    return _finish(workload, concurrency, warnings, t0, records, total, measure_start,
+                   measure_end, dispatch_ns, monitor.summary())
 
+
+def _finish(workload: Workload, concurrency: int, warnings: list[str], t0: int,
+            records: list[RequestRecord], total: int, measure_start: int, measure_end: int,
+            dispatch_ns: Mapping[int, int], lag_summary: Mapping[str, float | None],
+            extra: Mapping[str, Any] | None = None) -> LoadResult:
+    """The run's records and its client record (rates, window, lags, delays, warnings)."""
     sent = [r for r in records if not r.warmup and r.done_ns is not None]
     # Requests never sent (duration limit) are dropped from the record list entirely.
     records = [r for r in records if r.warmup or r.done_ns is not None]
@@ -311,8 +352,9 @@ async def _run(
         "measure_start_s": (measure_start - t0) / 1e9,
         "measure_end_s": (measure_end - t0) / 1e9,
         "measured_window_s": window_s,
-        **monitor.summary(),
+        **lag_summary,
         "not_sent": total - len(sent),
+        **(extra or {}),
     }
     # Open loop: how late the client dispatched each request against its schedule (client lag),
     # and, separately, how long a request then waited for a free slot under the concurrency cap.
@@ -352,8 +394,8 @@ def rate_warnings(client: dict[str, Any]) -> list[str]:
 
 async def _closed_loop(
     engine: Engine,
-    prompts: Sequence[Prompt],
-    records: list[RequestRecord],
+    prompts: Prompts,
+    records: Records,
     indices: list[int],
     concurrency: int,
     params_for: Callable[[Prompt], GenerationParams],
@@ -377,8 +419,8 @@ async def _closed_loop(
 
 async def _open_loop(
     engine: Engine,
-    prompts: Sequence[Prompt],
-    records: list[RequestRecord],
+    prompts: Prompts,
+    records: Records,
     indices: list[int],
     offsets_s: list[float],
     cap: int | None,
@@ -387,9 +429,10 @@ async def _open_loop(
     tick: Callable[[], None] | None,
     deadline: int | None,
     dispatch_ns: dict[int, int],
+    start: int | None = None,
 ) -> None:
     sem = asyncio.Semaphore(cap) if cap else None
-    start = time.perf_counter_ns()
+    start = time.perf_counter_ns() if start is None else start
 
     async def send(i: int, due_ns: int) -> None:
         dispatch_ns[i] = time.perf_counter_ns()
@@ -412,3 +455,233 @@ async def _open_loop(
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(send(i, due)))
     await asyncio.gather(*tasks)
+
+
+# --------------------------------------------------------------------------- load workers
+
+
+@dataclass
+class _Share:
+    """What one load-worker process runs (pickled to it)."""
+
+    worker: int
+    engine_spec: tuple[str, str, dict[str, Any]]  # module, class, keyword arguments
+    workload: Workload
+    prompts: dict[int, Prompt]
+    records: list[dict[str, Any]]
+    warm: list[int]
+    measured: list[int]
+    offsets: list[float] | None  # open loop: each measured request's due time from the start
+    concurrency: int
+    cap: int | None
+    t0: int
+
+
+def split_concurrency(concurrency: int, workers: int) -> list[int]:
+    """Each worker's connections: ``concurrency`` dealt as evenly as it goes (no worker
+    without one: at most ``concurrency`` workers)."""
+    n = max(1, min(workers, concurrency))
+    return [concurrency // n + (1 if i < concurrency % n else 0) for i in range(n)]
+
+
+def deal(indices: Sequence[int], shares: Sequence[int]) -> list[list[int]]:
+    """Requests dealt to workers in proportion to their connections: the k-th request goes
+    to the owner of connection slot ``k mod sum(shares)``."""
+    owner = [w for w, k in enumerate(shares) for _ in range(k)]
+    out: list[list[int]] = [[] for _ in shares]
+    for k, i in enumerate(indices):
+        out[owner[k % len(owner)]].append(i)
+    return out
+
+
+def shared_clock_problem() -> str | None:
+    """Why worker processes cannot share the parent's timeline (None when they can)."""
+    info = time.get_clock_info("perf_counter")
+    if "CLOCK_MONOTONIC" not in info.implementation:
+        return (f"--llmperf-load-workers needs a system-wide monotonic clock; perf_counter is "
+                f"{info.implementation} here (Linux only)")
+    return None
+
+
+def _worker_spec(engine: Engine) -> tuple[str, str, dict[str, Any]]:
+    spec = getattr(engine, "worker_spec", None)
+    if spec is None:
+        raise EngineError(
+            f"--llmperf-load-workers: the {engine.kind} engine runs in this process and "
+            "cannot be split over processes; load workers drive a server (--llmperf-url, "
+            "--llmperf-server)")
+    return spec()  # type: ignore[no-any-return]
+
+
+async def _run_workers(
+    engine: Engine,
+    prompts: Sequence[Prompt],
+    workload: Workload,
+    progress: Progress | None,
+    concurrency: int,
+    warnings: list[str],
+    t0: int,
+    records: list[RequestRecord],
+    workers: int,
+    window: Window | None,
+) -> LoadResult:
+    problem = shared_clock_problem()
+    if problem:
+        raise EngineError(problem)
+    spec = _worker_spec(engine)
+    total = len(prompts) - workload.warmup
+    offsets = arrival_offsets_s(workload, total)
+    cap_total = concurrency if (workload.concurrency > 1 or engine.max_concurrency) else None
+    if offsets is not None and cap_total is None:
+        conc = [1] * workers  # an uncapped open loop: arrivals dealt round-robin
+    else:
+        conc = split_concurrency(concurrency, workers)
+    if len(conc) < workers:
+        warnings.append(f"{workers} load workers were asked for {concurrency} connection(s): "
+                        f"{len(conc)} used")
+    warm = deal(range(workload.warmup), conc)
+    measured = deal(range(workload.warmup, len(prompts)), conc)
+    due = {i: off for i, off in zip(range(workload.warmup, len(prompts)), offsets or [],
+                                    strict=False)}
+    ctx = multiprocessing.get_context("forkserver")
+    # The fork server imports the client once; each worker forks from it warm.
+    ctx.set_forkserver_preload(["pytest_llmperf.run.loadgen", "pytest_llmperf.engines.openai"])
+    procs, conns = [], []
+    for w, k in enumerate(conc):
+        share = _Share(
+            worker=w, engine_spec=spec, workload=workload,
+            prompts={i: prompts[i] for i in (*warm[w], *measured[w])},
+            records=[records[i].to_dict() for i in (*warm[w], *measured[w])],
+            warm=warm[w], measured=measured[w],
+            offsets=[due[i] for i in measured[w]] if offsets is not None else None,
+            concurrency=k, cap=k if cap_total is not None else None, t0=t0)
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker_main, args=(child, share), daemon=True,
+                           name=f"llmperf-load-{w}")
+        proc.start()
+        child.close()
+        procs.append(proc)
+        conns.append(parent)
+    try:
+        await _gather(procs, conns, "ready")
+        if window is not None:
+            window[0]()
+        measure_start = time.perf_counter_ns()
+        deadline = (measure_start + int(workload.duration_s * 1e9)
+                    if workload.duration_s else None)
+        for c in conns:
+            c.send(("go", measure_start, deadline))
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        results = await _gather(procs, conns, "done", tick)
+        measure_end = time.perf_counter_ns()
+        if window is not None:
+            window[1]()
+    finally:
+        for c in conns:
+            c.close()
+        for proc in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+    lags: list[int] = []
+    dispatch_ns: dict[int, int] = {}
+    cpu_s = 0.0
+    for payload in results:
+        cpu_s += float(payload["cpu_s"])
+        for d in payload["records"]:
+            rec = RequestRecord.from_dict(d)
+            records[rec.index] = rec
+        dispatch_ns.update({int(k): int(v) for k, v in payload["dispatch_ns"].items()})
+        lags.extend(payload["lags_ns"])
+    monitor = _LagMonitor()
+    monitor.lags_ns = lags
+    return _finish(workload, concurrency, warnings, t0, records, total, measure_start,
+                   measure_end, dispatch_ns, monitor.summary(),
+                   {"load_workers": len(conc), "worker_concurrency": conc,
+                    "load_workers_cpu_s": round(cpu_s, 4)})
+
+
+async def _gather(procs: Sequence[Any], conns: list[Any], want: str,
+                  tick: Callable[[], None] | None = None) -> list[Any]:
+    """Wait until every worker has sent ``want`` (its payload, for "done"); a worker's error
+    or death is an EngineError naming it."""
+    got: dict[int, Any] = {}
+    while len(got) < len(conns):
+        ready = multiprocessing.connection.wait(
+            [c for w, c in enumerate(conns) if w not in got], timeout=0.02)
+        for c in ready:
+            w = conns.index(c)
+            try:
+                msg = conns[w].recv()
+            except (EOFError, OSError):
+                code = procs[w].exitcode
+                raise EngineError(f"load worker {w} ended without its results (exit code "
+                                  f"{code})") from None
+            if msg[0] == "tick":
+                if tick is not None:
+                    tick()
+            elif msg[0] == "error":
+                raise EngineError(f"load worker {w}: {msg[1]}")
+            elif msg[0] == want:
+                got[w] = msg[1] if len(msg) > 1 else None
+        await asyncio.sleep(0)
+    return [got[w] for w in range(len(conns))]
+
+
+def _worker_main(conn: Any, share: _Share) -> None:
+    """A load worker's process: make the engine, run the share, send the records back."""
+    try:
+        module, name, kwargs = share.engine_spec
+        engine = getattr(importlib.import_module(module), name)(**kwargs)
+        try:
+            asyncio.run(_worker(conn, share, engine))
+        finally:
+            engine.close()
+    except BaseException as exc:  # reported to the parent in one line
+        with contextlib.suppress(Exception):
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+async def _worker(conn: Any, share: _Share, engine: Engine) -> None:
+    records = {d["index"]: RequestRecord.from_dict(d) for d in share.records}
+    wl = share.workload
+
+    def params_for(p: Prompt) -> GenerationParams:
+        return _params(wl, p)
+
+    def tick() -> None:
+        conn.send(("tick",))
+
+    monitor = _LagMonitor()
+    dispatch_ns: dict[int, int] = {}
+    async with engine.run_context():
+        monitor.start()
+        await _closed_loop(engine, share.prompts, records, share.warm, share.concurrency,
+                           params_for, share.t0, None, None)
+        conn.send(("ready",))
+        _, start, deadline = await asyncio.to_thread(conn.recv)
+        if share.offsets is None:
+            await _closed_loop(engine, share.prompts, records, share.measured,
+                               share.concurrency, params_for, share.t0, tick, deadline)
+        else:
+            await _open_loop(engine, share.prompts, records, share.measured, share.offsets,
+                             share.cap, params_for, share.t0, tick, deadline, dispatch_ns,
+                             start)
+        await monitor.stop()
+    conn.send(("done", {
+        "records": [records[i].to_dict() for i in (*share.warm, *share.measured)
+                    if i in records],
+        "dispatch_ns": dispatch_ns,
+        "lags_ns": monitor.lags_ns,
+        "cpu_s": time.process_time(),  # the whole process's, start-up included
+    }))

@@ -32,6 +32,7 @@ from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
     STATS,
     SUMMARY_KEYS,
 )
+from .energy import j_per_token, usd_per_mtok
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -202,10 +203,14 @@ def summarize(
     gpu_mem_mb: float | None = None,
     accuracy: float | None = None,
     server: Mapping[str, float | None] | None = None,
+    energy_j: float | None = None,
+    cost_per_hour: float | None = None,
 ) -> dict[str, Any]:
     """The flat summary whose keys are the threshold names (see SUMMARY_KEYS). ``server``:
     the server's own figures for the run (``engines.server_metrics.run_figures``), under
-    SERVER_KEYS; absent ones stay None."""
+    SERVER_KEYS; absent ones stay None. ``energy_j``: the measured window's energy
+    (run/energy.py), ``cost_per_hour``: the machine's price (USD), for energy_j_per_token
+    and usd_per_mtok (None when unknown)."""
     measured = [r for r in records if not r.warmup]
     ok = [r for r in measured if r.ok]
     summary: dict[str, Any] = {}
@@ -245,6 +250,8 @@ def summarize(
     summary["accuracy"] = accuracy
     for key in SERVER_KEYS:
         summary[key] = (server or {}).get(key)
+    summary["energy_j_per_token"] = j_per_token(energy_j, out_tokens)
+    summary["usd_per_mtok"] = usd_per_mtok(cost_per_hour, summary["output_tps"])
     return {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
 
 

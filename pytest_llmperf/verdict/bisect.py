@@ -15,7 +15,8 @@ the first-parent commits of GOOD..BAD, each compared with GOOD, names the first 
 
 The pure logic (``first_bad``, ``abba_order``, ``check_pairs``, ``session_results``,
 ``judge``) is separate from the git and subprocess work (``Worktrees``, ``run_session``,
-``Bisector``) so it can be tested on its own.
+``Bisector``) so it can be tested on its own. ``llmperf compare`` (``verdict/compare.py``)
+makes one such comparison, BASE against HEAD, with the same machinery.
 """
 
 from __future__ import annotations
@@ -194,6 +195,8 @@ class Comparison:
     alpha_per_test: float
     tests: dict[str, list[stats.MetricVerdict]]
     left_out: list[str] = field(default_factory=list)
+    # Per role, its sessions' data points in pair order (not in ``to_dict``).
+    sides: dict[str, list[dict[str, DataPoint]]] = field(default_factory=dict, repr=False)
 
     @property
     def verdict(self) -> str:
@@ -454,8 +457,9 @@ class Bisector:
     """Runs the comparisons: every candidate against the known-good reference."""
 
     def __init__(self, opts: Options, worktrees: Worktrees, workdir: Path, reference: Commit,
-                 err: TextIO) -> None:
+                 err: TextIO, prefix: str = "bisect") -> None:
         self.opts = opts
+        self.prefix = prefix
         self.worktrees = worktrees
         self.workdir = workdir
         self.reference = reference
@@ -465,7 +469,7 @@ class Bisector:
         self._checked = False
 
     def say(self, text: str) -> None:
-        print(f"[bisect] {text}", file=self.err, flush=True)
+        print(f"[{self.prefix}] {text}", file=self.err, flush=True)
 
     def session(self, commit: Commit) -> dict[str, DataPoint]:
         self._sessions += 1
@@ -498,7 +502,8 @@ class Bisector:
                      "results in every session")
         result = Comparison(commit=cand.sha, subject=cand.subject, reference=ref.sha, pairs=n,
                             alpha=self.opts.alpha, alpha_per_test=per_test, tests=verdicts,
-                            left_out=left_out)
+                            left_out=left_out,
+                            sides={str(k): v for k, v in sides.items()})
         change = _key_change_text(result)
         self.say(f"{cand.short} vs {ref.short}: {result.verdict}"
                  + (f" ({change})" if change != "-" else ""))
@@ -539,14 +544,14 @@ def format_table(good: Commit, commits: Sequence[Commit], comparisons: Mapping[s
                      for a, b, v, k in rows)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """JSON-safe: non-finite floats become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
@@ -559,7 +564,7 @@ def result_document(opts: Options, good: Commit, bad: Commit, commits: Sequence[
 
     order = {c.sha: i for i, c in enumerate(commits)}
     tested = sorted(comparisons.values(), key=lambda comp: order.get(comp.commit, -1))
-    return _finite({
+    return finite({
         "schema": SCHEMA,
         "version": VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -576,7 +581,7 @@ def result_document(opts: Options, good: Commit, bad: Commit, commits: Sequence[
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a cancelled CI job) unwinds like Ctrl-C, so the worktrees are removed."""
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -612,7 +617,7 @@ def run(opts: Options, out: TextIO | None = None, err: TextIO | None = None) -> 
     results_dir = base / "results"
     results_dir.mkdir()
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             return _bisect(opts, good, bad, commits,
                            Bisector(opts, worktrees, results_dir, good, err), out, err)
     finally:

@@ -10,19 +10,35 @@ test's runs with it (``stats.compare_stored``), and at the end of the session sa
 under HEAD (``--llmperf-save``, on the controller only; a dirty tree's runs go to the
 commit's separate ``.dirty.json`` file, see ``store``).
 ``failure`` turns a comparison's gated regressions into the test's ``outcome.Failure``.
+
+Without a git repository (a container image), ``LLMPERF_COMMIT`` (with ``LLMPERF_BRANCH`` and
+``LLMPERF_COMMITTED_AT``) names the commit: saving works under it, and since the ancestry is
+unknown the lookup takes the newest baseline of the same profile (and branch, when known)
+saved for another, earlier commit, by committed time then saved time.
+
+Two ways a regression used to slip in are closed here. A gated metric whose verdict is
+inconclusive (one run per side and too few earlier baselines) while its change is beyond the
+tolerance in the bad direction is *undecided*: the comparison carries a warning, and
+``--llmperf-inconclusive=fail`` makes it a failure. Each saved test records the gate verdict it
+got (``"gate"``: ok, regression, undecided, no baseline); when the nearest baseline was itself
+a regression or undecided, the test is also compared with the last clean baseline before it
+(``"clean_baseline"`` in the comparison), and a regression against either fails.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..formatting import num
-from ..metric_table import DEFAULT_GATED, DEFAULT_WATCHED, SUMMARY_KEYS
+from ..metric_table import DEFAULT_GATED, DEFAULT_WATCHED, SUMMARY_KEYS, higher_is_better
 from ..run.metrics import RunResult
 from . import gitinfo, stats
 from .outcome import Failure
@@ -33,6 +49,20 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 DEFAULT_DIR = "baselines"
+COMMIT_ENV = "LLMPERF_COMMIT"
+BRANCH_ENV = "LLMPERF_BRANCH"
+COMMITTED_AT_ENV = "LLMPERF_COMMITTED_AT"
+NO_ANCESTRY = ("ancestry unknown (no git repository): compared with the newest earlier "
+               "baseline in the store")
+ENV_HINT = (f"in an image without .git, set {COMMIT_ENV} (and {BRANCH_ENV}) to the commit it "
+            "was built from")
+INCONCLUSIVE_MODES = ("warn", "fail")
+# The gate verdicts a saved test records ("gate" in its stored entry); the last two are not
+# clean: a later commit is then also compared with the last clean baseline before it.
+GATE_VERDICTS = ("ok", "no baseline", "regression", "undecided")
+UNCLEAN = frozenset({"regression", "undecided"})
+_HEX = re.compile(r"^[0-9a-fA-F]{7,64}$")
+RERUN_HINT = "rerun with repeats or use llmperf compare"
 
 
 class GateUsageError(ValueError):
@@ -41,6 +71,55 @@ class GateUsageError(ValueError):
 
 class GateConfigError(ValueError):
     """A marker asks the gate for something it cannot do (an unknown metric)."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """The commit a session measures: git's HEAD, or without git, ``LLMPERF_COMMIT``'s
+    (``from_env``: its ancestry is unknown; dirty is unknown and treated as clean)."""
+
+    commit: str
+    branch: str | None
+    dirty: bool
+    committed_at: str  # ISO 8601, UTC
+    from_env: bool = False
+
+
+def _parse_time(text: str) -> datetime | None:
+    """An ISO 8601 time (naive: UTC) or Unix seconds, as an aware datetime; None otherwise."""
+    text = text.strip()
+    try:
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return datetime.fromtimestamp(float(text), UTC)
+        when = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _when(text: str | None) -> datetime:
+    """For ordering stored times: unreadable or missing sorts first."""
+    return (_parse_time(text) if text else None) or _EPOCH
+
+
+def env_head(env: Mapping[str, str]) -> Head | None:
+    """The commit ``LLMPERF_COMMIT`` names (None when unset); GateUsageError when
+    ``LLMPERF_COMMITTED_AT`` is not a time."""
+    commit = env.get(COMMIT_ENV, "").strip()
+    if not commit:
+        return None
+    raw = env.get(COMMITTED_AT_ENV, "").strip()
+    when = _parse_time(raw) if raw else datetime.now(UTC)
+    if when is None:
+        raise GateUsageError(f"{COMMITTED_AT_ENV}={raw!r} is not a time: give ISO 8601 "
+                             "(git log -1 --format=%cI) or Unix seconds (--format=%ct)")
+    return Head(commit=commit.lower() if _HEX.match(commit) else commit,
+                branch=env.get(BRANCH_ENV, "").strip() or None, dirty=False,
+                committed_at=when.astimezone(UTC).isoformat(timespec="seconds"),
+                from_env=True)
 
 
 @dataclass
@@ -121,8 +200,61 @@ def _workload_key(run: Mapping[str, Any]) -> str:
     return json.dumps(run.get("workload", {}), sort_keys=True, default=str)
 
 
-def failure_message(comparison: Mapping[str, Any] | None) -> str:
-    """The gate's part of a test's failure message ('' when nothing gated regressed)."""
+def stored_gate(baseline: Baseline, nodeid: str) -> str | None:
+    """The gate verdict the test got when ``baseline`` was saved (None: not recorded)."""
+    value = baseline.tests.get(nodeid, {}).get("gate")
+    return value if isinstance(value, str) else None
+
+
+def undecided_metrics(comparison: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    """The comparison's gated metrics whose verdict is inconclusive while their change is
+    beyond the tolerance in the bad direction."""
+    out = []
+    for m in (comparison or {}).get("metrics", []) or []:
+        change, tol = m.get("change_pct"), m.get("tolerance_pct", stats.DEFAULT_TOLERANCE_PCT)
+        if not (m.get("gated") and m.get("verdict") == "inconclusive"
+                and isinstance(change, int | float) and isinstance(tol, int | float)):
+            continue
+        worse = -change if higher_is_better(str(m.get("metric"))) else change
+        if worse > tol:
+            out.append(m)
+    return out
+
+
+def undecided_warning(metrics: Sequence[Mapping[str, Any]], commit: str | None) -> str:
+    """One line for the undecided metrics among ``metrics`` ('' when none), e.g.
+    ``undecided: tpot_p50_ms +38.0% vs baseline 1a2b3c4d5e6f (beyond the 5% tolerance;
+    inconclusive: one run on each side and fewer than 5 earlier baselines); rerun with
+    repeats or use llmperf compare``."""
+    bad = undecided_metrics({"metrics": metrics})
+    if not bad:
+        return ""
+    changes = ", ".join(f"{m['metric']} {m['change_pct']:+.1f}%" for m in bad)
+    tols = "/".join(dict.fromkeys(f"{m.get('tolerance_pct', 5.0):g}%" for m in bad))
+    reason = str(bad[0].get("note") or "the noise is unknown").split(":")[0]
+    return (f"undecided: {changes} vs baseline {(commit or '')[:12]} (beyond the {tols} "
+            f"tolerance; inconclusive: {reason}); {RERUN_HINT}")
+
+
+def comparison_gate(comparison: Mapping[str, Any]) -> str:
+    """The gate verdict of a comparison, as a save records it: ``regression`` (a gated
+    regression against the nearest or the last clean baseline), ``undecided`` (a warning),
+    ``ok``, or ``no baseline``."""
+    if comparison.get("status") != "compared":
+        return "no baseline"
+    clean = comparison.get("clean_baseline") or {}
+    for part in (comparison, clean):
+        if any(m.get("gated") and m.get("verdict") == "regression"
+               for m in part.get("metrics", []) or []):
+            return "regression"
+    if comparison.get("warnings") or undecided_metrics(comparison) or undecided_metrics(clean):
+        return "undecided"
+    return "ok"
+
+
+def failure_message(comparison: Mapping[str, Any] | None, against: str = "baseline") -> str:
+    """The gate's part of a test's failure message ('' when nothing gated regressed).
+    ``against``: how the baseline is named (``baseline``, ``the last clean baseline``)."""
     if not comparison:
         return ""
     bad = [m for m in comparison.get("metrics", [])
@@ -130,7 +262,7 @@ def failure_message(comparison: Mapping[str, Any] | None) -> str:
     if not bad:
         return ""
     commit = (comparison.get("baseline_commit") or "")[:12]
-    head = (f"{len(bad)} llmperf regression(s) against baseline {commit} "
+    head = (f"{len(bad)} llmperf regression(s) against {against} {commit} "
             f"(alpha {comparison.get('alpha', stats.DEFAULT_ALPHA):g}):")
     lines = [head]
     for m in bad:
@@ -166,10 +298,32 @@ def regression_clause(comparison: Mapping[str, Any] | None) -> str:
     return "; ".join(regression_clauses(comparison)) or "regression against the baseline"
 
 
-def failure(comparison: Mapping[str, Any] | None) -> Failure | None:
-    """The gate's failure (None when nothing gated regressed)."""
-    text = failure_message(comparison)
-    return Failure("regression", regression_clause(comparison), text) if text else None
+def failure(comparison: Mapping[str, Any] | None, inconclusive: str = "warn") -> Failure | None:
+    """The gate's failure (None when nothing gated regressed): a gated regression against
+    the nearest baseline or, when that one was not clean, against the last clean baseline;
+    with ``inconclusive="fail"`` also an undecided change (the comparison's warnings)."""
+    if not comparison:
+        return None
+    clauses = regression_clauses(comparison)
+    texts = [failure_message(comparison)]
+    clean = comparison.get("clean_baseline")
+    if clean:
+        commit = (clean.get("baseline_commit") or "")[:12]
+        near = (comparison.get("baseline_commit") or "")[:12]
+        clauses += [f"{c} (last clean baseline {commit})" for c in regression_clauses(clean)]
+        text = failure_message({"alpha": comparison.get("alpha"), **clean},
+                               against="the last clean baseline")
+        if text:
+            texts.append(text + f"\n  (the nearest baseline {near} was itself not clean "
+                         "against its predecessor)")
+    if inconclusive == "fail":
+        warnings = [str(w) for w in comparison.get("warnings", []) or []]
+        clauses += warnings
+        texts += [f"llmperf: {w}" for w in warnings]
+    texts = [t for t in texts if t]
+    if not texts:
+        return None
+    return Failure("regression", "; ".join(clauses), "\n".join(texts))
 
 
 class Gate:
@@ -187,10 +341,18 @@ class Gate:
         history: int = stats.DEFAULT_MAX_HISTORY,
         args: Sequence[str] = (),
         invocation_dir: Path | None = None,
+        inconclusive: str = "warn",
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """``rootpath``: pytest's rootdir; when it is not inside a git repository, the
         repository is looked for from ``args`` (the test paths pytest was given, relative to
-        ``invocation_dir``) and then from ``invocation_dir``."""
+        ``invocation_dir``) and then from ``invocation_dir``. Without one, ``env``'s
+        ``LLMPERF_COMMIT`` (default: the process environment) names the commit.
+        ``inconclusive``: ``warn`` or ``fail``, what an undecided change does to the test."""
+        if inconclusive not in INCONCLUSIVE_MODES:
+            raise GateUsageError(f"--llmperf-inconclusive={inconclusive!r} must be one of "
+                                 f"{', '.join(INCONCLUSIVE_MODES)}")
+        self.inconclusive = inconclusive
         if not 0 < alpha < 0.5:
             raise GateUsageError(f"--llmperf-alpha={alpha!r} must be between 0 and 0.5 "
                                  "(e.g. 0.01)")
@@ -214,8 +376,13 @@ class Gate:
             break
         self.dir = (Path(baseline_dir).resolve() if baseline_dir
                     else (root / DEFAULT_DIR).resolve())
+        self.head: Head | None = None
         if self.git_error is None:
             self.git = gitinfo.repo_info(where, exclude=self.dir)
+            self.head = Head(self.git.commit, self.git.branch, self.git.dirty,
+                             self.git.committed_at)
+        else:
+            self.head = env_head(os.environ if env is None else env)
         self.store = BaselineStore(self.dir)
         self.compare_ref = compare
         self.compare_commit: str | None = None
@@ -229,10 +396,14 @@ class Gate:
             except gitinfo.GitError as exc:
                 raise GateUsageError(f"--llmperf-compare: {exc}") from None
         if save:
-            if self.git is None:
+            if self.head is None:
                 raise GateUsageError(f"--llmperf-save stores results per commit: "
-                                     f"{self.git_error}")
-            if self.git.dirty and not save_dirty:
+                                     f"{self.git_error}; {ENV_HINT}")
+            if self.head.from_env and not _HEX.match(self.head.commit):
+                raise GateUsageError(f"{COMMIT_ENV}={self.head.commit!r} is not a commit id "
+                                     "(7 to 64 hex digits): set it to git rev-parse HEAD of "
+                                     "the commit the image was built from")
+            if self.git is not None and self.git.dirty and not save_dirty:
                 files = ", ".join(self.git.dirty_files[:5])
                 more = " ..." if len(self.git.dirty_files) > 5 else ""
                 raise GateUsageError(
@@ -256,6 +427,7 @@ class Gate:
             save=settings.save,
             save_dirty=settings.save_dirty,
             alpha=float(settings.alpha or stats.DEFAULT_ALPHA),
+            inconclusive=str(getattr(settings, "inconclusive", None) or "warn"),
         )
 
     # -- lookup ----------------------------------------------------------------------------
@@ -286,7 +458,9 @@ class Gate:
 
     def _lookup(self, pid: str, profile: Mapping[str, Any]) -> Lookup:
         if self.git is None:
-            return Lookup("no baseline", f"no baseline: {self.git_error}")
+            if self.head is None:
+                return Lookup("no baseline", f"no baseline: {self.git_error}")
+            return self._lookup_by_time(pid, profile, self.head)
         ours = self.store.commits(pid)
         try:
             if self.compare_commit is not None:
@@ -312,6 +486,36 @@ class Gate:
             return Lookup("no baseline", f"no baseline in {self.dir} for HEAD "
                           f"{self.git.commit[:12]} or its ancestors")
         return self._load_chain(pid, candidates, chain)
+
+    def _earlier(self, baselines: Iterable[Baseline], head: Head) -> list[Baseline]:
+        """The baselines of other commits (of head's branch when it is known) committed no
+        later than head, newest first (by committed time, then saved time)."""
+        limit = _when(head.committed_at)
+        out = [b for b in baselines
+               if b.commit != head.commit and (head.branch is None or b.branch == head.branch)
+               and _when(b.committed_at or b.saved_at) <= limit]
+        return sorted(out, key=lambda b: (_when(b.committed_at or b.saved_at),
+                                          _when(b.saved_at)), reverse=True)
+
+    def _lookup_by_time(self, pid: str, profile: Mapping[str, Any], head: Head) -> Lookup:
+        """Without git: the newest earlier baseline of the profile (see ``_earlier``); the
+        older ones are the history."""
+        good, errors = self.store.load_all(pid)
+        earlier = self._earlier(good, head)
+        if earlier:
+            return Lookup("compared", NO_ANCESTRY, earlier[0], earlier[: self.max_history],
+                          errors)
+        of_branch = f" of branch {head.branch}" if head.branch else ""
+        others, _ = self.store.load_all()
+        near = self._earlier([b for b in others if b.profile_id != pid], head)
+        if near:
+            found = self._mismatch(near[0].commit, profile, pid)
+            found.message += f"; {NO_ANCESTRY.split(':')[0]}"
+            return found
+        return Lookup("no baseline", "; ".join([
+            f"no baseline in {self.dir}{of_branch} earlier than {COMMIT_ENV} "
+            f"{head.commit[:12]} (ancestry unknown: no git repository)",
+            *[f"skipped unreadable baseline {e}" for e in errors]]), skipped=errors)
 
     def _load_chain(self, pid: str, candidates: Sequence[str], chain: Sequence[str],
                     dirty: bool = False) -> Lookup:
@@ -345,7 +549,14 @@ class Gate:
         runs: Sequence[RunResult | Mapping[str, Any]],
         thresholds: Mapping[str, Any],
     ) -> dict[str, Any] | None:
-        """The test's comparison (the shape reports render), or None without runs."""
+        """The test's comparison (the shape reports render), or None without runs.
+
+        Keys: ``status``, ``message``, ``baseline_commit``, ``baseline_branch``,
+        ``profile_id``, ``alpha``, ``metrics``, ``warnings`` (one line per compared baseline
+        with undecided gated metrics), ``gate`` (the verdict a save records, one of
+        GATE_VERDICTS) and, when the nearest baseline was not clean, ``clean_baseline`` (the
+        same shape, against the last clean baseline before it).
+        """
         if not runs:
             return None
         gated_metrics(thresholds)  # an unknown metric is an error even without a baseline
@@ -357,28 +568,64 @@ class Gate:
         wl = _workload_key(current[0])
         current = [d for d in current if _workload_key(d) == wl]
         out: dict[str, Any] = {"baseline_commit": None, "profile_id": pid,
-                               "alpha": self.alpha, "metrics": []}
+                               "alpha": self.alpha, "metrics": [], "warnings": [],
+                               "gate": "no baseline"}
         found = self.lookup(pid, profile)
         if found.baseline is None:
             out.update(status=found.status, message=found.message)
             return out
         skipped = [f"skipped unreadable baseline {e}" for e in found.skipped]
         base = found.baseline
+        near = self._compare_with(base, found.history, nodeid, wl, current, thresholds)
         out["baseline_commit"] = base.commit
         out["baseline_branch"] = base.branch
+        if near["status"] != "compared":
+            out.update(status="no baseline", message="; ".join([near["message"], *skipped]))
+            return out
+        out["metrics"] = near["metrics"]
+        out["warnings"] = list(near["warnings"])
+        parts = [near["message"]]
+        if found.message:
+            parts.append(found.message)
+        if base.dirty:
+            parts.append("the baseline was saved from a dirty tree")
+        before = stored_gate(base, nodeid)
+        if before in UNCLEAN and self.compare_commit is None:
+            clean = self._clean_comparison(found.history, base, nodeid, wl, current,
+                                           thresholds)
+            out["clean_baseline"] = clean
+            out["warnings"] += clean["warnings"]
+            if clean["baseline_commit"]:
+                parts.append(f"the nearest baseline {base.commit[:12]} was itself "
+                             f"{before} against its predecessor: also compared with the "
+                             f"last clean baseline {clean['baseline_commit'][:12]} "
+                             f"({clean['message']})")
+            else:
+                parts.append(f"the nearest baseline {base.commit[:12]} was itself {before} "
+                             f"against its predecessor; {clean['message']}")
+        out.update(status="compared", message="; ".join(parts + skipped))
+        out["gate"] = comparison_gate(out)
+        return out
+
+    def _compare_with(self, base: Baseline, history: Sequence[Baseline], nodeid: str, wl: str,
+                      current: Sequence[Mapping[str, Any]],
+                      thresholds: Mapping[str, Any]) -> dict[str, Any]:
+        """The runs against one baseline (``history``: it and the baselines before it, for
+        the noise): status, message, metrics and warnings."""
+        out: dict[str, Any] = {"baseline_commit": base.commit, "baseline_branch": base.branch,
+                               "metrics": [], "warnings": []}
         base_runs = [r for r in base.runs(nodeid) if _workload_key(r) == wl]
         if not base_runs:
             what = "this test" if not base.runs(nodeid) else "this test with this workload"
-            out.update(status="no baseline", message="; ".join(
-                [f"baseline {base.commit[:12]} has no runs of {what}", *skipped]))
+            out.update(status="no baseline",
+                       message=f"baseline {base.commit[:12]} has no runs of {what}")
             return out
-        history = [[r for r in b.runs(nodeid) if _workload_key(r) == wl]
-                   for b in found.history]
-        history = [h for h in history if h]
-        verdicts = compare_runs(thresholds, base_runs, current, history, alpha=self.alpha)
+        hist = [[r for r in b.runs(nodeid) if _workload_key(r) == wl] for b in history]
+        hist = [h for h in hist if h]
+        verdicts = compare_runs(thresholds, base_runs, current, hist, alpha=self.alpha)
         out["metrics"] = [v.to_dict() for v in verdicts]
         methods = sorted({v.method for v in verdicts if v.method != "none"})
-        noise = {"history": f"noise from {len(history)} earlier baselines",
+        noise = {"history": f"noise from {len(hist)} earlier baselines",
                  "repeats": "noise from the repeats"}
         where = f"{base.commit[:12]}" + (f" ({base.branch})" if base.branch else "")
         parts = [f"compared with {where}: {len(current)} run(s) vs {len(base_runs)}"]
@@ -386,16 +633,35 @@ class Gate:
         if any(v.verdict == "inconclusive" for v in verdicts):
             parts.append("some metrics inconclusive (repeats=1 and fewer than "
                          f"{stats.DEFAULT_MIN_HISTORY} earlier baselines)")
-        if base.dirty:
-            parts.append("the baseline was saved from a dirty tree")
-        out.update(status="compared", message="; ".join(parts + skipped))
+        warning = undecided_warning(out["metrics"], base.commit)
+        out["warnings"] = [warning] if warning else []
+        out.update(status="compared", message="; ".join(parts))
         return out
+
+    def _clean_comparison(self, history: Sequence[Baseline], base: Baseline, nodeid: str,
+                          wl: str, current: Sequence[Mapping[str, Any]],
+                          thresholds: Mapping[str, Any]) -> dict[str, Any]:
+        """The runs against the newest baseline in ``history`` older than ``base`` whose own
+        gate verdict for this test was clean (the baselines before it are its history)."""
+        for i, b in enumerate(history):
+            if b.commit == base.commit or stored_gate(b, nodeid) in UNCLEAN:
+                continue
+            if not any(_workload_key(r) == wl for r in b.runs(nodeid)):
+                continue
+            found = self._compare_with(b, history[i:], nodeid, wl, current, thresholds)
+            found["gate"] = comparison_gate(found)
+            return found
+        return {"baseline_commit": None, "baseline_branch": None, "status": "no baseline",
+                "message": f"no clean baseline among the {len(history)} baseline(s) looked "
+                           "at", "metrics": [], "warnings": [], "gate": "no baseline"}
 
     # -- saving ----------------------------------------------------------------------------
 
     def save(self, tests: Iterable[Any], pytest_args: Sequence[str] | None = None,
              invocation_dir: Path | None = None) -> list[str]:
-        """Append every test's runs under HEAD, one file per profile; lines for the terminal.
+        """Append every test's runs under HEAD (without git: ``LLMPERF_COMMIT``), one file
+        per profile, with the gate verdict each test got (``comparison_gate``); lines for the
+        terminal.
 
         ``tests`` are session.TestRecord-like objects (nodeid, outcome, runs). A dirty tree's
         runs go to ``<commit>.dirty.json``. Raises BaselineError when an existing file cannot
@@ -406,13 +672,19 @@ class Gate:
         """
         from .nightly import provenance, recorded_args
 
-        assert self.git is not None
+        head = self.head
+        assert head is not None
+        root = self.git.root if self.git is not None else self.rootpath
         args = (None if pytest_args is None else
-                recorded_args(pytest_args, invocation_dir, self.git.root))
+                recorded_args(pytest_args, invocation_dir, root))
         grouped: dict[str, tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]] = {}
         outcomes: dict[str, str] = {}
+        gates: dict[str, str] = {}
         for test in tests:
             outcomes[test.nodeid] = test.outcome
+            comparison = getattr(test, "comparison", None)
+            gates[test.nodeid] = (comparison_gate(comparison) if comparison
+                                  else "no baseline")
             try:
                 gated = gated_metrics(getattr(test, "thresholds", None) or {})[0]
             except GateConfigError:
@@ -426,13 +698,14 @@ class Gate:
         lines = []
         for pid, (profile, runs) in sorted(grouped.items()):
             path = self.store.save(
-                profile_id=pid, profile=profile, commit=self.git.commit, branch=self.git.branch,
-                dirty=self.git.dirty, committed_at=self.git.committed_at, tests=runs,
-                outcomes={k: outcomes[k] for k in runs},
+                profile_id=pid, profile=profile, commit=head.commit, branch=head.branch,
+                dirty=head.dirty, committed_at=head.committed_at, tests=runs,
+                outcomes={k: outcomes[k] for k in runs}, gates={k: gates[k] for k in runs},
             )
             n = sum(len(v) for v in runs.values())
-            dirty = " (dirty tree)" if self.git.dirty else ""
-            lines.append(f"saved {n} run(s) of {len(runs)} test(s) to {path}{dirty}")
+            dirty = " (dirty tree)" if head.dirty else ""
+            env = f" (commit {head.commit[:12]} from {COMMIT_ENV})" if head.from_env else ""
+            lines.append(f"saved {n} run(s) of {len(runs)} test(s) to {path}{dirty}{env}")
         return lines
 
 
@@ -460,6 +733,8 @@ def summary_lines(tests: Iterable[Any]) -> list[str]:
         if comp:
             lines.append(f"{test.nodeid}: {comp.get('status')}"
                          + (f" - {comp['message']}" if comp.get("message") else ""))
+            for warning in comp.get("warnings", None) or []:
+                lines.append(f"  WARNING {warning}")
             for m in comp.get("metrics", []):
                 if not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"):
                     continue

@@ -165,7 +165,7 @@ def judge(
         else:
             if comparison is not None:
                 out.comparison = comparison
-                found = gate_failure(comparison)
+                found = gate_failure(comparison, gate.inconclusive)
                 if found is not None:
                     out.failures.append(found)
     for verdict, fail in ab:

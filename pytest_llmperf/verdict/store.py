@@ -7,7 +7,12 @@ File format (plain, sorted, versioned JSON; indent 1 so it diffs well in git)::
      "dirty": bool, "committed_at": iso8601, "saved_at": iso8601,
      "tests": {"<nodeid>": {"runs": [{"summary": {...}, "started_at": iso,
                                      "workload": {...}, "engine": {...},
-                                     "samples": [...], ...}]}}}
+                                     "samples": [...], ...}],
+                             "outcome": "passed", "gate": "ok"}}}
+
+``gate`` (optional, older files lack it) is the gate verdict the test got when it was saved
+(``ok``, ``no baseline``, ``regression``, ``undecided``): a later commit whose nearest
+baseline was a regression or undecided is also compared with the last clean one.
 
 Saving appends runs to the commit's file, never replaces them, and writes atomically (a
 temporary file ``.<name>.*.tmp`` renamed over the old one), so a crash mid-write leaves the
@@ -121,6 +126,8 @@ def _type_problem(data: Mapping[str, Any]) -> str | None:
             return f"{where} has no valid 'runs' list ({where}.runs is {_show(runs)})"
         if "outcome" in entry and not isinstance(entry["outcome"], str):
             return f"{where}.outcome is {_show(entry['outcome'])}, not a string"
+        if "gate" in entry and not isinstance(entry["gate"], str | None):
+            return f"{where}.gate is {_show(entry['gate'])}, not a string"
         for i, run in enumerate(runs):
             at = f"{where}.runs[{i}]"
             if not isinstance(run, Mapping):
@@ -352,6 +359,7 @@ class BaselineStore:
         committed_at: str,
         tests: Mapping[str, Sequence[Mapping[str, Any]]],
         outcomes: Mapping[str, str] | None = None,
+        gates: Mapping[str, str] | None = None,
     ) -> Path:
         """Append the runs (per test nodeid) to the commit's file; return its path.
 
@@ -384,6 +392,8 @@ class BaselineStore:
                 entry.setdefault("runs", []).extend(dict(r) for r in runs)
                 if outcomes and nodeid in outcomes:
                     entry["outcome"] = outcomes[nodeid]
+                if gates and nodeid in gates:  # the gate verdict it got (gate.GATE_VERDICTS)
+                    entry["gate"] = gates[nodeid]
             atomic_write_text(path, dumps(current.to_dict()))
         return path
 

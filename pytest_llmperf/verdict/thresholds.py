@@ -35,6 +35,9 @@ THRESHOLDS.update(
         "max_kv_usage": ("peak_kv_usage", "max"),
         "max_preemptions": ("preemptions", "max"),
         "min_spec_accept_rate": ("spec_accept_rate", "min"),
+        # Energy and cost (run/energy.py).
+        "max_energy_j_per_token": ("energy_j_per_token", "max"),
+        "max_usd_per_mtok": ("usd_per_mtok", "max"),
     }
 )
 # Keywords that are not absolute limits on one summary value.

@@ -1,0 +1,76 @@
+"""``llmperf baselines push STORE`` and ``llmperf baselines pull STORE``: merge the local
+baseline directory into a store, or the store into the directory (``verdict/stores.py``).
+
+Exit 0 when the transfer is done (also when there was nothing to move); 1 when the store
+cannot be read or written, or a baseline file could not be read (named, left as it was, the
+other files moved); 2 for a store string that names nothing usable or a missing directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..verdict.store import BaselineError
+from ..verdict.stores import StoreIOError, StoreUsageError, Transfer, open_store
+
+STORE_HELP = ("a directory, file://PATH, an fsspec URL (s3://bucket/prefix, gs://..., "
+              "memory://...) or git:[REMOTE/]BRANCH (a dedicated branch of this repository's "
+              "remote, default origin)")
+
+
+def _dir(args: argparse.Namespace) -> Path:
+    from .main import _default_dir
+
+    return Path(args.dir) if args.dir else _default_dir()
+
+
+def _finish(moved: Transfer, verb: str, where: str) -> int:
+    for line in moved.lines(verb, where):
+        print(line)
+    for error in moved.errors:
+        print(f"llmperf: warning: {error}", file=sys.stderr)
+    return 1 if moved.errors else 0
+
+
+def _run(args: argparse.Namespace, push: bool) -> int:
+    local = _dir(args)
+    try:
+        if push and not local.is_dir():
+            raise StoreUsageError(f"no baseline directory at {local}: save baselines with "
+                                  "pytest --llmperf --llmperf-save, or give --dir")
+        if not push and local.exists() and not local.is_dir():
+            raise StoreUsageError(f"{local} is not a directory; give --dir")
+        store = open_store(args.store, Path.cwd())
+        if push:
+            return _finish(store.push(local), "pushed", f"from {local} to {store.name}")
+        return _finish(store.pull(local), "pulled", f"from {store.name} into {local}")
+    except StoreUsageError as exc:
+        print(f"llmperf: error: {exc}", file=sys.stderr)
+        return 2
+    except (StoreIOError, BaselineError) as exc:
+        print(f"llmperf: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    return _run(args, push=True)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    return _run(args, push=False)
+
+
+def add_parsers(bsub: Any) -> None:
+    """``push`` and ``pull`` under ``llmperf baselines``."""
+    for name, func, text in (
+            ("push", cmd_push, "merge the local baseline directory into a store (runs of the "
+                               "same commit file are merged, none lost)"),
+            ("pull", cmd_pull, "merge a store into the local baseline directory")):
+        p = bsub.add_parser(name, help=text, description=text + ". STORE: " + STORE_HELP + ".")
+        p.add_argument("store", metavar="STORE", help=STORE_HELP)
+        p.add_argument("--dir", help="baseline directory (default: baselines/ at the "
+                       "repository root)")
+        p.set_defaults(func=func)

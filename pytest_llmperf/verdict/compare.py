@@ -1,0 +1,246 @@
+"""``llmperf compare BASE [HEAD]``: the paired PR gate, BASE and HEAD side by side.
+
+The stored-baseline gate compares a head job with jobs made at other times, and on a shared
+runner their job-to-job spread (10-17% on the development machine) hides a 10% change. This
+command makes one comparison of ``llmperf bisect`` (``bisect.Bisector.compare``): BASE and HEAD
+are each checked out in a detached ``git worktree`` and run as whole ``pytest --llmperf``
+sessions interleaved B H, H B, B H, ... (``bisect.abba_order``), one session being one data
+point per test; each test is decided with the paired sign-flip gate (``ab.decide`` through
+``bisect.judge``), alpha split evenly over the tests (Bonferroni). HEAD regressed when any test
+regressed (significant **and** beyond the tolerance).
+
+``run`` returns a ``CompareOutcome``; ``result_document`` is its JSON (``--json``). The
+terminal table, Markdown, JUnit and HTML renderings are in ``cli/compare.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..report.paths import ReportPathError, check_path
+from . import ab, bisect, gitinfo, stats
+from .bisect import BisectError, Commit, Comparison, DataPoint
+
+SCHEMA = "pytest-llmperf/compare"
+VERSION = 1
+DEFAULT_PAIRS = bisect.DEFAULT_PAIRS
+# The roles of bisect's comparison, as compare names them.
+ROLE_NAMES = {"reference": "base", "candidate": "head"}
+
+
+class CompareError(BisectError):
+    """Bad usage (exit 2): a bad ref, impossible --pairs/--alpha, an unwritable output, or a
+    session that produced no numbers. The first line of the message is the one-line error."""
+
+
+@dataclass
+class CompareOptions:
+    """What ``llmperf compare`` was asked to do."""
+
+    base: str
+    head: str = "HEAD"
+    repo: Path = field(default_factory=Path.cwd)
+    pairs: int = DEFAULT_PAIRS
+    alpha: float = stats.DEFAULT_ALPHA
+    max_regression_pct: float | None = None
+    python: str = field(default_factory=lambda: sys.executable)
+    keep_worktrees: bool = False
+    pytest_args: list[str] = field(default_factory=list)
+    json_path: Path | None = None
+    html_path: Path | None = None
+    markdown_path: Path | None = None
+    junit_path: Path | None = None
+
+    def bisect_options(self) -> bisect.Options:
+        return bisect.Options(
+            good=self.base, bad=self.head, repo=self.repo, pairs=self.pairs, alpha=self.alpha,
+            max_regression_pct=self.max_regression_pct, python=self.python,
+            keep_worktrees=self.keep_worktrees, pytest_args=list(self.pytest_args),
+            json_path=self.json_path)
+
+    def outputs(self) -> list[tuple[str, Path]]:
+        return [(opt, p) for opt, p in (("--json", self.json_path), ("--html", self.html_path),
+                                        ("--markdown", self.markdown_path),
+                                        ("--junit", self.junit_path)) if p is not None]
+
+
+@dataclass
+class CompareOutcome:
+    """BASE against HEAD: the comparison and what it was made of."""
+
+    base: Commit
+    head: Commit
+    comparison: Comparison
+    opts: CompareOptions
+    elapsed_s: float
+    dirty: bool = False  # the working tree had uncommitted changes (not measured)
+
+    @property
+    def regressed(self) -> bool:
+        return self.comparison.is_bad
+
+    @property
+    def verdict(self) -> str:
+        return self.comparison.verdict
+
+    @property
+    def tests(self) -> dict[str, list[stats.MetricVerdict]]:
+        return self.comparison.tests
+
+    def regressions(self) -> list[tuple[str, stats.MetricVerdict]]:
+        return self.comparison.regressions()
+
+    def values(self, nodeid: str, metric: str) -> dict[str, list[float | None]]:
+        """Per side (``base``, ``head``), the metric's value in each session, pair order."""
+        out: dict[str, list[float | None]] = {}
+        for role, name in ROLE_NAMES.items():
+            sessions = self.comparison.sides.get(role, [])
+            out[name] = [_number(s[nodeid].summary.get(metric)) if nodeid in s else None
+                         for s in sessions]
+        return out
+
+    def runs_per_session(self, nodeid: str) -> int:
+        sessions = self.comparison.sides.get("reference", [])
+        return max((s[nodeid].runs for s in sessions if nodeid in s), default=0)
+
+    def headline(self) -> str:
+        """One line: the answer."""
+        base, head = self.base.short, self.head.short
+        how = (f"{self.comparison.pairs} interleaved pairs, alpha {self.opts.alpha:g}"
+               + (f" ({self.comparison.alpha_per_test:.3g} per test)" if len(self.tests) > 1
+                  else ""))
+        if self.regressed:
+            found = self.regressions()
+            named = ", ".join(f"{n} {v.metric} {v.change_pct:+.1f}%" for n, v in found[:3]
+                              if v.change_pct is not None)
+            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+            return f"regression: HEAD {head} is slower than BASE {base}: {named}{more} ({how})"
+        word = {"ok": "no regression", "improvement": "no regression (an improvement)",
+                "inconclusive": "no regression found (inconclusive)"}.get(self.verdict,
+                                                                          self.verdict)
+        return f"{word}: HEAD {head} against BASE {base} ({how})"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def validate(opts: CompareOptions) -> CompareOptions:
+    """The options ready to use; CompareError for values that cannot work, before anything
+    runs (bisect's checks: pairs, alpha, tolerance, python; and every output path)."""
+    try:
+        checked = bisect.validate(opts.bisect_options())
+    except BisectError as exc:
+        raise CompareError(str(exc)) from None
+    for option, path in opts.outputs():
+        try:
+            check_path(option, str(path))
+        except ReportPathError as exc:
+            raise CompareError(str(exc)) from None
+    return replace(opts, python=checked.python)
+
+
+def _resolve(repo: Any, ref: str, name: str) -> Commit:
+    try:
+        return bisect.resolve(repo, ref, name)
+    except BisectError as exc:
+        raise CompareError(str(exc)) from None
+
+
+def run(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcome:
+    """Run the interleaved sessions and decide; CompareError (exit 2) for bad usage and for
+    sessions that produced no numbers. Progress lines go to ``err``."""
+    err = err or sys.stderr
+    opts = validate(opts)
+    try:
+        repo = bisect.open_repo(opts.repo)
+    except BisectError as exc:
+        raise CompareError(str(exc)) from None
+    base, head = _resolve(repo, opts.base, "BASE"), _resolve(repo, opts.head, "HEAD")
+    dirty = False
+    with contextlib.suppress(gitinfo.GitError):
+        dirty = gitinfo.repo_info(opts.repo).dirty
+    tmp = Path(tempfile.mkdtemp(prefix="llmperf-compare-"))
+    worktrees = bisect.Worktrees(repo, tmp, keep=opts.keep_worktrees)
+    results_dir = tmp / "results"
+    results_dir.mkdir()
+    bopts = replace(opts.bisect_options(), python=opts.python)
+    comparer = bisect.Bisector(bopts, worktrees, results_dir, base, err, prefix="compare")
+    t0 = time.perf_counter()
+    try:
+        with bisect.sigterm_as_interrupt():
+            comparer.say(f"BASE {base.short} ({base.subject}) against HEAD {head.short} "
+                         f"({head.subject}): {opts.pairs} interleaved pairs, "
+                         f"{2 * opts.pairs} pytest sessions")
+            if dirty and opts.head == "HEAD":
+                comparer.say("note: the working tree has uncommitted changes; HEAD is the "
+                             "last commit, which is what is measured")
+            if base.sha == head.sha:
+                comparer.say("note: BASE and HEAD are the same commit (an A/A comparison)")
+            comparison = comparer.compare(head)
+    except BisectError as exc:
+        raise CompareError(str(exc)) from None
+    finally:
+        worktrees.close()
+        if opts.keep_worktrees:
+            print(f"[compare] kept the worktrees and session results under {tmp}", file=err)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return CompareOutcome(base=base, head=head, comparison=comparison, opts=opts,
+                          elapsed_s=time.perf_counter() - t0, dirty=dirty)
+
+
+def result_document(outcome: CompareOutcome) -> dict[str, Any]:
+    """The comparison as a plain, versioned document (``--json``)."""
+    def ref(c: Commit) -> dict[str, str]:
+        return {"commit": c.sha, "subject": c.subject}
+
+    comp, opts = outcome.comparison, outcome.opts
+    tests: dict[str, Any] = {}
+    for nodeid, verdicts in sorted(outcome.tests.items()):
+        tests[nodeid] = {
+            "verdict": ab.overall(verdicts),
+            "runs_per_session": outcome.runs_per_session(nodeid),
+            "metrics": [v.to_dict() for v in verdicts],
+            "values": {v.metric: outcome.values(nodeid, v.metric) for v in verdicts},
+        }
+    return bisect.finite({
+        "schema": SCHEMA,
+        "version": VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "base": ref(outcome.base),
+        "head": ref(outcome.head),
+        "verdict": outcome.verdict,
+        "regression": outcome.regressed,
+        "message": outcome.headline(),
+        "regressions": [{"test": n, "metric": v.metric, "change_pct": v.change_pct,
+                         "ci_low_pct": v.ci_low_pct, "ci_high_pct": v.ci_high_pct,
+                         "p_value": v.p_value}
+                        for n, v in outcome.regressions()],
+        "pairs": comp.pairs,
+        "order": [ROLE_NAMES[role] for _, role in bisect.abba_order(comp.pairs)],
+        "elapsed_s": round(outcome.elapsed_s, 3),
+        "dirty_working_tree": outcome.dirty,
+        "settings": {"pairs": opts.pairs, "alpha": opts.alpha,
+                     "alpha_per_test": comp.alpha_per_test,
+                     "max_regression_pct": opts.max_regression_pct,
+                     "pytest_args": list(opts.pytest_args), "python": opts.python},
+        "left_out": list(comp.left_out),
+        "tests": tests,
+    })
+
+
+def session_points(outcome: CompareOutcome) -> dict[str, list[dict[str, DataPoint]]]:
+    """Per side (``base``, ``head``), every session's data points, pair order."""
+    return {ROLE_NAMES[role]: list(sessions)
+            for role, sessions in outcome.comparison.sides.items() if role in ROLE_NAMES}
