@@ -434,6 +434,12 @@ def test_the_job_simulated_one_index_fails_its_gate(
     for name in ("test_a", "test_b_fails_its_gate", "test_c"):
         assert name in report and name in (run_dir / "report.html").read_text()
     assert "stale" not in report
+    merged = json.loads((run_dir / "results.json").read_text())
+    assert sorted(t["nodeid"].rsplit("::", 1)[-1] for t in merged["tests"]) == [
+        "test_a", "test_b_fails_its_gate", "test_c"]
+    assert merged["provenance"]["run_id"] == run_id
+    assert merged["provenance"]["commit"] == COMMIT
+    assert len(merged["sources"]) == 4  # the empty index 3 wrote a results file too
     # The stale files are untouched and were not read.
     assert (results / STALE_RUN / "index-0.status").read_text().startswith("status=passed")
 

@@ -5,8 +5,8 @@
 # Waits until every index 0..LLMPERF_SHARDS-1 of LLMPERF_RUN_ID has written its marker
 # (LLMPERF_RESULTS_DIR/LLMPERF_RUN_ID/index-I.status), at most LLMPERF_MERGE_WAIT_S seconds,
 # then merges the shards' results with `llmperf report` (the trend over the baselines pulled
-# from LLMPERF_STORE) into report.html and report.md, and writes summary.txt (one line per
-# index) and merged.status. Only this run's directory is read: other runs' files are not.
+# from LLMPERF_STORE) into report.html, report.md and results.json (the merged results), and
+# writes summary.txt (one line per index) and merged.status. Only this run's directory is read: other runs' files are not.
 # Exit status: 0 every index passed; 1 an index failed a test or gate (and none errored);
 # 2 an index errored, never wrote its marker before the deadline, or the merge failed.
 set -u
@@ -100,7 +100,8 @@ if [ -n "$files" ]; then
     [ -z "$errored" ] || set -- "$@" --allow-partial
     # shellcheck disable=SC2086
     ${LLMPERF_CLI:-llmperf} report --title "pytest-llmperf run $run_id" \
-        --html "$run_dir/report.html" --markdown "$run_dir/report.md" "$@" --json $files \
+        --html "$run_dir/report.html" --markdown "$run_dir/report.md" \
+        --merged "$run_dir/results.json" "$@" --json $files \
         || report=$?
 else
     echo "llmperf merge: no index wrote results" >&2

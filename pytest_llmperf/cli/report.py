@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..report.html import render_html
-from ..report.json_report import atomic_write_text
+from ..report.json_report import SCHEMA, SCHEMA_VERSION, atomic_write_text, dumps
 from ..report.markdown import render_markdown
 from ..report.paths import ReportPathError, check_path, os_reason
 from ..report.view import (
@@ -47,6 +47,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="RESULTS", nargs="+", action="extend", default=[],
                         help="results file(s) from --llmperf-json; several are merged "
                              "(default: none, the newest baselines are shown)")
+    parser.add_argument("--merged", metavar="OUT",
+                        help="write the merged results (the --json files as one results "
+                             "document: every test, the run's provenance, the sources) here")
     parser.add_argument("--allow-partial", action="store_true",
                         help="merge the shards given even when some of the run's shards are "
                              "missing (a warning names them; default: refuse, exit 2)")
@@ -70,6 +73,18 @@ def default_baselines() -> Path:
         return Path.cwd() / DEFAULT_BASELINES
 
 
+def merged_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The merged results in the shape of one ``--llmperf-json`` file (so every reader of
+    those reads it), with ``sources`` (the files merged) and ``hosts`` (each file's host)."""
+    out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": doc.get("created", ""),
+           "tests": doc["tests"], "sources": doc["sources"], "hosts": doc["hosts"],
+           "host": doc["hosts"][0] if doc["hosts"] else {}}
+    for key in ("provenance", "profile", "git", "warnings"):
+        if doc.get(key):
+            out[key] = doc[key]
+    return out
+
+
 def _error(stream: TextIO, message: str) -> int:
     print(f"llmperf report: error: {message}", file=stream)
     return 2
@@ -79,10 +94,14 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
         stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    if not args.html and not args.markdown:
-        return _error(err, "nothing to write: give --html OUT and/or --markdown OUT")
+    if not args.html and not args.markdown and not args.merged:
+        return _error(err, "nothing to write: give --html OUT, --markdown OUT and/or "
+                           "--merged OUT")
+    if args.merged and not args.json:
+        return _error(err, "--merged OUT merges results files: give them with --json")
     try:
-        for option, path in (("--html", args.html), ("--markdown", args.markdown)):
+        for option, path in (("--html", args.html), ("--markdown", args.markdown),
+                             ("--merged", args.merged)):
             if path:
                 check_path(option, path)
         if args.baselines is not None:
@@ -108,6 +127,10 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
     for note in report.notes:
         print(f"llmperf report: warning: skipped {note}", file=err)
     try:
+        if args.merged:
+            atomic_write_text(args.merged, dumps(merged_document(doc)))
+            print(f"Merged results: {args.merged} ({len(doc['tests'])} test(s) from "
+                  f"{len(doc['sources'])} file(s))", file=out)
         if args.html:
             atomic_write_text(args.html, render_html(report))
             print(f"HTML report: {args.html} ({len(report.tests)} test(s))", file=out)
