@@ -248,10 +248,11 @@ def test_cost_per_hour_on_the_known_schedule_engine(llmperf_pytester: pytest.Pyt
     pt.makeconftest(SCHEDULE_ENGINE)
     pt.makepyfile(TEST_FILE)
     out, junit, md = pt.path / "out.json", pt.path / "junit.xml", pt.path / "summary.md"
+    html = pt.path / "report.html"
     res = pt.runpytest("--llmperf", "--llmperf-engine=schedule", "--llmperf-model=20",
                        "--llmperf-cost-per-hour", "2.5", f"--llmperf-json={out}",
                        f"--junitxml={junit}", f"--llmperf-markdown={md}",
-                       "-p", "no:cacheprovider")
+                       f"--llmperf-html={html}", "-p", "no:cacheprovider")
     res.assert_outcomes(passed=1, failed=1)
     text = res.stdout.str()
     assert "max_usd_per_mtok" in text and "usd_per_mtok" in text
@@ -263,9 +264,9 @@ def test_cost_per_hour_on_the_known_schedule_engine(llmperf_pytester: pytest.Pyt
         expected = 2.5 / (s["output_tps"] * 3600) * 1e6
         assert s["usd_per_mtok"] == pytest.approx(expected)
         # The oracle's schedule: 320 tokens/s at most, so at least 2.17 $/Mtok; asyncio's
-        # sleeps only ever run late, so the measured figure is a little above it.
+        # sleeps only ever run late (more so on a loaded machine), so it measures above that.
         ideal = 2.5 / (320 * 3600) * 1e6
-        assert ideal * 0.98 <= s["usd_per_mtok"] < ideal * 1.6, s["usd_per_mtok"]
+        assert ideal * 0.98 <= s["usd_per_mtok"] < ideal * 2.5, s["usd_per_mtok"]
         # No readable energy counter on this machine: absent (null), never 0.
         assert s["energy_j_per_token"] is None
         assert run["client"]["energy_source"] is None
@@ -273,7 +274,9 @@ def test_cost_per_hour_on_the_known_schedule_engine(llmperf_pytester: pytest.Pyt
     props = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert any(k.endswith("usd_per_mtok") for k in props)
     assert not any(k.endswith("energy_j_per_token") for k in props)
-    assert "$/Mtok" in md.read_text()
+    assert "$/Mtok" in md.read_text() and "J/tok" not in md.read_text()
+    page = html.read_text()
+    assert 'data-metric="usd_per_mtok"' in page and 'data-metric="energy_j_per_token"' not in page
 
 
 def test_a_bad_cost_per_hour_is_a_usage_error(llmperf_pytester: pytest.Pytester) -> None:
