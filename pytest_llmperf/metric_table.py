@@ -55,6 +55,8 @@ METRICS: tuple[Metric, ...] = (
     # Energy (NVML on NVIDIA GPUs, RAPL on CPUs) and cost (--llmperf-cost-per-hour), run/energy.py.
     Metric("energy_j_per_token", "J/tok", "J", "lower"),
     Metric("usd_per_mtok", "$/Mtok", "USD", "lower"),
+    # Capacity under an SLO (llmperf_bench.capacity, run/capacity.py): on the run it keeps.
+    Metric("capacity_rps", "capacity req/s", "req/s", "higher"),
     Metric("requests", "requests", "", None),
     Metric("errors", "errors", "", "lower"),
     Metric("output_tokens", "out tokens", "", None),

@@ -38,6 +38,7 @@ class ItemRecord:
     runs: list[RunResult] = field(default_factory=list)
     comparison: dict[str, Any] | None = None  # against the baseline (gate.py's shape)
     ab: list[tuple[ABVerdict, bool]] = field(default_factory=list)  # (verdict, fail on it)
+    capacity: list[dict[str, Any]] = field(default_factory=list)  # CapacityResult.to_dict()s
     accuracy: list[AccuracyRecord] = field(default_factory=list)
     spec: ModelSpec | None = None  # the quantized_model the test runs
     # The marker's engine_args: the test's llm_engine is the session's with these on top.
@@ -64,6 +65,7 @@ class TestRecord:
     message: str = ""
     comparison: dict[str, Any] | None = None  # against the baseline (gate.py's shape)
     ab: list[dict[str, Any]] = field(default_factory=list)  # paired A/B verdicts
+    capacity: list[dict[str, Any]] = field(default_factory=list)  # capacity searches
 
     __test__ = False  # not a pytest test class
 
@@ -76,6 +78,7 @@ class TestRecord:
             "runs": [r.to_dict() for r in self.runs],
             "comparison": self.comparison,
             "ab": self.ab,
+            "capacity": self.capacity,
         }
 
 
@@ -120,6 +123,9 @@ class LLMPerfSession:
             check_report_paths(self.settings)
         except ReportPathError as exc:
             raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
+        if self.settings.ab and self.settings.save:
+            raise pytest.UsageError("pytest-llmperf: --llmperf-ab runs A/B pairs, which are "
+                                    "not baselines: drop --llmperf-save or --llmperf-ab")
         if not self.enabled:
             return
         if getattr(self.config.option, "dist", "no") != "no":
@@ -324,6 +330,7 @@ class LLMPerfSession:
                 "runs": [r.to_dict() for r in record.runs],
                 "comparison": record.comparison,
                 "ab": [v.to_dict() for v, _ in record.ab],
+                "capacity": list(record.capacity),
             }
         return report
 
@@ -347,6 +354,7 @@ class LLMPerfSession:
                 message=message,
                 comparison=data.get("comparison"),
                 ab=list(data.get("ab") or []),
+                capacity=list(data.get("capacity") or []),
             )
         )
 
@@ -437,6 +445,21 @@ class LLMPerfSession:
             from .verdict.gate import summary_lines
 
             gate_lines = summary_lines(self.tests)
+        ab_lines: list[str] = []
+        if self.tests and self.settings.ab:
+            from .run.ab_flag import terminal_lines
+
+            ab_lines = terminal_lines(self.tests)
+        if ab_lines:
+            terminalreporter.section("llmperf A/B (--llmperf-ab)")
+            for line in ab_lines:
+                terminalreporter.write_line(line)
+        capacity_lines = [f"{t.nodeid}: {c.get('describe', '')}"
+                          for t in self.tests for c in t.capacity]
+        if capacity_lines:  # llmperf_bench.capacity: the rate found and its interval
+            terminalreporter.section("llmperf capacity")
+            for line in capacity_lines:
+                terminalreporter.write_line(line)
         gate_lines += self.save_lines
         if gate_lines:
             terminalreporter.section("llmperf baselines")

@@ -196,6 +196,13 @@ def engine_args_text(raw: Any, source: str) -> str | None:
     return json.dumps(args, sort_keys=True, separators=(",", ":")) if args else None
 
 
+def _ab_overrides(raw: Any, source: str) -> str | None:
+    """--llmperf-ab's reader (run/ab_flag.py): the overrides as a sorted JSON object."""
+    from .run.ab_flag import overrides_text
+
+    return overrides_text(raw, source)
+
+
 @dataclass(frozen=True)
 class Settings:
     engine: str = setting(
@@ -304,6 +311,15 @@ class Settings:
         "repeat the option for several (ini, env: one per line or separated by ';'); VALUE is "
         "JSON where it parses (8, true, {\"method\": \"ngram\"}), else text; KEY: a-z, 0-9, "
         "_ ('-' reads as '_')", engine=True, parse=engine_args_text, repeat=True)
+    ab: str | None = setting(
+        None, "paired A/B of a config change, KEY=VALUE (repeat for several): every marked "
+        "test's workload runs interleaved request by request on its engine (A) and on one "
+        "with these settings changed (B); KEY: an engine setting (threads, n_batch, model, "
+        "url, quantization, context_len, ...) or engine_arg.NAME; reports each metric's "
+        "change, interval and verdict (run/ab_flag.py)", parse=_ab_overrides, repeat=True)
+    ab_fail: bool = setting(
+        False, "with --llmperf-ab: fail a test when B is slower than A (a regression "
+        "verdict); default: report the verdict only")
 
     def engine_args(self) -> dict[str, Any]:
         """The engine arguments as a mapping (empty when none were given)."""

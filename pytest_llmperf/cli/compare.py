@@ -32,6 +32,7 @@ from ..verdict.compare import (
     CompareOutcome,
     result_document,
     run,
+    run_served,
 )
 
 PASS, FAIL, WARN = "✅", "❌", "⚠️"
@@ -68,6 +69,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "this one)")
     p.add_argument("--keep-worktrees", action="store_true",
                    help="keep the worktrees and session results (for debugging)")
+    p.add_argument("--served", metavar="CMD",
+                   help="both sides are served engines: start CMD ({port} filled in) in "
+                        "BASE's and HEAD's worktrees side by side and run ONE pytest session "
+                        "in HEAD's worktree that sends every request to both "
+                        "(--llmperf-url BASE --llmperf-ab url=HEAD): interleaved by request; "
+                        "--pairs is not used (each test's paired A/B makes 5 to 10 pairs)")
+    p.add_argument("--server-timeout", type=float, default=120.0, metavar="S",
+                   help="with --served: seconds to wait for both servers (default 120)")
     p.add_argument("--json", metavar="FILE", help="write the outcome here as JSON")
     p.add_argument("--html", metavar="FILE", help="write an HTML page here")
     p.add_argument("--markdown", metavar="FILE", help="write a Markdown summary here")
@@ -90,9 +99,10 @@ def cmd_compare(args: argparse.Namespace, out: TextIO | None = None,
         python=args.python or sys.executable, keep_worktrees=args.keep_worktrees,
         pytest_args=list(args.pytest_args), json_path=_path(args.json),
         html_path=_path(args.html), markdown_path=_path(args.markdown),
-        junit_path=_path(args.junit))
+        junit_path=_path(args.junit), served=args.served,
+        server_timeout=args.server_timeout)
     try:
-        outcome = run(opts, err=err)
+        outcome = run_served(opts, err=err) if opts.served else run(opts, err=err)
         write_outputs(outcome)
     except CompareError as exc:
         print(f"llmperf: error: {exc}", file=err)
@@ -172,8 +182,12 @@ def render_table(outcome: CompareOutcome) -> str:
     lines.append("")
     lines.append(f"BASE {outcome.base.short} {outcome.base.subject}")
     lines.append(f"HEAD {outcome.head.short} {outcome.head.subject}")
-    lines.append(f"{outcome.comparison.pairs} interleaved pairs (B H, H B, ...), alpha "
-                 f"{outcome.opts.alpha:g} split over {len(outcome.tests)} test(s), tolerance "
+    how = (f"up to {outcome.comparison.pairs} run pairs interleaved by request (one "
+           f"session, both servers), alpha {outcome.opts.alpha:g} per test"
+           if outcome.opts.served else
+           f"{outcome.comparison.pairs} interleaved pairs (B H, H B, ...), alpha "
+           f"{outcome.opts.alpha:g} split over {len(outcome.tests)} test(s)")
+    lines.append(f"{how}, tolerance "
                  + ", ".join(f"{t:g}%" for t in sorted(tol)) + "; change is HEAD against "
                  "BASE (geometric mean of the paired ratios), interval at 1 - 2 alpha")
     return "\n".join(lines)

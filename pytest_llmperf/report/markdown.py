@@ -113,10 +113,39 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
         for name, label, text in warnings:
             where = f"`{name}`" + (f" ({label})" if label else "")
             lines.append(f"> {WARN} **client warning** {where}: {cell(text)}")
+    lines += _ab_lines(report)
     if html_link:
         lines.append("")
         lines.append(f"Full report: `{html_link}`")
     return "\n".join(lines) + "\n"
+
+
+def _ab_lines(report: Report) -> list[str]:
+    """Paired A/B verdicts (llmperf_bench.compare, --llmperf-ab): per test and metric, the
+    change of B against A, its interval and the verdict."""
+    from ..formatting import num, pct
+
+    rows = []
+    for t in report.tests:
+        for entry in t.ab:
+            for m in entry.get("metrics") or []:
+                if not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"):
+                    continue
+                lo, hi = m.get("ci_low_pct"), m.get("ci_high_pct")
+                interval = "-" if lo is None or hi is None else f"{pct(lo)} .. {pct(hi)}"
+                mark = FAIL if m.get("verdict") == "regression" else (
+                    WARN if m.get("verdict") == "warn" else PASS)
+                rows.append([f"`{t.name}`", f"{entry.get('label_b', 'B')} vs "
+                             f"{entry.get('label_a', 'A')}", str(m.get("metric")),
+                             num(m.get("baseline")), num(m.get("current")),
+                             pct(m.get("change_pct")), interval,
+                             f"{mark} {m.get('verdict')}"
+                             + ("" if m.get("gated") else " (not gated)")])
+    if not rows:
+        return []
+    return ["", "| test | A/B | metric | A | B | change | interval | verdict |",
+            "|:--|:--|:--|--:|--:|--:|--:|:--|",
+            *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows)]
 
 
 def append_step_summary(text: str, environ: Mapping[str, str] | None = None) -> str | None:

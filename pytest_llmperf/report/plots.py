@@ -365,3 +365,74 @@ def trend_svg(metric: str, points: Sequence[TrendPoint]) -> str:
                          "regression</text>")
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _xy_svg(kind: str, title: str, xlabel: str, ylabel: str,
+            series: Sequence[tuple[str, Sequence[tuple[float, float, bool]]]],
+            hline: tuple[float, str] | None = None, ymin: float | None = None) -> str:
+    """Lines through (x, y, passed) points, one per (label, points); a point whose rate
+    failed is drawn hollow. ``hline``: a dashed level (value, label), e.g. a target."""
+    data = [(label, sorted(p for p in pts if math.isfinite(p[0]) and math.isfinite(p[1])))
+            for label, pts in series]
+    data = [(label, pts) for label, pts in data if pts]
+    if not data:
+        return _empty(kind, title, "no data")
+    xs = [p[0] for _, pts in data for p in pts]
+    ys = [p[1] for _, pts in data for p in pts] + ([hline[0]] if hline else [])
+    xticks = nice_ticks(min(xs), max(xs))
+    yticks = nice_ticks(min(ys) if ymin is None else ymin, max(ys))
+    ax = _Axes(xticks[0], xticks[-1], yticks[0], yticks[-1])
+    parts = _open(kind, title, {"count": len(xs)})
+    parts += _axes_marks(ax, xticks, yticks, xlabel, ylabel)
+    if hline is not None:
+        y = ax.y(hline[0])
+        parts.append(f'<line class="target" data-value="{hline[0]:.6g}" x1="{ax.left:.1f}" '
+                     f'y1="{y:.1f}" x2="{ax.right:.1f}" y2="{y:.1f}" stroke="{REGRESSION_COLOR}" '
+                     'stroke-dasharray="4 3"/>')
+        parts.append(f'<text x="{ax.right - 2:.1f}" y="{y - 3:.1f}" text-anchor="end" '
+                     f'font-size="10" fill="{REGRESSION_COLOR}">{escape(hline[1])}</text>')
+    legend: list[tuple[str, str]] = []
+    for i, (label, pts) in enumerate(data):
+        color = PALETTE[i % len(PALETTE)]
+        d = "".join(f"{'M' if k == 0 else 'L'}{ax.x(x):.1f},{ax.y(y):.1f}"
+                    for k, (x, y, _) in enumerate(pts))
+        parts.append(f'<path class="series" data-label="{_a(label)}" d="{d}" fill="none" '
+                     f'stroke="{color}" stroke-width="1.8"/>')
+        for x, y, ok in pts:
+            parts.append(f'<circle class="point" data-x="{x:.6g}" data-y="{y:.6g}" '
+                         f'data-passed="{str(ok).lower()}" cx="{ax.x(x):.1f}" '
+                         f'cy="{ax.y(y):.1f}" r="3.5" stroke="{color}" stroke-width="1.5" '
+                         f'fill="{color if ok else "#ffffff"}"/>')
+        legend.append((color, label))
+    parts += _legend(ax, legend if len(data) > 1 else [], "top-left")
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def capacity_svgs(capacity: Mapping[str, Any]) -> list[str]:
+    """A capacity search's sweep (run/capacity.py ``CapacityResult.to_dict()``): goodput and
+    latency against the offered rate, and tokens/s per user against total tokens/s (the
+    Pareto view). Hollow points: rates that failed the SLO or saturated."""
+    points = [p for p in capacity.get("points") or [] if isinstance(p, Mapping)]
+
+    def xy(x: str, y: str, lat: bool = False) -> list[tuple[float, float, bool]]:
+        out = []
+        for p in points:
+            xv = p.get(x)
+            yv = (p.get("latency_ms") or {}).get(y) if lat else p.get(y)
+            if isinstance(xv, int | float) and isinstance(yv, int | float):
+                out.append((float(xv), float(yv), bool(p.get("passed"))))
+        return out
+
+    target = float(capacity.get("goodput_target") or 0.0)
+    goodput = _xy_svg("capacity-goodput", "Goodput vs offered rate", "offered rate (req/s)",
+                      "goodput", [("goodput", xy("rate_rps", "goodput"))],
+                      hline=(target, f"target {target:g}"), ymin=0.0)
+    latency = _xy_svg("capacity-latency", "Latency vs offered rate", "offered rate (req/s)",
+                      "ms", [(key.replace("_ms", ""), xy("rate_rps", key, lat=True))
+                             for key in ("ttft_p95_ms", "tpot_p95_ms", "e2e_p95_ms")],
+                      ymin=0.0)
+    pareto = _xy_svg("capacity-pareto", "Tokens/s per user vs total tokens/s",
+                     "total output tokens/s", "tokens/s per user",
+                     [("rates tried", xy("total_tps", "tps_per_user"))], ymin=0.0)
+    return [goodput, latency, pareto]

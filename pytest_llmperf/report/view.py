@@ -343,6 +343,11 @@ class TestView:
     # The stored gate's warnings (an undecided change) and verdict (gate.comparison_gate).
     gate_warnings: list[str] = field(default_factory=list)
     gate: str = ""
+    # Paired A/B verdicts (llmperf_bench.compare, --llmperf-ab): ABVerdict.to_dict() each.
+    ab: list[dict[str, Any]] = field(default_factory=list)
+    # llmperf_bench.capacity searches (CapacityResult.to_dict()) and their sweep plots.
+    capacity: list[dict[str, Any]] = field(default_factory=list)
+    capacity_plots: list[list[str]] = field(default_factory=list)
 
     @property
     def server_metrics(self) -> list[tuple[str, str]]:
@@ -627,9 +632,12 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
         engine=describe_engine(runs[0].get("engine") or {}) if runs else "",
         gate_warnings=[w for w in comp.get("warnings") or [] if isinstance(w, str)],
         gate=str(comp.get("gate") or ""),
+        ab=[dict(a) for a in test.get("ab") or [] if isinstance(a, Mapping)],
+        capacity=[dict(c) for c in test.get("capacity") or [] if isinstance(c, Mapping)],
     )
     if not with_plots:
         return view
+    view.capacity_plots = [plots.capacity_svgs(c) for c in view.capacity]
     per_run = [(f"run {i + 1}" if many else "", plots.records(r.get("samples", [])))
                for i, r in enumerate(runs)]
     view.ttft_cdf = plots.cdf_svg([(lbl, plots.ttft_ms(s)) for lbl, s in per_run],

@@ -99,6 +99,10 @@ class OracleConfig:
     preemptions_per_request: int = 0  # vllm:num_preemptions added by every request
     spec_tokens: int = 0  # > 0: speculative decoding, one draft of this many per output token
     spec_accepted: int = 0  # of which this many are accepted
+    # A queueing capacity: at most this many generations are served at once, the others wait
+    # in arrival order (FIFO) and their schedule starts when a slot frees. With every answer
+    # taking S = ttft_ms + itl_ms * (chunks - 1), the true capacity is slots / S requests/s.
+    slots: int | None = None
 
 
 @dataclass
@@ -112,6 +116,7 @@ class RequestLog:
     scheduled_ns: list[int] = field(default_factory=list)
     sent_ns: list[int] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
+    served_ns: int | None = None  # with ``slots``: when a slot took it (its schedule's start)
 
 
 def _chunked(data: bytes) -> bytes:
@@ -244,6 +249,7 @@ class _Oracle:
         self.logs: list[RequestLog] = []
         self.tokenize_requests = 0  # requests to /tokenize (answered or not)
         self._writers: set[asyncio.StreamWriter] = set()
+        self._slots = asyncio.Semaphore(config.slots) if config.slots else None  # FIFO
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -369,6 +375,9 @@ class _Oracle:
                 f"you requested {n_prompt + n_out} tokens")}})
         log = RequestLog(prompt=prompt, recv_ns=recv_ns, headers=headers, body=req)
         self.logs.append(log)
+        if self._slots is not None:  # wait for a free slot, first come first served
+            await self._slots.acquire()
+            log.served_ns = time.perf_counter_ns()
         if self.metrics is not None:
             self.metrics.start(log, self.tokenizer.tokenize(prompt), n_out)
         try:
@@ -383,6 +392,8 @@ class _Oracle:
         finally:
             if self.metrics is not None:
                 self.metrics.finish(log)
+            if self._slots is not None:
+                self._slots.release()
 
     async def stream(
         self, writer: asyncio.StreamWriter, req: dict[str, Any], chat: bool, n_prompt: int,
@@ -406,8 +417,9 @@ class _Oracle:
         clock = time.perf_counter_ns
         sent = 0
         chunk_i = 0
+        start = log.served_ns if log.served_ns is not None else log.recv_ns
         while sent < n_out:
-            due = log.recv_ns + int(cfg.ttft_ms * 1e6) + int(cfg.itl_ms * 1e6 * chunk_i)
+            due = start + int(cfg.ttft_ms * 1e6) + int(cfg.itl_ms * 1e6 * chunk_i)
             delay = due - clock()
             if delay > 0:
                 await loop_sleep(delay / 1e9)
@@ -550,6 +562,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--ttft-ms", type=float, default=50.0)
     p.add_argument("--itl-ms", type=float, default=10.0)
     p.add_argument("--tokens-per-chunk", type=int, default=1)
+    p.add_argument("--slots", type=int, default=None,
+                   help="serve at most N generations at once, the others queue (FIFO)")
     p.add_argument("--metrics", action="store_true",
                    help="serve vLLM's Prometheus metrics on /metrics")
     p.add_argument("--api-key", default=None,
@@ -557,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     cfg = OracleConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
                        tokens_per_chunk=args.tokens_per_chunk, api_key=args.api_key,
-                       metrics=args.metrics)
+                       metrics=args.metrics, slots=args.slots)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg, args.port))
     sys.exit(0)

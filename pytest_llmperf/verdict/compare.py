@@ -58,6 +58,10 @@ class CompareOptions:
     html_path: Path | None = None
     markdown_path: Path | None = None
     junit_path: Path | None = None
+    # --served CMD: BASE's and HEAD's servers side by side, one session interleaving by
+    # request (``run_served``); ``{port}`` in CMD is filled in.
+    served: str | None = None
+    server_timeout: float = 120.0
 
     def bisect_options(self) -> bisect.Options:
         return bisect.Options(
@@ -228,13 +232,16 @@ def result_document(outcome: CompareOutcome) -> dict[str, Any]:
                          "p_value": v.p_value}
                         for n, v in outcome.regressions()],
         "pairs": comp.pairs,
-        "order": [ROLE_NAMES[role] for _, role in bisect.abba_order(comp.pairs)],
+        "interleave": "requests" if opts.served else "sessions",
+        "order": ([] if opts.served else
+                  [ROLE_NAMES[role] for _, role in bisect.abba_order(comp.pairs)]),
         "elapsed_s": round(outcome.elapsed_s, 3),
         "dirty_working_tree": outcome.dirty,
         "settings": {"pairs": opts.pairs, "alpha": opts.alpha,
                      "alpha_per_test": comp.alpha_per_test,
                      "max_regression_pct": opts.max_regression_pct,
-                     "pytest_args": list(opts.pytest_args), "python": opts.python},
+                     "pytest_args": list(opts.pytest_args), "python": opts.python,
+                     "served": opts.served},
         "left_out": list(comp.left_out),
         "tests": tests,
     })
@@ -244,3 +251,214 @@ def session_points(outcome: CompareOutcome) -> dict[str, list[dict[str, DataPoin
     """Per side (``base``, ``head``), every session's data points, pair order."""
     return {ROLE_NAMES[role]: list(sessions)
             for role, sessions in outcome.comparison.sides.items() if role in ROLE_NAMES}
+
+
+# ---------------------------------------------------------------------------------------------
+# --served CMD: interleave by request.
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Server:
+    """One side's server: CMD started in its worktree (its own process group), healthy when
+    ``/v1/models`` (or ``/health``) answers 200."""
+
+    def __init__(self, name: str, commit: Commit, worktree: Path, cmd: str, log: Path) -> None:
+        import shlex
+        import subprocess
+
+        self.name, self.commit, self.port = name, commit, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        argv = shlex.split(cmd.replace("{port}", str(self.port)))
+        if not argv:
+            raise CompareError("--served: an empty server command")
+        with open(log, "wb") as out:
+            try:
+                self.proc = subprocess.Popen(argv, cwd=worktree, stdout=out,
+                                             stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL,
+                                             env=bisect.session_env(), start_new_session=True)
+            except OSError as exc:
+                raise CompareError(f"--served: cannot start {argv[0]!r} in {name}'s worktree "
+                                   f"({commit.short}): {exc.strerror or exc}") from None
+
+    def _tail(self) -> str:
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            text = ""
+        return bisect._tail(text)
+
+    def healthy(self) -> bool:
+        import urllib.error
+        import urllib.request
+
+        if self.proc.poll() is not None:
+            raise CompareError(f"--served: {self.name}'s server ({self.commit.short}) exited "
+                               f"with status {self.proc.returncode} before it was healthy; "
+                               f"output tail:\n{self._tail()}")
+        for path in ("/v1/models", "/health"):
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as resp:
+                    if resp.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError, ValueError):
+                continue
+        return False
+
+    def stop(self) -> None:
+        import os
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def _wait_healthy(servers: list[_Server], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(servers)
+    while pending:
+        pending = [s for s in pending if not s.healthy()]
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(f"{s.name} ({s.url})" for s in pending)
+            raise CompareError(f"--served: {names} not healthy after {timeout:g} s; output "
+                               f"tail:\n{pending[0]._tail()}")
+        if pending:
+            time.sleep(0.2)
+
+
+def served_session_args(base_url: str, head_url: str, json_path: Path,
+                        alpha: float, pytest_args: list[str]) -> list[str]:
+    """The one session's pytest arguments: A is BASE's server, B is HEAD's."""
+    return ["--llmperf", "--llmperf-json", str(json_path), "-p", "no:cacheprovider", "-q",
+            "--llmperf-url", base_url, "--llmperf-ab", f"url={head_url}",
+            "--llmperf-alpha", f"{alpha:g}", *pytest_args]
+
+
+def ab_verdicts(doc: dict[str, Any]) -> tuple[dict[str, list[stats.MetricVerdict]],
+                                              list[str], int]:
+    """Per test, its A/B metric verdicts in a session's results (the first A/B of each
+    test); the tests that made none; the most pairs any test made."""
+    tests: dict[str, list[stats.MetricVerdict]] = {}
+    left_out: list[str] = []
+    pairs = 0
+    for test in doc.get("tests") or []:
+        entries = [e for e in test.get("ab") or [] if isinstance(e, dict)]
+        if not entries:
+            left_out.append(str(test.get("nodeid")))
+            continue
+        entry = entries[0]
+        pairs = max(pairs, int(entry.get("pairs") or 0))
+        tests[str(test["nodeid"])] = [stats.MetricVerdict(**m) for m in entry.get("metrics")
+                                      or []]
+    return tests, sorted(left_out), pairs
+
+
+def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcome:
+    """``--served CMD``: start BASE's and HEAD's servers side by side (CMD in each worktree),
+    then ONE pytest session in HEAD's worktree sends every request pair to both
+    (``--llmperf-url BASE --llmperf-ab url=HEAD``); each test is decided by its paired A/B
+    verdict (at ``--alpha`` per test). CompareError (exit 2) for bad usage, a server that
+    does not come up, or a session that produced no A/B verdict."""
+    import json
+    import subprocess
+
+    err = err or sys.stderr
+    served = opts.served
+    if not served or not served.strip():
+        raise CompareError("--served: give the server command, e.g. --served 'python "
+                           "serve.py --port {port}'")
+    if "{port}" not in served:
+        raise CompareError("--served: the command must contain {port} (each side's server "
+                           "gets its own port)")
+    if not opts.server_timeout > 0:
+        raise CompareError("--server-timeout must be > 0")
+    opts = validate(opts)
+    try:
+        repo = bisect.open_repo(opts.repo)
+    except BisectError as exc:
+        raise CompareError(str(exc)) from None
+    base, head = _resolve(repo, opts.base, "BASE"), _resolve(repo, opts.head, "HEAD")
+    dirty = False
+    with contextlib.suppress(gitinfo.GitError):
+        dirty = gitinfo.repo_info(opts.repo).dirty
+    tmp = Path(tempfile.mkdtemp(prefix="llmperf-compare-"))
+    (tmp / "results").mkdir()
+    worktrees = bisect.Worktrees(repo, tmp, keep=opts.keep_worktrees)
+
+    def say(text: str) -> None:
+        print(f"[compare] {text}", file=err, flush=True)
+
+    t0 = time.perf_counter()
+    servers: list[_Server] = []
+    try:
+        with bisect.sigterm_as_interrupt():
+            base_tree = worktrees.get(base)
+            head_tree = base_tree if head.sha == base.sha else worktrees.get(head)
+            for name, commit, tree in (("BASE", base, base_tree), ("HEAD", head, head_tree)):
+                servers.append(_Server(name, commit, tree, served,
+                                       tmp / "results" / f"server-{name.lower()}.log"))
+            say(f"BASE {base.short} ({base.subject}) on {servers[0].url}, HEAD {head.short} "
+                f"({head.subject}) on {servers[1].url}: waiting for both servers")
+            _wait_healthy(servers, opts.server_timeout)
+            json_path = tmp / "results" / "session.json"
+            cmd = [opts.python, "-m", "pytest",
+                   *served_session_args(servers[0].url, servers[1].url, json_path,
+                                        opts.alpha, list(opts.pytest_args))]
+            if opts.max_regression_pct is not None:
+                say("note: --max-regression-pct is not passed to a --served session; the "
+                    "markers' tolerances apply")
+            say("one session, every request sent to both servers (interleaved by request)")
+            proc = subprocess.run(cmd, cwd=head_tree, env=bisect.session_env(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  errors="replace", check=False)
+            why = ""
+            tests: dict[str, list[stats.MetricVerdict]] = {}
+            left_out: list[str] = []
+            pairs = 0
+            if proc.returncode not in (0, 1):
+                why = f"pytest exited with status {proc.returncode}"
+            else:
+                try:
+                    tests, left_out, pairs = ab_verdicts(
+                        json.loads(json_path.read_text(encoding="utf-8")))
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    why = f"no readable results file ({type(exc).__name__}: {exc})"
+                else:
+                    if not tests:
+                        why = "no test marked @llmperf made an A/B verdict"
+            if why:
+                raise CompareError(f"the --served session in HEAD's worktree ({head.short}) "
+                                   f"produced no verdict: {why}; output tail:\n"
+                                   f"{bisect._tail(proc.stdout)}")
+    except BisectError as exc:
+        raise CompareError(str(exc)) from None
+    finally:
+        for server in servers:
+            server.stop()
+        worktrees.close()
+        if opts.keep_worktrees:
+            print(f"[compare] kept the worktrees and session results under {tmp}", file=err)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    comparison = Comparison(commit=head.sha, subject=head.subject, reference=base.sha,
+                            pairs=pairs, alpha=opts.alpha, alpha_per_test=opts.alpha,
+                            tests=tests, left_out=left_out)
+    say(f"{head.short} vs {base.short}: {comparison.verdict}")
+    return CompareOutcome(base=base, head=head, comparison=comparison, opts=opts,
+                          elapsed_s=time.perf_counter() - t0, dirty=dirty)

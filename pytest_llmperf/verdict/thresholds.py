@@ -38,6 +38,8 @@ THRESHOLDS.update(
         # Energy and cost (run/energy.py).
         "max_energy_j_per_token": ("energy_j_per_token", "max"),
         "max_usd_per_mtok": ("usd_per_mtok", "max"),
+        # Capacity under an SLO (llmperf_bench.capacity).
+        "min_capacity_rps": ("capacity_rps", "min"),
     }
 )
 # Keywords that are not absolute limits on one summary value.

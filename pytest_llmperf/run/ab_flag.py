@@ -1,0 +1,252 @@
+"""``--llmperf-ab KEY=VALUE``: a config change checked in one flag.
+
+Every marked test's workload runs as a paired A/B: A is the engine the test asked for (the
+session's settings, the marker's ``engine_args``, a factory's overrides), B is a second engine
+built from A's settings with the overrides, and the two are interleaved request by request
+exactly as ``llmperf_bench.compare`` does (``run_benchmark_interleaved``, decided by
+``verdict.ab.run_paired``). The verdict is reported per test and metric (terminal section
+"llmperf A/B", and the test's ``ab`` entry in the JSON results); a regression fails the test
+only with ``--llmperf-ab-fail``: the flag answers "is B faster or slower", it is not a gate.
+
+KEY is an engine setting of ``settings.Settings`` (``threads``, ``n_batch``, ``model``,
+``url``, ``quantization``, ``context_len``, ...) or ``engine_arg.NAME`` (an engine argument
+passed through, merged into A's). Values go through the option's own parsing (``convert``).
+
+B is always its own engine instance (also when the overrides change nothing: an A/A run then
+compares two equal engines, not one engine with itself, whose caches would favour the second
+of each request pair). For an in-process engine both models are resident at once.
+
+Imports nothing heavy: ``settings`` reads the option through ``overrides_text``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+from ..settings import (
+    OPTION_BY_NAME,
+    ConfigError,
+    Settings,
+    convert,
+    engine_args_mapping,
+    engine_args_text,
+    split_items,
+)
+
+if TYPE_CHECKING:
+    import pytest
+
+    from ..engines.base import Engine
+    from ..fixtures.bench import LLMPerfBench
+    from ..run.metrics import RunResult
+    from ..session import TestRecord
+
+ARG_PREFIX = "engine_arg."
+# Settings that make an engine but are not the engine's own (the cache key only).
+_NOT_OVERRIDABLE = frozenset({"engine_arg"})
+
+
+def engine_keys() -> list[str]:
+    """The setting names --llmperf-ab takes (the engine settings)."""
+    return sorted(f.name for f in fields(Settings)
+                  if f.metadata["engine"] and f.name not in _NOT_OVERRIDABLE)
+
+
+def _items(raw: Any, source: str) -> list[tuple[str, str]]:
+    if isinstance(raw, str) and raw.strip().startswith("{"):
+        try:
+            loaded = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"{source}: {raw.strip()[:60]!r} is not KEY=VALUE") from None
+        raw = loaded
+    if isinstance(raw, Mapping):
+        return [(str(k), str(v)) for k, v in raw.items()]
+    items = split_items(raw) if isinstance(raw, str) else list(raw)
+    out = []
+    for item in items:
+        text = str(item).strip()
+        key, eq, value = text.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"{source}: {text!r} is not KEY=VALUE (e.g. threads=1, "
+                              "engine_arg.flash_attn=true)")
+        out.append((key.strip().replace("-", "_") if not key.strip().startswith(ARG_PREFIX)
+                    else key.strip(), value.strip()))
+    return out
+
+
+def parse_overrides(raw: Any, source: str) -> dict[str, str]:
+    """The overrides as {KEY: VALUE text}, every key and value checked; ConfigError (one
+    line naming ``source``, and the nearest valid key for an unknown one)."""
+    out: dict[str, str] = {}
+    valid = engine_keys()
+    for key, value in _items(raw, source):
+        if key.startswith(ARG_PREFIX):
+            name = key[len(ARG_PREFIX):]
+            engine_args_mapping([f"{name}={value}"], f"{source} {key}")  # checks both
+            out[ARG_PREFIX + name.replace("-", "_")] = value
+            continue
+        if key not in valid:
+            near = difflib.get_close_matches(key, [*valid, "engine_arg.NAME"], n=1, cutoff=0.5)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise ConfigError(f"{source}: unknown key {key!r}; {hint}valid: "
+                              f"{', '.join(valid)}, engine_arg.NAME")
+        convert(OPTION_BY_NAME[key], value, f"{source} {key}")
+        out[key] = value
+    return out
+
+
+def overrides_text(raw: Any, source: str) -> str | None:
+    """The stored form (the Settings field): a JSON object with sorted keys, None if empty."""
+    if raw is None:
+        return None
+    parsed = parse_overrides(raw, source)
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":")) if parsed else None
+
+
+def describe(overrides: Mapping[str, str]) -> str:
+    """``threads=1 n_batch=64``: the change, as the reports name B."""
+    return " ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+
+
+def b_settings(a: Settings, overrides: Mapping[str, str],
+               engines: Sequence[str] | None = None) -> Settings:
+    """A's settings with the overrides; ConfigError for a value that cannot work."""
+    values: dict[str, Any] = {}
+    args: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        if key.startswith(ARG_PREFIX):
+            args.update(engine_args_mapping([f"{key[len(ARG_PREFIX):]}={raw}"],
+                                            f"--llmperf-ab {key}"))
+            continue
+        values[key] = convert(OPTION_BY_NAME[key], raw, f"--llmperf-ab {key}",
+                              choices=engines if key == "engine" and engines else None)
+    served = values.get("url") or values.get("server") or values.get("server_cmd")
+    if served and a.engine == "llama_cpp" and "engine" not in values:
+        values["engine"] = "openai"  # a URL or a server to start means a server (as resolve)
+    settings = dataclasses.replace(a, **values)
+    if args:
+        settings = dataclasses.replace(
+            settings, engine_arg=engine_args_text({**settings.engine_args(), **args},
+                                                  "--llmperf-ab engine_arg"))
+    return settings
+
+
+def _engine_settings(session: Any, engine: Engine) -> Settings | None:
+    """The settings the session made ``engine`` from (None: not made by the session)."""
+    names = [f.name for f in fields(Settings) if f.metadata["engine"]]
+    for key, cached in session.engines.items():
+        if cached is engine:
+            made: Settings = dataclasses.replace(session.settings,
+                                                 **dict(zip(names, key, strict=True)))
+            return made
+    return None
+
+
+_B_ENGINES: pytest.StashKey[dict[tuple[Any, ...], Engine]] | None = None
+
+
+def _b_cache(config: pytest.Config) -> dict[tuple[Any, ...], Engine]:
+    """B engines of this session, by engine key: closed with the session."""
+    import contextlib
+
+    import pytest
+
+    global _B_ENGINES
+    if _B_ENGINES is None:
+        _B_ENGINES = pytest.StashKey()
+    cache = config.stash.get(_B_ENGINES, None)
+    if cache is None:
+        cache = config.stash[_B_ENGINES] = {}
+
+        def close() -> None:
+            for engine in cache.values():
+                with contextlib.suppress(Exception):
+                    engine.close()
+            cache.clear()
+
+        config.add_cleanup(close)
+    return cache
+
+
+def engine_b(session: Any, engine_a: Engine, overrides: Mapping[str, str]) -> Engine:
+    """B's engine for the test whose A is ``engine_a``: a test failure (one line) when it
+    cannot be made."""
+    import pytest
+
+    from ..engines.base import EngineError
+
+    a = _engine_settings(session, engine_a)
+    if a is None:
+        pytest.fail("llmperf: --llmperf-ab needs the test's engine from llm_engine or "
+                    "llmperf_engine_factory (it builds B from that engine's settings)",
+                    pytrace=False)
+    problem = ""
+    try:
+        b = b_settings(a, overrides, session.engine_names)
+    except ConfigError as exc:
+        problem = str(exc)
+    if problem:
+        pytest.fail(f"llmperf: {problem}", pytrace=False)
+    cache = _b_cache(session.config)
+    key = b.engine_key()
+    if key not in cache:
+        try:
+            made = session.config.hook.pytest_llmperf_make_engine(settings=b)
+            if made is None:
+                raise EngineError(f"no plugin makes engine {b.engine!r}")
+        except EngineError as exc:
+            problem = f"llmperf: --llmperf-ab {describe(overrides)}: {exc}"
+        else:
+            cache[key] = made
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    return cache[key]
+
+
+def run_flag_ab(bench: LLMPerfBench, engine: Engine, workload: Any) -> RunResult:
+    """The test's ``llmperf_bench(engine, workload)`` under --llmperf-ab: the paired A/B
+    (recorded on the test), and A's last run kept as the test's run (for its thresholds and
+    the reports); returns that run."""
+    session = bench._session
+    overrides = json.loads(session.settings.ab or "{}")
+    other = engine_b(session, engine, overrides)
+    verdict = bench.compare(engine, other, workload,
+                            labels=("A", f"B ({describe(overrides)})"),
+                            fail=session.settings.ab_fail)
+    result = verdict.runs_a[-1]
+    return bench._keep(result)
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+
+def terminal_lines(tests: Sequence[TestRecord]) -> list[str]:
+    """Per test and metric: A, B, the change of B against A, its interval and the verdict."""
+    from ..formatting import num, pct
+
+    rows: list[tuple[str, ...]] = []
+    heads: list[str] = []
+    for test in tests:
+        for entry in test.ab:
+            heads.append(f"{test.nodeid}: {entry.get('message', '')}")
+            for m in entry.get("metrics") or []:
+                if not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"):
+                    continue
+                lo, hi = m.get("ci_low_pct"), m.get("ci_high_pct")
+                interval = "-" if lo is None or hi is None else f"{pct(lo)} .. {pct(hi)}"
+                rows.append((test.nodeid, str(m.get("metric")), num(m.get("baseline")),
+                             num(m.get("current")), pct(m.get("change_pct")), interval,
+                             str(m.get("verdict")) + ("" if m.get("gated") else
+                                                      " (not gated)")))
+    if not heads:
+        return []
+    table = [("test", "metric", "A", "B", "change", "interval", "verdict"), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(f"{c:>{widths[i]}}" if 2 <= i <= 5 else f"{c:{widths[i]}}"
+                       for i, c in enumerate(r)).rstrip() for r in table]
+    return [*lines, "", *heads]
