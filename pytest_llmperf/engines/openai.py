@@ -544,7 +544,8 @@ class OpenAIEngine(Engine):
         if params.temperature > 0:
             body["seed"] = params.seed
         if chat:
-            body["messages"] = [{"role": "user", "content": prompt.text}]
+            body["messages"] = ([{"role": r, "content": c} for r, c in prompt.messages]
+                                if prompt.messages else [{"role": "user", "content": prompt.text}])
         else:
             body["prompt"] = prompt.text
         if params.ignore_eos:

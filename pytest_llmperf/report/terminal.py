@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..formatting import compact
 from ..metric_table import TABLE_METRICS, with_optional
+from ..run.metrics import turn_ttfts
 
 if TYPE_CHECKING:
     from ..session import TestRecord
@@ -56,6 +57,16 @@ def render_text(tests: Sequence[TestRecord], width: int = 160, color: bool = Fal
     console = Console(file=buf, width=width, force_terminal=color, color_system="standard"
                       if color else None, highlight=False)
     console.print(build_table(tests))
+    for t in tests:  # multi-turn runs: per-turn TTFT and per-session figures
+        for r in t.runs:
+            turns = turn_ttfts(r.summary)
+            if turns:
+                s = r.summary
+                console.print(
+                    f"multi-turn {t.nodeid}: sessions {compact(s.get('sessions'))}, turns "
+                    f"per session {compact(s.get('session_turns_mean'))}, session p50 "
+                    f"{compact(s.get('session_duration_p50_s'))} s; TTFT p50 by turn (ms): "
+                    + " / ".join(compact(x) for x in turns))
     warnings = [(t.nodeid, w) for t in tests for r in t.runs for w in r.warnings]
     warnings += [(t.nodeid, str(w)) for t in tests  # the stored gate's undecided changes
                  for w in ((t.comparison or {}).get("warnings") or [])]

@@ -168,7 +168,14 @@ async def run_load(
     window: Window | None = None,
 ) -> LoadResult:
     """Send warm-up requests, then the measured ones, closed- or open-loop (over ``workers``
-    processes, see the module docstring)."""
+    processes, see the module docstring). A multi-turn workload runs its sessions
+    (run/conversation.py; ``prompts`` unused: they are built from the answers)."""
+    if workload.multi_turn:
+        if workers > 1:
+            raise EngineError("--llmperf-load-workers: multi-turn sessions run in one process")
+        from .conversation import run_sessions
+
+        return await run_sessions(engine, workload, progress, window=window)
     concurrency, warning = effective_concurrency(engine, workload)
     warnings = [warning] if warning else []
     t0 = time.perf_counter_ns()
@@ -200,6 +207,9 @@ def _params(workload: Workload, p: Prompt) -> GenerationParams:
 
 def interleave_problem(workload: Workload) -> str | None:
     """Why a workload cannot be interleaved request by request (None when it can)."""
+    if workload.multi_turn:
+        return ("request-level interleaving does not apply to multi-turn sessions; use "
+                "interleave='runs'")
     if workload.concurrency != 1 or workload.rate is not None or workload.duration_s:
         return ("request-level interleaving needs a sequential workload (concurrency=1, no "
                 "rate, no duration_s); use interleave='runs' for concurrent or open-loop load")

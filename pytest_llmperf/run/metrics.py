@@ -80,6 +80,8 @@ class RequestRecord:
     client_token_count: int | None = None  # what the client counted, when it differs in kind
     error: str | None = None
     error_kind: str | None = None
+    session: int | None = None  # multi-turn: the session (conversation) it belongs to
+    turn: int | None = None  # multi-turn: its turn in the session, from 1
 
     @property
     def ok(self) -> bool:
@@ -252,7 +254,49 @@ def summarize(
         summary[key] = (server or {}).get(key)
     summary["energy_j_per_token"] = j_per_token(energy_j, out_tokens)
     summary["usd_per_mtok"] = usd_per_mtok(cost_per_hour, summary["output_tps"])
-    return {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
+    out = {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
+    out.update(session_summary(measured))
+    return out
+
+
+def session_summary(records: Sequence[RequestRecord]) -> dict[str, float | int | None]:
+    """Multi-turn figures of the measured records that carry a session (none: {}):
+    ``ttft_p50_ms_turn{k}`` per turn k (from 1), ``sessions``, ``session_turns_mean`` (turns
+    answered per session), ``session_duration_p50_s`` / ``_max_s`` (first send to last
+    completion of a session, think time included)."""
+    mine = [r for r in records if r.session is not None and r.turn is not None]
+    if not mine:
+        return {}
+    out: dict[str, float | int | None] = {}
+    by_turn: dict[int, list[float]] = {}
+    by_session: dict[int, list[RequestRecord]] = {}
+    for r in mine:
+        assert r.session is not None and r.turn is not None
+        by_session.setdefault(r.session, []).append(r)
+        by_turn.setdefault(r.turn, [])
+        if r.ok and r.ttft_ns is not None:
+            by_turn[r.turn].append(r.ttft_ns)
+    for turn in range(1, max(by_turn) + 1):
+        value = percentile(by_turn.get(turn, []), 50)
+        out[f"ttft_p50_ms_turn{turn}"] = value / NS_PER_MS if value is not None else None
+    durations = []
+    for recs in by_session.values():
+        ends = [r.done_ns for r in recs if r.done_ns is not None]
+        if ends:
+            durations.append((max(ends) - min(r.send_ns for r in recs)) / NS_PER_S)
+    out["sessions"] = len(by_session)
+    out["session_turns_mean"] = (sum(1 for r in mine if r.ok) / len(by_session))
+    out["session_duration_p50_s"] = percentile(durations, 50)
+    out["session_duration_max_s"] = max(durations) if durations else None
+    return {k: _clean(v) for k, v in out.items()}
+
+
+def turn_ttfts(summary: Mapping[str, Any]) -> list[float | None]:
+    """The per-turn TTFT p50s (ms) of a summary, turn 1 first ([] when not multi-turn)."""
+    out: list[float | None] = []
+    while f"ttft_p50_ms_turn{len(out) + 1}" in summary:
+        out.append(summary[f"ttft_p50_ms_turn{len(out) + 1}"])
+    return out
 
 
 def _clean(value: Any) -> Any:

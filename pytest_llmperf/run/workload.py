@@ -138,6 +138,9 @@ class Prompt:
     token_ids: tuple[int, ...] | None  # the exact tokens (with BOS) when built by us
     input_tokens: int
     output_tokens: int
+    # A multi-turn prompt as chat messages ((role, content), ...): engines with a chat
+    # endpoint send these; completion engines send ``text`` (run/conversation.py).
+    messages: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -153,6 +156,13 @@ class Workload:
     synthetic prompts. shared_prefix_tokens: a common prefix of this many tokens in every
     prompt (for prefix caching). slo: per-request limits in ms ({"ttft_ms", "tpot_ms",
     "e2e_ms"}) for goodput.
+
+    Multi-turn sessions (run/conversation.py), when ``turns`` or ``conversations_file`` is
+    given: ``requests`` counts measured sessions, ``warmup`` warm-up sessions, ``concurrency``
+    sessions in flight; each of a session's ``turns`` sends the conversation so far plus a
+    new user message of ``input_tokens`` tokens (or the next human turn of a ShareGPT-style
+    ``conversations_file``), waiting ``think_time_s`` between turns (seconds, or [low, high]
+    for a seeded uniform draw).
     """
 
     input_tokens: int = 128
@@ -171,6 +181,9 @@ class Workload:
     temperature: float = 0.0
     ignore_eos: bool = True
     chat: bool = False
+    turns: int | None = None
+    think_time_s: float | list[float] = 0.0
+    conversations_file: str | None = None
 
     def __post_init__(self) -> None:
         """Check every field where it enters: type, finiteness and range, one line naming
@@ -214,6 +227,14 @@ class Workload:
             if not Path(self.prompts_file).is_file():
                 raise WorkloadError(f"Workload.prompts_file {str(self.prompts_file)!r} does "
                                     "not exist")
+        from .conversation import check_multi_turn
+
+        check_multi_turn(self)
+
+    @property
+    def multi_turn(self) -> bool:
+        """True for a workload of multi-turn sessions (run/conversation.py)."""
+        return self.turns is not None or self.conversations_file is not None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -340,6 +361,8 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def build_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
+    if workload.multi_turn:  # built turn by turn from the answers (run/conversation.py)
+        return []
     if workload.prompts_file:
         return jsonl_prompts(tok, workload)
     if tok is None:

