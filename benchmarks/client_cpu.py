@@ -30,7 +30,6 @@ import functools
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,23 +37,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# The oracle is started as a separate process as the fidelity benchmark does (this folder is
+# on sys.path when either runs as a script).
+from client_fidelity import start_oracle
+
 from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.run.loadgen import run_load
 from pytest_llmperf.run.workload import Workload, build_prompts
-
-
-def start_oracle(ttft_ms: float, itl_ms: float) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_llmperf.testing.oracle", "--ttft-ms", str(ttft_ms),
-         "--itl-ms", str(itl_ms)],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    if not url.startswith("http"):
-        proc.kill()
-        raise SystemExit(f"the oracle did not start (got {url!r})")
-    return proc, url
 
 
 def cpu_s() -> float:

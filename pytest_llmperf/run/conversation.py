@@ -238,7 +238,7 @@ async def _sessions(engine: Engine, tok: Tokenizer | None, workload: Workload,
 async def run_sessions(engine: Engine, workload: Workload, progress: Progress | None = None,
                        *, window: Window | None = None) -> LoadResult:
     """Warm-up sessions (unmeasured), then the measured ones, ``concurrency`` at a time."""
-    from .loadgen import _finish, _LagMonitor, effective_concurrency
+    from .loadgen import _finish, _LagMonitor, counter, effective_concurrency
 
     tok = engine.tokenizer
     users = session_messages(tok, workload)
@@ -250,14 +250,7 @@ async def run_sessions(engine: Engine, workload: Workload, progress: Progress | 
     warm = list(range(workload.warmup))
     measured = list(range(workload.warmup, len(users)))
     total = sum(len(users[s]) for s in measured)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
+    tick = counter(progress, total)
     records: list[RequestRecord] = []
     t0 = time.perf_counter_ns()
     monitor = _LagMonitor()

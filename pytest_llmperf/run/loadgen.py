@@ -288,6 +288,25 @@ async def run_interleaved_load(
     return out[0], out[1]
 
 
+def counter(progress: Progress | None, total: int) -> Callable[[], None]:
+    """The tick to call once per finished measured request: reports (done, total)."""
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    return tick
+
+
+def open_loop_cap(engine: Engine, workload: Workload, concurrency: int) -> int | None:
+    """The cap on requests in flight of an open loop: the concurrency when the workload or
+    the engine sets one, else None (arrivals are never held back)."""
+    return concurrency if (workload.concurrency > 1 or engine.max_concurrency) else None
+
+
 async def _run(
     engine: Engine,
     prompts: Sequence[Prompt],
@@ -308,13 +327,7 @@ async def _run(
 
     measured = list(range(workload.warmup, len(prompts)))
     total = len(measured)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
+    tick = counter(progress, total)
 
     if window is not None:
         window[0]()
@@ -328,7 +341,7 @@ async def _run(
         await _closed_loop(engine, prompts, records, measured, concurrency, params_for, t0,
                            tick, deadline)
     else:
-        cap = concurrency if (workload.concurrency > 1 or engine.max_concurrency) else None
+        cap = open_loop_cap(engine, workload, concurrency)
         await _open_loop(engine, prompts, records, measured, offsets, cap, params_for, t0,
                          tick, deadline, dispatch_ns)
     measure_end = time.perf_counter_ns()
@@ -541,7 +554,7 @@ async def _run_workers(
     spec = _worker_spec(engine)
     total = len(prompts) - workload.warmup
     offsets = arrival_offsets_s(workload, total)
-    cap_total = concurrency if (workload.concurrency > 1 or engine.max_concurrency) else None
+    cap_total = open_loop_cap(engine, workload, concurrency)
     if offsets is not None and cap_total is None:
         conc = [1] * workers  # an uncapped open loop: arrivals dealt round-robin
     else:
@@ -581,15 +594,7 @@ async def _run_workers(
                     if workload.duration_s else None)
         for c in conns:
             c.send(("go", measure_start, deadline))
-        done = 0
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(done, total)
-
-        results = await _gather(procs, conns, "done", tick)
+        results = await _gather(procs, conns, "done", counter(progress, total))
         measure_end = time.perf_counter_ns()
         if window is not None:
             window[1]()

@@ -161,11 +161,10 @@ def _resolve(repo: Any, ref: str, name: str) -> Commit:
         raise CompareError(str(exc)) from None
 
 
-def run(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcome:
-    """Run the interleaved sessions and decide; CompareError (exit 2) for bad usage and for
-    sessions that produced no numbers. Progress lines go to ``err``."""
-    err = err or sys.stderr
-    opts = validate(opts)
+def _prepare(opts: CompareOptions) -> tuple[Commit, Commit, bool, Path, bisect.Worktrees]:
+    """What both modes start from: BASE and HEAD resolved in the repository, whether its
+    working tree is dirty, a temporary directory with ``results/`` in it, and the worktrees
+    kept there. CompareError for a missing repository or a ref that does not resolve."""
     try:
         repo = bisect.open_repo(opts.repo)
     except BisectError as exc:
@@ -175,9 +174,17 @@ def run(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcome:
     with contextlib.suppress(gitinfo.GitError):
         dirty = gitinfo.repo_info(opts.repo).dirty
     tmp = Path(tempfile.mkdtemp(prefix="llmperf-compare-"))
-    worktrees = bisect.Worktrees(repo, tmp, keep=opts.keep_worktrees)
+    (tmp / "results").mkdir()
+    return base, head, dirty, tmp, bisect.Worktrees(repo, tmp, keep=opts.keep_worktrees)
+
+
+def run(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcome:
+    """Run the interleaved sessions and decide; CompareError (exit 2) for bad usage and for
+    sessions that produced no numbers. Progress lines go to ``err``."""
+    err = err or sys.stderr
+    opts = validate(opts)
+    base, head, dirty, tmp, worktrees = _prepare(opts)
     results_dir = tmp / "results"
-    results_dir.mkdir()
     bopts = replace(opts.bisect_options(), python=opts.python)
     comparer = bisect.Bisector(bopts, worktrees, results_dir, base, err, prefix="compare")
     t0 = time.perf_counter()
@@ -389,17 +396,7 @@ def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcom
     if not opts.server_timeout > 0:
         raise CompareError("--server-timeout must be > 0")
     opts = validate(opts)
-    try:
-        repo = bisect.open_repo(opts.repo)
-    except BisectError as exc:
-        raise CompareError(str(exc)) from None
-    base, head = _resolve(repo, opts.base, "BASE"), _resolve(repo, opts.head, "HEAD")
-    dirty = False
-    with contextlib.suppress(gitinfo.GitError):
-        dirty = gitinfo.repo_info(opts.repo).dirty
-    tmp = Path(tempfile.mkdtemp(prefix="llmperf-compare-"))
-    (tmp / "results").mkdir()
-    worktrees = bisect.Worktrees(repo, tmp, keep=opts.keep_worktrees)
+    base, head, dirty, tmp, worktrees = _prepare(opts)
 
     def say(text: str) -> None:
         print(f"[compare] {text}", file=err, flush=True)
