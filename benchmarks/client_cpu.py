@@ -208,31 +208,22 @@ def replay_run(engine: OpenAIEngine, requests: int, concurrency: int, output_tok
     return c1 - c0, sum(r.n_output for r in load.records), w1 - w0
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--concurrency", type=int, default=64)
-    p.add_argument("--small", type=int, default=128, help="requests of the smaller run")
-    p.add_argument("--large", type=int, default=384, help="requests of the larger run")
-    p.add_argument("--output-tokens", type=int, default=64)
-    p.add_argument("--ttft-ms", type=float, default=5.0)
-    p.add_argument("--itl-ms", type=float, default=20.0)
-    p.add_argument("--workers", type=int, default=1, help="load-generator processes")
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--minimal", action="store_true",
-                   help="measure a minimal asyncio client instead of ours")
-    p.add_argument("--replay", action="store_true",
-                   help="our client against fake transports: its own code only")
-    args = p.parse_args()
-    proc, url = start_oracle(args.ttft_ms, args.itl_ms)
+def measure(args: argparse.Namespace, itl_ms: float, who: str) -> dict[str, Any]:
+    """``who`` ("ours", "minimal" or "replay") at one oracle schedule: the median us/token
+    of ``--repeat`` pairs of runs, with the larger run's achieved tokens/s and the client's
+    share of one core (CPU seconds over wall seconds) in it."""
+    proc, url = start_oracle(args.ttft_ms, itl_ms)
     per_token: list[float] = []
+    rates: list[float] = []
+    shares: list[float] = []
     try:
         engine = OpenAIEngine(url)
         one_run(engine, args.concurrency, args.concurrency, 8, args.workers, 0)  # warm up
 
         def run(requests: int, seed: int) -> tuple[float, int, float]:
-            if args.minimal:
+            if who == "minimal":
                 return minimal_run(url, requests, args.concurrency, args.output_tokens)
-            if args.replay:
+            if who == "replay":
                 return replay_run(engine, requests, args.concurrency, args.output_tokens, seed)
             return one_run(engine, requests, args.concurrency, args.output_tokens,
                            args.workers, seed)
@@ -242,19 +233,67 @@ def main() -> None:
             cl, nl, wl = run(args.large, 2 * i + 2)
             us = (cl - cs) / (nl - ns) * 1e6
             per_token.append(us)
-            print(f"# repeat {i + 1}: {ns} tokens {cs:.2f} s CPU ({ws:.1f} s wall), {nl} tokens "
-                  f"{cl:.2f} s CPU ({wl:.1f} s wall): {us:.1f} us/token", file=sys.stderr)
+            rates.append(nl / wl)
+            shares.append(cl / wl)
+            print(f"# {who}, ITL {itl_ms:g} ms, repeat {i + 1}: {ns} tokens {cs:.2f} s CPU "
+                  f"({ws:.1f} s wall), {nl} tokens {cl:.2f} s CPU ({wl:.1f} s wall): "
+                  f"{us:.1f} us/token", file=sys.stderr)
         engine.close()
     finally:
         proc.terminate()
         proc.wait(10)
-    load = os.getloadavg()[0]
-    who = ("minimal asyncio client" if args.minimal else
-           "client (replayed, no kernel or network)" if args.replay else "client")
-    print(f"{who} CPU per streamed token: {statistics.median(per_token):.1f} us/token (median "
-          f"of {args.repeat}: {', '.join(f'{u:.1f}' for u in per_token)}); concurrency "
-          f"{args.concurrency}, workers {args.workers}, {os.cpu_count()} cores, 1-min load "
-          f"{load:.1f}")
+    return {"us": statistics.median(per_token), "runs": per_token,
+            "tps": statistics.median(rates), "share": statistics.median(shares)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--small", type=int, default=128, help="requests of the smaller run")
+    p.add_argument("--large", type=int, default=384, help="requests of the larger run")
+    p.add_argument("--output-tokens", type=int, default=64)
+    p.add_argument("--ttft-ms", type=float, default=5.0)
+    p.add_argument("--itl-ms", type=float, nargs="+", default=[20.0],
+                   help="the oracle's inter-token gap(s); several: one table row each")
+    p.add_argument("--workers", type=int, default=1, help="load-generator processes")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--minimal", action="store_true",
+                   help="measure a minimal asyncio client instead of ours")
+    p.add_argument("--replay", action="store_true",
+                   help="our client against fake transports: its own code only")
+    p.add_argument("--with-minimal", action="store_true",
+                   help="measure ours and the minimal client, one after the other, per ITL")
+    args = p.parse_args()
+    who = "minimal" if args.minimal else "replay" if args.replay else "ours"
+    names = {"ours": "client", "minimal": "minimal asyncio client",
+             "replay": "client (replayed, no kernel or network)"}
+    rows = []
+    for itl in args.itl_ms:
+        row = {w: measure(args, itl, w) for w in ([who, "minimal"] if args.with_minimal
+                                                  else [who])}
+        rows.append((itl, row))
+        if len(args.itl_ms) == 1 and not args.with_minimal:
+            m = row[who]
+            print(f"{names[who]} CPU per streamed token: {m['us']:.1f} us/token (median of "
+                  f"{args.repeat}: {', '.join(f'{u:.1f}' for u in m['runs'])}); concurrency "
+                  f"{args.concurrency}, workers {args.workers}, {os.cpu_count()} cores, "
+                  f"1-min load {os.getloadavg()[0]:.1f}")
+            return
+    offered = "offered tokens/s"
+    head = f"| ITL ms | {offered} | {names[who]}: us/token | achieved tokens/s | client CPU share |"
+    if args.with_minimal:
+        head += " minimal client: us/token |"
+    print(head)
+    print("|" + "---:|" * (head.count("|") - 1))
+    for itl, row in rows:
+        m = row[who]
+        line = (f"| {itl:g} | {args.concurrency * 1000 / itl:.0f} | {m['us']:.1f} | "
+                f"{m['tps']:.0f} | {m['share']:.0%} |")
+        if args.with_minimal:
+            line += f" {row['minimal']['us']:.1f} |"
+        print(line)
+    print(f"concurrency {args.concurrency}, workers {args.workers}, {os.cpu_count()} cores, "
+          f"1-min load {os.getloadavg()[0]:.1f}, median of {args.repeat} per cell")
 
 
 if __name__ == "__main__":

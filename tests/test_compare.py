@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -172,7 +173,9 @@ def test_a_slowdown_fails_naming_the_test_and_writes_every_output(
     assert tpot["p_value"] == pytest.approx(1 / 16)  # all 4 pairs worse: the smallest p
     values = changed["values"]["tpot_p50_ms"]
     assert len(values["base"]) == len(values["head"]) == 4
-    assert all(h > 2 * b for b, h in zip(values["base"], values["head"], strict=True))
+    # Every pair slower, the median by about 3x (a loaded machine stretches the 4 ms side).
+    assert all(h > b for b, h in zip(values["base"], values["head"], strict=True))
+    assert statistics.median(values["head"]) > 2 * statistics.median(values["base"])
     assert doc["tests"]["test_speed.py::test_steady"]["verdict"] != "regression"
 
     suite = ET.parse(files["junit"]).getroot().find("testsuite")

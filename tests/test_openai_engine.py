@@ -345,3 +345,20 @@ def test_the_engine_redacts_its_key_and_sends_one_authorization(oracle: OracleSe
         assert engine.warnings == []  # the oracle tokenizes: no fallback to report
     finally:
         engine.close()
+
+
+def test_the_servers_tokenizer_is_safe_from_threads() -> None:
+    """Multi-turn sessions tokenize from their own threads during a run: one connection, one
+    call at a time (before the lock, 4 threads x 200 calls failed about 1 in 5 with 'Idle')."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pytest_llmperf.engines.tokenizers import ServerTokenizer
+
+    with OracleServer(OracleConfig()) as server:
+        tok = ServerTokenizer(server.url, None, {}, False)
+        assert tok.probe()
+        texts = ["red orange yellow " * (i % 7 + 1) for i in range(200)]
+        with ThreadPoolExecutor(4) as pool:
+            counts = list(pool.map(lambda t: len(tok.tokenize(t)), texts))
+    # The oracle's tokenizer: one token per word after a BOS.
+    assert counts == [len(WordTokenizer().tokenize(t)) for t in texts]

@@ -208,6 +208,49 @@ def test_a_broken_object_is_named_and_the_rest_still_pulls(tmp_path: Path) -> No
     assert not (tmp_path / "into" / "p1" / f"{SHA2}.json").exists()
 
 
+def test_compact_folds_a_files_objects_into_one_and_loses_no_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"memory://llmperf-test-{uuid.uuid4().hex[:8]}/b"
+    st = open_store(url)
+    assert isinstance(st, FsspecStore)
+    for i in range(4):
+        save(tmp_path / f"job{i}", [f"j{i}", "shared"])
+        st.push(tmp_path / f"job{i}")
+    for i in range(2):
+        save(tmp_path / f"other{i}", [f"o{i}"], sha=SHA2)
+        st.push(tmp_path / f"other{i}")
+    # A file with an unreadable object is left alone (its runs would be the ones lost).
+    st.fs.pipe_file(f"{st.root}/p1/{SHA2}/zz-broken.json", b"{not json")
+    before = st.read_all()[0]
+    assert len(st.fs.find(f"{st.root}/p1/{SHA}")) == 4
+    assert llmperf_main(["baselines", "compact", url]) == 1  # the broken object: exit 1
+    out, err = capsys.readouterr()
+    assert f"p1/{SHA}.json: 4 objects -> 1" in out
+    assert f"p1/{SHA2}.json: not compacted (an object of it is unreadable)" in err
+    objects = st.fs.find(f"{st.root}/p1/{SHA}")
+    assert len(objects) == 1
+    assert sorted(r["client"]["tag"] for r in st.read_all()[0][0].runs(NODE)) == [
+        "j0", "j1", "j2", "j3", "shared"]
+    assert [b.to_dict()["tests"] for b in st.read_all()[0]] == [
+        b.to_dict()["tests"] for b in before]
+    assert len(st.fs.find(f"{st.root}/p1/{SHA2}")) == 3  # untouched
+    # Again: nothing left to fold; a push after it adds one object, a pull sees every run.
+    st.fs.rm_file(f"{st.root}/p1/{SHA2}/zz-broken.json")
+    assert llmperf_main(["baselines", "compact", url]) == 0
+    assert st.compact().files == []
+    save(tmp_path / "late", ["late"])
+    st.push(tmp_path / "late")
+    assert sorted(tags_of(st)) == ["j0", "j1", "j2", "j3", "late", "shared"]
+    # Directory stores hold one file per commit: nothing to do.
+    assert llmperf_main(["baselines", "compact", str(tmp_path / "job0")]) == 0
+    assert "nothing to compact" in capsys.readouterr().out
+
+
+def tags_of(st: FsspecStore) -> list[str]:
+    (b,) = [b for b in st.read_all()[0] if b.commit == SHA]
+    return [r["client"]["tag"] for r in b.runs(NODE)]
+
+
 def test_pull_never_overwrites_an_unreadable_local_file(tmp_path: Path) -> None:
     st = open_store(str(tmp_path / "st"))
     save(tmp_path / "st", ["remote"])

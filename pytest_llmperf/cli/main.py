@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="pytest-llmperf baselines, reports and bisect")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    bl = sub.add_parser("baselines", help="list, show, diff, prune, push and pull stored "
+    bl = sub.add_parser("baselines", help="list, show, diff, prune, push, pull and compact stored "
                          "baselines")
     bsub = bl.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     bsub.required = True

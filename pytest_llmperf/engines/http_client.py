@@ -202,15 +202,7 @@ class Stream:
         if fut is None or fut.done():
             return
         try:
-            if self.chunked:
-                body = self._decode(data)
-            elif self.remaining is not None:
-                body = data[: self.remaining]
-                self.remaining -= len(body)
-                if self.remaining <= 0:
-                    self.complete = True
-            else:
-                body = data
+            body = self._body(data)
             if body:
                 assert self._sink is not None
                 self._sink.body(t, body)
@@ -235,6 +227,19 @@ class Stream:
         """Stop feeding the parser (a request given up: timeout, cancellation)."""
         if self._conn.piped is self:
             self._conn.piped = None
+
+    def _body(self, data: bytes) -> bytes:
+        """The body bytes in a received segment, by the response's framing; sets
+        ``complete`` at its end."""
+        if self.chunked:
+            return self._decode(data)
+        if self.remaining is None:
+            return data
+        body = data[: self.remaining]
+        self.remaining -= len(body)
+        if self.remaining <= 0:
+            self.complete = True
+        return body
 
     def _decode(self, data: bytes) -> bytes:
         """Chunked transfer decoding; sets ``complete`` at the terminating chunk."""
@@ -308,16 +313,7 @@ class Stream:
                         return
                     raise HTTPError("dropped", "the server closed the connection mid-response")
                 t, data = seg
-            if self.chunked:
-                body = self._decode(data)
-            else:
-                if self.remaining is not None:
-                    body = data[: self.remaining]
-                    self.remaining -= len(body)
-                    if self.remaining <= 0:
-                        self.complete = True
-                else:
-                    body = data
+            body = self._body(data)
             if body:
                 yield t, body
 

@@ -203,7 +203,9 @@ def run_figures(before: Mapping[str, float] | None, after: Mapping[str, float] |
 class ServerMetricsSampler:
     """``with ServerMetricsSampler(engine.metrics_snapshot) as m: <run>``; then
     ``m.figures()``. Takes a snapshot on entry; when there is one, samples the gauges every
-    ``interval_s`` in a background thread; takes the after snapshot on exit. A source that
+    ``interval_s`` in a background thread; takes the after snapshot on exit. Given the
+    measured window's edges (``window_start``/``window_stop``, as the load generator calls
+    them after the warm-up), the figures are the window's alone. A source that
     gives None or nothing on entry is not asked again (no server metrics: nothing to
     sample)."""
 
@@ -230,13 +232,30 @@ class ServerMetricsSampler:
 
     def __enter__(self) -> ServerMetricsSampler:
         self.before = self._call(None)
+        self.after = None
         if self.before:  # None or empty: nothing to follow
             self._periodic.start()
         return self
 
+    def window_start(self) -> None:
+        """The measured window begins (the warm-up is over): the counters count from here
+        and the gauges sampled so far are dropped."""
+        if self.before:
+            snap = self._call(None)
+            if snap:
+                with self._lock:
+                    self.before = snap
+                    self.samples.clear()
+
+    def window_stop(self) -> None:
+        """The measured window ends: the after snapshot, before anything else reaches the
+        server."""
+        if self.before:
+            self.after = self._call(None)
+
     def __exit__(self, *exc: object) -> None:
         self._periodic.stop()
-        if self.before:
+        if self.before and self.after is None:
             self.after = self._call(None)
 
     def figures(self) -> dict[str, float | None]:

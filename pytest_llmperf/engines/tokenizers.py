@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import threading
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -183,7 +184,8 @@ def local_tokenizer(spec: str | Path) -> GgufTokenizer | HFTokenizer:
 
 
 class ServerTokenizer:
-    """The server's own tokenizer over HTTP (blocking: used only to build prompts, before a run).
+    """The server's own tokenizer over HTTP (blocking; prompts are built with it before a run,
+    and multi-turn sessions call it from their threads during one: one call at a time).
 
     Speaks vLLM's ``/tokenize`` {"prompt"}, llama.cpp llama-server's ``/tokenize`` {"content"}
     and llama-cpp-python's ``/extras/tokenize`` {"input"}, whichever the server answers.
@@ -217,6 +219,7 @@ class ServerTokenizer:
         self._timeout = timeout_s
         self.failure: str | None = None  # why probe() found no usable endpoint
         self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()  # one request at a time on the one connection
         self.flavour: tuple[str, str, str, str, str] | None = None
         self._words: list[int] | None = None
         self._special: list[int] | None = None
@@ -235,7 +238,10 @@ class ServerTokenizer:
         return self._conn
 
     def _post(self, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
-        body = json.dumps(payload)
+        with self._lock:
+            return self._post_locked(path, json.dumps(payload))
+
+    def _post_locked(self, path: str, body: str) -> tuple[int, Any]:
         for attempt in range(2):
             reused = self._conn is not None
             conn = self._connection()

@@ -113,11 +113,29 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
         for name, label, text in warnings:
             where = f"`{name}`" + (f" ({label})" if label else "")
             lines.append(f"> {WARN} **client warning** {where}: {cell(text)}")
+    lines += _multi_turn_lines(report)
     lines += _ab_lines(report)
     if html_link:
         lines.append("")
         lines.append(f"Full report: `{html_link}`")
     return "\n".join(lines) + "\n"
+
+
+def _multi_turn_lines(report: Report) -> list[str]:
+    """Multi-turn runs: one row each, the per-session figures and TTFT p50 by turn."""
+    rows = []
+    for t in report.tests:
+        for m in t.multi_turn:
+            name = f"`{t.name}`" + (f" ({m.label})" if m.label else "")
+            rows.append([name, display(m.sessions), display(m.turns_mean),
+                         display(m.duration_p50_s), display(m.duration_max_s),
+                         " / ".join(display(r.ttft_p50_ms) for r in m.turns)])
+    if not rows:
+        return []
+    return ["", "| multi-turn test | sessions | turns per session | session p50 s "
+            "| session max s | TTFT p50 ms by turn (1 / 2 / ...) |",
+            "|:--|--:|--:|--:|--:|:--|",
+            *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows)]
 
 
 def _ab_lines(report: Report) -> list[str]:

@@ -369,9 +369,11 @@ def trend_svg(metric: str, points: Sequence[TrendPoint]) -> str:
 
 def _xy_svg(kind: str, title: str, xlabel: str, ylabel: str,
             series: Sequence[tuple[str, Sequence[tuple[float, float, bool]]]],
-            hline: tuple[float, str] | None = None, ymin: float | None = None) -> str:
+            hline: tuple[float, str] | None = None, ymin: float | None = None,
+            integer_x: bool = False) -> str:
     """Lines through (x, y, passed) points, one per (label, points); a point whose rate
-    failed is drawn hollow. ``hline``: a dashed level (value, label), e.g. a target."""
+    failed is drawn hollow. ``hline``: a dashed level (value, label), e.g. a target.
+    ``integer_x``: x is a count (a turn): whole ticks, half a step of room at each end."""
     data = [(label, sorted(p for p in pts if math.isfinite(p[0]) and math.isfinite(p[1])))
             for label, pts in series]
     data = [(label, pts) for label, pts in data if pts]
@@ -379,9 +381,15 @@ def _xy_svg(kind: str, title: str, xlabel: str, ylabel: str,
         return _empty(kind, title, "no data")
     xs = [p[0] for _, pts in data for p in pts]
     ys = [p[1] for _, pts in data for p in pts] + ([hline[0]] if hline else [])
-    xticks = nice_ticks(min(xs), max(xs))
     yticks = nice_ticks(min(ys) if ymin is None else ymin, max(ys))
-    ax = _Axes(xticks[0], xticks[-1], yticks[0], yticks[-1])
+    if integer_x:
+        lo, hi = math.floor(min(xs)), math.ceil(max(xs))
+        step = max(1, math.ceil((hi - lo) / 10))
+        xticks: list[float] = [float(v) for v in range(lo, hi + 1, step)]
+        ax = _Axes(lo - 0.5, hi + 0.5, yticks[0], yticks[-1])
+    else:
+        xticks = nice_ticks(min(xs), max(xs))
+        ax = _Axes(xticks[0], xticks[-1], yticks[0], yticks[-1])
     parts = _open(kind, title, {"count": len(xs)})
     parts += _axes_marks(ax, xticks, yticks, xlabel, ylabel)
     if hline is not None:
@@ -436,3 +444,18 @@ def capacity_svgs(capacity: Mapping[str, Any]) -> list[str]:
                      "total output tokens/s", "tokens/s per user",
                      [("rates tried", xy("total_tps", "tps_per_user"))], ymin=0.0)
     return [goodput, latency, pareto]
+
+
+def turns_svg(runs: Sequence[tuple[str, Sequence[tuple[int, float | None, float | None]]]]
+              ) -> str:
+    """TTFT by turn of multi-turn runs: (run label, [(turn, p50 ms, p95 ms), ...]) each. One
+    run: its p50 and p95 lines; several: each run's p50. A turn without a value is left out."""
+    series: list[tuple[str, list[tuple[float, float, bool]]]] = []
+    for label, rows in runs:
+        stats = (("p50", 1),) if len(runs) > 1 else (("p50", 1), ("p95", 2))
+        for stat, i in stats:
+            pts = [(float(row[0]), float(v), True) for row in rows
+                   if isinstance(v := row[i], int | float)]
+            series.append((f"{label} {stat}".strip(), pts))
+    return _xy_svg("turns", "TTFT by turn", "turn", "TTFT (ms)", series, ymin=0.0,
+                   integer_x=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..formatting import display, pct
 from ..metric_table import SERVER_METRICS, TREND_METRICS, higher_is_better
-from ..run.metrics import RecordError, RequestRecord
+from ..run.metrics import NS_PER_MS, RecordError, RequestRecord, percentile, turn_ttfts
 from ..values import is_finite_number
 from ..verdict.stats import DEFAULT_TOLERANCE_PCT
 from ..verdict.store import Baseline, BaselineStore
@@ -316,6 +316,59 @@ class TrendPlot:
 
 
 @dataclass
+class TurnRow:
+    """One turn of a multi-turn run: its measured requests and TTFT (ms)."""
+
+    turn: int
+    requests: int | None  # None: the results file has no samples to count
+    errors: int | None
+    ttft_p50_ms: float | None  # the summary's ttft_p50_ms_turn{k}
+    ttft_p95_ms: float | None  # from the samples
+    prompt_tokens_mean: float | None  # from the samples (None: the engine counted none)
+
+
+@dataclass
+class MultiTurnView:
+    """A multi-turn run's per-session figures (the summary's) and its turns."""
+
+    label: str  # "run 2" when the test has several runs, else ""
+    sessions: Any
+    turns_mean: Any
+    duration_p50_s: Any
+    duration_max_s: Any
+    turns: list[TurnRow]
+
+
+def multi_turn_view(label: str, run: Mapping[str, Any]) -> MultiTurnView | None:
+    """The per-turn and per-session figures of a run (None when it was not multi-turn): TTFT
+    p50 by turn as the summary has it; requests, errors, TTFT p95 and the mean prompt length
+    per turn from the measured samples (the same records the summary's figures come from)."""
+    summary = run.get("summary") or {}
+    p50s = turn_ttfts(summary)
+    if not p50s:
+        return None
+    samples = run.get("samples")
+    by_turn: dict[int, list[RequestRecord]] = {}
+    for record in plots.records(samples or []):
+        if not record.warmup and record.turn is not None:
+            by_turn.setdefault(record.turn, []).append(record)
+    rows: list[TurnRow] = []
+    for k, p50 in enumerate(p50s, 1):
+        recs = by_turn.get(k, [])
+        ttfts = [r.ttft_ns / NS_PER_MS for r in recs if r.ok and r.ttft_ns is not None]
+        tokens = [r.prompt_tokens for r in recs if r.prompt_tokens > 0]
+        rows.append(TurnRow(
+            turn=k, requests=len(recs) if samples else None,
+            errors=sum(1 for r in recs if not r.ok) if samples else None,
+            ttft_p50_ms=p50, ttft_p95_ms=percentile(ttfts, 95),
+            prompt_tokens_mean=sum(tokens) / len(tokens) if tokens else None))
+    return MultiTurnView(label=label, sessions=summary.get("sessions"),
+                         turns_mean=summary.get("session_turns_mean"),
+                         duration_p50_s=summary.get("session_duration_p50_s"),
+                         duration_max_s=summary.get("session_duration_max_s"), turns=rows)
+
+
+@dataclass
 class TestView:
     __test__ = False  # not a pytest test class
     index: int
@@ -348,6 +401,9 @@ class TestView:
     # llmperf_bench.capacity searches (CapacityResult.to_dict()) and their sweep plots.
     capacity: list[dict[str, Any]] = field(default_factory=list)
     capacity_plots: list[list[str]] = field(default_factory=list)
+    # Multi-turn runs: per-session figures and per-turn rows, and TTFT by turn as a plot.
+    multi_turn: list[MultiTurnView] = field(default_factory=list)
+    turns_plot: str = ""
 
     @property
     def server_metrics(self) -> list[tuple[str, str]]:
@@ -553,6 +609,16 @@ def _describe_workload(runs: Sequence[Mapping[str, Any]]) -> str:
         return ""
     parts = [f"{w.get('requests')} requests", f"{w.get('input_tokens')} in / "
              f"{w.get('output_tokens')} out tokens", f"concurrency {w.get('concurrency')}"]
+    if w.get("turns") or w.get("conversations_file"):  # multi-turn: requests count sessions
+        turns = f" of {w['turns']} turns" if w.get("turns") else ""
+        source = (f" from {Path(str(w['conversations_file'])).name}"
+                  if w.get("conversations_file") else "")
+        parts[0] = f"{w.get('requests')} sessions{turns}{source}"
+        think = w.get("think_time_s")
+        if isinstance(think, list) and len(think) == 2:
+            parts.append(f"think time {think[0]}-{think[1]} s")
+        elif think:
+            parts.append(f"think time {think} s")
     if w.get("rate"):
         parts.append(f"{w.get('arrival', 'poisson')} arrivals at {w['rate']} req/s")
     if w.get("warmup"):
@@ -635,8 +701,14 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
         ab=[dict(a) for a in test.get("ab") or [] if isinstance(a, Mapping)],
         capacity=[dict(c) for c in test.get("capacity") or [] if isinstance(c, Mapping)],
     )
+    view.multi_turn = [m for i, r in enumerate(runs)
+                       if (m := multi_turn_view(f"run {i + 1}" if many else "", r))]
     if not with_plots:
         return view
+    if view.multi_turn:
+        view.turns_plot = plots.turns_svg(
+            [(m.label, [(r.turn, r.ttft_p50_ms, r.ttft_p95_ms) for r in m.turns])
+             for m in view.multi_turn])
     view.capacity_plots = [plots.capacity_svgs(c) for c in view.capacity]
     per_run = [(f"run {i + 1}" if many else "", plots.records(r.get("samples", [])))
                for i, r in enumerate(runs)]

@@ -81,9 +81,18 @@ def run_benchmark(
           CPUContention() as cpu,
           ServerMetricsSampler(engine.metrics_snapshot) as server,
           EnergyMeter() as energy):
+        def window_start() -> None:
+            energy.start()
+            server.window_start()
+
+        def window_stop() -> None:
+            energy.stop()
+            server.window_stop()
+
+        # Energy and the server's counters cover the measured window, not the warm-up.
         load = _run_coroutine(run_load(engine, prompts, workload, progress,
                                        workers=load_workers,
-                                       window=(energy.start, energy.stop)))
+                                       window=(window_start, window_stop)))
     load.client.update(energy.summary())
     return _result(engine, workload, load, started, rss.peak_mb, gpu, cpu, server.figures(),
                    energy_j=energy.joules, cost_per_hour=cost_per_hour)

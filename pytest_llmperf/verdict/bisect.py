@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO, TypeVar
@@ -287,12 +287,10 @@ class Commit:
         return self.sha[:12]
 
 
-@dataclass
-class Options:
-    """What ``llmperf bisect`` was asked to do."""
+@dataclass(kw_only=True)
+class SessionOptions:
+    """How the paired sessions of ``llmperf bisect`` and ``llmperf compare`` run."""
 
-    good: str
-    bad: str
     repo: Path = field(default_factory=Path.cwd)
     pairs: int = DEFAULT_PAIRS
     alpha: float = stats.DEFAULT_ALPHA
@@ -301,6 +299,17 @@ class Options:
     keep_worktrees: bool = False
     pytest_args: list[str] = field(default_factory=list)
     json_path: Path | None = None
+
+    def session_options(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(SessionOptions)}
+
+
+@dataclass
+class Options(SessionOptions):
+    """What ``llmperf bisect`` was asked to do."""
+
+    good: str
+    bad: str
 
 
 def validate(opts: Options) -> Options:

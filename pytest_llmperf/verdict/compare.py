@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,19 +42,11 @@ class CompareError(BisectError):
 
 
 @dataclass
-class CompareOptions:
+class CompareOptions(bisect.SessionOptions):
     """What ``llmperf compare`` was asked to do."""
 
     base: str
     head: str = "HEAD"
-    repo: Path = field(default_factory=Path.cwd)
-    pairs: int = DEFAULT_PAIRS
-    alpha: float = stats.DEFAULT_ALPHA
-    max_regression_pct: float | None = None
-    python: str = field(default_factory=lambda: sys.executable)
-    keep_worktrees: bool = False
-    pytest_args: list[str] = field(default_factory=list)
-    json_path: Path | None = None
     html_path: Path | None = None
     markdown_path: Path | None = None
     junit_path: Path | None = None
@@ -64,11 +56,9 @@ class CompareOptions:
     server_timeout: float = 120.0
 
     def bisect_options(self) -> bisect.Options:
-        return bisect.Options(
-            good=self.base, bad=self.head, repo=self.repo, pairs=self.pairs, alpha=self.alpha,
-            max_regression_pct=self.max_regression_pct, python=self.python,
-            keep_worktrees=self.keep_worktrees, pytest_args=list(self.pytest_args),
-            json_path=self.json_path)
+        shared = self.session_options()
+        return bisect.Options(good=self.base, bad=self.head,
+                              **{**shared, "pytest_args": list(self.pytest_args)})
 
     def outputs(self) -> list[tuple[str, Path]]:
         return [(opt, p) for opt, p in (("--json", self.json_path), ("--html", self.html_path),

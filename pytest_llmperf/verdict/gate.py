@@ -459,7 +459,7 @@ class Gate:
     def _lookup(self, pid: str, profile: Mapping[str, Any]) -> Lookup:
         if self.git is None:
             if self.head is None:
-                return Lookup("no baseline", f"no baseline: {self.git_error}")
+                return Lookup("no baseline", self.git_error or "not inside a git repository")
             return self._lookup_by_time(pid, profile, self.head)
         ours = self.store.commits(pid)
         try:
@@ -476,7 +476,7 @@ class Gate:
             else:
                 chain = self._head_ancestors
         except gitinfo.GitError as exc:
-            return Lookup("no baseline", f"no baseline: {exc}")
+            return Lookup("no baseline", str(exc))
         candidates = [c for c in chain if c in ours]
         if not candidates:
             others = self.store.all_commits()
@@ -538,7 +538,7 @@ class Gate:
                 else:
                     history.extend(self.store.iter_loaded(pid, [c]))
             return Lookup("compared", "", baseline, history, skipped)
-        return Lookup("no baseline", "no baseline: " + "; and ".join(skipped), None, [],
+        return Lookup("no baseline", "; and ".join(skipped), None, [],
                       skipped)
 
     # -- comparison ------------------------------------------------------------------------

@@ -12,7 +12,9 @@ A store is named by one string (``--llmperf-store STORE``, ``llmperf baselines p
   per changed file, ``<profile>/<commit>[.dirty]/<time>-<random>.json``, holding only the runs
   the store lacks, and a pull merges every object of a file (plain ``<profile>/<commit>.json``
   files, e.g. from ``aws s3 sync baselines/ s3://...``, are read too). Two jobs pushing at once
-  both land;
+  both land. ``compact`` (``llmperf baselines compact STORE``) folds a file's objects into one:
+  it writes the merged object first, then deletes only the objects it read, so a push made
+  meanwhile survives and two compactions at once leave duplicates that the merge removes;
 - ``git:BRANCH`` or ``git:REMOTE/BRANCH`` (default remote ``origin``; ``REMOTE/`` counts only
   when REMOTE is a remote of the repository): a dedicated branch holding the local layout.
   A push fetches the branch, merges each file with the branch's copy, writes blobs, a tree
@@ -339,13 +341,17 @@ class FsspecStore(Store):
         rel = path.lstrip("/")
         return rel[len(root):].lstrip("/") if rel.startswith(root) else rel
 
-    def read_all(self) -> tuple[list[Baseline], list[str]]:
+    def _objects(self) -> tuple[list[tuple[str, Baseline]], list[str], set[str]]:
+        """Every object of the store that holds a baseline, as (full path, baseline), one
+        message per object that cannot be read, and the files (``<profile>/<stem>.json``)
+        those belong to."""
         try:
             names = sorted(self.fs.find(self.root)) if self.fs.exists(self.root) else []
         except Exception as exc:
             raise StoreIOError(f"{self.name}: cannot list ({_one_line(exc)})") from None
-        found: list[Baseline] = []
+        found: list[tuple[str, Baseline]] = []
         errors: list[str] = []
+        bad: set[str] = set()
         for full in names:
             parts = self._rel(full).split("/")
             if any(p.startswith(".") for p in parts) or not parts[-1].endswith(".json"):
@@ -362,11 +368,64 @@ class FsspecStore(Store):
             except Exception as exc:
                 raise StoreIOError(f"{name}: cannot read ({_one_line(exc)})") from None
             try:
-                found.append(_parse_doc(name, data, pdir, stem))
+                found.append((full, _parse_doc(name, data, pdir, stem)))
             except BaselineError as exc:
                 errors.append(str(exc))
-        grouped, conflicts = _group(found)
+                bad.add(f"{pdir}/{stem}.json")
+        return found, errors, bad
+
+    def read_all(self) -> tuple[list[Baseline], list[str]]:
+        found, errors, _ = self._objects()
+        grouped, conflicts = _group(b for _, b in found)
         return grouped, errors + conflicts
+
+    def _put(self, b: Baseline, rel: str) -> None:
+        """One new object of ``rel``'s file, never over an existing one."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = (f"{self.root}/{b.profile_id}/{rel[len(b.profile_id) + 1: -len('.json')]}"
+                  f"/{stamp}-{uuid.uuid4().hex[:12]}.json")
+        b.saved_at = now_iso()
+        try:
+            self.fs.pipe_file(target, dumps(b.to_dict()).encode("utf-8"))
+        except Exception as exc:
+            raise StoreIOError(f"{self.name}: cannot write {rel} ({_one_line(exc)}); "
+                               "nothing was deleted") from None
+
+    def compact(self) -> Transfer:
+        """Each file held in several objects rewritten as one; ``files``: (file, objects
+        folded). A file with an unreadable or conflicting object is left as it is."""
+        found, errors, bad = self._objects()
+        by_file: dict[str, list[tuple[str, Baseline]]] = {}
+        for full, b in found:
+            by_file.setdefault(relpath(b), []).append((full, b))
+        out = Transfer(errors=list(errors))
+        for rel in sorted(by_file):
+            pieces = by_file[rel]
+            if len(pieces) < 2:
+                continue
+            if rel in bad:
+                out.errors.append(f"{self.name}/{rel}: not compacted (an object of it is "
+                                  "unreadable)")
+                continue
+            try:
+                merged = pieces[0][1]
+                for _, b in pieces[1:]:
+                    merged = merge_baselines(merged, b)
+            except BaselineError as exc:
+                out.errors.append(f"{exc}; not compacted")
+                continue
+            self._put(merged, rel)  # first the whole, then the pieces go
+            for full, _ in pieces:
+                try:
+                    self.fs.rm_file(full)
+                except FileNotFoundError:
+                    pass  # compacted by someone else meanwhile: their whole holds it
+                except Exception as exc:
+                    raise StoreIOError(f"{self.name}: cannot delete {self._rel(full)} "
+                                       f"({_one_line(exc)}); its runs are also in the new "
+                                       "compacted object, so nothing is lost") from None
+            out.files.append((rel, len(pieces)))
+        return out
 
     def merge_in(self, baselines: Sequence[Baseline]) -> Transfer:
         have, _ = self.read_all()
@@ -383,15 +442,7 @@ class FsspecStore(Store):
                 continue
             if piece is None:
                 continue
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            target = (f"{self.root}/{b.profile_id}/{rel[len(b.profile_id) + 1: -len('.json')]}"
-                      f"/{stamp}-{uuid.uuid4().hex[:12]}.json")
-            piece.saved_at = now_iso()
-            try:
-                self.fs.pipe_file(target, dumps(piece.to_dict()).encode("utf-8"))
-            except Exception as exc:
-                raise StoreIOError(f"{self.name}: cannot write {rel} ({_one_line(exc)}); "
-                                   "the local baselines are unchanged") from None
+            self._put(piece, rel)
             out.files.append((rel, piece.n_runs))
         return out
 
