@@ -7,6 +7,8 @@ Usage::
     .venv/bin/python benchmarks/changepoint_calibration.py --analyse-only --noise-scale 0.2
     .venv/bin/python benchmarks/changepoint_calibration.py --analyse-only --max-load 1.5 \
         --per-commit 1 --only detect oracle
+    .venv/bin/python benchmarks/changepoint_calibration.py --analyse-only --only detect \
+        --metrics tpot_p50_ms --trials 50 --flat-trials 200      # a quick look
 
 The third-party detectors are compared only when importable; they cannot be installed beside
 this project (their numpy/scipy pins conflict), so install them apart::
@@ -42,7 +44,8 @@ What it does, exactly:
    flagged and where the first change point falls. An "oracle" row (a t-test at the true step,
    known in advance) shows what the noise allows at all.
 
-Detectors: ``detect`` (this project's, all runs of each commit), the project's earlier
+Detectors: ``detect`` (this project's, all runs of each commit, winsorised at the median +- 1.5
+robust standard deviations before the scan), the project's earlier
 ``change_points`` (E-divisive over per-commit means), and, when installed, Apache Otava
 (``apache-otava``) and MongoDB's ``signal-processing-algorithms`` (E-divisive means), both over
 per-commit means as their APIs take one value per point.
@@ -141,7 +144,7 @@ def _seg_change_ok(means: list[float], idx: list[int], min_pct: float) -> list[i
 
 def detectors(alpha: float, min_pct: float) -> dict[str, Detector]:
     out: dict[str, Detector] = {
-        "detect (runs, t-scan permutation)": lambda s: [
+        "detect (runs winsorised, t-scan permutation)": lambda s: [
             c.index for c in changepoints.detect(s, alpha=alpha,
                                                  min_change_pct=min_pct).change_points],
         "change_points (E-divisive, earlier)": lambda s: [
@@ -243,7 +246,7 @@ def analyse(pool: dict[str, Any], args: argparse.Namespace) -> None:
     for name, det in dets.items():
         t0 = time.perf_counter()
         calls = 0
-        for m in METRICS:
+        for m in args.metrics:
             rng = np.random.default_rng(args.seed)  # the same series for every detector
             cells: list[str] = []
             for shape, (n, mult_of, truth) in shapes.items():
@@ -340,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="scale each run's log-distance from the pool's mean (1: as recorded)")
     p.add_argument("--only", nargs="*", default=[],
                    help="run only the detectors whose name contains one of these")
+    p.add_argument("--metrics", nargs="+", default=list(METRICS), choices=METRICS,
+                   help="the gated metrics to build series of (default: all three)")
     args = p.parse_args(argv)
     path = Path(args.pool)
     pool = json.loads(path.read_text()) if args.analyse_only else record(args)

@@ -154,3 +154,37 @@ def test_the_earlier_detector_reports_intervals_too() -> None:
     values = [v for runs in history([100.0] * 15 + [120.0] * 15, runs=1, seed=9) for v in runs]
     [cp] = changepoints.change_points(values)
     assert cp.index == 15 and cp.ci_low_pct < cp.change_pct < cp.ci_high_pct
+
+
+def stalled(levels: list[float], *, seed: int, share: float = 0.05,
+            slow: float = 1.6) -> list[list[float]]:
+    """Two runs a commit, 3% noise, and a share of the runs made on a loaded machine: ``slow``
+    times slower (the recorded pools have such runs, up to 2x)."""
+    series = history(levels, cv=0.03, seed=seed)
+    rng = np.random.default_rng(1000 + seed)
+    return [[v * slow if rng.random() < share else v for v in runs] for runs in series]
+
+
+def test_a_step_is_found_through_runs_made_on_a_loaded_machine() -> None:
+    """Stalled runs (5% of them, 1.6x) are clipped before the scan, so they neither widen the
+    noise enough to hide a 10% step five commits old nor move it; unclipped, the pooled t of
+    the commit means found 6 of these 30 steps."""
+    found = [detect(stalled([100.0] * 15 + [110.0] * 5, seed=s)).change_points
+             for s in range(30)]
+    within = sum(any(abs(c.index - 15) <= 1 for c in cps) for cps in found)
+    assert within >= 24
+    for cps in found:  # nothing else is reported, and the size is the step's (stalls included)
+        assert all(abs(c.index - 15) <= 1 for c in cps)
+        assert all(5 < c.change_pct < 20 for c in cps)
+
+
+def test_stalls_on_a_flat_history_are_not_change_points() -> None:
+    flagged = [s for s in range(30) if detect(stalled([100.0] * 20, seed=s)).change_points]
+    assert flagged == []
+
+
+def test_a_step_in_identical_runs_is_found_when_most_runs_are_equal() -> None:
+    """More than half the runs equal: their median absolute deviation is 0, and the clipping
+    falls back to the runs' standard deviation rather than flattening the step away."""
+    [cp] = detect([[100.0]] * 15 + [[110.0]] * 5).change_points
+    assert cp.index == 15 and cp.change_pct == pytest.approx(10)

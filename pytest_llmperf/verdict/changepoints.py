@@ -4,18 +4,28 @@ changes``.
 ``detect`` (the one to use) takes every run of every commit, oldest first, and finds the
 commits where the level shifted and stayed shifted:
 
-- Each commit is summarised by the mean of its runs' logs; the commits, not the runs, are the
-  unit of the test, because runs of one commit share the machine's state (their noise is not
-  independent), and a nightly rarely has more than one or two runs per commit.
+- Each commit is summarised by the mean of its runs' logs, after the runs of the segment being
+  searched are winsorised (Huber's clipping): every run's log is clipped to the segment's median
+  plus or minus ``HUBER_K`` (1.5) robust standard deviations (1.4826 times the median absolute
+  deviation of the runs). A run made while the machine was loaded (recorded runs have tails of
+  up to 2.7x) then weighs no more than an ordinary high run, so it neither hides a real step by
+  widening the noise nor carries a split by itself. A new level held by fewer than half the
+  runs is clipped too (to about 1.5 robust standard deviations above or below the old one,
+  still a clear step to the scan); the sizes, intervals and the minimum change below use the
+  unclipped runs. The commits, not the runs, are the unit of the test, because runs of one
+  commit share the machine's state (their noise is not independent), and a nightly rarely has
+  more than one or two runs per commit.
 - A candidate split is the commit that maximises the Student t statistic of the difference
-  between the mean of the commits before it and after it (variance pooled within the two
-  sides), over every split that leaves at least ``min_size`` (3) commits on each side: a new
+  between the mean of those commit values before it and after it (variance pooled within the
+  two sides), over every split that leaves at least ``min_size`` (3) commits on each side: a new
   level must hold for 3 commits before it can be a change point, and a single outlying commit
-  widens the pooled variance rather than carrying a split.
+  widens the pooled variance rather than carrying a split. The maximum over the splits is also
+  the maximum-likelihood placement of one level change in those values.
 - Its p-value is a permutation test of the whole scan: the commits are shuffled (each keeping
   all its runs), the maximum statistic is recomputed, and p is the share of shuffles at least as
-  extreme. So it is exact under "nothing changed" whatever the noise's shape, and it already
-  pays for having looked at every split.
+  extreme. So it is exact under "nothing changed" whatever the noise's shape (the clipping
+  depends only on the set of runs, which a shuffle does not change), and it already pays for
+  having looked at every split.
 - Found splits are searched again on each side (binary segmentation), then the segmentation is
   merged back: the change point with the smallest change that is not larger than
   ``min_change_pct`` is dropped, its neighbours recomputed, until every one left is larger.
@@ -48,6 +58,7 @@ from .stats import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT, _geo, _interval, _logs,
 
 DEFAULT_MIN_SIZE = 3
 DEFAULT_PERMUTATIONS = 1999
+HUBER_K = 1.5  # clipping of the runs, in robust standard deviations (as MASS::huber's default)
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,27 @@ def _min_split_p(n: int, after: int) -> float:
     return 2.0 / math.comb(n, after)
 
 
+def _commit_values(logs: Sequence[np.ndarray]) -> np.ndarray:
+    """One value per commit of a segment: the mean of its runs' logs after every run of the
+    segment is clipped to the segment's median +- HUBER_K robust standard deviations.
+
+    The scale is 1.4826 x the runs' median absolute deviation from their median (the standard
+    deviation, were the noise normal); when more than half the runs are equal it is 0, and the
+    standard deviation of the runs is used instead. Computed from the set of runs only, so it
+    is the same for every shuffle of the commits.
+    """
+    runs = np.concatenate(logs)
+    centre = float(np.median(runs))
+    scale = 1.4826 * float(np.median(np.abs(runs - centre)))
+    if scale <= 0:
+        scale = float(runs.std())
+    clipped = np.clip(runs, centre - HUBER_K * scale, centre + HUBER_K * scale)
+    sizes = np.asarray([x.size for x in logs])
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    out: np.ndarray = np.add.reduceat(clipped, starts) / sizes
+    return out
+
+
 def _scan(x: np.ndarray, min_size: int) -> np.ndarray:
     """|Student t| of the difference of the means of the two sides of every split k
     (min_size <= k <= n - min_size, k the first index after), per row of ``x`` (rows, n).
@@ -111,15 +143,16 @@ def _scan(x: np.ndarray, min_size: int) -> np.ndarray:
     return out
 
 
-def _best_split(means: np.ndarray, min_size: int, permutations: int,
+def _best_split(values: np.ndarray, min_size: int, permutations: int,
                 rng: np.random.Generator) -> tuple[int, float]:
-    """The split (first index of the after side) of one segment, and its permutation p-value.
+    """The split (first index of the after side) of one segment's commit values, and its
+    permutation p-value.
 
     The p-value is the share of orderings of the commits (each keeping its runs) whose best
     split is at least as extreme as the observed best: the scan over every split is paid for.
     """
-    n = means.size
-    x = means - means.mean()
+    n = values.size
+    x = values - values.mean()
     t = _scan(x[None, :], min_size)[0]
     best = int(np.argmax(t))
     shuffled = rng.permuted(np.broadcast_to(x, (permutations, n)), axis=1)
@@ -207,7 +240,7 @@ def detect(series: Sequence[Sequence[float]], *, alpha: float = DEFAULT_ALPHA,
         size = hi - lo
         if size < 2 * min_size or _min_split_p(size, size // 2) > alpha:
             return
-        k, p = _best_split(means[lo:hi], min_size, permutations, rng)
+        k, p = _best_split(_commit_values(logs[lo:hi]), min_size, permutations, rng)
         if p >= alpha:
             return
         splits[lo + k] = p
