@@ -222,17 +222,13 @@ async def _sessions(engine: Engine, tok: Tokenizer | None, workload: Workload,
                     users: Sequence[Sequence[str]], bases: Sequence[int], ids: Sequence[int],
                     concurrency: int, records: list[RequestRecord], t0: int, tick: Any,
                     deadline: int | None) -> None:
-    queue = list(reversed(ids))
+    from .loadgen import drain
 
-    async def worker() -> None:
-        while queue:
-            if deadline is not None and time.perf_counter_ns() >= deadline:
-                return
-            s = queue.pop()
-            await _session(engine, tok, workload, s, users[s], bases[s], records, t0, tick,
-                           deadline)
+    async def session(s: int) -> None:
+        await _session(engine, tok, workload, s, users[s], bases[s], records, t0, tick,
+                       deadline)
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(ids)))))
+    await drain(ids, concurrency, deadline, session)
 
 
 async def run_sessions(engine: Engine, workload: Workload, progress: Progress | None = None,

@@ -34,7 +34,7 @@ import importlib
 import multiprocessing
 import multiprocessing.connection
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -426,18 +426,27 @@ async def _closed_loop(
     tick: Callable[[], None] | None,
     deadline: int | None,
 ) -> None:
+    async def one(i: int) -> None:
+        await _one(engine, prompts[i], params_for(prompts[i]), records[i], t0)
+        if tick is not None:
+            tick()
+
+    await drain(indices, concurrency, deadline, one)
+
+
+async def drain(indices: Sequence[int], concurrency: int, deadline: int | None,
+                run: Callable[[int], Awaitable[None]]) -> None:
+    """A closed loop: ``run(i)`` for each index in order, ``concurrency`` at a time, none
+    started at or after ``deadline`` (perf_counter_ns)."""
     queue = list(reversed(indices))
 
     async def worker() -> None:
         while queue:
             if deadline is not None and time.perf_counter_ns() >= deadline:
                 return
-            i = queue.pop()
-            await _one(engine, prompts[i], params_for(prompts[i]), records[i], t0)
-            if tick is not None:
-                tick()
+            await run(queue.pop())
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(indices)) or 0)))
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(indices)))))
 
 
 async def _open_loop(

@@ -47,6 +47,20 @@ UNK_ID = 0
 _OFFSET = 2  # ids 0 and 1 are <unk> and <s>
 
 
+def cached_prefix(ids: Sequence[int], seen: Iterable[Sequence[int]]) -> int:
+    """How many leading tokens of ``ids`` a cache holding ``seen`` can reuse: the longest
+    prefix shared with one of them, leaving at least one token to evaluate."""
+    best = 0
+    for other in seen:
+        n = 0
+        for a, b in zip(ids, other, strict=False):
+            if a != b:
+                break
+            n += 1
+        best = max(best, n)
+    return max(0, min(best, len(ids) - 1))
+
+
 class WordTokenizer:
     """The oracle's tokenizer: one token per known word, <s> in front when asked."""
 
@@ -188,16 +202,7 @@ class _OracleMetrics:
             self.kv.labels(config.model, engine).set(0.0)
 
     def _lcp_blocks(self, ids: list[int]) -> int:
-        best = 0
-        for other in self._prompts:
-            n = 0
-            for a, b in zip(ids, other, strict=False):
-                if a != b:
-                    break
-                n += 1
-            best = max(best, n)
-        best = min(best, len(ids) - 1)
-        return max(0, best) // self.BLOCK * self.BLOCK
+        return cached_prefix(ids, self._prompts) // self.BLOCK * self.BLOCK
 
     def _set_kv(self, engine: str, k: int) -> None:
         self._inflight[engine] += k
@@ -411,14 +416,7 @@ class _Oracle:
         ids = self.tokenizer.tokenize(log.prompt)
         reused = 0
         if self.config.prefix_cache:
-            for seen in self._cached:
-                n = 0
-                for a, b in zip(ids, seen, strict=False):
-                    if a != b:
-                        break
-                    n += 1
-                reused = max(reused, n)
-            reused = min(reused, len(ids) - 1)  # at least one token is evaluated
+            reused = cached_prefix(ids, self._cached)
             answer = [_OFFSET + j % len(WORDS) for j in range(n_out)]
             self._cached.append(ids + answer)
         log.uncached_tokens = len(ids) - reused
