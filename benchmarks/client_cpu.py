@@ -12,6 +12,9 @@ a run costs once (engine creation, connections, worker start-up) cancels out. Re
 ``readline`` per SSE line, a timestamp per data line, no parsing): the floor of what any
 asyncio client spends per token on this machine.
 
+``--transports`` reads plain-TCP connections through asyncio's transports (the path TLS
+connections take) instead of the client's own epoll poller (``http_client._Poller``).
+
 ``--replay`` takes the kernel, the network and the server out: the engine's connections are
 fake transports that hand every open stream its next segment (the oracle's bytes: one
 chunked SSE event per token) once per event-loop pass, so only the client's own code and
@@ -41,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # on sys.path when either runs as a script).
 from client_fidelity import start_oracle
 
+from pytest_llmperf.engines import http_client
 from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.run.loadgen import run_load
 from pytest_llmperf.run.workload import Workload, build_prompts
@@ -174,6 +178,7 @@ def _deliver(protocol: Any, data: bytes) -> None:
 
 
 async def _replay(engine: OpenAIEngine, workload: Workload, prompts: Any) -> Any:
+    http_client.USE_POLLER = False  # the fake transports stand in for asyncio's
     loop = asyncio.get_running_loop()
     pending: dict[Any, list[bytes]] = {}
 
@@ -263,7 +268,13 @@ def main() -> None:
                    help="our client against fake transports: its own code only")
     p.add_argument("--with-minimal", action="store_true",
                    help="measure ours and the minimal client, one after the other, per ITL")
+    p.add_argument("--transports", action="store_true",
+                   help="read plain-TCP connections through asyncio transports, as TLS ones "
+                        "are, instead of the client's epoll poller")
     args = p.parse_args()
+    if args.transports:  # here and in load workers
+        os.environ["LLMPERF_HTTP_POLLER"] = "0"
+        http_client.USE_POLLER = False
     who = "minimal" if args.minimal else "replay" if args.replay else "ours"
     names = {"ours": "client", "minimal": "minimal asyncio client",
              "replay": "client (replayed, no kernel or network)"}

@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pytest_llmperf.engines import http_client
 from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.run.loadgen import run_load
 from pytest_llmperf.run.metrics import NS_PER_MS
@@ -132,7 +133,13 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1],
                    help="load-generator processes (one row per concurrency and count)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--transports", action="store_true",
+                   help="read plain-TCP connections through asyncio transports (as TLS ones "
+                        "are) instead of the client's epoll poller")
     args = p.parse_args()
+    if args.transports:  # before any engine or load worker exists
+        os.environ["LLMPERF_HTTP_POLLER"] = "0"
+        http_client.USE_POLLER = False
     proc, url = start_oracle(args.ttft_ms, args.itl_ms)
     rows = []
     try:

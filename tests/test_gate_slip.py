@@ -238,6 +238,21 @@ def test_saving_and_comparing_without_git(
     assert sorted(p.name for p in (pt.path / "baselines").glob("*/*.json")) == [
         f"{first}.json", f"{second}.json"]
 
+    # Naming the baseline without git: a commit id, or its prefix, found in the store; a
+    # branch name cannot be resolved without git and is a usage error saying so.
+    _, data = session(pt, f"--llmperf-compare={first[:10]}")
+    comp = data["tests"][0]["comparison"]
+    assert comp["status"] == "compared" and comp["baseline_commit"] == first
+    assert "(--llmperf-compare; ancestry unknown: no git repository)" in comp["message"]
+    _, data = session(pt, "--llmperf-compare=0123abc")
+    comp = data["tests"][0]["comparison"]
+    assert comp["status"] == "no baseline"
+    assert "no baseline saved for 0123abc in " in comp["message"]
+    res = pt.runpytest("--llmperf", "--llmperf-compare=main")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--llmperf-compare main: without a git repository" in res.stderr.str()
+    assert "name the baseline's commit id" in res.stderr.str()
+
     # Re-measuring the first commit later compares with nothing older (not with the second),
     # and another branch's baselines are not its predecessors.
     monkeypatch.setenv("LLMPERF_COMMIT", first)

@@ -1,32 +1,45 @@
 """A lean HTTP/1.1 client for streaming benchmarks, on asyncio protocols.
 
 Why not aiohttp: a benchmark client must stamp a request when its bytes leave and a chunk when
-its bytes arrive. Here the request (headers and body) goes out in one ``transport.write`` and
-its send time is taken right then; every received segment is stamped in ``data_received``,
-before any parsing, so a burst of streams being parsed one after another does not shift their
+its bytes arrive. Here the request (headers and body) goes out in one write and its send time
+is taken when the write is done; every received segment is stamped as it is received, before
+any parsing, so a burst of streams being parsed one after another does not shift their
 timestamps. While a response body is piped into a parser (``Stream.pipe``), received
-segments are stamped and queued, and parsed together once per event-loop pass by one callback
-(``_Batcher``), not by waking each request's task for each segment: the parse costs no task
-switch and still never delays another segment's stamp.
+segments are stamped and queued, and parsed together once per event-loop pass (``_Batcher``),
+not by waking each request's task for each segment: the parse costs no task switch and still
+never delays another segment's stamp.
 
 It speaks what OpenAI-compatible servers answer with: a status line, headers, and a
 body framed by ``Transfer-Encoding: chunked``, ``Content-Length``, or the connection's close.
 Connections are kept alive and reused (a pool per run); TLS through ``ssl``.
+
+Plain-TCP connections on Linux skip asyncio's transports (``_Poller``): their sockets sit in a
+private epoll set whose own descriptor is the one thing the event loop watches, so each loop
+pass makes one call of ours that receives and stamps every ready socket, then parses the lot,
+instead of one transport callback per socket and a second loop pass for the parse. TLS
+connections (and other platforms) use asyncio's transports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import os
+import select
+import socket
 import ssl
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 MAX_HEADER = 64 * 1024
 RECV_SIZE = 64 * 1024
+# Plain-TCP connections read through one private epoll set (``_Poller``) where there is one;
+# LLMPERF_HTTP_POLLER=0 reads them through asyncio transports, as TLS connections are.
+USE_POLLER = hasattr(select, "epoll") and os.environ.get("LLMPERF_HTTP_POLLER", "1") != "0"
 
 
 class HTTPError(Exception):
@@ -67,14 +80,11 @@ class _Batcher:
                 stream._segment(t, data)
 
 
-class _Conn(asyncio.BufferedProtocol):
-    """One connection. A buffered protocol: the transport receives into one buffer of ours
-    (``recv_into``) instead of allocating a 256 KiB bytes object per segment."""
+class _Receiver:
+    """What one connection has received: segments with their arrival times, queued for the
+    response-head reader or handed to a piped stream's parser (through the batcher)."""
 
     def __init__(self, batcher: _Batcher | None = None) -> None:
-        self._buf = bytearray(RECV_SIZE)
-        self._view = memoryview(self._buf)
-        self.transport: asyncio.Transport | None = None
         self.segments: collections.deque[tuple[int, bytes]] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
         self.lost = False
@@ -83,19 +93,11 @@ class _Conn(asyncio.BufferedProtocol):
         self.batcher = batcher or _Batcher()
         self.piped: Stream | None = None  # a stream whose body goes to a parser
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A connection made by loop.create_connection: a stream transport.
-        self.transport = cast(asyncio.Transport, transport)
+    async def send(self, data: bytes) -> None:
+        raise NotImplementedError
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        t = time.perf_counter_ns()  # stamped first, then copied out of the buffer
-        self._received(t, bytes(self._view[:nbytes]))
-
-    def data_received(self, data: bytes) -> None:
-        self._received(time.perf_counter_ns(), data)
+    def close(self) -> None:
+        raise NotImplementedError
 
     def _received(self, t: int, data: bytes) -> None:
         piped = self.piped
@@ -135,9 +137,134 @@ class _Conn(asyncio.BufferedProtocol):
                 self.waiter = None
         return self.segments.popleft()
 
+
+class _Conn(_Receiver, asyncio.BufferedProtocol):
+    """A connection through an asyncio transport (TLS, or no epoll). A buffered protocol:
+    the transport receives into one buffer of ours (``recv_into``) instead of allocating a
+    256 KiB bytes object per segment."""
+
+    def __init__(self, batcher: _Batcher | None = None) -> None:
+        super().__init__(batcher)
+        self._buf = bytearray(RECV_SIZE)
+        self._view = memoryview(self._buf)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A connection made by loop.create_connection: a stream transport.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        t = time.perf_counter_ns()  # stamped first, then copied out of the buffer
+        self._received(t, bytes(self._view[:nbytes]))
+
+    def data_received(self, data: bytes) -> None:
+        self._received(time.perf_counter_ns(), data)
+
+    async def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+class _SockConn(_Receiver):
+    """A plain-TCP connection read by a ``_Poller``: a non-blocking socket of ours."""
+
+    def __init__(self, sock: socket.socket, poller: _Poller) -> None:
+        super().__init__(poller.batcher)
+        self.sock = sock
+        self.poller = poller
+        self.closed = False
+        poller.register(self)
+
+    async def send(self, data: bytes) -> None:
+        """Write the whole request; a failure is left for the read to report (as a
+        transport would: a kept-alive connection the server closed is retried)."""
+        try:
+            try:
+                n = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            if n < len(data):  # a large body: the rest as the socket drains
+                await asyncio.get_running_loop().sock_sendall(self.sock, memoryview(data)[n:])
+        except OSError as exc:
+            self.poller.unregister(self)
+            self._lose(exc)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.poller.unregister(self)
+        self.sock.close()
+        if not self.lost:
+            self._lose(None)
+
+
+class _Poller:
+    """One client's plain-TCP connections, read once per event-loop pass.
+
+    The sockets are registered in a private epoll set; the event loop watches that set's own
+    descriptor (readable while any socket in it is). Each pass then makes one call here that
+    receives from every ready socket and stamps each segment as it arrives, then hands them
+    all to their parsers (``_Batcher.flush``): every stamp is taken before any parsing, as
+    with transports, without a transport callback per socket or a second loop pass."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, batcher: _Batcher) -> None:
+        self.loop = loop
+        self.batcher = batcher
+        self.ep = select.epoll()
+        self.conns: dict[int, _SockConn] = {}
+        loop.add_reader(self.ep.fileno(), self._drain)
+
+    def register(self, conn: _SockConn) -> None:
+        fd = conn.sock.fileno()
+        self.conns[fd] = conn
+        self.ep.register(fd, select.EPOLLIN)
+
+    def unregister(self, conn: _SockConn) -> None:
+        fd = conn.sock.fileno()
+        if fd >= 0 and self.conns.get(fd) is conn:
+            del self.conns[fd]
+            with contextlib.suppress(OSError, ValueError):
+                self.ep.unregister(fd)
+
+    def _drain(self) -> None:
+        batcher, conns = self.batcher, self.conns
+        batcher.scheduled = True  # hold the parse until every ready socket is stamped
+        try:
+            for fd, _ in self.ep.poll(0):
+                conn = conns.get(fd)
+                if conn is None:
+                    continue
+                try:
+                    data = conn.sock.recv(RECV_SIZE)  # (cheaper than recv_into and a copy)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as exc:
+                    self.unregister(conn)
+                    conn._lose(exc)
+                    continue
+                t = time.perf_counter_ns()  # stamped before any parsing
+                if data:
+                    conn._received(t, data)
+                else:  # the peer closed
+                    self.unregister(conn)
+                    conn._lose(None)
+        finally:
+            batcher.flush()
+
+    def close(self) -> None:
+        for conn in list(self.conns.values()):
+            conn.close()
+        with contextlib.suppress(Exception):  # the loop may be closed already
+            self.loop.remove_reader(self.ep.fileno())
+        self.ep.close()
 
 
 @dataclass
@@ -151,7 +278,7 @@ class Response:
 class Stream:
     """A response body, as (arrival time, bytes) pieces in order."""
 
-    def __init__(self, conn: _Conn, first: bytes, first_ns: int, headers: Mapping[str, str],
+    def __init__(self, conn: _Receiver, first: bytes, first_ns: int, headers: Mapping[str, str],
                  head_request: bool = False) -> None:
         self._conn = conn
         self._pending: collections.deque[tuple[int, bytes]] = collections.deque()
@@ -350,12 +477,18 @@ class Client:
                 self.ssl = ctx
         else:
             self.ssl = None
-        self._idle: list[_Conn] = []
-        self._all: set[_Conn] = set()
+        self._idle: list[_Receiver] = []
+        self._all: set[_Receiver] = set()
         self._batcher = _Batcher()
+        self._poller: _Poller | None = None
+        self._addrs: list[tuple[Any, ...]] | None = None
 
-    async def _connect(self) -> _Conn:
+    async def _connect(self) -> _Receiver:
         loop = asyncio.get_running_loop()
+        if self.ssl is None and USE_POLLER:
+            conn: _Receiver = await self._connect_socket(loop)
+            self._all.add(conn)
+            return conn
         try:
             _, conn = await loop.create_connection(
                 lambda: _Conn(self._batcher), self.host, self.port, ssl=self.ssl,
@@ -370,6 +503,42 @@ class Client:
         self._all.add(conn)
         return conn
 
+    async def _connect_socket(self, loop: asyncio.AbstractEventLoop) -> _SockConn:
+        """A plain-TCP connection read by this client's poller (made on first use, in the
+        running loop)."""
+        where = f"{self.host}:{self.port}"
+        if self._addrs is None:  # resolved once per client; an address literal needs no DNS
+            try:
+                try:
+                    infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM,
+                                               flags=socket.AI_NUMERICHOST)
+                except socket.gaierror:
+                    infos = await loop.getaddrinfo(self.host, self.port,
+                                                   type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise HTTPError("connection", f"cannot connect to {where}: "
+                                              f"{exc.strerror or exc}") from None
+            self._addrs = infos
+        last: OSError | None = None
+        for family, kind, proto, _, addr in self._addrs:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, addr)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            if self._poller is None or self._poller.loop is not loop:
+                self._poller = _Poller(loop, self._batcher)
+            return _SockConn(sock, self._poller)
+        why = (last.strerror or str(last)) if last is not None else "no address"
+        raise HTTPError("connection", f"cannot connect to {where}: {why}")
+
     def _encode(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> bytes:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}",
                  f"Content-Length: {len(body)}"]
@@ -377,7 +546,7 @@ class Client:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     async def request(self, method: str, path: str, headers: Mapping[str, str],
-                      body: bytes = b"") -> tuple[Response, Stream, _Conn]:
+                      body: bytes = b"") -> tuple[Response, Stream, _Receiver]:
         raw = self._encode(method, path, headers, body)
         for attempt in range(2):
             reused = bool(self._idle)
@@ -385,8 +554,7 @@ class Client:
             if conn.lost:
                 self._all.discard(conn)
                 continue
-            assert conn.transport is not None
-            conn.transport.write(raw)
+            await conn.send(raw)
             sent_ns = time.perf_counter_ns()
             conn.used += 1
             try:
@@ -403,7 +571,7 @@ class Client:
             return resp, stream, conn
         raise HTTPError("connection", "could not get a working connection")
 
-    async def _read_head(self, conn: _Conn, sent_ns: int, head: bool
+    async def _read_head(self, conn: _Receiver, sent_ns: int, head: bool
                          ) -> tuple[Response, Stream]:
         buf = b""
         while True:
@@ -436,7 +604,7 @@ class Client:
         resp = Response(status, parts[2] if len(parts) > 2 else "", headers, sent_ns)
         return resp, Stream(conn, rest, t, headers, head)
 
-    def release(self, conn: _Conn, stream: Stream) -> None:
+    def release(self, conn: _Receiver, stream: Stream) -> None:
         """Return a connection after its response; reused only when fully read and kept alive."""
         stream.detach()
         if stream.complete and stream.keep_alive and not conn.lost and not conn.segments:
@@ -444,7 +612,7 @@ class Client:
         else:
             self._discard(conn)
 
-    def _discard(self, conn: _Conn) -> None:
+    def _discard(self, conn: _Receiver) -> None:
         self._all.discard(conn)
         conn.close()
 
@@ -453,4 +621,7 @@ class Client:
             conn.close()
         self._all.clear()
         self._idle.clear()
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
         await asyncio.sleep(0)

@@ -2,7 +2,7 @@
 
 Streams ``/v1/completions`` or ``/v1/chat/completions`` (server-sent events) over a lean
 HTTP/1.1 client (``http_client``) that stamps the request when its bytes are written and every
-received segment in ``data_received``, before any parsing; ``sse`` reads each event,
+received segment as it is received, before any parsing; ``sse`` reads each event,
 ``tokenizers`` builds exact-length prompts, ``server_metrics`` reads the server's Prometheus
 ``/metrics`` around each run (``metrics_snapshot``).
 
@@ -239,6 +239,10 @@ class _SSEParser:
         self.buf = b""
 
     def body(self, t: int, data: bytes) -> None:
+        if not self.buf and data[:5] == b"data:" and data.find(b"\n") == len(data) - 2 \
+                and data[-1:] == b"\n":  # the common piece: one whole event, "data: ...\n\n"
+            self._event(t, data[5:-2].strip())
+            return
         buf = self.buf + data if self.buf else data
         if b"\n" not in data:
             self.buf = buf
@@ -599,7 +603,7 @@ class OpenAIEngine(Engine):
                         raise RequestError(
                             f"http_{resp.status}",
                             f"HTTP {resp.status} {resp.reason}: {excerpt(text)}")
-                    # Parsed as the segments arrive, stamped in data_received (http_client).
+                    # Parsed as the segments arrive, each stamped on receipt (http_client).
                     await stream.pipe(parser)
                 finally:
                     client.release(conn, stream)

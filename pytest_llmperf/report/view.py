@@ -339,17 +339,19 @@ class MultiTurnView:
     turns: list[TurnRow]
 
 
-def multi_turn_view(label: str, run: Mapping[str, Any]) -> MultiTurnView | None:
+def multi_turn_view(label: str, run: Mapping[str, Any],
+                    records: Sequence[RequestRecord] | None = None) -> MultiTurnView | None:
     """The per-turn and per-session figures of a run (None when it was not multi-turn): TTFT
     p50 by turn as the summary has it; requests, errors, TTFT p95 and the mean prompt length
-    per turn from the measured samples (the same records the summary's figures come from)."""
+    per turn from the measured samples (the same records the summary's figures come from;
+    ``records``: the run's samples already read, else read here)."""
     summary = run.get("summary") or {}
     p50s = turn_ttfts(summary)
     if not p50s:
         return None
     samples = run.get("samples")
     by_turn: dict[int, list[RequestRecord]] = {}
-    for record in plots.records(samples or []):
+    for record in records if records is not None else plots.records(samples or []):
         if not record.warmup and record.turn is not None:
             by_turn.setdefault(record.turn, []).append(record)
     rows: list[TurnRow] = []
@@ -701,8 +703,15 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
         ab=[dict(a) for a in test.get("ab") or [] if isinstance(a, Mapping)],
         capacity=[dict(c) for c in test.get("capacity") or [] if isinstance(c, Mapping)],
     )
+    labels = [f"run {i + 1}" if many else "" for i in range(len(runs))]
+    # Each run's samples are read once, for the plots and the per-turn table alike; without
+    # plots only a multi-turn run's are read, by multi_turn_view.
+    per_run: list[tuple[str, list[RequestRecord]]] = []
+    if with_plots:
+        per_run = [(labels[i], plots.records(r.get("samples", []))) for i, r in enumerate(runs)]
     view.multi_turn = [m for i, r in enumerate(runs)
-                       if (m := multi_turn_view(f"run {i + 1}" if many else "", r))]
+                       if (m := multi_turn_view(labels[i], r,
+                                                per_run[i][1] if per_run else None))]
     if not with_plots:
         return view
     if view.multi_turn:
@@ -710,8 +719,6 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
             [(m.label, [(r.turn, r.ttft_p50_ms, r.ttft_p95_ms) for r in m.turns])
              for m in view.multi_turn])
     view.capacity_plots = [plots.capacity_svgs(c) for c in view.capacity]
-    per_run = [(f"run {i + 1}" if many else "", plots.records(r.get("samples", [])))
-               for i, r in enumerate(runs)]
     view.ttft_cdf = plots.cdf_svg([(lbl, plots.ttft_ms(s)) for lbl, s in per_run],
                                   "TTFT distribution (CDF)", "TTFT (ms)", metric="ttft")
     view.itl_cdf = plots.cdf_svg([(lbl, plots.itl_ms(s)) for lbl, s in per_run],

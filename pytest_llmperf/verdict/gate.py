@@ -388,13 +388,19 @@ class Gate:
         self.compare_commit: str | None = None
         if compare:
             if self.git is None:
-                raise GateUsageError(f"--llmperf-compare {compare} needs a git repository: "
-                                     f"{self.git_error}")
-            try:
-                self.compare_commit = gitinfo.resolve_ref(self.git.root, compare)
-                gitinfo.ancestors(self.git.root, self.compare_commit, limit=1)
-            except gitinfo.GitError as exc:
-                raise GateUsageError(f"--llmperf-compare: {exc}") from None
+                # Without git a ref cannot be resolved: a commit id (or its prefix) names the
+                # baseline in the store, looked up when a test needs it (after a store pull).
+                if not _HEX.match(compare):
+                    raise GateUsageError(
+                        f"--llmperf-compare {compare}: without a git repository "
+                        f"({self.git_error}) name the baseline's commit id (7 to 64 hex "
+                        "digits, as saved under LLMPERF_COMMIT), not a branch or tag")
+            else:
+                try:
+                    self.compare_commit = gitinfo.resolve_ref(self.git.root, compare)
+                    gitinfo.ancestors(self.git.root, self.compare_commit, limit=1)
+                except gitinfo.GitError as exc:
+                    raise GateUsageError(f"--llmperf-compare: {exc}") from None
         if save:
             if self.head is None:
                 raise GateUsageError(f"--llmperf-save stores results per commit: "
@@ -458,6 +464,8 @@ class Gate:
 
     def _lookup(self, pid: str, profile: Mapping[str, Any]) -> Lookup:
         if self.git is None:
+            if self.compare_ref:
+                return self._lookup_named(pid, profile, self.compare_ref)
             if self.head is None:
                 return Lookup("no baseline", self.git_error or "not inside a git repository")
             return self._lookup_by_time(pid, profile, self.head)
@@ -516,6 +524,32 @@ class Gate:
             f"no baseline in {self.dir}{of_branch} earlier than {COMMIT_ENV} "
             f"{head.commit[:12]} (ancestry unknown: no git repository)",
             *[f"skipped unreadable baseline {e}" for e in errors]]), skipped=errors)
+
+    def _lookup_named(self, pid: str, profile: Mapping[str, Any], ref: str) -> Lookup:
+        """Without git, ``--llmperf-compare COMMIT``: the profile's baseline of the one commit
+        whose id starts with COMMIT; the baselines committed before it are the history."""
+        good, errors = self.store.load_all(pid)
+        prefix = ref.lower()
+        named = [b for b in good if b.commit.lower().startswith(prefix)]
+        commits = sorted({b.commit for b in named})
+        if len(commits) > 1:
+            return Lookup("no baseline", f"--llmperf-compare {ref} matches {len(commits)} "
+                          f"commits in {self.dir} ({', '.join(c[:12] for c in commits)}): "
+                          "give more digits")
+        if not named:
+            others, _ = self.store.load_all()
+            near = [b for b in others if b.commit.lower().startswith(prefix)]
+            if near:
+                return self._mismatch(near[0].commit, profile, pid)
+            return Lookup("no baseline", "; ".join([
+                f"no baseline saved for {ref} in {self.dir}",
+                *[f"skipped unreadable baseline {e}" for e in errors]]), skipped=errors)
+        base = max(named, key=lambda b: _when(b.saved_at))
+        head = Head(base.commit, base.branch, False, base.committed_at or base.saved_at)
+        history = [base, *self._earlier(good, head)]
+        return Lookup("compared", f"compared with {base.commit[:12]} (--llmperf-compare; "
+                      "ancestry unknown: no git repository)", base,
+                      history[: self.max_history], errors)
 
     def _load_chain(self, pid: str, candidates: Sequence[str], chain: Sequence[str],
                     dirty: bool = False) -> Lookup:
