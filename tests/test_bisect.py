@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_compare import llmperf, worktrees
 from test_store import git
 
 from pytest_llmperf.cli import main
@@ -208,18 +209,6 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     broken = git(root, "rev-parse", "HEAD")
     git(root, "checkout", "-q", "main")
     return {"root": root, "shas": shas, "broken": broken}
-
-
-def llmperf(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real console entry, as a user runs it, in the repository."""
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    env["LLMPERF_CACHE_DIR"] = str(root.parent / "cache")  # nothing may need the real model
-    return subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", *args], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=300)
-
-
-def worktrees(root: Path) -> list[str]:
-    return [ln for ln in git(root, "worktree", "list").splitlines() if ln.strip()]
 
 
 def test_bisect_names_the_commit_that_slowed_down(history: dict[str, Any]) -> None:

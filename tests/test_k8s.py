@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_llmperf.testing.schedule_engine import CONFTEST as SCHEDULE_CONFTEST
+
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
 OVERLAYS = ("cpu", "gpu-vllm")
@@ -277,20 +279,6 @@ def test_every_run_has_its_own_names_so_kubectl_create_never_collides(tmp_path: 
 
 # -- the Job, simulated ---------------------------------------------------------------------
 
-SUITE_CONFTEST = """
-from pytest_llmperf.testing.schedule_engine import ScheduleEngine
-
-
-def pytest_llmperf_engine_names():
-    return ["schedule"]
-
-
-def pytest_llmperf_make_engine(settings):
-    if settings.engine == "schedule":
-        return ScheduleEngine(float(settings.model), gap_ms=1.0)
-    return None
-"""
-
 # Three tests over four shards: shards deal sorted node ids round-robin, so index 0 gets
 # test_a, 1 test_b (whose threshold the 20 ms first token cannot meet), 2 test_c, 3 nothing.
 SUITE = """
@@ -378,7 +366,7 @@ def test_the_job_simulated_one_index_fails_its_gate(
 
     work = tmp_path / "app"  # the image's working directory: no .git in it or above it
     (work / "suite").mkdir(parents=True)
-    (work / "suite" / "conftest.py").write_text(SUITE_CONFTEST)
+    (work / "suite" / "conftest.py").write_text(SCHEDULE_CONFTEST)
     (work / "suite" / "test_tiny.py").write_text(SUITE)
     nogit = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=work,
                            capture_output=True, text=True)

@@ -143,6 +143,8 @@ def test_usage_count_disagreeing_with_the_client_is_flagged(oracle: OracleServer
     [
         (OracleConfig(ttft_ms=5, itl_ms=2, usage=False), "max_tokens", 6),
         (OracleConfig(ttft_ms=5, itl_ms=2, usage=False, finish_reason="stop"), "tokenizer", 6),
+        # "length" after 3 of 6 tokens (a full context): counted, and a truncated answer.
+        (OracleConfig(ttft_ms=5, itl_ms=2, usage=False, truncate_at=3), "tokenizer", 3),
     ],
 )
 def test_without_usage_the_count_falls_back(cfg: OracleConfig, source: str, count: int) -> None:
@@ -150,8 +152,12 @@ def test_without_usage_the_count_falls_back(cfg: OracleConfig, source: str, coun
         result = run(server.url, Workload(input_tokens=8, output_tokens=6, requests=2),
                      tokenizer=WordTokenizer())
     rec = result.samples[-1]  # type: ignore[attr-defined]
-    assert rec.error is None
     assert (rec.output_tokens_source, rec.output_tokens) == (source, count)
+    if cfg.truncate_at:
+        assert rec.error_kind == "truncated"
+        assert rec.error.startswith("truncated: 3 of the 6 output tokens asked for (tokenizer")
+        return
+    assert rec.error is None
     assert not [w for w in result.warnings if "disagree" in w]  # type: ignore[attr-defined]
 
 

@@ -20,6 +20,7 @@ import fsspec  # imported here: pytester's in-process sessions drop modules firs
 import pytest  # inside them, and a re-imported fsspec has a new, empty memory:// store
 
 from pytest_llmperf.cli.main import main as llmperf_main
+from pytest_llmperf.testing.schedule_engine import CONFTEST as SCHEDULE_CONFTEST
 from pytest_llmperf.verdict import stores
 from pytest_llmperf.verdict.store import Baseline, BaselineError, BaselineStore
 from pytest_llmperf.verdict.stores import (
@@ -536,20 +537,6 @@ def test_cli_as_a_process(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ pytest sessions
-
-SCHEDULE_CONFTEST = """
-from pytest_llmperf.testing.schedule_engine import ScheduleEngine
-
-
-def pytest_llmperf_engine_names():
-    return ["schedule"]
-
-
-def pytest_llmperf_make_engine(settings):
-    if settings.engine == "schedule":
-        return ScheduleEngine(float(settings.model), gap_ms=1.0)
-    return None
-"""
 
 SCHEDULE_TEST = """
 from pytest_llmperf import Workload, llmperf

@@ -7,8 +7,9 @@ received segment as it is received, before any parsing; ``sse`` reads each event
 ``/metrics`` around each run (``metrics_snapshot``).
 
 Output token counts come from the server's ``usage`` (``stream_options.include_usage``);
-without it, from ``max_tokens`` when the server says it stopped for length, else from a local
-tokenizer, else the chunk count; the source is recorded. Per-chunk token counts come from
+without it, from ``max_tokens`` when the server says it stopped for length (unless a local
+tokenizer counts well fewer: a context that filled up), else from a local tokenizer, else the
+chunk count; the source is recorded. Per-chunk token counts come from
 per-chunk usage (vLLM's ``continuous_usage_stats``) or logprobs when present, else the
 authoritative count is spread over the chunks by their text length.
 
@@ -629,6 +630,12 @@ class OpenAIEngine(Engine):
                 client_count = len(tok.tokenize(full, add_special=False))
         elif finish == "length":
             n, source = params.max_tokens, "max_tokens"
+            if tok is not None and getattr(tok, "local", False):
+                # A stop for length well short of max_tokens (a full context) shows in the
+                # text; a token or two off is re-tokenization, not a short answer.
+                counted = len(tok.tokenize(full, add_special=False))
+                if counted < params.max_tokens - max(2, params.max_tokens // 10):
+                    n, source = counted, "tokenizer"
         elif tok is not None and getattr(tok, "local", False):
             n, source = len(tok.tokenize(full, add_special=False)), "tokenizer"
         else:

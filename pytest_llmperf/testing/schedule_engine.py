@@ -15,6 +15,22 @@ from ..engines.base import Engine, Generation, GenerationParams, OnChunk
 from ..run.workload import Prompt
 from .oracle import WordTokenizer
 
+# A conftest that offers the engine as ``--llmperf-engine schedule`` (the model setting is its
+# first-token delay in ms), one token a millisecond, the way a third-party plugin would.
+CONFTEST = """
+from pytest_llmperf.testing.schedule_engine import ScheduleEngine
+
+
+def pytest_llmperf_engine_names():
+    return ["schedule"]
+
+
+def pytest_llmperf_make_engine(settings):
+    if settings.engine == "schedule":
+        return ScheduleEngine(float(settings.model), gap_ms=1.0)
+    return None
+"""
+
 
 class ScheduleEngine(Engine):
     max_concurrency = 1
