@@ -143,3 +143,32 @@ def test_both_paths_measure_the_same_schedule(cfg: OracleConfig, read_path: str)
     assert s["errors"] == 0 and s["output_tokens"] == 12 * 8
     assert abs(s["ttft_p50_ms"] - 30) < 20, s["ttft_p50_ms"]
     assert abs(s["itl_p50_ms"] - 10) < 5, s["itl_p50_ms"]
+
+
+def test_a_request_given_up_before_its_answer_closes_its_connection(read_path: str) -> None:
+    """A timeout while the server has not answered yet: the connection is closed (the server
+    sees its end, and can stop generating), not left open to receive an answer no one reads."""
+
+    async def main() -> None:
+        closed = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.read()  # until the client closes
+            closed.set()
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = Client(f"http://127.0.0.1:{port}")
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(client.request("GET", "/", {}), 0.2)
+            await asyncio.wait_for(closed.wait(), 5)
+            assert not client._all and not client._idle
+        finally:
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())

@@ -554,10 +554,10 @@ class Client:
             if conn.lost:
                 self._all.discard(conn)
                 continue
-            await conn.send(raw)
-            sent_ns = time.perf_counter_ns()
-            conn.used += 1
             try:
+                await conn.send(raw)
+                sent_ns = time.perf_counter_ns()
+                conn.used += 1
                 resp, stream = await self._read_head(conn, sent_ns, method == "HEAD")
             except HTTPError as exc:
                 self._discard(conn)
@@ -567,6 +567,11 @@ class Client:
                 if exc.kind == "stale":
                     raise HTTPError("dropped", "the server closed the connection before "
                                                "answering") from None
+                raise
+            except BaseException:
+                # Given up before the answer's head (a timeout, a cancelled run): closed, so
+                # the server can stop generating what no one will read.
+                self._discard(conn)
                 raise
             return resp, stream, conn
         raise HTTPError("connection", "could not get a working connection")
