@@ -5,6 +5,7 @@ prefix cache, the ShareGPT JSONL input, bad input) and against the real llama.cp
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +103,37 @@ def test_think_time_is_respected(cached: OracleServer) -> None:
     assert result.summary["sessions"] == 2 and result.summary["session_turns_mean"] == 3
 
 
+def test_sessions_arrive_at_the_asked_rate(cached: OracleServer) -> None:
+    """Open loop: with ``rate`` a new session starts every 1/rate s (near-constant gaps here)
+    whatever the earlier ones are doing, so sessions overlap although concurrency is 1; the
+    rate counts sessions, not requests."""
+    wl = Workload(input_tokens=6, output_tokens=4, requests=6, warmup=0, turns=3,
+                  think_time_s=0.2, rate=10.0, arrival="gamma", burstiness=200.0, seed=2)
+    result = bench(cached, wl)
+    s = result.summary
+    assert s["errors"] == 0 and s["requests"] == 18 and s["sessions"] == 6
+    firsts = sorted((r for r in result.samples if r.turn == 1), key=lambda r: r.send_ns)
+    starts = [r.send_ns / 1e9 for r in firsts]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(0.05 < g < 0.15 for g in gaps), gaps  # 0.1 s apart (a loaded machine: +-50 ms)
+    assert all(r.scheduled_ns is not None for r in firsts)
+    assert all(r.scheduled_ns is None for r in result.samples if r.turn != 1)
+    # Each session lasts over 0.4 s (two pauses of 0.2 s): 0.1 s apart they overlap.
+    spans = {r.session: (r.send_ns, r.done_ns) for r in firsts}
+    for r in result.samples:
+        lo, hi = spans[r.session]
+        assert r.done_ns is not None and hi is not None
+        spans[r.session] = (min(lo, r.send_ns), max(hi, r.done_ns))
+    overlapping = sum(1 for a in spans.values() for b in spans.values()
+                      if a is not b and a[0] < b[0] < a[1])
+    assert overlapping >= 5
+    client = result.client
+    assert client["asked_rate_rps"] == 10.0 and client["arrival"] == "gamma"
+    assert 8.0 < client["achieved_send_rate_rps"] < 12.0, client  # sessions/s, not turns/s
+    assert client["send_delay_p99_ms"] < 100, client
+    assert not [w for w in result.warnings if "requests/s" in w], result.warnings
+
+
 def test_per_turn_ttft_equals_the_injected_prefill(tmp_path: Path) -> None:
     """TTFT = ttft_ms + prefill_ms_per_token * uncached prompt tokens. The oracle's cache
     holds every earlier prompt and its answer, so with it a later turn prefills only its new
@@ -184,7 +216,6 @@ def test_conversations_file(cached: OracleServer, tmp_path: Path) -> None:
     ({"turns": 2, "think_time_s": [2, 1]}, "low must be <= high"),
     ({"turns": 2, "think_time_s": [1]}, "must be seconds or \\[low, high\\]"),
     ({"think_time_s": 1.0}, "think_time_s is for multi-turn sessions"),
-    ({"turns": 2, "rate": 3.0}, "multi-turn sessions run closed-loop"),
     ({"turns": 2, "shared_prefix_tokens": 4}, "shared_prefix_tokens does not apply"),
     ({"conversations_file": "/nonexistent.jsonl"}, "does not exist"),
 ])

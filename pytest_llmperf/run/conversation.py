@@ -1,9 +1,11 @@
 """Multi-turn sessions: each turn sends the conversation so far plus a new user message.
 
 A workload with ``turns`` or a ``conversations_file`` (``Workload.multi_turn``) runs sessions
-instead of independent requests. ``concurrency`` sessions are in flight (closed loop); a
-session's turn k sends its earlier user messages and the model's own answers to them, then
-the k-th user message, and waits ``think_time_s`` after each answer before its next turn.
+instead of independent requests. ``concurrency`` sessions are in flight (closed loop), or with
+``rate`` new sessions start at that many per second (open loop: the ``arrival`` process,
+seeded, as for requests; ``concurrency`` > 1 then caps the sessions in flight); a session's
+turn k sends its earlier user messages and the model's own answers to them, then the k-th
+user message, and waits ``think_time_s`` after each answer before its next turn.
 
 User messages are synthetic (``input_tokens`` tokens each, exact, drawn with the engine's
 tokenizer like the single-turn prompts, seeded by session and turn) or the human turns of a
@@ -85,9 +87,6 @@ def check_multi_turn(w: Workload) -> None:
     if w.prompts_file is not None:
         raise WorkloadError("Workload.prompts_file and multi-turn sessions (turns / "
                             "conversations_file) cannot be combined: give one")
-    if w.rate is not None:
-        raise WorkloadError("Workload.rate: multi-turn sessions run closed-loop "
-                            "(concurrency = sessions in flight); drop rate")
     if w.shared_prefix_tokens:
         raise WorkloadError("Workload.shared_prefix_tokens does not apply to multi-turn "
                             "sessions (each session's history is its shared prefix)")
@@ -190,8 +189,21 @@ class _Capture:
 
 async def _session(engine: Engine, tok: Tokenizer | None, workload: Workload, s: int,
                    users: Sequence[str], base: int, records: list[RequestRecord], t0: int,
-                   tick: Any, deadline: int | None) -> None:
+                   tick: Any, deadline: int | None, due_ns: int | None = None,
+                   dispatch_ns: dict[int, int] | None = None,
+                   slot: asyncio.Semaphore | None = None) -> None:
+    """One session's turns. Open loop: ``due_ns`` is when it was due to start (its first
+    turn's schedule), ``dispatch_ns`` gets when it did, and ``slot`` caps sessions in
+    flight (the wait for it shows as the first turn's queueing)."""
     from .loadgen import _one, _params
+
+    if dispatch_ns is not None:
+        dispatch_ns[base] = time.perf_counter_ns()  # started; its first turn may wait for a slot
+    if slot is not None:
+        async with slot:
+            await _session(engine, tok, workload, s, users, base, records, t0, tick, deadline,
+                           due_ns)
+        return
 
     capture = _Capture(engine)
     pauses = think_times(workload, s, len(users) - 1)
@@ -208,6 +220,8 @@ async def _session(engine: Engine, tok: Tokenizer | None, workload: Workload, s:
         prompt = turn_prompt(text, messages, ids, workload.output_tokens)
         record = RequestRecord(index=base + k - 1, prompt_tokens=prompt.input_tokens,
                                warmup=s < workload.warmup, session=s, turn=k)
+        if k == 1 and due_ns is not None:
+            record.scheduled_ns = due_ns - t0
         records.append(record)
         await _one(cast(Engine, capture), prompt, _params(workload, prompt), record, t0)
         if tick is not None:
@@ -231,10 +245,30 @@ async def _sessions(engine: Engine, tok: Tokenizer | None, workload: Workload,
     await drain(ids, concurrency, deadline, session)
 
 
+async def _arriving_sessions(engine: Engine, tok: Tokenizer | None, workload: Workload,
+                             users: Sequence[Sequence[str]], bases: Sequence[int],
+                             ids: Sequence[int], offsets: Sequence[float], cap: int | None,
+                             records: list[RequestRecord], t0: int, tick: Any,
+                             deadline: int | None, dispatch_ns: dict[int, int]) -> None:
+    """Open loop: session ``ids[j]`` starts ``offsets[j]`` s after now, at most ``cap`` in
+    flight (None: no cap)."""
+    from .loadgen import arrive
+
+    slot = asyncio.Semaphore(cap) if cap else None
+
+    async def session(s: int, due_ns: int) -> None:
+        await _session(engine, tok, workload, s, users[s], bases[s], records, t0, tick,
+                       deadline, due_ns, dispatch_ns, slot)
+
+    await arrive(ids, offsets, deadline, session)
+
+
 async def run_sessions(engine: Engine, workload: Workload, progress: Progress | None = None,
                        *, window: Window | None = None) -> LoadResult:
-    """Warm-up sessions (unmeasured), then the measured ones, ``concurrency`` at a time."""
-    from .loadgen import _finish, _LagMonitor, counter, effective_concurrency
+    """Warm-up sessions (unmeasured, closed loop), then the measured ones, ``concurrency`` at
+    a time, or arriving at ``rate`` sessions per second."""
+    from .loadgen import _finish, _LagMonitor, counter, effective_concurrency, open_loop_cap
+    from .workload import arrival_offsets_s
 
     tok = engine.tokenizer
     users = session_messages(tok, workload)
@@ -248,6 +282,7 @@ async def run_sessions(engine: Engine, workload: Workload, progress: Progress | 
     total = sum(len(users[s]) for s in measured)
     tick = counter(progress, total)
     records: list[RequestRecord] = []
+    dispatch_ns: dict[int, int] = {}  # open loop: when each session's first turn was started
     t0 = time.perf_counter_ns()
     monitor = _LagMonitor()
     async with engine.run_context():
@@ -259,13 +294,20 @@ async def run_sessions(engine: Engine, workload: Workload, progress: Progress | 
         measure_start = time.perf_counter_ns()
         deadline = (measure_start + int(workload.duration_s * 1e9)
                     if workload.duration_s else None)
-        await _sessions(engine, tok, workload, users, bases, measured, concurrency, records,
-                        t0, tick, deadline)
+        offsets = arrival_offsets_s(workload, len(measured))
+        if offsets is None:
+            await _sessions(engine, tok, workload, users, bases, measured, concurrency,
+                            records, t0, tick, deadline)
+        else:
+            await _arriving_sessions(engine, tok, workload, users, bases, measured, offsets,
+                                     open_loop_cap(engine, workload, concurrency), records,
+                                     t0, tick, deadline, dispatch_ns)
         measure_end = time.perf_counter_ns()
         if window is not None:
             window[1]()
         await monitor.stop()
     records.sort(key=lambda r: r.index)
     return _finish(workload, concurrency, warnings, t0, records, total, measure_start,
-                   measure_end, {}, monitor.summary(),
-                   {"sessions": len(measured), "session_turns": total})
+                   measure_end, dispatch_ns, monitor.summary(),
+                   {"sessions": len(measured), "session_turns": total},
+                   arrivals=lambda r: r.turn == 1)  # a rate counts sessions

@@ -34,7 +34,7 @@ import importlib
 import multiprocessing
 import multiprocessing.connection
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -355,13 +355,16 @@ async def _run(
 def _finish(workload: Workload, concurrency: int, warnings: list[str], t0: int,
             records: list[RequestRecord], total: int, measure_start: int, measure_end: int,
             dispatch_ns: Mapping[int, int], lag_summary: Mapping[str, float | None],
-            extra: Mapping[str, Any] | None = None) -> LoadResult:
-    """The run's records and its client record (rates, window, lags, delays, warnings)."""
+            extra: Mapping[str, Any] | None = None,
+            arrivals: Callable[[RequestRecord], bool] | None = None) -> LoadResult:
+    """The run's records and its client record (rates, window, lags, delays, warnings).
+    ``arrivals``: which sent records the open loop's rate counts (default all; multi-turn
+    sessions: their first turns)."""
     sent = [r for r in records if not r.warmup and r.done_ns is not None]
     # Requests never sent (duration limit) are dropped from the record list entirely.
     records = [r for r in records if r.warmup or r.done_ns is not None]
     window_s = (measure_end - measure_start) / 1e9
-    sends = sorted(r.send_ns for r in sent)
+    sends = sorted(r.send_ns for r in sent if arrivals is None or arrivals(r))
     # Achieved rate over the span of the sends (n-1 gaps), comparable with the asked rate.
     send_span_s = (sends[-1] - sends[0]) / 1e9 if len(sends) > 1 else 0.0
     client: dict[str, Any] = {
@@ -464,7 +467,6 @@ async def _open_loop(
     start: int | None = None,
 ) -> None:
     sem = asyncio.Semaphore(cap) if cap else None
-    start = time.perf_counter_ns() if start is None else start
 
     async def send(i: int, due_ns: int) -> None:
         dispatch_ns[i] = time.perf_counter_ns()
@@ -477,6 +479,16 @@ async def _open_loop(
         if tick is not None:
             tick()
 
+    await arrive(indices, offsets_s, deadline, send, start)
+
+
+async def arrive(indices: Sequence[int], offsets_s: Sequence[float], deadline: int | None,
+                 run: Callable[[int, int], Coroutine[Any, Any, None]],
+                 start: int | None = None) -> None:
+    """An open loop: ``run(i, due_ns)`` started for each index at ``start`` (perf_counter_ns,
+    default now) plus its offset in seconds, whatever is still running; none due at or after
+    ``deadline``. Returns when every one started has finished."""
+    start = time.perf_counter_ns() if start is None else start
     tasks = []
     for i, offset in zip(indices, offsets_s, strict=True):
         due = start + int(offset * 1e9)
@@ -485,7 +497,7 @@ async def _open_loop(
         delay = (due - time.perf_counter_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(send(i, due)))
+        tasks.append(asyncio.create_task(run(i, due)))
     await asyncio.gather(*tasks)
 
 

@@ -159,10 +159,11 @@ class Workload:
 
     Multi-turn sessions (run/conversation.py), when ``turns`` or ``conversations_file`` is
     given: ``requests`` counts measured sessions, ``warmup`` warm-up sessions, ``concurrency``
-    sessions in flight; each of a session's ``turns`` sends the conversation so far plus a
-    new user message of ``input_tokens`` tokens (or the next human turn of a ShareGPT-style
-    ``conversations_file``), waiting ``think_time_s`` between turns (seconds, or [low, high]
-    for a seeded uniform draw).
+    sessions in flight (or, with ``rate``, sessions start at that many per second, capped by
+    ``concurrency`` when it is above 1); each of a session's ``turns`` sends the conversation
+    so far plus a new user message of ``input_tokens`` tokens (or the next human turn of a
+    ShareGPT-style ``conversations_file``), waiting ``think_time_s`` between turns (seconds,
+    or [low, high] for a seeded uniform draw).
     """
 
     input_tokens: int = 128
