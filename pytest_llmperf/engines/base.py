@@ -20,9 +20,37 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from ..run.workload import Prompt, Tokenizer
-
 OnChunk = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One request's prompt, as the workload built it (``run/workload.py``)."""
+
+    text: str
+    token_ids: tuple[int, ...] | None  # the exact tokens (with BOS) when built by us
+    input_tokens: int
+    output_tokens: int
+    # A multi-turn prompt as chat messages ((role, content), ...): engines with a chat
+    # endpoint send these; completion engines send ``text`` (run/conversation.py).
+    messages: tuple[tuple[str, str], ...] | None = None
+
+
+class TextTokenizer(Protocol):
+    """What building prompts needs from any tokenizer: text to ids and back."""
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
+
+    def detokenize(self, ids: Sequence[int]) -> str: ...
+
+
+class Tokenizer(TextTokenizer, Protocol):
+    """An engine's tokenizer (``Engine.tokenizer``): exact-length prompts are built with it."""
+
+    def word_token_ids(self) -> Sequence[int]:
+        """Ids of plain word pieces, safe to draw random text from (may be empty: then
+        ``run.workload.token_pool`` finds some through the tokenizer itself)."""
+        ...
 
 
 class EngineError(RuntimeError):

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..formatting import num
 from ..metric_table import higher_is_better
-from ..run.metrics import NS_PER_MS, NS_PER_S, RequestRecord, measured_window_ns
+from ..run.metrics import NS_PER_S, RequestRecord, latency_series, measured_window_ns
 
 WIDTH = 410
 HEIGHT = 250
@@ -248,12 +248,13 @@ def records(samples: Iterable[RequestRecord | Mapping[str, Any]]) -> list[Reques
 
 
 def ttft_ms(samples: Sequence[RequestRecord]) -> list[float]:
-    return [r.ttft_ns / NS_PER_MS for r in samples
-            if not r.warmup and r.ok and r.ttft_ns is not None]
+    """The measured successful requests' TTFTs (ms), as the summary has them."""
+    return latency_series(samples, ("ttft",))["ttft"]
 
 
 def itl_ms(samples: Sequence[RequestRecord]) -> list[float]:
-    return [gap / NS_PER_MS for r in samples if not r.warmup and r.ok for gap in r.itl_ns()]
+    """The measured successful requests' inter-token latencies (ms), per token."""
+    return latency_series(samples, ("itl",))["itl"]
 
 
 def tokens_over_time_svg(runs: Sequence[tuple[str, Sequence[RequestRecord]]],

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..formatting import display, pct
 from ..metric_table import SERVER_METRICS, TREND_METRICS, higher_is_better
-from ..run.metrics import NS_PER_MS, RecordError, RequestRecord, percentile, turn_ttfts
+from ..run.metrics import RecordError, RequestRecord, latency_series, percentile, turn_ttfts
 from ..values import is_finite_number
 from ..verdict.stats import DEFAULT_TOLERANCE_PCT
 from ..verdict.store import Baseline, BaselineStore
@@ -357,7 +357,7 @@ def multi_turn_view(label: str, run: Mapping[str, Any],
     rows: list[TurnRow] = []
     for k, p50 in enumerate(p50s, 1):
         recs = by_turn.get(k, [])
-        ttfts = [r.ttft_ns / NS_PER_MS for r in recs if r.ok and r.ttft_ns is not None]
+        ttfts = latency_series(recs, ("ttft",))["ttft"]
         tokens = [r.prompt_tokens for r in recs if r.prompt_tokens > 0]
         rows.append(TurnRow(
             turn=k, requests=len(recs) if samples else None,

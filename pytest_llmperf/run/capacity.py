@@ -18,7 +18,8 @@ A rate *passes* when
   requests on).
 
 Latencies here are counted from each request's *scheduled* arrival (open loop), so time a
-request waited in the client for a free slot counts against the SLO as it would for a user.
+request waited in the client for a free slot counts against the SLO as it would for a user
+(``metrics.request_latency(..., from_due=True)``: the formulas are metrics.py's).
 
 The answer is the bracket: ``capacity_rps`` is the highest passing rate, ``high_rps`` the
 lowest failing one above it, and the stated interval is [``low_rps``, ``high_rps``) with
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..metric_table import LATENCY_KEYS, SLO_KEYS
-from .metrics import NS_PER_MS, RequestRecord
+from .metrics import RequestRecord, latency_series, meets_slo, percentile, request_latency
 
 DEFAULT_SLO: dict[str, float] = {"ttft_ms": 500.0, "tpot_ms": 50.0}
 CAPACITY_VERSION = 1
@@ -167,10 +168,6 @@ class CapacityResult:
                    decided=bool(data.get("decided")))
 
 
-def _pct(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if len(values) else None
-
-
 def point_from_records(
     rate: float,
     records: Sequence[RequestRecord],
@@ -182,50 +179,25 @@ def point_from_records(
 ) -> RatePoint:
     """A ``RatePoint`` from one run's request records (times in ns on one timeline; a
     record's ``scheduled_ns`` is its due time, else its ``send_ns``)."""
-    measured = sorted((r for r in records if not r.warmup),
-                      key=lambda r: (r.scheduled_ns if r.scheduled_ns is not None
-                                     else r.send_ns))
-    ok = [r for r in measured if r.ok and r.chunk_ns and r.done_ns is not None]
-
-    def due(r: RequestRecord) -> int:
-        return r.scheduled_ns if r.scheduled_ns is not None else r.send_ns
-
-    def ttft(r: RequestRecord) -> float:
-        return (r.chunk_ns[0] - due(r)) / NS_PER_MS
-
-    def e2e(r: RequestRecord) -> float:
-        assert r.done_ns is not None
-        return (r.done_ns - due(r)) / NS_PER_MS
-
-    def tpot(r: RequestRecord) -> float | None:
-        t = r.tpot_ns
-        return None if t is None else t / NS_PER_MS
-
+    measured = sorted((r for r in records if not r.warmup), key=lambda r: r.due_ns)
+    # The successful requests, in order of arrival, with their latencies from their due time.
+    done = [(r, x) for r in measured
+            if r.ok and (x := request_latency(r, from_due=True)) is not None]
+    ok = [r for r, _ in done]
     per_request = {k: v for k, v in slo.items() if k in SLO_KEYS}
     aggregate = {k: v for k, v in slo.items() if k not in SLO_KEYS}
-
-    def meets(r: RequestRecord) -> bool:
-        values = {"ttft_ms": ttft(r), "e2e_ms": e2e(r), "tpot_ms": tpot(r)}
-        return all(values[k] is None or values[k] <= limit  # type: ignore[operator]
-                   for k, limit in per_request.items())
-
-    good = sum(1 for r in ok if meets(r))
+    good = sum(1 for r in ok if meets_slo(r, per_request, from_due=True))
     n = len(measured)
     low, high = wilson_interval(good, n)
-    series: dict[str, list[float]] = {
-        "ttft": [ttft(r) for r in ok],
-        "e2e": [e2e(r) for r in ok],
-        "tpot": [t for r in ok if (t := tpot(r)) is not None],
-        "itl": [g / NS_PER_MS for r in ok for g in r.itl_ns()],
-    }
+    series = latency_series(ok, from_due=True)
     latency: dict[str, float | None] = {}
     for name in ("ttft", "tpot", "e2e"):
         for q in (50, 95):
-            latency[f"{name}_p{q}_ms"] = _pct(series[name], q)
+            latency[f"{name}_p{q}_ms"] = percentile(series[name], q)
     for key in aggregate:  # any percentile the SLO bounds, e.g. itl_p99_ms
         metric, stat, _ = key.split("_")
         if stat.startswith("p"):
-            latency[key] = _pct(series[metric], float(stat[1:]))
+            latency[key] = percentile(series[metric], float(stat[1:]))
         elif stat == "mean":
             latency[key] = float(np.mean(series[metric])) if series[metric] else None
         else:
@@ -235,7 +207,7 @@ def point_from_records(
     span = (dones[-1] - dones[0]) / 1e9 if len(dones) > 1 else 0.0
     achieved = (len(dones) - 1) / span if span > 0 else None
     if scheduled_rps is None:
-        dues = [due(r) for r in measured]
+        dues = [r.due_ns for r in measured]
         due_span = (max(dues) - min(dues)) / 1e9 if len(dues) > 1 else 0.0
         scheduled_rps = (len(dues) - 1) / due_span if due_span > 0 else None
     target = scheduled_rps or rate
@@ -245,8 +217,8 @@ def point_from_records(
     if third >= 10:  # fewer: a burst of a random arrival process looks the same
         # The middle third against the last: a run starts with an empty queue, so the first
         # third is faster than the steady state even when nothing grows.
-        first = [ttft(r) for r in ok[third:2 * third]]
-        last = [ttft(r) for r in ok[-third:]]
+        first = [x.ttft_ms for _, x in done[third:2 * third]]
+        last = [x.ttft_ms for _, x in done[-third:]]
         early, early_p90 = float(np.median(first)), float(np.percentile(first, 90))
         late = float(np.median(last))
         if late > early_p90 and late > early + 10.0:
@@ -267,7 +239,7 @@ def point_from_records(
     if queue_growth:
         reasons.append("queue grew: median TTFT of the last third above the middle "
                        "third's p90")
-    tps_user = [r.n_output / (e2e(r) / 1e3) for r in ok if e2e(r) > 0]
+    tps_user = [r.n_output / (x.e2e_ms / 1e3) for r, x in done if x.e2e_ms > 0]
     window = (max(dones) - min(r.send_ns for r in ok)) / 1e9 if ok else 0.0
     total_tps = sum(r.n_output for r in ok) / window if window > 0 else None
     return RatePoint(

@@ -21,7 +21,8 @@ newline before each new user message). No engine here exposes a chat template fo
 completion path, so none is applied.
 
 Every request record carries its ``session`` and ``turn`` (from 1); the summary gains the
-per-turn TTFT and per-session figures (``metrics.session_summary``).
+per-turn TTFT and per-session figures (``metrics.session_summary``). Each session is a job of
+the scheduler core (run/schedule.py), as each single request is.
 """
 
 from __future__ import annotations
@@ -32,24 +33,21 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
-from ..engines.base import Engine, Generation, GenerationParams, OnChunk
+from ..engines.base import Engine, Generation, GenerationParams, OnChunk, Prompt, Tokenizer
 from .metrics import RequestRecord
-from .workload import (
-    Prompt,
-    Tokenizer,
-    Workload,
-    WorkloadError,
-    _fit_text,
-    _number,
-    _read_lines,
-    _whole,
-    token_pool,
+from .schedule import (
+    LoadResult,
+    Phase,
+    Progress,
+    Schedule,
+    Window,
+    counter,
+    generation_params,
+    send_one,
 )
-
-if TYPE_CHECKING:
-    from .loadgen import LoadResult, Progress, Window
+from .workload import Workload, WorkloadError, fit_text, read_lines, token_pool
 
 HUMAN_ROLES = ("human", "user")
 # Seeds of the synthetic user messages and of the think times (apart from other streams).
@@ -57,47 +55,12 @@ _MESSAGE_STREAM = 104_729
 _THINK_STREAM = 15_485_863
 
 
-def check_multi_turn(w: Workload) -> None:
-    """The multi-turn fields of a workload, checked where they enter (``WorkloadError``)."""
-    if w.turns is not None:
-        _whole("Workload.turns", w.turns, 1)
-    think = w.think_time_s
-    if isinstance(think, list | tuple):
-        if len(think) != 2:
-            raise WorkloadError(f"Workload.think_time_s={think!r} must be seconds or "
-                                "[low, high] (a seeded uniform draw)")
-        low = _number("Workload.think_time_s[0]", think[0], at_least=0, unit=" (s)")
-        high = _number("Workload.think_time_s[1]", think[1], at_least=0, unit=" (s)")
-        if low > high:
-            raise WorkloadError(f"Workload.think_time_s={list(think)!r}: low must be <= high")
-    else:
-        _number("Workload.think_time_s", think, at_least=0, unit=" (s)")
-    if w.conversations_file is not None:
-        if not isinstance(w.conversations_file, str | os.PathLike):
-            raise WorkloadError(f"Workload.conversations_file={w.conversations_file!r} must "
-                                "be a path to a JSONL file")
-        if not Path(w.conversations_file).is_file():
-            raise WorkloadError(f"Workload.conversations_file {str(w.conversations_file)!r} "
-                                "does not exist")
-    if not w.multi_turn:
-        if think not in (0, 0.0):
-            raise WorkloadError("Workload.think_time_s is for multi-turn sessions: give turns "
-                                "or a conversations_file")
-        return
-    if w.prompts_file is not None:
-        raise WorkloadError("Workload.prompts_file and multi-turn sessions (turns / "
-                            "conversations_file) cannot be combined: give one")
-    if w.shared_prefix_tokens:
-        raise WorkloadError("Workload.shared_prefix_tokens does not apply to multi-turn "
-                            "sessions (each session's history is its shared prefix)")
-
-
 def load_conversations(path: str | os.PathLike[str], turns: int | None) -> list[list[str]]:
     """The human turns of each conversation of a ShareGPT-style JSONL file (at most
     ``turns`` each); WorkloadError naming the file and line of anything else."""
     where = Path(path)
     out: list[list[str]] = []
-    for lineno, line in enumerate(_read_lines(where), 1):
+    for lineno, line in enumerate(read_lines(where), 1):
         if not line.strip():
             continue
         try:
@@ -148,7 +111,7 @@ def session_messages(tok: Tokenizer | None, workload: Workload) -> list[list[str
         msgs = []
         for k in range(turns):
             rng = np.random.default_rng([workload.seed, _MESSAGE_STREAM, s, k])
-            text, _ = _fit_text(tok, rng, pool, [], workload.input_tokens, 0)
+            text, _ = fit_text(tok, rng, pool, [], workload.input_tokens, 0)
             msgs.append(text)
         out.append(msgs)
     return out
@@ -189,22 +152,9 @@ class _Capture:
 
 async def _session(engine: Engine, tok: Tokenizer | None, workload: Workload, s: int,
                    users: Sequence[str], base: int, records: list[RequestRecord], t0: int,
-                   tick: Any, deadline: int | None, due_ns: int | None = None,
-                   dispatch_ns: dict[int, int] | None = None,
-                   slot: asyncio.Semaphore | None = None) -> None:
-    """One session's turns. Open loop: ``due_ns`` is when it was due to start (its first
-    turn's schedule), ``dispatch_ns`` gets when it did, and ``slot`` caps sessions in
-    flight (the wait for it shows as the first turn's queueing)."""
-    from .loadgen import _one, _params
-
-    if dispatch_ns is not None:
-        dispatch_ns[base] = time.perf_counter_ns()  # started; its first turn may wait for a slot
-    if slot is not None:
-        async with slot:
-            await _session(engine, tok, workload, s, users, base, records, t0, tick, deadline,
-                           due_ns)
-        return
-
+                   phase: Phase, due_ns: int | None) -> None:
+    """One session's turns, none started after ``phase.deadline``. Open loop: ``due_ns`` is
+    when it was due to start (its first turn's schedule)."""
     capture = _Capture(engine)
     pauses = think_times(workload, s, len(users) - 1)
     text = ""
@@ -212,7 +162,7 @@ async def _session(engine: Engine, tok: Tokenizer | None, workload: Workload, s:
     for k, user in enumerate(users, 1):
         if k > 1:
             await asyncio.sleep(pauses[k - 2])
-        if deadline is not None and time.perf_counter_ns() >= deadline:
+        if phase.deadline is not None and time.perf_counter_ns() >= phase.deadline:
             return
         text = f"{text}\n{user}" if text else user
         messages.append(("user", user))
@@ -223,91 +173,39 @@ async def _session(engine: Engine, tok: Tokenizer | None, workload: Workload, s:
         if k == 1 and due_ns is not None:
             record.scheduled_ns = due_ns - t0
         records.append(record)
-        await _one(cast(Engine, capture), prompt, _params(workload, prompt), record, t0)
-        if tick is not None:
-            tick()
+        await send_one(cast(Engine, capture), prompt, generation_params(workload, prompt),
+                       record, t0)
+        if phase.tick is not None:
+            phase.tick()
         if capture.last is None:  # no answer: the conversation cannot go on
             return
         text += capture.last.text
         messages.append(("assistant", capture.last.text))
 
 
-async def _sessions(engine: Engine, tok: Tokenizer | None, workload: Workload,
-                    users: Sequence[Sequence[str]], bases: Sequence[int], ids: Sequence[int],
-                    concurrency: int, records: list[RequestRecord], t0: int, tick: Any,
-                    deadline: int | None) -> None:
-    from .loadgen import drain
-
-    async def session(s: int) -> None:
-        await _session(engine, tok, workload, s, users[s], bases[s], records, t0, tick,
-                       deadline)
-
-    await drain(ids, concurrency, deadline, session)
-
-
-async def _arriving_sessions(engine: Engine, tok: Tokenizer | None, workload: Workload,
-                             users: Sequence[Sequence[str]], bases: Sequence[int],
-                             ids: Sequence[int], offsets: Sequence[float], cap: int | None,
-                             records: list[RequestRecord], t0: int, tick: Any,
-                             deadline: int | None, dispatch_ns: dict[int, int]) -> None:
-    """Open loop: session ``ids[j]`` starts ``offsets[j]`` s after now, at most ``cap`` in
-    flight (None: no cap)."""
-    from .loadgen import arrive
-
-    slot = asyncio.Semaphore(cap) if cap else None
-
-    async def session(s: int, due_ns: int) -> None:
-        await _session(engine, tok, workload, s, users[s], bases[s], records, t0, tick,
-                       deadline, due_ns, dispatch_ns, slot)
-
-    await arrive(ids, offsets, deadline, session)
-
-
 async def run_sessions(engine: Engine, workload: Workload, progress: Progress | None = None,
                        *, window: Window | None = None) -> LoadResult:
     """Warm-up sessions (unmeasured, closed loop), then the measured ones, ``concurrency`` at
     a time, or arriving at ``rate`` sessions per second."""
-    from .loadgen import _finish, _LagMonitor, counter, effective_concurrency, open_loop_cap
-    from .workload import arrival_offsets_s
-
     tok = engine.tokenizer
     users = session_messages(tok, workload)
     bases = [0]
     for msgs in users:
         bases.append(bases[-1] + len(msgs))
-    concurrency, warning = effective_concurrency(engine, workload)
-    warnings = [warning] if warning else []
+    schedule = Schedule(engine, workload)
     warm = list(range(workload.warmup))
     measured = list(range(workload.warmup, len(users)))
     total = sum(len(users[s]) for s in measured)
-    tick = counter(progress, total)
     records: list[RequestRecord] = []
-    dispatch_ns: dict[int, int] = {}  # open loop: when each session's first turn was started
-    t0 = time.perf_counter_ns()
-    monitor = _LagMonitor()
-    async with engine.run_context():
-        monitor.start()
-        await _sessions(engine, tok, workload, users, bases, warm, concurrency, records, t0,
-                        None, None)
-        if window is not None:
-            window[0]()
-        measure_start = time.perf_counter_ns()
-        deadline = (measure_start + int(workload.duration_s * 1e9)
-                    if workload.duration_s else None)
-        offsets = arrival_offsets_s(workload, len(measured))
-        if offsets is None:
-            await _sessions(engine, tok, workload, users, bases, measured, concurrency,
-                            records, t0, tick, deadline)
-        else:
-            await _arriving_sessions(engine, tok, workload, users, bases, measured, offsets,
-                                     open_loop_cap(engine, workload, concurrency), records,
-                                     t0, tick, deadline, dispatch_ns)
-        measure_end = time.perf_counter_ns()
-        if window is not None:
-            window[1]()
-        await monitor.stop()
+
+    async def session(s: int, due_ns: int | None, phase: Phase) -> None:
+        await _session(engine, tok, workload, s, users[s], bases[s], records, schedule.t0,
+                       phase, due_ns)
+
+    m = await schedule.run(session, warm, measured, counter(progress, total), window)
+    # An open loop started sessions: their first turns' records are the ones it dispatched.
+    m.dispatch_ns = {bases[s]: t for s, t in m.dispatch_ns.items()}
     records.sort(key=lambda r: r.index)
-    return _finish(workload, concurrency, warnings, t0, records, total, measure_start,
-                   measure_end, dispatch_ns, monitor.summary(),
-                   {"sessions": len(measured), "session_turns": total},
-                   arrivals=lambda r: r.turn == 1)  # a rate counts sessions
+    return schedule.finish(records, total, m,
+                           {"sessions": len(measured), "session_turns": total},
+                           arrivals=lambda r: r.turn == 1)  # a rate counts sessions

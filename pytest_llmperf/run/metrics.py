@@ -9,6 +9,10 @@ Pure functions, no I/O. Definitions follow vLLM's serving benchmark (docs/metric
   contributes k gaps of gap/k.
 - Percentiles use linear interpolation (numpy's default), as vLLM does.
 
+These formulas live here only: the summary, the capacity search (run/capacity.py), the report
+and its plots (report/view.py, report/plots.py) all take a request's latencies from
+``request_latency`` / ``latency_series``, from live records or a results file's samples alike.
+
 All times inside a record are integer nanoseconds on the client's monotonic clock
 (``time.perf_counter_ns``), relative to the run's start so that they serialise exactly.
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -88,6 +92,11 @@ class RequestRecord:
         return self.error is None and bool(self.chunk_ns)
 
     @property
+    def due_ns(self) -> int:
+        """When the request was due: its schedule in an open loop, else its send time."""
+        return self.scheduled_ns if self.scheduled_ns is not None else self.send_ns
+
+    @property
     def ttft_ns(self) -> int | None:
         return self.chunk_ns[0] - self.send_ns if self.chunk_ns else None
 
@@ -146,6 +155,51 @@ class RequestRecord:
         return cls(**values)
 
 
+class Latency(NamedTuple):
+    """One request's latencies in ms."""
+
+    ttft_ms: float
+    tpot_ms: float | None  # None: a one-token answer has no TPOT
+    e2e_ms: float
+
+
+def request_latency(record: RequestRecord, *, from_due: bool = False) -> Latency | None:
+    """A request's TTFT, TPOT and E2E in ms (None without a token-bearing chunk).
+
+    ``from_due``: as a user who arrived on schedule waited: TTFT and E2E counted from the
+    request's due time (``due_ns``: the open loop's schedule, so time queued in the client
+    counts) and E2E up to the stream's close (``done_ns``; None without one). This is what the
+    capacity search holds an SLO against; TPOT is the same either way."""
+    if not record.chunk_ns or (from_due and record.done_ns is None):
+        return None
+    start = record.due_ns if from_due else record.send_ns
+    end = record.done_ns if from_due and record.done_ns is not None else record.chunk_ns[-1]
+    tpot = record.tpot_ns
+    return Latency(ttft_ms=(record.chunk_ns[0] - start) / NS_PER_MS,
+                   tpot_ms=tpot / NS_PER_MS if tpot is not None else None,
+                   e2e_ms=(end - start) / NS_PER_MS)
+
+
+def latency_series(records: Iterable[RequestRecord],
+                   metrics: Sequence[str] = LATENCY_METRICS, *,
+                   from_due: bool = False) -> dict[str, list[float]]:
+    """The latency samples (ms) of the successful measured requests (warm-up and failed ones
+    left out) for each of ``metrics``: "ttft", "tpot" (requests of more than one token) and
+    "e2e" one per request (``request_latency``, ``from_due`` as there), "itl" one per token
+    (``RequestRecord.itl_ns``)."""
+    ok = [r for r in records
+          if not r.warmup and r.ok and not (from_due and r.done_ns is None)]
+    out: dict[str, list[float]] = {}
+    if {"ttft", "tpot", "e2e"} & set(metrics):
+        lat = [x for r in ok if (x := request_latency(r, from_due=from_due)) is not None]
+        out["ttft"] = [x.ttft_ms for x in lat]
+        out["tpot"] = [x.tpot_ms for x in lat if x.tpot_ms is not None]
+        out["e2e"] = [x.e2e_ms for x in lat]
+    if "itl" in metrics:
+        out["itl"] = [gap / NS_PER_MS for r in ok for gap in r.itl_ns()]
+    return {m: out[m] for m in metrics}
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Linear-interpolation percentile (numpy's default, as vLLM uses); None when empty."""
     if len(values) == 0:
@@ -177,22 +231,21 @@ def measured_window_ns(records: Iterable[RequestRecord]) -> tuple[int, int] | No
     return start, max(ends)
 
 
-def meets_slo(record: RequestRecord, slo: Mapping[str, float]) -> bool:
-    """True when a successful request meets every SLO given (ms)."""
-    if not record.ok:
+def meets_slo(record: RequestRecord, slo: Mapping[str, float], *,
+              from_due: bool = False) -> bool:
+    """True when a successful request meets every per-request SLO given (ms: ``ttft_ms``,
+    ``tpot_ms``, ``e2e_ms``); ``from_due`` as in ``request_latency``."""
+    lat = request_latency(record, from_due=from_due) if record.ok else None
+    if lat is None:
         return False
-    checks = {
-        "ttft_ms": record.ttft_ns,
-        "tpot_ms": record.tpot_ns,
-        "e2e_ms": record.e2e_ns,
-    }
+    checks = {"ttft_ms": lat.ttft_ms, "tpot_ms": lat.tpot_ms, "e2e_ms": lat.e2e_ms}
     for key, limit in slo.items():
         value = checks[key]
         if value is None:
             if key == "tpot_ms":  # one-token requests have no TPOT: nothing to violate
                 continue
             return False
-        if value / NS_PER_MS > limit:
+        if value > limit:
             return False
     return True
 
@@ -217,14 +270,9 @@ def summarize(
     ok = [r for r in measured if r.ok]
     summary: dict[str, Any] = {}
 
-    series: dict[str, list[float]] = {
-        "ttft": [r.ttft_ns for r in ok if r.ttft_ns is not None],
-        "e2e": [r.e2e_ns for r in ok if r.e2e_ns is not None],
-        "tpot": [t for r in ok if (t := r.tpot_ns) is not None],
-        "itl": [gap for r in ok for gap in r.itl_ns()],
-    }
+    series = latency_series(ok)
     for metric in LATENCY_METRICS:
-        for stat, value in describe(series[metric], scale=NS_PER_MS).items():
+        for stat, value in describe(series[metric]).items():
             summary[f"{metric}_{stat}_ms"] = value
 
     window = measured_window_ns(measured)

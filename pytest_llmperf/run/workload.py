@@ -1,6 +1,7 @@
 """Workloads: what to send (prompts of exact token lengths, or a JSONL file) and when.
 
-Prompt building needs only a tokenizer (see ``Tokenizer``); arrival schedules are pure.
+Prompt building needs only a tokenizer (``engines.base.Tokenizer``); arrival schedules are
+pure. ``Prompt`` and ``Tokenizer`` belong to the engine interface and are re-exported here.
 """
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from ..engines.base import Prompt as Prompt
+from ..engines.base import TextTokenizer as TextTokenizer
+from ..engines.base import Tokenizer as Tokenizer
 from ..metric_table import SLO_KEYS
 from ..values import is_finite_number
 
@@ -45,21 +49,6 @@ def _number(name: str, value: Any, *, above: float | None = None,
     if at_least is not None and not number >= at_least:
         raise WorkloadError(f"{name}={value!r} must be >= {at_least:g}{unit}")
     return number
-
-
-class TextTokenizer(Protocol):
-    """What building prompts needs from any tokenizer: text to ids and back."""
-
-    def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
-
-    def detokenize(self, ids: Sequence[int]) -> str: ...
-
-
-class Tokenizer(TextTokenizer, Protocol):
-    def word_token_ids(self) -> Sequence[int]:
-        """Ids of plain word pieces, safe to draw random text from (may be empty: then
-        ``token_pool`` finds some through the tokenizer itself)."""
-        ...
 
 
 # Plain English words whose tokens make a safe pool for random prompts on any tokenizer.
@@ -130,17 +119,6 @@ def token_pool(tok: TextTokenizer, vocab_ids: Iterable[int] = ()) -> list[int]:
             pool += round_trip_ids(tok, (t for t in vocab if t not in have),
                                    whole_words=False, limit=512)
     return sorted(set(pool))
-
-
-@dataclass(frozen=True)
-class Prompt:
-    text: str
-    token_ids: tuple[int, ...] | None  # the exact tokens (with BOS) when built by us
-    input_tokens: int
-    output_tokens: int
-    # A multi-turn prompt as chat messages ((role, content), ...): engines with a chat
-    # endpoint send these; completion engines send ``text`` (run/conversation.py).
-    messages: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -228,9 +206,42 @@ class Workload:
             if not Path(self.prompts_file).is_file():
                 raise WorkloadError(f"Workload.prompts_file {str(self.prompts_file)!r} does "
                                     "not exist")
-        from .conversation import check_multi_turn
+        self._check_multi_turn()
 
-        check_multi_turn(self)
+    def _check_multi_turn(self) -> None:
+        """The multi-turn fields (run/conversation.py), checked as the others are."""
+        if self.turns is not None:
+            _whole("Workload.turns", self.turns, 1)
+        think = self.think_time_s
+        if isinstance(think, list | tuple):
+            if len(think) != 2:
+                raise WorkloadError(f"Workload.think_time_s={think!r} must be seconds or "
+                                    "[low, high] (a seeded uniform draw)")
+            low = _number("Workload.think_time_s[0]", think[0], at_least=0, unit=" (s)")
+            high = _number("Workload.think_time_s[1]", think[1], at_least=0, unit=" (s)")
+            if low > high:
+                raise WorkloadError(
+                    f"Workload.think_time_s={list(think)!r}: low must be <= high")
+        else:
+            _number("Workload.think_time_s", think, at_least=0, unit=" (s)")
+        if self.conversations_file is not None:
+            if not isinstance(self.conversations_file, str | os.PathLike):
+                raise WorkloadError(f"Workload.conversations_file={self.conversations_file!r} "
+                                    "must be a path to a JSONL file")
+            if not Path(self.conversations_file).is_file():
+                raise WorkloadError("Workload.conversations_file "
+                                    f"{str(self.conversations_file)!r} does not exist")
+        if not self.multi_turn:
+            if think not in (0, 0.0):
+                raise WorkloadError("Workload.think_time_s is for multi-turn sessions: give "
+                                    "turns or a conversations_file")
+            return
+        if self.prompts_file is not None:
+            raise WorkloadError("Workload.prompts_file and multi-turn sessions (turns / "
+                                "conversations_file) cannot be combined: give one")
+        if self.shared_prefix_tokens:
+            raise WorkloadError("Workload.shared_prefix_tokens does not apply to multi-turn "
+                                "sessions (each session's history is its shared prefix)")
 
     @property
     def multi_turn(self) -> bool:
@@ -245,7 +256,7 @@ class Workload:
         return self.warmup + self.requests
 
 
-def _fit_text(
+def fit_text(
     tok: Tokenizer,
     rng: np.random.Generator,
     pool: np.ndarray,
@@ -300,12 +311,12 @@ def synthetic_prompts(tok: Tokenizer, workload: Workload) -> list[Prompt]:
     prefix_ids: list[int] = []
     if workload.shared_prefix_tokens:
         rng = np.random.default_rng([workload.seed, 2**31 - 1])
-        _, with_special = _fit_text(tok, rng, pool, [], workload.shared_prefix_tokens, n_special)
+        _, with_special = fit_text(tok, rng, pool, [], workload.shared_prefix_tokens, n_special)
         prefix_ids = with_special[n_special:]
     prompts = []
     for i in range(workload.total_requests):
         rng = np.random.default_rng([workload.seed, i])
-        text, ids = _fit_text(tok, rng, pool, prefix_ids, n_text - len(prefix_ids), n_special)
+        text, ids = fit_text(tok, rng, pool, prefix_ids, n_text - len(prefix_ids), n_special)
         prompts.append(Prompt(text, tuple(ids), len(ids), workload.output_tokens))
     return prompts
 
@@ -320,7 +331,7 @@ def jsonl_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
     assert workload.prompts_file is not None
     path = Path(workload.prompts_file)
     items: list[tuple[str, int]] = []
-    for lineno, line in enumerate(_read_lines(path), 1):
+    for lineno, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
         try:
@@ -343,7 +354,7 @@ def jsonl_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
     return prompts
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
     """The file's lines as UTF-8 text (a byte-order mark is allowed); WorkloadError naming
     the line of the first byte that is not UTF-8, or why the file cannot be read."""
     try:
