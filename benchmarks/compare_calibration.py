@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from rates import rate  # noqa: E402  (benchmarks/rates.py)
 
-from pytest_llmperf.verdict import bisect  # noqa: E402
+from pytest_llmperf.commits import bisect  # noqa: E402
 
 METRICS = ("ttft_p50_ms", "tpot_p50_ms", "output_tps")
 KEPT = (*METRICS, "ttft_p95_ms", "e2e_p50_ms", "duration_s")

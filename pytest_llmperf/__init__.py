@@ -1,7 +1,8 @@
 """pytest-llmperf: LLM inference performance as ordinary pytest tests.
 
 The public names: ``llmperf`` (the marker), ``Workload``, ``RunResult``, ``RequestRecord``.
-They are imported on first use, so loading the plugin stays cheap for every pytest run.
+The last two are imported on first use (their module needs numpy), so loading the plugin
+stays cheap for every pytest run.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .run.workload import Workload
+
 if TYPE_CHECKING:
     from .run.metrics import RequestRecord, RunResult
-    from .run.workload import Workload
 
 __version__ = "0.1.0"
 
@@ -23,10 +25,6 @@ __all__ = ["RequestRecord", "RunResult", "Workload", "__version__", "llmperf"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Workload":
-        from .run.workload import Workload
-
-        return Workload
     if name in ("RequestRecord", "RunResult"):
         from .run import metrics
 

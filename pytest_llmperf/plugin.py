@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import hookspecs
+from .engines.registry import create_engine, engine_names
 from .fixtures.bench import llmperf_bench  # noqa: F401 - fixtures this plugin provides
 from .fixtures.engines import llm_engine, llmperf_engine_factory, llmperf_settings  # noqa: F401
 from .fixtures.quality import (  # noqa: F401
@@ -23,6 +24,8 @@ from .fixtures.quality import (  # noqa: F401
     quantized_model,
 )
 from .fixtures.servers import llm_server, llm_server_engine  # noqa: F401
+from .run.cpu import usable_cores
+from .run.devices import device_for_worker, oversubscribed_line, visible_devices
 from .session import MARKER, PLUGIN_NAME, LLMPerfSession
 from .settings import OPTIONS, ConfigError, resolve
 
@@ -59,8 +62,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "such as ttft_p95_ms=500, min_tps=2000, max_regression_pct=5, and engine_args={...} "
         "for the llm_engine it gets (run with --llmperf)",
     )
-    from .engines.registry import engine_names
-
     extra = [n for names in config.hook.pytest_llmperf_engine_names() for n in names]
     engines = tuple(dict.fromkeys([*engine_names(), *extra]))
     try:
@@ -75,8 +76,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.threads is None and workerinput and workerinput.get("workercount"):
         # pytest-xdist: every worker running an engine on all cores would oversubscribe the
         # machine; each gets its share unless --llmperf-threads says otherwise.
-        from .run.cpu import usable_cores
-
         share = max(1, usable_cores() // int(workerinput["workercount"]))
         settings = dataclasses.replace(settings, threads=share)
     if config.getoption("llmperf"):
@@ -91,8 +90,6 @@ def _one_gpu_per_worker(config: pytest.Config, workerinput: dict[str, Any] | Non
     """pytest-xdist on a multi-GPU machine: worker gwN sees only the N-th visible GPU (set
     here, before any engine is made); the controller warns when workers outnumber GPUs."""
     import os
-
-    from .run.devices import device_for_worker, oversubscribed_line, visible_devices
 
     if workerinput:
         device = device_for_worker(str(workerinput.get("workerid", "")),
@@ -110,6 +107,4 @@ def _one_gpu_per_worker(config: pytest.Config, workerinput: dict[str, Any] | Non
 @pytest.hookimpl(trylast=True)
 def pytest_llmperf_make_engine(settings: Settings) -> Engine:
     """The built-in engines, by name (the last word: other plugins answer first)."""
-    from .engines.registry import create_engine
-
     return create_engine(settings)

@@ -9,13 +9,25 @@ and skips the marked tests; engines, statistics and reports are imported when fi
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .engines.auth import auth_headers
+from .engines.base import EngineError
+from .redact import Redactor, env_secrets, header_secrets
+from .report.junit import failure_text
+from .report.paths import ReportPathError, check_report_paths, os_reason
+from .report.progress import ProgressLine
+from .results import TestRecord, results_document
 from .settings import Settings
+from .shard import ShardError, durations_from_results, empty_line, parse_shard, split
+from .store.baselines import BaselineError
+from .store.profile import hardware
+from .verdict.thresholds import MarkerError, validate_marker
 
 if TYPE_CHECKING:
     from .engines.base import Engine
@@ -41,6 +53,8 @@ class ItemRecord:
     capacity: list[dict[str, Any]] = field(default_factory=list)  # CapacityResult.to_dict()s
     accuracy: list[AccuracyRecord] = field(default_factory=list)
     spec: ModelSpec | None = None  # the quantized_model the test runs
+    # Per run, the thresholds checked against it (outcome.Judgement.checks).
+    checks: list[list[dict[str, Any]]] = field(default_factory=list)
     # The marker's engine_args: the test's llm_engine is the session's with these on top.
     engine_args: dict[str, Any] | None = None
 
@@ -48,38 +62,18 @@ class ItemRecord:
 ITEM = pytest.StashKey[ItemRecord]()
 
 
+def run_document(run: RunResult, checks: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """One run as the results document holds it: the run, with the thresholds checked
+    against it as ``client.checks`` (when the test was judged)."""
+    data = run.to_dict()
+    if checks is not None:
+        data["client"] = {**(data.get("client") or {}), "checks": checks}
+    return data
+
+
 def item_record(item: pytest.Item) -> ItemRecord:
     """The item's record (made on first use)."""
     return item.stash.setdefault(ITEM, ItemRecord())
-
-
-@dataclass
-class TestRecord:
-    """One finished test as the reports see it (rebuilt from its report, so it also exists
-    on the pytest-xdist controller)."""
-
-    nodeid: str
-    outcome: str
-    thresholds: dict[str, Any]
-    runs: list[RunResult]
-    message: str = ""
-    comparison: dict[str, Any] | None = None  # against the baseline (gate.py's shape)
-    ab: list[dict[str, Any]] = field(default_factory=list)  # paired A/B verdicts
-    capacity: list[dict[str, Any]] = field(default_factory=list)  # capacity searches
-
-    __test__ = False  # not a pytest test class
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "nodeid": self.nodeid,
-            "outcome": self.outcome,
-            "thresholds": self.thresholds,
-            "message": self.message,
-            "runs": [r.to_dict() for r in self.runs],
-            "comparison": self.comparison,
-            "ab": self.ab,
-            "capacity": self.capacity,
-        }
 
 
 class LLMPerfSession:
@@ -95,6 +89,7 @@ class LLMPerfSession:
         self.engines: dict[tuple[Any, ...], Engine] = {}
         self.engine_errors: dict[tuple[Any, ...], str] = {}
         self.tests: list[TestRecord] = []
+        self.document: dict[str, Any] | None = None  # the results, made at session finish
         self.save_lines: list[str] = []
         self.report_lines: list[str] = []
         self.empty_shard = ""  # the line that says this shard selected nothing
@@ -117,8 +112,6 @@ class LLMPerfSession:
         marked test is collected, so ``--llmperf`` on a suite with no marked test stays cheap;
         on a pytest-xdist controller, which collects nothing, it is made here.
         """
-        from .report.paths import ReportPathError, check_report_paths
-
         try:
             check_report_paths(self.settings)
         except ReportPathError as exc:
@@ -143,7 +136,7 @@ class LLMPerfSession:
             except GateUsageError as exc:
                 raise pytest.UsageError(f"pytest-llmperf: {exc}") from None
             if self.settings.store and not hasattr(self.config, "workerinput"):
-                from .verdict.stores import StoreError, pull_for_gate
+                from .store.backends import StoreError, pull_for_gate
 
                 try:  # before the gate looks up a baseline; xdist workers read what came
                     self.save_lines += pull_for_gate(self.settings.store, self.gate.dir,
@@ -162,8 +155,6 @@ class LLMPerfSession:
     @property
     def progress(self) -> ProgressLine:
         if self._progress is None:
-            from .report.progress import ProgressLine
-
             self._progress = ProgressLine(self.config)
         return self._progress
 
@@ -173,8 +164,6 @@ class LLMPerfSession:
         """The engine for ``settings`` (default: the session's), loaded once per engine key
         and closed at the end of the session; a failure to load fails the calling test (and
         every later one that asks) with the same one line."""
-        from .engines.base import EngineError
-
         settings = self.settings if settings is None else settings
         key = settings.engine_key()
         if key not in self.engines and key not in self.engine_errors:
@@ -217,8 +206,6 @@ class LLMPerfSession:
             marks = list(item.iter_markers(MARKER))
             if not marks:
                 continue
-            from .verdict.thresholds import MarkerError, validate_marker
-
             merged: dict[str, Any] = {}
             engine_args: dict[str, Any] = {}
             for mark in reversed(marks):  # closest marker wins (engine_args: key by key)
@@ -242,8 +229,6 @@ class LLMPerfSession:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         if self.settings.shard:
-            from .shard import ShardError, parse_shard, split
-
             try:
                 index, count = parse_shard(self.settings.shard)
             except ShardError as exc:
@@ -254,8 +239,6 @@ class LLMPerfSession:
                 config.hook.pytest_deselected(items=[items[i] for i in drop])
                 items[:] = [items[i] for i in keep]
             if drop and not keep:  # more shards than tests: nothing to do is not a failure
-                from .shard import empty_line
-
                 self.empty_shard = empty_line(index, count, len(drop))
                 workeroutput = getattr(config, "workeroutput", None)
                 if workeroutput is not None:  # an xdist worker: tell the controller
@@ -278,8 +261,6 @@ class LLMPerfSession:
         """Seconds per node id from the ``--llmperf-shard-durations`` results file."""
         import json
 
-        from .shard import ShardError, durations_from_results
-
         path = self.settings.shard_durations
         try:
             with open(str(path), encoding="utf-8") as fh:
@@ -298,7 +279,6 @@ class LLMPerfSession:
         record = item.stash.get(ITEM, None)
         if record is None or record.thresholds is None or not self.enabled:
             return result
-        from .report.junit import failure_text
         from .verdict.outcome import judge
 
         verdict = judge(item.nodeid, record.thresholds, record.runs, accuracy=record.accuracy,
@@ -309,6 +289,7 @@ class LLMPerfSession:
                 "nothing was measured, so no threshold was checked",
                 pytrace=False,
             )
+        record.checks = verdict.checks
         if verdict.comparison is not None:
             record.comparison = verdict.comparison
             for warning in verdict.comparison.get("warnings") or []:  # JUnit <property>
@@ -327,7 +308,8 @@ class LLMPerfSession:
             # Results travel on the report: plain data, so pytest-xdist carries them too.
             report.llmperf = {  # type: ignore[attr-defined]
                 "thresholds": record.thresholds or {},
-                "runs": [r.to_dict() for r in record.runs],
+                "runs": [run_document(r, checks) for r, checks in
+                         itertools.zip_longest(record.runs, record.checks[:len(record.runs)])],
                 "comparison": record.comparison,
                 "ab": [v.to_dict() for v, _ in record.ab],
                 "capacity": list(record.capacity),
@@ -379,13 +361,11 @@ class LLMPerfSession:
             # as it was (the finished tests are still in the reports).
             self.save_lines.append("baselines not saved: the session was interrupted")
         elif gate is not None and gate.save_requested:
-            from .verdict.store import BaselineError
-
             try:
                 self.save_lines += gate.save(self.tests, self.recorded_args(),
                                              self.config.invocation_params.dir)
                 if self.settings.store:
-                    from .verdict.stores import push_after_save
+                    from .store.backends import push_after_save
 
                     pushed = push_after_save(self.settings.store, gate.dir,
                                              gate.git.root if gate.git else None)
@@ -396,35 +376,46 @@ class LLMPerfSession:
                 self.save_lines.append(f"ERROR: baselines not saved: {exc}")
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
         errors: list[str] = []
-        if self.settings.json:
+        doc = self.results_document() if (self.settings.json or self.tests
+                                          or self.settings.html or self.settings.markdown
+                                          ) else None
+        self.document = doc
+        if self.settings.json and doc is not None:
             from .report.json_report import write_json
-            from .report.paths import os_reason
 
             try:
-                write_json(self.settings.json, self)
+                write_json(self.settings.json, doc)
                 self.report_lines.append(f"JSON results: {self.settings.json}")
             except OSError as exc:  # checked at the start; the disk can still fill up
                 errors.append(f"cannot write the JSON results to {self.settings.json}: "
                               f"{os_reason(exc)}")
-        if self.tests or self.settings.html or self.settings.markdown:
-            from .report.publish import publish_session
+        if doc is not None and (self.tests or self.settings.html or self.settings.markdown):
+            from .report.publish import publish
 
-            done, publish_errors = publish_session(self, gate.dir if gate is not None else None)
+            done, publish_errors = publish(
+                doc, html_path=self.settings.html, md_path=self.settings.markdown,
+                baseline_dir=gate.dir if gate is not None else self.settings.baseline_dir)
             self.report_lines += done
             errors += publish_errors
         self.report_lines += [f"ERROR: {e}" for e in errors]
         if errors and not interrupted:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    def results_document(self) -> dict[str, Any]:
+        """The session's results (``results.py``): what the JSON file holds and what every
+        report at the end of the session renders from."""
+        from .report.json_report import session_provenance
+        git = self.gate.git if self.gate is not None else None
+        provenance = session_provenance(self.tests, root=git.root if git else
+                                        self.config.rootpath, shard=self.settings.shard,
+                                        session_key=self)
+        return results_document(self.tests, provenance, hardware())
+
     def recorded_args(self) -> list[str]:
         """The session's pytest arguments as baselines record them (for the nightly's bisect
         command), with every secret the session knows of (the API key, header values,
         credential-named environment variables, secret flags) replaced by ``***``."""
         import os
-
-        from .engines.base import EngineError
-        from .engines.openai import auth_headers
-        from .redact import Redactor, env_secrets, header_secrets
 
         try:  # what the engine sends: the header values and "Bearer <key>"
             sent = header_secrets(auth_headers(self.settings))
@@ -436,34 +427,30 @@ class LLMPerfSession:
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         if self.empty_shard:
             terminalreporter.write_line(self.empty_shard)
-        if self.tests:
-            from .report.terminal import render_summary
+        # The document written at the end of the session (sessionfinish runs first).
+        doc = self.document if self.document is not None else {
+            "tests": [t.to_dict() for t in self.tests]}
+        tests = doc["tests"]
+        if tests:
+            from .report.terminal import ab_lines, gate_lines, render_summary
 
-            render_summary(terminalreporter, self.tests)
-        gate_lines: list[str] = []
-        if self.tests:
-            from .verdict.gate import summary_lines
-
-            gate_lines = summary_lines(self.tests)
-        ab_lines: list[str] = []
-        if self.tests and self.settings.ab:
-            from .run.ab_flag import terminal_lines
-
-            ab_lines = terminal_lines(self.tests)
-        if ab_lines:
+            render_summary(terminalreporter, tests)
+        gate_section = gate_lines(tests) if tests else []
+        ab_section = ab_lines(tests) if tests and self.settings.ab else []
+        if ab_section:
             terminalreporter.section("llmperf A/B (--llmperf-ab)")
-            for line in ab_lines:
+            for line in ab_section:
                 terminalreporter.write_line(line)
-        capacity_lines = [f"{t.nodeid}: {c.get('describe', '')}"
-                          for t in self.tests for c in t.capacity]
+        capacity_lines = [f"{t['nodeid']}: {c.get('describe', '')}"
+                          for t in tests for c in t.get("capacity") or []]
         if capacity_lines:  # llmperf_bench.capacity: the rate found and its interval
             terminalreporter.section("llmperf capacity")
             for line in capacity_lines:
                 terminalreporter.write_line(line)
-        gate_lines += self.save_lines
-        if gate_lines:
+        gate_section += self.save_lines
+        if gate_section:
             terminalreporter.section("llmperf baselines")
-            for line in gate_lines:
+            for line in gate_section:
                 terminalreporter.write_line(line)
         if self.report_lines:
             terminalreporter.section("llmperf reports")

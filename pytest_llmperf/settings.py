@@ -21,6 +21,7 @@ Imports nothing heavy: the plugin reads it on every pytest run.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -28,6 +29,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from .decision import DEFAULT_ALPHA, alpha_problem
+from .engines.registry import engine_names
 from .models.packaged import DEFAULT_MODEL
 from .values import is_finite_number
 
@@ -196,11 +199,69 @@ def engine_args_text(raw: Any, source: str) -> str | None:
     return json.dumps(args, sort_keys=True, separators=(",", ":")) if args else None
 
 
-def _ab_overrides(raw: Any, source: str) -> str | None:
-    """--llmperf-ab's reader (run/ab_flag.py): the overrides as a sorted JSON object."""
-    from .run.ab_flag import overrides_text
+# --llmperf-ab's reader (run/ab_flag.py runs the A/B): the overrides, checked against the
+# engine settings, stored as a sorted JSON object.
 
-    return overrides_text(raw, source)
+ARG_PREFIX = "engine_arg."
+# Settings that make an engine but are not the engine's own (the cache key only).
+_NOT_OVERRIDABLE = frozenset({"engine_arg"})
+
+
+def engine_keys() -> list[str]:
+    """The setting names --llmperf-ab takes (the engine settings)."""
+    return sorted(f.name for f in fields(Settings)
+                  if f.metadata["engine"] and f.name not in _NOT_OVERRIDABLE)
+
+
+def _items(raw: Any, source: str) -> list[tuple[str, str]]:
+    if isinstance(raw, str) and raw.strip().startswith("{"):
+        try:
+            loaded = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"{source}: {raw.strip()[:60]!r} is not KEY=VALUE") from None
+        raw = loaded
+    if isinstance(raw, Mapping):
+        return [(str(k), str(v)) for k, v in raw.items()]
+    items = split_items(raw) if isinstance(raw, str) else list(raw)
+    out = []
+    for item in items:
+        text = str(item).strip()
+        key, eq, value = text.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"{source}: {text!r} is not KEY=VALUE (e.g. threads=1, "
+                              "engine_arg.flash_attn=true)")
+        out.append((key.strip().replace("-", "_") if not key.strip().startswith(ARG_PREFIX)
+                    else key.strip(), value.strip()))
+    return out
+
+
+def parse_overrides(raw: Any, source: str) -> dict[str, str]:
+    """The overrides as {KEY: VALUE text}, every key and value checked; ConfigError (one
+    line naming ``source``, and the nearest valid key for an unknown one)."""
+    out: dict[str, str] = {}
+    valid = engine_keys()
+    for key, value in _items(raw, source):
+        if key.startswith(ARG_PREFIX):
+            name = key[len(ARG_PREFIX):]
+            engine_args_mapping([f"{name}={value}"], f"{source} {key}")  # checks both
+            out[ARG_PREFIX + name.replace("-", "_")] = value
+            continue
+        if key not in valid:
+            near = difflib.get_close_matches(key, [*valid, "engine_arg.NAME"], n=1, cutoff=0.5)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise ConfigError(f"{source}: unknown key {key!r}; {hint}valid: "
+                              f"{', '.join(valid)}, engine_arg.NAME")
+        convert(OPTION_BY_NAME[key], value, f"{source} {key}")
+        out[key] = value
+    return out
+
+
+def overrides_text(raw: Any, source: str) -> str | None:
+    """The stored form (the Settings field): a JSON object with sorted keys, None if empty."""
+    if raw is None:
+        return None
+    parsed = parse_overrides(raw, source)
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":")) if parsed else None
 
 
 @dataclass(frozen=True)
@@ -279,8 +340,8 @@ class Settings:
         "the gate looks up baselines, pushed after --llmperf-save; a directory, file://PATH, "
         "an fsspec URL (s3://bucket/prefix, gs://..., memory://...) or git:[REMOTE/]BRANCH "
         "(a dedicated branch, e.g. git:llmperf-baselines)")
-    alpha: float = setting(0.01, "significance level of the regression gate (one-sided)",
-                           check=between(0, 0.5, example=0.01))
+    alpha: float = setting(DEFAULT_ALPHA, "significance level of the regression gate "
+                           "(one-sided)", check=alpha_problem)
     inconclusive: str = setting(
         "warn", "when the stored gate cannot decide a gated change larger than the tolerance "
         "(repeats=1, few earlier baselines): warn (the test passes with a warning) or fail",
@@ -316,7 +377,7 @@ class Settings:
         "test's workload runs interleaved request by request on its engine (A) and on one "
         "with these settings changed (B); KEY: an engine setting (threads, n_batch, model, "
         "url, quantization, context_len, ...) or engine_arg.NAME; reports each metric's "
-        "change, interval and verdict (run/ab_flag.py)", parse=_ab_overrides, repeat=True)
+        "change, interval and verdict (run/ab_flag.py)", parse=overrides_text, repeat=True)
     ab_fail: bool = setting(
         False, "with --llmperf-ab: fail a test when B is slower than A (a regression "
         "verdict); default: report the verdict only")
@@ -426,8 +487,6 @@ def resolve(
     ``engines``: the valid ``engine`` names (default: the registry's).
     """
     if engines is None:
-        from .engines.registry import engine_names
-
         engines = engine_names()
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}

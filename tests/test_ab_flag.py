@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 from test_store import git
 
-from pytest_llmperf.run.ab_flag import b_settings, parse_overrides
-from pytest_llmperf.settings import ConfigError, Settings
+from pytest_llmperf.run.ab_flag import b_settings
+from pytest_llmperf.settings import ConfigError, Settings, parse_overrides
 from pytest_llmperf.testing.oracle import OracleServer
 
 WORKLOAD = "Workload(input_tokens=8, output_tokens=6, requests=3)"

@@ -20,7 +20,7 @@ from test_compare import llmperf, worktrees
 from test_store import git
 
 from pytest_llmperf.cli import main
-from pytest_llmperf.verdict.bisect import (
+from pytest_llmperf.commits.bisect import (
     BisectError,
     DataPoint,
     abba_order,

@@ -13,7 +13,7 @@ import pytest
 from test_store import commit, git, make_repo
 
 from pytest_llmperf.cli import main
-from pytest_llmperf.verdict.store import BaselineStore
+from pytest_llmperf.store.baselines import BaselineStore
 
 NODE = "tests/test_x.py::test_chat"
 PROFILE = {"engine": {"kind": "llama_cpp", "version": "0.3", "model": "m.gguf"},

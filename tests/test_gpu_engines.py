@@ -19,7 +19,7 @@ from pytest_llmperf.settings import Settings
 
 
 def _installed(name: str) -> bool:
-    from pytest_llmperf.engines.gpu_common import installed
+    from pytest_llmperf.installed import installed
 
     return installed(name)  # a folder named vllm on sys.path is not vLLM
 

@@ -29,7 +29,7 @@ from pytest_llmperf.report.view import (
 from pytest_llmperf.run.metrics import RequestRecord
 from pytest_llmperf.run.workload import Workload, WorkloadError, jsonl_prompts
 from pytest_llmperf.settings import OPTION_BY_NAME, ConfigError, OptionSpec, convert, resolve
-from pytest_llmperf.verdict.store import Baseline
+from pytest_llmperf.store.baselines import Baseline
 from pytest_llmperf.verdict.thresholds import MarkerError, validate_marker
 
 HUGE = 10**400  # an int no float can hold

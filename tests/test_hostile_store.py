@@ -15,9 +15,9 @@ import pytest
 from test_store import git
 
 from pytest_llmperf.cli.main import main as llmperf_main
-from pytest_llmperf.verdict import store
+from pytest_llmperf.store import baselines as store
+from pytest_llmperf.store.baselines import BaselineError, BaselineStore
 from pytest_llmperf.verdict.gate import Gate
-from pytest_llmperf.verdict.store import BaselineError, BaselineStore
 
 SHA = "c" * 40
 PROFILE = {"engine": {"kind": "fake", "version": "1"}, "hardware": {"cpu_cores": 2}}

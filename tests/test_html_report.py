@@ -23,7 +23,7 @@ from pytest_llmperf.formatting import display as fmt
 from pytest_llmperf.report import plots
 from pytest_llmperf.report.html import render_html
 from pytest_llmperf.report.view import build_report, describe_host, load_history
-from pytest_llmperf.verdict.profile import hardware
+from pytest_llmperf.store.profile import hardware
 
 
 def no_internal_traceback(output: str) -> None:

@@ -4,8 +4,8 @@ against limit or baseline."""
 from __future__ import annotations
 
 from pytest_llmperf.report.junit import failure_text, headline
+from pytest_llmperf.verdict.failure import Failure
 from pytest_llmperf.verdict.gate import regression_clause
-from pytest_llmperf.verdict.outcome import Failure
 from pytest_llmperf.verdict.thresholds import evaluate, failure, failure_message
 
 COMPARISON = {

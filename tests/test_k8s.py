@@ -432,7 +432,7 @@ def test_the_job_simulated_one_index_fails_its_gate(
     assert (results / STALE_RUN / "index-0.status").read_text().startswith("status=passed")
 
     # The baselines: every test's run, saved under LLMPERF_COMMIT without a .git.
-    from pytest_llmperf.verdict.store import BaselineStore
+    from pytest_llmperf.store.baselines import BaselineStore
 
     baselines, errors = BaselineStore(store).load_all()
     assert not errors

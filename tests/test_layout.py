@@ -1,7 +1,9 @@
 """The package's structure, checked so that it does not regress.
 
 - Loading the plugin (a plain ``pytest`` run, no ``--llmperf``) imports nothing heavy.
-- The module-level imports inside ``pytest_llmperf/`` have no cycle.
+- The imports inside ``pytest_llmperf/`` have no cycle, counting those inside functions.
+- An import of the package's own module inside a function is there only to keep a heavy
+  package off a plugin's load path, and every one is listed in ``LAZY_IMPORTS``.
 - Example suites, benchmarks and the docs' code import no private name and nothing from the
   plugin's internals (``pytest_llmperf.plugin``, ``pytest_llmperf.session``).
 
@@ -27,6 +29,35 @@ PACKAGE = "pytest_llmperf"
 
 #: Third-party modules (top-level names) that loading the plugin must not import.
 HEAVY = ("numpy", "scipy", "git", "jinja2", "rich", "psutil", "llama_cpp")
+
+#: What a lazy import of the package's own modules may keep off the plugin's load path: these
+#: and the engines' packages (seconds to import, or absent).
+HEAVY_PACKAGES = (*HEAVY, "vllm", "torch", "tensorrt_llm", "transformers", "tokenizers",
+                  "lm_eval", "datasets", "pynvml", "fsspec", "gguf")
+
+#: What pytest loads as plugins: a plain ``pytest`` run imports their module-level closure.
+LOAD_ROOTS = (PACKAGE, f"{PACKAGE}.plugin", f"{PACKAGE}.testing.plugin")
+
+#: The only imports of the package's own modules made inside functions (importer -> imported):
+#: each keeps a heavy package (HEAVY_PACKAGES, named in the comment) off a plugin's load path.
+#: Every other import is at module level; the tests below keep this list true and complete.
+LAZY_IMPORTS: dict[str, tuple[str, ...]] = {
+    PACKAGE: (f"{PACKAGE}.run.metrics",),  # RunResult, RequestRecord on first use: numpy
+    f"{PACKAGE}.fixtures.bench": (  # the run, the load, capacity, A/B: numpy, scipy, psutil
+        f"{PACKAGE}.run.bench", f"{PACKAGE}.run.capacity", f"{PACKAGE}.run.loadgen",
+        f"{PACKAGE}.verdict.ab", f"{PACKAGE}.verdict.gate"),
+    f"{PACKAGE}.fixtures.quality": (f"{PACKAGE}.quality.accuracy",),  # numpy
+    f"{PACKAGE}.session": (
+        f"{PACKAGE}.report.json_report",  # gitpython
+        f"{PACKAGE}.report.publish",  # jinja2
+        f"{PACKAGE}.report.terminal",  # rich
+        f"{PACKAGE}.run.metrics",  # numpy
+        f"{PACKAGE}.store.backends",  # gitpython, fsspec
+        f"{PACKAGE}.verdict.gate",  # numpy, scipy, gitpython
+        f"{PACKAGE}.verdict.outcome",  # the gate's numpy and scipy
+    ),
+    f"{PACKAGE}.testing.plugin": (f"{PACKAGE}.testing.tiny_model",),  # numpy
+}
 
 #: Plugin internals: nothing outside the package imports from these.
 INTERNAL = (f"{PACKAGE}.plugin", f"{PACKAGE}.session")
@@ -112,6 +143,7 @@ def test_loading_the_plugin_imports_nothing_heavy(pytester: pytest.Pytester,
 class Edge:
     target: str
     line: int
+    lazy: bool = False  # only imported inside functions
 
 
 def package_modules(root: Path) -> dict[str, Path]:
@@ -130,22 +162,32 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def imports(tree: ast.Module, *, inside_functions: bool = False
+            ) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """(import, in a function) for the imports of a module, not those under TYPE_CHECKING;
+    the ones inside functions (run when the function first runs) only if asked."""
+    stack: list[tuple[ast.AST, bool]] = [(n, False) for n in reversed(tree.body)]
+    while stack:
+        node, in_function = stack.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node, in_function
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            if inside_functions:
+                stack.extend((c, True) for c in reversed(list(ast.iter_child_nodes(node))))
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
+            stack.extend((c, in_function) for c in reversed(node.orelse))
+        elif isinstance(node, ast.stmt | ast.ExceptHandler):  # bodies run with their parent
+            stack.extend((c, in_function) for c in reversed(list(ast.iter_child_nodes(node)))
+                         if isinstance(c, ast.stmt | ast.ExceptHandler)
+                         or (inside_functions and isinstance(c, ast.expr)))
+        elif inside_functions and isinstance(node, ast.expr):  # lambdas in expressions
+            stack.extend((c, in_function) for c in reversed(list(ast.iter_child_nodes(node))))
+
+
 def module_level_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
     """Imports run when the module is imported: not in functions, not under TYPE_CHECKING."""
-    stack: list[ast.AST] = list(reversed(tree.body))
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            yield node
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            continue
-        elif isinstance(node, ast.If) and _is_type_checking(node.test):
-            stack.extend(reversed(node.orelse))
-        elif isinstance(node, ast.stmt):  # if/try/with/for/class bodies run at import time
-            stack.extend(reversed([c for c in ast.iter_child_nodes(node)
-                                   if isinstance(c, ast.stmt | ast.ExceptHandler)]))
-        elif isinstance(node, ast.ExceptHandler):
-            stack.extend(reversed(node.body))
+    for node, _ in imports(tree):
+        yield node
 
 
 def _ancestors(name: str) -> list[str]:
@@ -153,26 +195,29 @@ def _ancestors(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _module_edges(name: str, path: Path, modules: dict[str, Path]) -> dict[str, Edge]:
+def _module_edges(name: str, path: Path, modules: dict[str, Path],
+                  inside_functions: bool = False) -> dict[str, Edge]:
     own_ancestors = set(_ancestors(name))
     edges: dict[str, Edge] = {}
 
-    def add(target: str, line: int, explicit: bool) -> None:
+    def add(target: str, line: int, explicit: bool, lazy: bool) -> None:
         if target == name or target not in modules:
             return
         if explicit or target not in own_ancestors:
-            edges.setdefault(target, Edge(target, line))
+            known = edges.get(target)
+            if known is None or (known.lazy and not lazy):
+                edges[target] = Edge(target, line, lazy)
 
-    def add_with_parents(target: str, line: int) -> None:
-        add(target, line, True)
+    def add_with_parents(target: str, line: int, lazy: bool) -> None:
+        add(target, line, True, lazy)
         for parent in _ancestors(target):
-            add(parent, line, False)
+            add(parent, line, False, lazy)
 
     tree = ast.parse(path.read_text(), filename=str(path))
-    for node in module_level_imports(tree):
+    for node, lazy in imports(tree, inside_functions=inside_functions):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                add_with_parents(alias.name, node.lineno)
+                add_with_parents(alias.name, node.lineno, lazy)
             continue
         if node.level:
             base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
@@ -185,17 +230,18 @@ def _module_edges(name: str, path: Path, modules: dict[str, Path]) -> dict[str, 
         names = [alias.name for alias in node.names]
         submodules = [f"{source}.{n}" for n in names if f"{source}.{n}" in modules]
         if len(submodules) < len(names):  # some names are attributes of ``source`` itself
-            add_with_parents(source, node.lineno)
+            add_with_parents(source, node.lineno, lazy)
         else:  # ``from pkg import submodule``: pkg is only imported as a parent
             for parent in [*_ancestors(source), source]:
-                add(parent, node.lineno, False)
+                add(parent, node.lineno, False, lazy)
         for sub in submodules:
-            add_with_parents(sub, node.lineno)
+            add_with_parents(sub, node.lineno, lazy)
     return edges
 
 
-def import_graph(root: Path) -> dict[str, dict[str, Edge]]:
-    """module -> {imported module of the package: where}, module-level imports only.
+def import_graph(root: Path, *, inside_functions: bool = False) -> dict[str, dict[str, Edge]]:
+    """module -> {imported module of the package: where}: module-level imports only, or
+    with ``inside_functions`` every import (an edge found only in functions is ``lazy``).
 
     ``from X import y`` imports ``X.y`` when that is a module, else ``X``; importing a module
     also imports its parent packages, except the importer's own ancestors (always imported
@@ -203,7 +249,66 @@ def import_graph(root: Path) -> dict[str, dict[str, Edge]]:
     ancestor still counts, since it needs ``pkg`` initialised far enough).
     """
     modules = package_modules(root)
-    return {name: _module_edges(name, path, modules) for name, path in modules.items()}
+    return {name: _module_edges(name, path, modules, inside_functions)
+            for name, path in modules.items()}
+
+
+def third_party_imports(root: Path) -> dict[str, set[str]]:
+    """module -> the top-level names of what it imports at module level from outside."""
+    out: dict[str, set[str]] = {}
+    for name, path in package_modules(root).items():
+        tops = set()
+        for node in module_level_imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                tops |= {alias.name.partition(".")[0] for alias in node.names}
+            elif not node.level and node.module:
+                tops.add(node.module.partition(".")[0])
+        out[name] = tops - {PACKAGE}
+    return out
+
+
+def heavy_modules(root: Path) -> dict[str, str]:
+    """module -> the heavy package that importing it imports (directly or through others)."""
+    graph = import_graph(root)
+    third = third_party_imports(root)
+    heavy = {m: sorted(third[m] & set(HEAVY_PACKAGES))[0]
+             for m in graph if third[m] & set(HEAVY_PACKAGES)}
+    changed = True
+    while changed:
+        changed = False
+        for m, edges in graph.items():
+            if m not in heavy:
+                for target in sorted(edges):
+                    if target in heavy:
+                        heavy[m] = heavy[target]
+                        changed = True
+                        break
+    return heavy
+
+
+def load_path(root: Path, roots: tuple[str, ...] = LOAD_ROOTS) -> set[str]:
+    """The modules loading the plugins imports: the module-level closure of ``roots``."""
+    graph = import_graph(root)
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        m = todo.pop()
+        if m not in seen and m in graph:
+            seen.add(m)
+            todo.extend(graph[m])
+    return seen
+
+
+def lazy_imports(root: Path) -> dict[str, set[str]]:
+    """importer -> the package modules it imports only inside functions (a package imported
+    only as the parent of such a module is left out: it comes with it)."""
+    out: dict[str, set[str]] = {}
+    for importer, edges in import_graph(root, inside_functions=True).items():
+        lazy = {t for t, e in edges.items() if e.lazy}
+        lazy = {t for t in lazy if not any(o.startswith(t + ".") for o in lazy)}
+        if lazy:
+            out[importer] = lazy
+    return out
 
 
 def find_cycles(graph: dict[str, dict[str, Edge]]) -> list[list[str]]:
@@ -287,6 +392,63 @@ def test_no_import_cycle_in_the_package() -> None:
     assert not cycles, f"import cycles among module-level imports:\n{report}"
 
 
+def test_no_import_cycle_counting_imports_inside_functions() -> None:
+    graph = import_graph(ROOT, inside_functions=True)
+    assert sum(e.lazy for edges in graph.values() for e in edges.values()) > 5, (
+        "found too few imports inside functions: the check would be vacuous")
+    cycles = find_cycles(graph)
+    report = "\n\n".join(describe_cycle(c, graph, ROOT) for c in cycles)
+    assert not cycles, f"import cycles, counting imports inside functions:\n{report}"
+
+
+def test_lazy_imports_only_keep_heavy_packages_off_the_load_path() -> None:
+    found = lazy_imports(ROOT)
+    heavy = heavy_modules(ROOT)
+    loaded = load_path(ROOT)
+    assert f"{PACKAGE}.session" in loaded and f"{PACKAGE}.verdict.gate" in heavy, (
+        "the load path or the heavy modules were not found: the check would be vacuous")
+    problems = []
+    for importer, targets in sorted(found.items()):
+        for target in sorted(targets):
+            if importer not in loaded:
+                problems.append(f"{importer} imports {target} inside a function, but "
+                                f"{importer} is not on the plugins' load path: import it at "
+                                "module level")
+            elif target not in heavy:
+                problems.append(f"{importer} imports {target} inside a function, but "
+                                f"{target} imports nothing heavy: import it at module level")
+    assert not problems, "\n".join(problems)
+    listed = {i: set(t) for i, t in LAZY_IMPORTS.items()}
+    assert found == listed, (
+        "LAZY_IMPORTS (tests/test_layout.py) lists the imports made inside functions; "
+        f"found {sorted((i, sorted(t)) for i, t in found.items())}")
+
+
+def test_no_heavy_module_on_the_load_path() -> None:
+    heavy = heavy_modules(ROOT)
+    on_path = {m: heavy[m] for m in sorted(load_path(ROOT)) if m in heavy}
+    assert not on_path, f"loading the plugins imports heavy packages through: {on_path}"
+
+
+def test_lazy_import_finder_on_a_planted_package(tmp_path: Path) -> None:
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "plugin.py").write_text("from . import light\n"
+                                   "def f():\n    from . import heavy\n    from . import other\n")
+    (pkg / "light.py").write_text("def g():\n    from .plugin import f\n")
+    (pkg / "heavy.py").write_text("import numpy\n")
+    (pkg / "other.py").write_text("")
+    assert lazy_imports(tmp_path) == {f"{PACKAGE}.plugin": {f"{PACKAGE}.heavy",
+                                                            f"{PACKAGE}.other"},
+                                      f"{PACKAGE}.light": {f"{PACKAGE}.plugin"}}
+    assert heavy_modules(tmp_path) == {f"{PACKAGE}.heavy": "numpy"}
+    assert load_path(tmp_path) == {PACKAGE, f"{PACKAGE}.plugin", f"{PACKAGE}.light"}
+    graph = import_graph(tmp_path, inside_functions=True)
+    assert find_cycles(graph), "plugin -> light at module level, light -> plugin in a function"
+    assert not find_cycles(import_graph(tmp_path))
+
+
 def test_cycle_finder_finds_a_planted_cycle(tmp_path: Path) -> None:
     pkg = tmp_path / PACKAGE
     (pkg / "sub").mkdir(parents=True)
@@ -318,7 +480,7 @@ def public_sources(root: Path) -> Iterator[tuple[str, int, str]]:
     for folder in ("example_suites", "benchmarks"):
         for path in sorted((root / folder).rglob("*.py")):
             yield str(path.relative_to(root)), 1, path.read_text()
-    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+    for path in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
         if not path.exists():
             continue
         text = path.read_text()

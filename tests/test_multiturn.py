@@ -163,7 +163,7 @@ def test_per_turn_ttft_equals_the_injected_prefill(tmp_path: Path) -> None:
 
 
 def test_summary_and_terminal_show_per_turn_figures(cached: OracleServer) -> None:
-    from pytest_llmperf.session import TestRecord
+    from pytest_llmperf.results import TestRecord
 
     wl = Workload(input_tokens=8, output_tokens=3, requests=2, warmup=1, turns=2)
     result = bench(cached, wl)
@@ -179,7 +179,7 @@ def test_summary_and_terminal_show_per_turn_figures(cached: OracleServer) -> Non
     assert [(r.session, r.turn) for r in back.samples] == [
         (r.session, r.turn) for r in result.samples]
     text = render_text([TestRecord(nodeid="t.py::test_chat", outcome="passed", thresholds={},
-                                   runs=[result])])
+                                   runs=[result]).to_dict()])
     assert "TTFT p50 by turn" in text and "sessions 2" in text
 
 

@@ -20,9 +20,9 @@ from test_browser import chromium
 from test_store import git
 
 from pytest_llmperf.cli import main
-from pytest_llmperf.verdict import nightly
+from pytest_llmperf.commits import nightly
+from pytest_llmperf.store.baselines import BaselineStore
 from pytest_llmperf.verdict.gate import Gate
-from pytest_llmperf.verdict.store import BaselineStore
 
 PROFILE = "llama_cpp-tiny-nightly0"
 PROFILE_DOC = {"engine": {"kind": "llama_cpp", "model": "tiny.gguf"}, "hardware": {}}
@@ -348,7 +348,7 @@ def test_the_page_renders_in_chromium(stepped: tuple[Path, list[str]], tmp_path:
 def test_bisect_runs_for_each_new_regression(
         stepped: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_llmperf.verdict import bisect
+    from pytest_llmperf.commits import bisect
 
     repo, shas = stepped
     asked: list[bisect.Options] = []

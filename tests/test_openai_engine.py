@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llmperf.engines.auth import parse_headers
 from pytest_llmperf.engines.base import EngineError
-from pytest_llmperf.engines.openai import OpenAIEngine, parse_headers
+from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.engines.sse import chunk_tokens, spread
 from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.workload import Workload

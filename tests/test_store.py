@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf.verdict import gitinfo, profile, store
-from pytest_llmperf.verdict.store import BaselineError, BaselineStore
+from pytest_llmperf.store import baselines as store
+from pytest_llmperf.store import gitinfo, profile
+from pytest_llmperf.store.baselines import BaselineError, BaselineStore
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -248,7 +249,7 @@ def test_a_started_server_has_the_same_profile_from_one_session_to_the_next() ->
     # Each session starts its own server on a free port, with its own pid and log: none of
     # that may change the profile, or the stored gate never finds a baseline and shards of one
     # run never merge. The recipe and its flags do change it.
-    from pytest_llmperf.verdict.profile import make_profile, profile_id
+    from pytest_llmperf.store.profile import make_profile, profile_id
 
     def info(port: int, pid: int, flags: str = "") -> dict[str, object]:
         return {"kind": "openai", "url": f"http://127.0.0.1:{port}", "model": "m",

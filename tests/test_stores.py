@@ -20,10 +20,8 @@ import fsspec  # imported here: pytester's in-process sessions drop modules firs
 import pytest  # inside them, and a re-imported fsspec has a new, empty memory:// store
 
 from pytest_llmperf.cli.main import main as llmperf_main
-from pytest_llmperf.testing.schedule_engine import CONFTEST as SCHEDULE_CONFTEST
-from pytest_llmperf.verdict import stores
-from pytest_llmperf.verdict.store import Baseline, BaselineError, BaselineStore
-from pytest_llmperf.verdict.stores import (
+from pytest_llmperf.store import backends as stores
+from pytest_llmperf.store.backends import (
     DirectoryStore,
     FsspecStore,
     GitBranchStore,
@@ -32,6 +30,8 @@ from pytest_llmperf.verdict.stores import (
     merge_baselines,
     open_store,
 )
+from pytest_llmperf.store.baselines import Baseline, BaselineError, BaselineStore
+from pytest_llmperf.testing.schedule_engine import CONFTEST as SCHEDULE_CONFTEST
 
 SHA = "c" * 40
 SHA2 = "d" * 40

@@ -7,7 +7,7 @@ produced no numbers; one line, then a session's output tail when there is one).
 
 Outputs: the terminal table (stdout: one row per test and metric with the change, its
 interval, the p-value and the verdict), progress lines on stderr while the sessions run, and
-on request ``--json`` (``verdict.compare.result_document``), ``--markdown`` (the session
+on request ``--json`` (``commits.compare.result_document``), ``--markdown`` (the session
 report's style, also appended to ``$GITHUB_STEP_SUMMARY`` when set), ``--junit`` (one test
 case per test, a failure for each regressed one) and ``--html`` (one self-contained page in
 the session report's style).
@@ -21,11 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..formatting import num, pct
-from ..report.json_report import atomic_write_text, dumps
-from ..report.paths import os_reason
-from ..verdict import stats
-from ..verdict.compare import (
+from ..commits.compare import (
     DEFAULT_PAIRS,
     CompareError,
     CompareOptions,
@@ -34,6 +30,11 @@ from ..verdict.compare import (
     run,
     run_served,
 )
+from ..files import atomic_write_text, dumps
+from ..formatting import num, pct
+from ..report.markdown import append_step_summary
+from ..report.paths import os_reason
+from ..verdict import stats
 
 PASS, FAIL, WARN = "✅", "❌", "⚠️"
 
@@ -132,8 +133,6 @@ def write_outputs(outcome: CompareOutcome) -> None:
             atomic_write_text(path, make())
         except OSError as exc:
             raise CompareError(f"{option} {path}: cannot write: {os_reason(exc)}") from None
-    from ..report.markdown import append_step_summary
-
     try:
         append_step_summary(render_markdown(outcome, html_link))
     except OSError as exc:

@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ..commits import bisect
 from ..formatting import fixed, num, pct
 from ..metric_table import DEFAULT_GATED
-from ..verdict import bisect, changepoints, gitinfo, stats
+from ..store import gitinfo
+from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
+from ..store.profile import mismatch_message
+from ..verdict import changepoints, stats
 from ..verdict.gate import compare_runs
-from ..verdict.profile import mismatch_message
-from ..verdict.store import Baseline, BaselineError, BaselineStore, run_value
+from . import compare, nightly, store_cli
 
 
 class UsageError(Exception):
@@ -31,15 +34,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _default_dir() -> Path:
-    try:
-        return gitinfo.repo_info(Path.cwd()).root / "baselines"
-    except gitinfo.GitError:
-        return Path.cwd() / "baselines"
-
-
 def _store(args: argparse.Namespace) -> BaselineStore:
-    path = Path(args.dir) if args.dir else _default_dir()
+    path = Path(args.dir) if args.dir else gitinfo.default_baselines_dir()
     if not path.is_dir():
         raise UsageError(f"no baseline directory at {path}: save baselines with "
                          "pytest --llmperf --llmperf-save, or give --dir")
@@ -335,8 +331,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=stats.DEFAULT_ALPHA)
     p.add_argument("--min-change-pct", type=float, default=stats.DEFAULT_TOLERANCE_PCT)
     p.set_defaults(func=cmd_changes)
-    from . import store_cli
-
     store_cli.add_parsers(bsub)
     try:
         report = importlib.import_module("pytest_llmperf.cli.report")
@@ -344,12 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
         report = None
     if report is not None and hasattr(report, "add_parser"):
         report.add_parser(sub)
-    from . import nightly
-
     nightly.add_parser(sub)
     _add_bisect(sub)
-    from . import compare
-
     compare.add_parser(sub)
     return parser
 

@@ -16,11 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..commits import bisect, nightly
+from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
+from ..files import atomic_write_text, dumps
 from ..formatting import pct
-from ..report.json_report import atomic_write_text, dumps
+from ..report import nightly as render
+from ..report.nightly import issue_body, issue_title
 from ..report.paths import ReportPathError, check_path, os_reason
-from ..verdict import nightly
-from ..verdict.stats import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
+from ..store import gitinfo
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -65,20 +68,9 @@ def _error(err: TextIO, message: str) -> int:
     return 2
 
 
-def _default_dir() -> Path:
-    from ..verdict import gitinfo
-
-    try:
-        return gitinfo.repo_info(Path.cwd()).root / "baselines"
-    except gitinfo.GitError:
-        return Path.cwd() / "baselines"
-
-
 def run_bisects(report: nightly.NightlyReport, pairs: int | None, err: TextIO) -> None:
     """``llmperf bisect`` once per distinct (last good, first bad, arguments) of the new
     regressions; each finding gets ``bisect``: the commit it names, or why not."""
-    from ..verdict import bisect
-
     done: dict[tuple[str, str, tuple[str, ...]], dict[str, Any]] = {}
     for f in report.new_regressions:
         key = (f.last_good, f.first_bad, f.pytest_args)
@@ -140,8 +132,6 @@ def _summary(report: nightly.NightlyReport, out: TextIO) -> None:
 
 def write_issues(report: nightly.NightlyReport, directory: Path,
                  html_link: str | None) -> list[Path]:
-    from ..report.nightly import issue_body, issue_title
-
     directory.mkdir(parents=True, exist_ok=True)
     for old in [*directory.glob("[0-9][0-9].title"), *directory.glob("[0-9][0-9].md")]:
         old.unlink()  # an earlier night's issues, not this one's
@@ -157,7 +147,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
         stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    store_dir = Path(args.dir) if args.dir else _default_dir()
+    store_dir = Path(args.dir) if args.dir else gitinfo.default_baselines_dir()
     state_path = Path(args.state) if args.state else nightly.default_state_path(store_dir)
     if args.bisect_pairs is not None and args.bisect_pairs < 1:
         return _error(err, f"--bisect-pairs {args.bisect_pairs}: give 1 or more")
@@ -181,8 +171,6 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
     if args.bisect and report.new_regressions:
         run_bisects(report, args.bisect_pairs, err)
     _summary(report, out)
-    from ..report import nightly as render
-
     try:
         if args.html:
             atomic_write_text(args.html, render.render_html(report))

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..files import atomic_write_text, dumps
 from ..report.html import render_html
-from ..report.json_report import SCHEMA, SCHEMA_VERSION, atomic_write_text, dumps
 from ..report.markdown import render_markdown
 from ..report.paths import ReportPathError, check_path, os_reason
 from ..report.view import (
@@ -29,6 +29,8 @@ from ..report.view import (
     load_history,
     load_results,
 )
+from ..results import SCHEMA, SCHEMA_VERSION
+from ..store import gitinfo
 
 DEFAULT_BASELINES = "baselines"
 
@@ -63,14 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def default_baselines() -> Path:
     """baselines/ at the root of the git checkout around the working directory, else here."""
-    try:
-        from ..verdict import gitinfo
-    except ImportError:  # gitpython missing
-        return Path.cwd() / DEFAULT_BASELINES
-    try:
-        return gitinfo.repo_info(Path.cwd()).root / DEFAULT_BASELINES
-    except gitinfo.GitError:
-        return Path.cwd() / DEFAULT_BASELINES
+    return gitinfo.default_baselines_dir()
 
 
 def merged_document(doc: dict[str, Any]) -> dict[str, Any]:

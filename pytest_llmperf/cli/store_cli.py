@@ -1,5 +1,5 @@
 """``llmperf baselines push STORE`` and ``llmperf baselines pull STORE``: merge the local
-baseline directory into a store, or the store into the directory (``verdict/stores.py``);
+baseline directory into a store, or the store into the directory (``store/backends.py``);
 ``llmperf baselines compact STORE`` folds an object store's pushed objects together.
 
 Exit 0 when the transfer is done (also when there was nothing to move); 1 when the store
@@ -14,14 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..verdict.store import BaselineError
-from ..verdict.stores import (
+from ..store import gitinfo
+from ..store.backends import (
     FsspecStore,
     StoreIOError,
     StoreUsageError,
     Transfer,
     open_store,
 )
+from ..store.baselines import BaselineError
 
 STORE_HELP = ("a directory, file://PATH, an fsspec URL (s3://bucket/prefix, gs://..., "
               "memory://...) or git:[REMOTE/]BRANCH (a dedicated branch of this repository's "
@@ -29,9 +30,7 @@ STORE_HELP = ("a directory, file://PATH, an fsspec URL (s3://bucket/prefix, gs:/
 
 
 def _dir(args: argparse.Namespace) -> Path:
-    from .main import _default_dir
-
-    return Path(args.dir) if args.dir else _default_dir()
+    return Path(args.dir) if args.dir else gitinfo.default_baselines_dir()
 
 
 def _finish(moved: Transfer, verb: str, where: str) -> int:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import difflib
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Collection, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
+from ..installed import installed
 from ..run.workload import Prompt
 from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
 from .tokenizers import HFTokenizer  # noqa: F401 - the engines' tokenizer, re-exported
@@ -46,36 +46,6 @@ def require_cuda(engine: str) -> str:
             "llama_cpp engine"
         )
     return str(torch.cuda.get_device_name(0))
-
-
-def check_engine_args(args: Mapping[str, Any], valid: Collection[str] | None, *, engine: str,
-                      reserved: Mapping[str, str] | None = None, what: str = "") -> None:
-    """EngineError unless every key of ``args`` (``--llmperf-engine-arg``) is one of ``valid``
-    (the installed engine's argument names; None: not known yet, only ``reserved`` is checked)
-    and none of ``reserved`` (arguments the plugin sets from its own settings: key -> the
-    option to use instead). An unknown key gets the closest names as a hint, a reserved one
-    named with the option that sets it."""
-    reserved = reserved or {}
-    for key in sorted(args):
-        if key in reserved:
-            raise EngineError(f"{engine} engine argument {key!r} is set by the plugin; use "
-                              f"{reserved[key]}")
-    if valid is None:
-        return
-    allowed = sorted(set(valid) - set(reserved))
-    unknown = sorted(set(args) - set(allowed))
-    if unknown:
-        def named(name: str) -> str:
-            use = reserved.get(name)
-            return f"{name}, set by {use}" if use and use.startswith("--") else name
-
-        known = [*allowed, *reserved]
-        hints = [f"{key} (did you mean {' or '.join(named(c) for c in close)}?)" if close
-                 else key
-                 for key in unknown
-                 for close in [difflib.get_close_matches(key, known, n=2)]]
-        raise EngineError(f"unknown {engine} engine argument {', '.join(hints)}; valid"
-                          f"{f' ({what})' if what else ''}: {', '.join(allowed)}")
 
 
 class BackgroundLoop:
@@ -152,19 +122,6 @@ class BackgroundLoopEngine(Engine):
             raise
         except Exception as exc:
             raise RequestError("engine", f"{self.label} request failed: {exc}") from None
-
-
-def installed(module: str) -> bool:
-    """True when ``module`` is an installed package or module, found without importing it. A
-    bare directory of that name on sys.path (a namespace package, such as a test folder named
-    ``vllm``) is not the package."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return False
-    return spec is not None and spec.origin not in (None, "namespace")
 
 
 def missing_for(engine: str) -> str | None:

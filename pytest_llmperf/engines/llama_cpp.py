@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..models.packaged import ModelError, resolve_model
 from ..run.workload import Prompt
 from .base import (
     Engine,
@@ -54,6 +55,8 @@ from .base import (
     RequestError,
     import_optional,
 )
+from .engine_args import check_engine_args
+from .probe import check_native_build
 from .server_metrics import (
     PREFIX_HITS,
     PREFIX_QUERIES,
@@ -180,7 +183,6 @@ def llama_kwargs(args: Mapping[str, Any], llama_cls: Any) -> dict[str, Any]:
     ``Llama.__init__``; EngineError for a key that is neither one nor this engine's own."""
     import inspect
 
-    from .gpu_common import check_engine_args
 
     params = inspect.signature(llama_cls.__init__).parameters
     valid = [name for name, p in params.items()
@@ -516,9 +518,6 @@ _STAT_NAMES = {"drafts": SPEC_DRAFTS, "drafted": SPEC_DRAFT_TOKENS, "accepted": 
 def from_settings(settings: Settings) -> LlamaCppEngine:
     """The registry's factory: the model resolved (a path or the packaged model), the file
     checked, the native build probed once for crashes, then loaded."""
-    from ..models.packaged import ModelError, resolve_model
-    from .probe import check_native_build
-
     import_llama_cpp()
     try:
         path = resolve_model(settings.model)

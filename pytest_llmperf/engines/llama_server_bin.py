@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..models.packaged import cache_dir
+
 BUILD_COMMAND = "bash scripts/build_llama_server.sh"
 ENV_VAR = "LLMPERF_LLAMA_SERVER"  # an explicit path to a llama-server binary
 
@@ -32,8 +34,6 @@ def llama_cpp_python_version() -> str | None:
 def built_binaries(cache: Path | None = None, version: str | None = None) -> list[Path]:
     """The cached builds for ``version`` (default: the installed llama-cpp-python's; every
     version when none is installed), newest first."""
-    from ..models.packaged import cache_dir
-
     root = (cache or cache_dir()) / "llama-server"
     version = version or llama_cpp_python_version()
     pattern = f"{version}-*/llama-server" if version else "*-*/llama-server"

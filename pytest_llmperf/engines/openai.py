@@ -48,8 +48,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..redact import Redactor, header_secrets, redact
 from ..run.workload import Prompt, Tokenizer
+from .auth import parse_headers
 from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
 from .http_client import Client, HTTPError
+from .server_metrics import scrape
+from .servers import start_server_from_settings
 from .sse import chunk_tokens, spread
 from .tokenizers import GgufTokenizer, HFTokenizer, ServerTokenizer, excerpt, local_tokenizer
 
@@ -62,31 +65,6 @@ except ImportError:  # pragma: no cover - orjson is a dependency; json if it is 
 if TYPE_CHECKING:
     from ..settings import Settings
     from .servers import ManagedServer
-
-
-def parse_headers(spec: str | None) -> dict[str, str]:
-    """'Name: value; Other: value' (or one per line, or a JSON object) -> dict."""
-    if not spec:
-        return {}
-    spec = spec.strip()
-    if spec.startswith("{"):
-        try:
-            data = json.loads(spec)
-        except ValueError as exc:
-            raise EngineError(f"--llmperf-headers is not valid JSON: {exc}") from None
-        return {str(k): str(v) for k, v in data.items()}
-    out: dict[str, str] = {}
-    for part in spec.replace("\n", ";").split(";"):
-        if not part.strip():
-            continue
-        if ":" not in part:
-            raise EngineError(
-                f"--llmperf-headers: {part.strip()!r} is not 'Name: value' "
-                "(separate several headers with ';')"
-            )
-        name, value = part.split(":", 1)
-        out[name.strip()] = value.strip()
-    return out
 
 
 def ssl_context(verify: str | bool | None) -> ssl.SSLContext | bool:
@@ -133,17 +111,6 @@ def check_url(base_url: str) -> str:
     if port is not None and not 0 < port < 65536:
         raise bad(f"has port {port}, outside 1..65535")
     return url
-
-
-def auth_headers(settings: Settings) -> dict[str, str]:
-    """The headers every request to the server carries besides Content-Type: the
-    ``--llmperf-headers`` and ``Authorization: Bearer $<--llmperf-api-key-env>`` (unless the
-    headers give their own Authorization). The managed server's health probe sends them too."""
-    headers = parse_headers(settings.headers)
-    api_key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
-    if api_key and not any(k.lower() == "authorization" for k in headers):
-        headers["Authorization"] = f"Bearer {api_key}"
-    return headers
 
 
 def usage_count(value: object, max_tokens: int) -> int:
@@ -355,8 +322,6 @@ class OpenAIEngine(Engine):
     @classmethod
     def from_settings(cls, settings: Settings, server: ManagedServer | None = None
                       ) -> OpenAIEngine:
-        from .servers import start_server_from_settings
-
         url = settings.url
         owns_server = False
         if url is None and server is None and (settings.server or settings.server_cmd):
@@ -487,8 +452,6 @@ class OpenAIEngine(Engine):
         not scraped again (no cost per run for a server without metrics)."""
         if self._metrics_ok is False:
             return None
-        from .server_metrics import scrape
-
         headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
         snap = scrape(self.root, headers, self._ssl, timeout_s=min(self.timeout_s, 5.0),
                       names=names)

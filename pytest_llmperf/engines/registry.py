@@ -12,6 +12,8 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .base import EngineError
+
 if TYPE_CHECKING:
     from ..settings import Settings
     from .base import Engine
@@ -43,8 +45,6 @@ def factory_for(name: str) -> EngineFactory:
         return _REGISTERED[name]
     target = _BUILTIN.get(name)
     if target is None:
-        from .base import EngineError
-
         raise EngineError(f"unknown engine {name!r}; known engines: {', '.join(engine_names())}")
     module, _, attr = target.partition(":")
     factory: EngineFactory = getattr(importlib.import_module(module, __package__), attr)

@@ -80,10 +80,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..installed import installed
 from ..models.packaged import ModelError, cache_dir, resolve_model
 from ..redact import Redactor, argv_secrets, env_secrets, header_secrets
 from ..settings import SERVER_RECIPES, Settings
+from .auth import auth_headers
 from .base import EngineError
+from .llama_server_bin import ENV_VAR, find_llama_server
 
 HOST = "127.0.0.1"
 
@@ -154,7 +157,6 @@ def vllm_server_module() -> str | None:
     not installed here. Finds the file without importing vLLM (that takes seconds)."""
     import importlib.util
 
-    from .gpu_common import installed
 
     spec = importlib.util.find_spec("vllm") if installed("vllm") else None
     for root in (spec.submodule_search_locations or []) if spec else []:
@@ -626,8 +628,6 @@ def build_server(settings: Settings, log_dir: str | Path | None = None) -> Manag
             argv += ["--n_threads", str(settings.threads), "--n_threads_batch",
                      str(settings.threads)]
         if name == "llama_server":
-            from .llama_server_bin import ENV_VAR, find_llama_server
-
             binary = find_llama_server()  # $LLMPERF_LLAMA_SERVER, a cached build, PATH
             if binary is None and os.environ.get(ENV_VAR):
                 raise ServerError(f"cannot start the llama_server server: {ENV_VAR}="
@@ -653,8 +653,6 @@ def build_server(settings: Settings, log_dir: str | Path | None = None) -> Manag
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         log_path = Path(log_dir) / f"{name}-{port}.log"
-    from .openai import auth_headers
-
     return ManagedServer(argv, name=name, port=port, health_path=health, env=env,
                          log_path=log_path, tokenizer_path=tokenizer_path, served_model=served,
                          headers=auth_headers(settings))

@@ -19,6 +19,7 @@ from typing import Any
 from ..redact import Redactor, header_secrets
 from ..run.workload import PLAIN_WORDS, token_pool
 from .base import EngineError
+from .llama_cpp import LlamaCppTokenizer, import_llama_cpp
 
 EXCERPT = 300
 HF_INSTALL = "pip install 'pytest-llmperf[hf]' (or pip install tokenizers)"
@@ -35,8 +36,6 @@ class GgufTokenizer:
     local = True
 
     def __init__(self, path: str | Path) -> None:
-        from .llama_cpp import LlamaCppTokenizer, import_llama_cpp
-
         lc = import_llama_cpp()
         path = Path(path).expanduser()
         if not path.is_file():

@@ -31,6 +31,7 @@ from typing import Any
 from ..run.workload import Prompt
 from ..settings import Settings
 from .base import EngineError, Generation, GenerationParams, OnChunk, import_optional
+from .engine_args import check_engine_args as shared_check
 from .gpu_common import (
     BackgroundLoop,
     BackgroundLoopEngine,
@@ -38,7 +39,6 @@ from .gpu_common import (
     require_cuda,
     stream_deltas,
 )
-from .gpu_common import check_engine_args as shared_check
 
 INSTALL_HINT = ("pip install 'pytest-llmperf[trtllm]' (NVIDIA's tensorrt_llm wheel) on a "
                 "machine with an NVIDIA GPU")

@@ -40,18 +40,19 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..installed import installed
 from ..run.workload import Prompt
 from ..settings import Settings
 from .base import EngineError, Generation, GenerationParams, OnChunk, import_optional
+from .engine_args import check_engine_args
 from .gpu_common import (
     BackgroundLoop,
     BackgroundLoopEngine,
     HFTokenizer,
-    check_engine_args,
-    installed,
     stream_deltas,
     vllm_device,
 )
+from .server_metrics import registry_snapshot
 
 INSTALL_HINT = ("pip install 'pytest-llmperf[vllm]' (on a machine without a GPU, vLLM's CPU "
                 "build: scripts/setup_vllm_cpu.sh)")
@@ -237,8 +238,6 @@ class VLLMEngine(BackgroundLoopEngine):
         none (absent, not mixed with the other engine's)."""
         if id(self) != _NEWEST or getattr(self, "_engine", None) is None:
             return None
-        from .server_metrics import registry_snapshot
-
         return registry_snapshot(names)
 
     def memory_pids(self) -> Sequence[int]:

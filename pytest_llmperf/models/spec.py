@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..installed import installed
+from .packaged import PACKAGED_MODELS, ModelError, resolve_model
 from .quantize import (
     GGUF_FTYPES,
     QuantizeError,
@@ -106,8 +108,6 @@ def materialize(label: str, source: str, *, nthread: int = 0) -> ModelSpec:
     """The spec named by ``label`` made from ``source`` (a packaged model name, a GGUF file, a
     Hugging Face checkpoint directory or a hub id): quantizes on first use. Raises
     QuantizeUnavailable (skip) or QuantizeError."""
-    from .packaged import PACKAGED_MODELS, ModelError, resolve_model
-
     head, _, given = label.partition("=")
     fmt = head.lower()
     path = Path(source).expanduser()
@@ -166,8 +166,6 @@ def checkpoint_dtype(path: Path) -> str | None:
 def vllm_installed() -> bool:
     """Whether vLLM is importable, without importing it (seconds). A namespace package (a
     folder named ``vllm`` on sys.path, such as a test folder) is not vLLM."""
-    from ..engines.gpu_common import installed
-
     return installed("vllm")
 
 

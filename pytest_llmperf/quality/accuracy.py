@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from ..engines.base import Engine, GenerationParams, RequestError
+from ..models.packaged import cache_dir
+from ..run.bench import _run_coroutine
 from ..run.workload import Prompt
 from .tasks import TASKS, TaskDef, write_lm_eval_tasks
 
@@ -139,8 +141,6 @@ def compare_paired(
 # ------------------------------------------------------------------------- engine scoring
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    from ..run.bench import _run_coroutine
-
     return _run_coroutine(coro)
 
 
@@ -361,8 +361,6 @@ _MANAGERS: dict[tuple[Any, ...], Any] = {}
 
 
 def _builtin_include_dir() -> Path:
-    from ..models.packaged import cache_dir
-
     return write_lm_eval_tasks(cache_dir() / "lm_eval_tasks")
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..verdict.outcome import Failure
+    from ..verdict.failure import Failure
 
 
 def headline(failures: Sequence[Failure]) -> str:

@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..formatting import display
+from ..formatting import display, num, pct
 from ..metric_table import MARKDOWN_METRICS, with_optional
 from .view import Report, TestView
 
@@ -141,8 +141,6 @@ def _multi_turn_lines(report: Report) -> list[str]:
 def _ab_lines(report: Report) -> list[str]:
     """Paired A/B verdicts (llmperf_bench.compare, --llmperf-ab): per test and metric, the
     change of B against A, its interval and the verdict."""
-    from ..formatting import num, pct
-
     rows = []
     for t in report.tests:
         for entry in t.ab:

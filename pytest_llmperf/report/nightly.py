@@ -1,5 +1,5 @@
 """The nightly report (``llmperf nightly``): an HTML page, a Markdown summary and JSON of the
-change points found over the stored history (``verdict/nightly.py``).
+change points found over the stored history (``commits/nightly.py``).
 
 The page has the session report's style (``report.css.j2``) and its trend plot
 (``plots.trend_svg``): per test and metric, the commits oldest to newest with each commit's
@@ -15,9 +15,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..commits.nightly import Finding, NightlyReport, Series, ordered_series
 from ..formatting import num, pct
 from ..metric_table import BY_KEY
-from ..verdict.nightly import Finding, NightlyReport, Series, ordered_series
 from . import plots
 from .html import _environment
 

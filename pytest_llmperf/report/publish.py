@@ -1,7 +1,8 @@
 """Writing the HTML page and the Markdown table at the end of a session (controller only).
 
-``publish_session`` returns the lines written and the errors, one clear line each, never a
-traceback. (The paths were checked when the session started: ``paths.py``.)
+``publish`` renders from the session's results document (the ``--llmperf-json`` shape, as
+``llmperf report`` does from stored files) and returns the lines written and the errors, one
+clear line each, never a traceback. (The paths were checked when the session started: ``paths.py``.)
 """
 
 from __future__ import annotations
@@ -9,35 +10,31 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from ..files import atomic_write_text
 from .html import render_html
-from .json_report import atomic_write_text
 from .markdown import append_step_summary, render_markdown
 from .paths import os_reason
-from .view import build_report, document_from_state, load_history
-
-if TYPE_CHECKING:
-    from ..session import LLMPerfSession
+from .view import build_report, load_history
 
 
-def publish_session(
-    state: LLMPerfSession,
+def publish(
+    doc: Mapping[str, Any],
+    *,
+    html_path: str | None = None,
+    md_path: str | None = None,
     baseline_dir: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Write the session's HTML and Markdown reports: (lines written, errors)."""
-    settings = state.settings
-    html_path = settings.html
-    md_path = settings.markdown
+    """Write the HTML page and the Markdown summary of a results document (and append the
+    summary to ``$GITHUB_STEP_SUMMARY``): (lines written, errors)."""
     env = os.environ if environ is None else environ
-    want_summary = bool(env.get("GITHUB_STEP_SUMMARY")) and bool(state.tests)
+    want_summary = bool(env.get("GITHUB_STEP_SUMMARY")) and bool(doc.get("tests"))
     if not (html_path or md_path or want_summary):
         return [], []
-    doc = document_from_state(state)
-    baseline_dir = baseline_dir or settings.baseline_dir
     history = load_history(baseline_dir) if html_path else None
-    report = build_report(doc, history, with_plots=bool(html_path))
+    report = build_report(dict(doc), history, with_plots=bool(html_path))
     done: list[str] = []
     errors: list[str] = []
     if html_path:

@@ -1,49 +1,52 @@
-"""The end-of-session table: one row per run, the key metrics and the verdict."""
+"""The end-of-session terminal output, from the results document's tests (``results.py``):
+one table row per run with the key metrics and the verdict (``render_text``), the stored
+gate's lines per test (``gate_lines``) and the ``--llmperf-ab`` table (``ab_lines``)."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ..formatting import compact
+from ..formatting import compact, num, pct
 from ..metric_table import TABLE_METRICS, with_optional
 from ..run.metrics import turn_ttfts
 
-if TYPE_CHECKING:
-    from ..session import TestRecord
+Test = Mapping[str, Any]  # one entry of the results document's "tests"
 
 # The same key metrics as the HTML overview table.
 COLUMNS = TABLE_METRICS
 
 
-def build_table(tests: Sequence[TestRecord]) -> Table:
+def build_table(tests: Sequence[Test]) -> Table:
     table = Table(title="pytest-llmperf", title_justify="left", show_lines=False)
     table.add_column("test", overflow="fold", min_width=28)
     table.add_column("result")
     table.add_column("req", justify="right")
     table.add_column("err", justify="right")
     # Energy and cost columns only when some run has them.
-    columns = with_optional(COLUMNS, (r.summary for t in tests for r in t.runs))
+    columns = with_optional(COLUMNS, (r["summary"] for t in tests for r in t["runs"]))
     for _, title in columns:
         table.add_column(title, justify="right", no_wrap=True)
     table.add_column("thresholds", justify="right")
     for test in tests:
-        for i, run in enumerate(test.runs):
-            s = run.summary
-            checks = run.client.get("checks", [])
+        runs = test["runs"]
+        for i, run in enumerate(runs):
+            s = run["summary"]
+            checks = (run.get("client") or {}).get("checks") or []
             passed = sum(1 for c in checks if c["passed"])
-            style = "green" if test.outcome == "passed" else "red"
-            name = test.nodeid.split("::", 1)[-1]
-            if len(test.runs) > 1:
+            outcome = test["outcome"]
+            style = "green" if outcome == "passed" else "red"
+            name = test["nodeid"].split("::", 1)[-1]
+            if len(runs) > 1:
                 name += f" [run {i + 1}]"
             errors = s.get("errors") or 0
             table.add_row(
                 name,
-                f"[{style}]{test.outcome}[/{style}]",
+                f"[{style}]{outcome}[/{style}]",
                 compact(s.get("requests")),
                 f"[red]{errors}[/red]" if errors else "0",
                 *(compact(s.get(key)) for key, _ in columns),
@@ -52,31 +55,84 @@ def build_table(tests: Sequence[TestRecord]) -> Table:
     return table
 
 
-def render_text(tests: Sequence[TestRecord], width: int = 160, color: bool = False) -> str:
+def render_text(tests: Sequence[Test], width: int = 160, color: bool = False) -> str:
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=color, color_system="standard"
                       if color else None, highlight=False)
     console.print(build_table(tests))
     for t in tests:  # multi-turn runs: per-turn TTFT and per-session figures
-        for r in t.runs:
-            turns = turn_ttfts(r.summary)
+        for r in t["runs"]:
+            turns = turn_ttfts(r["summary"])
             if turns:
-                s = r.summary
+                s = r["summary"]
                 console.print(
-                    f"multi-turn {t.nodeid}: sessions {compact(s.get('sessions'))}, turns "
+                    f"multi-turn {t['nodeid']}: sessions {compact(s.get('sessions'))}, turns "
                     f"per session {compact(s.get('session_turns_mean'))}, session p50 "
                     f"{compact(s.get('session_duration_p50_s'))} s; TTFT p50 by turn (ms): "
                     + " / ".join(compact(x) for x in turns))
-    warnings = [(t.nodeid, w) for t in tests for r in t.runs for w in r.warnings]
-    warnings += [(t.nodeid, str(w)) for t in tests  # the stored gate's undecided changes
-                 for w in ((t.comparison or {}).get("warnings") or [])]
+    warnings = [(t["nodeid"], str(w)) for t in tests for r in t["runs"]
+                for w in r.get("warnings") or []]
+    warnings += [(t["nodeid"], str(w)) for t in tests  # the stored gate's undecided changes
+                 for w in ((t.get("comparison") or {}).get("warnings") or [])]
     for nodeid, warning in warnings:
         console.print(f"[yellow]warning[/yellow] {nodeid}: {warning}")
     return buf.getvalue()
 
 
-def render_summary(terminalreporter: Any, tests: Sequence[TestRecord]) -> None:
+def render_summary(terminalreporter: Any, tests: Sequence[Test]) -> None:
     tw = terminalreporter._tw
     terminalreporter.section("llmperf results")
     text = render_text(tests, width=max(200, tw.fullwidth), color=tw.hasmarkup)
     terminalreporter.write(text)
+
+
+def gate_lines(tests: Iterable[Test]) -> list[str]:
+    """Terminal lines: per test, the comparison status and its gated or flagged metrics."""
+    lines: list[str] = []
+    for test in tests:
+        comp = test.get("comparison")
+        if comp:
+            lines.append(f"{test['nodeid']}: {comp.get('status')}"
+                         + (f" - {comp['message']}" if comp.get("message") else ""))
+            for warning in comp.get("warnings", None) or []:
+                lines.append(f"  WARNING {warning}")
+            for m in comp.get("metrics", []):
+                if not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"):
+                    continue
+                change = m.get("change_pct")
+                text = f"  {m['metric']}: {m['verdict']}"
+                if change is not None:
+                    text += (f", {num(m.get('current'))} vs {num(m.get('baseline'))} "
+                             f"({change:+.1f}%")
+                    if m.get("ci_low_pct") is not None:
+                        text += f", interval {m['ci_low_pct']:+.1f}%..{m['ci_high_pct']:+.1f}%"
+                    text += ")"
+                lines.append(text)
+        for ab in test.get("ab") or []:
+            lines.append(f"{test['nodeid']}: A/B {ab.get('message', '')}")
+    return lines
+
+
+def ab_lines(tests: Iterable[Test]) -> list[str]:
+    """Per test and metric: A, B, the change of B against A, its interval and the verdict."""
+    rows: list[tuple[str, ...]] = []
+    heads: list[str] = []
+    for test in tests:
+        for entry in test.get("ab") or []:
+            heads.append(f"{test['nodeid']}: {entry.get('message', '')}")
+            for m in entry.get("metrics") or []:
+                if not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"):
+                    continue
+                lo, hi = m.get("ci_low_pct"), m.get("ci_high_pct")
+                interval = "-" if lo is None or hi is None else f"{pct(lo)} .. {pct(hi)}"
+                rows.append((test["nodeid"], str(m.get("metric")), num(m.get("baseline")),
+                             num(m.get("current")), pct(m.get("change_pct")), interval,
+                             str(m.get("verdict")) + ("" if m.get("gated") else
+                                                      " (not gated)")))
+    if not heads:
+        return []
+    table = [("test", "metric", "A", "B", "change", "interval", "verdict"), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(f"{c:>{widths[i]}}" if 2 <= i <= 5 else f"{c:{widths[i]}}"
+                       for i, c in enumerate(r)).rstrip() for r in table]
+    return [*lines, "", *heads]

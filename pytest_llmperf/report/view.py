@@ -1,11 +1,11 @@
 """What the HTML page and the Markdown table show, built once from results and baselines.
 
-The input is always the results document (the shape ``--llmperf-json`` writes, see
-json_report.py): the plugin builds it from the session, ``llmperf report`` reads it from
-files. Baselines (``baselines/<profile>/<commit>.json``, read by ``verdict.store``, so the
-report reads exactly the files the gate reads) add the trend over commits. Fields that other
-parts of the plugin may or may not have written (``comparison``, ``checks``) are read with
-``.get`` so that their absence only leaves a section empty.
+The input is always the results document (``results.py``, the shape ``--llmperf-json``
+writes): the plugin builds it from the session, ``llmperf report`` reads it from files.
+Baselines (``baselines/<profile>/<commit>.json``, read by ``store.baselines``, so the report
+reads exactly the files the gate reads) add the trend over commits. Fields that other parts
+of the plugin may or may not have written (``comparison``, ``checks``) are read with ``.get``
+so that their absence only leaves a section empty.
 """
 
 from __future__ import annotations
@@ -16,22 +16,18 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..formatting import display, pct
 from ..metric_table import SERVER_METRICS, TREND_METRICS, higher_is_better
+from ..results import SCHEMA as RESULTS_SCHEMA
+from ..results import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from ..run.metrics import RecordError, RequestRecord, latency_series, percentile, turn_ttfts
+from ..store.baselines import Baseline, BaselineStore
 from ..values import is_finite_number
-from ..verdict.stats import DEFAULT_TOLERANCE_PCT
-from ..verdict.store import Baseline, BaselineStore
+from ..verdict.thresholds import THRESHOLDS, Thresholds
 from . import plots
-from .json_report import SCHEMA as RESULTS_SCHEMA
-from .json_report import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
-from .json_report import results_document
 from .provenance import BadProvenance, ProvenanceError, check_merge, check_provenance
-
-if TYPE_CHECKING:
-    from ..session import LLMPerfSession
 
 VERDICT_CLASS: dict[str, str] = {
     "ok": "ok", "improvement": "good", "regression": "bad", "warn": "warn",
@@ -48,22 +44,6 @@ def short_commit(commit: Any) -> str:
 
 
 # --------------------------------------------------------------------------- inputs
-
-def document_from_state(state: LLMPerfSession) -> dict[str, Any]:
-    """The results document of a live session (with each test's comparison, when known)."""
-    doc = results_document(state)
-    try:  # the machine, as the baseline profile describes it (CPU model, cores, GPUs)
-        from ..verdict.profile import hardware
-
-        doc["hardware"] = hardware()
-    except ImportError:
-        pass
-    for data, record in zip(doc["tests"], state.tests, strict=True):
-        comparison = getattr(record, "comparison", None)
-        if comparison is not None and "comparison" not in data:
-            data["comparison"] = comparison
-    return doc
-
 
 def _load_json(path: Path, what: str) -> Any:
     try:
@@ -495,8 +475,6 @@ def _checks(test: Mapping[str, Any]) -> list[CheckRow]:
                 if c.get("baseline") is not None else "",
             ))
     if not rows and runs:
-        from ..verdict.thresholds import THRESHOLDS  # the declared ones, never checked
-
         for name in sorted(test.get("thresholds", {})):
             if name in THRESHOLDS:
                 metric, direction = THRESHOLDS[name]
@@ -523,13 +501,6 @@ def _comparison(test: Mapping[str, Any]) -> tuple[dict[str, Any], list[Compariso
             change_value=float(change) if isinstance(change, int | float) else None,
         ))
     return comp, rows
-
-
-def _tolerance(thresholds: Mapping[str, Any], metric: str) -> float:
-    value = thresholds.get("max_regression_pct")
-    if isinstance(value, Mapping):
-        value = value.get(metric)
-    return float(value) if isinstance(value, int | float) else DEFAULT_TOLERANCE_PCT
 
 
 def _median_range(values: Sequence[float]) -> tuple[float, float, float]:
@@ -559,7 +530,7 @@ def trend_points(
     nodeid = test["nodeid"]
     runs = test.get("runs", [])
     current_started = {r.get("started_at") for r in runs if r.get("started_at")}
-    tolerance = _tolerance(test.get("thresholds", {}), metric)
+    tolerance = Thresholds.of(test.get("thresholds")).tolerance_for(metric)
     sign = -1.0 if higher_is_better(metric) else 1.0
     points: list[plots.TrendPoint] = []
     current_found = False

@@ -22,20 +22,20 @@ Imports nothing heavy: ``settings`` reads the option through ``overrides_text``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from ..engines.base import EngineError
 from ..settings import (
+    ARG_PREFIX,
     OPTION_BY_NAME,
     ConfigError,
     Settings,
     convert,
     engine_args_mapping,
     engine_args_text,
-    split_items,
 )
 
 if TYPE_CHECKING:
@@ -43,70 +43,7 @@ if TYPE_CHECKING:
 
     from ..engines.base import Engine
     from ..fixtures.bench import LLMPerfBench
-    from ..run.metrics import RunResult
-    from ..session import TestRecord
-
-ARG_PREFIX = "engine_arg."
-# Settings that make an engine but are not the engine's own (the cache key only).
-_NOT_OVERRIDABLE = frozenset({"engine_arg"})
-
-
-def engine_keys() -> list[str]:
-    """The setting names --llmperf-ab takes (the engine settings)."""
-    return sorted(f.name for f in fields(Settings)
-                  if f.metadata["engine"] and f.name not in _NOT_OVERRIDABLE)
-
-
-def _items(raw: Any, source: str) -> list[tuple[str, str]]:
-    if isinstance(raw, str) and raw.strip().startswith("{"):
-        try:
-            loaded = json.loads(raw)
-        except ValueError:
-            raise ConfigError(f"{source}: {raw.strip()[:60]!r} is not KEY=VALUE") from None
-        raw = loaded
-    if isinstance(raw, Mapping):
-        return [(str(k), str(v)) for k, v in raw.items()]
-    items = split_items(raw) if isinstance(raw, str) else list(raw)
-    out = []
-    for item in items:
-        text = str(item).strip()
-        key, eq, value = text.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"{source}: {text!r} is not KEY=VALUE (e.g. threads=1, "
-                              "engine_arg.flash_attn=true)")
-        out.append((key.strip().replace("-", "_") if not key.strip().startswith(ARG_PREFIX)
-                    else key.strip(), value.strip()))
-    return out
-
-
-def parse_overrides(raw: Any, source: str) -> dict[str, str]:
-    """The overrides as {KEY: VALUE text}, every key and value checked; ConfigError (one
-    line naming ``source``, and the nearest valid key for an unknown one)."""
-    out: dict[str, str] = {}
-    valid = engine_keys()
-    for key, value in _items(raw, source):
-        if key.startswith(ARG_PREFIX):
-            name = key[len(ARG_PREFIX):]
-            engine_args_mapping([f"{name}={value}"], f"{source} {key}")  # checks both
-            out[ARG_PREFIX + name.replace("-", "_")] = value
-            continue
-        if key not in valid:
-            near = difflib.get_close_matches(key, [*valid, "engine_arg.NAME"], n=1, cutoff=0.5)
-            hint = f"did you mean {near[0]}? " if near else ""
-            raise ConfigError(f"{source}: unknown key {key!r}; {hint}valid: "
-                              f"{', '.join(valid)}, engine_arg.NAME")
-        convert(OPTION_BY_NAME[key], value, f"{source} {key}")
-        out[key] = value
-    return out
-
-
-def overrides_text(raw: Any, source: str) -> str | None:
-    """The stored form (the Settings field): a JSON object with sorted keys, None if empty."""
-    if raw is None:
-        return None
-    parsed = parse_overrides(raw, source)
-    return json.dumps(parsed, sort_keys=True, separators=(",", ":")) if parsed else None
-
+    from .metrics import RunResult
 
 def describe(overrides: Mapping[str, str]) -> str:
     """``threads=1 n_batch=64``: the change, as the reports name B."""
@@ -178,8 +115,6 @@ def engine_b(session: Any, engine_a: Engine, overrides: Mapping[str, str]) -> En
     cannot be made."""
     import pytest
 
-    from ..engines.base import EngineError
-
     a = _engine_settings(session, engine_a)
     if a is None:
         pytest.fail("llmperf: --llmperf-ab needs the test's engine from llm_engine or "
@@ -223,30 +158,3 @@ def run_flag_ab(bench: LLMPerfBench, engine: Engine, workload: Any) -> RunResult
 
 
 # -- reporting ------------------------------------------------------------------------------
-
-
-def terminal_lines(tests: Sequence[TestRecord]) -> list[str]:
-    """Per test and metric: A, B, the change of B against A, its interval and the verdict."""
-    from ..formatting import num, pct
-
-    rows: list[tuple[str, ...]] = []
-    heads: list[str] = []
-    for test in tests:
-        for entry in test.ab:
-            heads.append(f"{test.nodeid}: {entry.get('message', '')}")
-            for m in entry.get("metrics") or []:
-                if not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"):
-                    continue
-                lo, hi = m.get("ci_low_pct"), m.get("ci_high_pct")
-                interval = "-" if lo is None or hi is None else f"{pct(lo)} .. {pct(hi)}"
-                rows.append((test.nodeid, str(m.get("metric")), num(m.get("baseline")),
-                             num(m.get("current")), pct(m.get("change_pct")), interval,
-                             str(m.get("verdict")) + ("" if m.get("gated") else
-                                                      " (not gated)")))
-    if not heads:
-        return []
-    table = [("test", "metric", "A", "B", "change", "interval", "verdict"), *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = ["  ".join(f"{c:>{widths[i]}}" if 2 <= i <= 5 else f"{c:{widths[i]}}"
-                       for i, c in enumerate(r)).rstrip() for r in table]
-    return [*lines, "", *heads]

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .gpu import _visible_indices
+
 POWERCAP = Path("/sys/class/powercap")
 
 
@@ -112,8 +114,6 @@ def nvml_handles() -> tuple[Any, list[Any], str]:
         pynvml.nvmlInit()
     except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
         return None, [], f"NVML unavailable: {exc}"
-    from .gpu import _visible_indices
-
     try:
         handles = [pynvml.nvmlDeviceGetHandleByIndex(i)
                    for i in _visible_indices(pynvml.nvmlDeviceGetCount())]

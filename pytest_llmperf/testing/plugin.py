@@ -19,19 +19,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-if TYPE_CHECKING:
-    from .oracle import OracleServer
+import pytest_llmperf
+
+from .oracle import OracleConfig, OracleServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
     import importlib
     import pkgutil
-
-    import pytest_llmperf
 
     for info in pkgutil.walk_packages(pytest_llmperf.__path__, "pytest_llmperf."):
         if not info.name.endswith("__main__"):
@@ -51,8 +50,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def llmperf_oracle() -> Iterator[Callable[..., OracleServer]]:
     """``llmperf_oracle(**OracleConfig fields)``: a started oracle server, stopped after the
     test."""
-    from .oracle import OracleConfig, OracleServer
-
     started: list[OracleServer] = []
 
     def start(**config: Any) -> OracleServer:

@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..models.packaged import cache_dir
+
 # Bump when the files written change shape, so caches made by an older version are not used.
 FORMAT_VERSION = 1
 MARKER = "llmperf-tiny-model.json"
@@ -77,8 +79,6 @@ def cache_key(params: dict[str, Any]) -> str:
 
 def default_dir(vocab_size: int = 1024, seed: int = 0) -> Path:
     """Where ``make_tiny_llama()`` caches the checkpoint of these parameters."""
-    from ..models.packaged import cache_dir
-
     return cache_dir() / "tiny-llama-hf" / cache_key(model_params(vocab_size, seed))
 
 

@@ -1,6 +1,8 @@
-"""From a run's numbers to pass or fail: thresholds, the stored-baseline gate, paired A/B.
+"""Deciding: from a run's numbers to pass or fail.
 
-``thresholds`` (marker limits), ``stats`` (the statistical decisions), ``gate`` (a test's runs
-against its stored baseline), ``ab`` (paired A/B in one job), ``store``/``profile``/``gitinfo``
-(baselines per commit and profile), ``bisect`` (the commit where a regression began).
+``thresholds`` (marker limits), ``stats`` (the stored-baseline decision), ``paired`` (the exact
+sign-flip test over interleaved pairs), ``changepoints`` (shifts over the per-commit history),
+``gate`` (a test's runs against its stored baseline), ``ab`` (paired A/B in one job),
+``outcome`` (everything one test is judged on) and ``failure`` (one way a test failed).
+No I/O of its own beyond what ``gate`` reads through ``store/``.
 """

@@ -26,8 +26,9 @@ from typing import Any
 
 from ..run.metrics import RunResult
 from . import paired, stats
-from .gate import gated_metrics, tolerance_for
-from .outcome import Failure
+from .failure import Failure
+from .gate import gated_metrics
+from .thresholds import Thresholds
 
 Summary = Mapping[str, Any]
 LOOK1_SHARE = 0.1  # of alpha, spent at the first look (Haybittle-Peto style: the last look
@@ -112,13 +113,14 @@ def _summary(run: RunResult | Summary) -> Summary:
 def decide(
     a: Sequence[Summary],
     b: Sequence[Summary],
-    thresholds: Mapping[str, Any],
+    thresholds: Thresholds | Mapping[str, Any],
     alpha_look: float,
     interval_alpha: float | None = None,
 ) -> list[stats.MetricVerdict]:
     """Paired verdicts for every gated and watched metric at one look: the gated metrics
     jointly at ``alpha_look``, each watched metric alone (warn only)."""
-    gated, watched = gated_metrics(thresholds)
+    parsed = Thresholds.of(thresholds)
+    gated, watched = gated_metrics(parsed)
     present = [m for m in gated + watched
                if any(_value(s, m) is not None for s in [*a, *b])]
     va = {m: [_value(s, m) for s in a] for m in present}
@@ -126,7 +128,7 @@ def decide(
     return paired.compare_paired_set(
         va, vb, gated=[m for m in gated if m in present],
         watched=[m for m in watched if m in present], alpha=alpha_look,
-        tolerance_pct={m: tolerance_for(thresholds, m) for m in present},
+        tolerance_pct={m: parsed.tolerance_for(m) for m in present},
         interval_alpha=interval_alpha)
 
 
@@ -159,7 +161,7 @@ def is_clear(metrics: Sequence[stats.MetricVerdict]) -> bool:
 def run_ab(
     run_a: RunFn,
     run_b: RunFn,
-    thresholds: Mapping[str, Any] | None = None,
+    thresholds: Thresholds | Mapping[str, Any] | None = None,
     *,
     alpha: float = stats.DEFAULT_ALPHA,
     stage1: int = 5,
@@ -188,7 +190,7 @@ def run_ab(
 
 def run_paired(
     pair: PairFn,
-    thresholds: Mapping[str, Any] | None = None,
+    thresholds: Thresholds | Mapping[str, Any] | None = None,
     *,
     alpha: float = stats.DEFAULT_ALPHA,
     stage1: int = 5,

@@ -37,13 +37,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..decision import alpha_problem
 from ..formatting import num
-from ..metric_table import DEFAULT_GATED, DEFAULT_WATCHED, SUMMARY_KEYS, higher_is_better
+from ..metric_table import DEFAULT_GATED, higher_is_better
 from ..run.metrics import RunResult
-from . import gitinfo, stats
-from .outcome import Failure
-from .profile import differences, make_profile, mismatch_message, profile_id
-from .store import Baseline, BaselineError, BaselineStore, run_value
+from ..store import gitinfo
+from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
+from ..store.profile import differences, make_profile, mismatch_message, profile_id
+from ..store.provenance import provenance, recorded_args
+from . import stats
+from .failure import Failure
+from .thresholds import Thresholds, UnknownMetricError
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -133,30 +137,13 @@ class Lookup:
     skipped: list[str] = field(default_factory=list)  # unreadable nearer baselines' errors
 
 
-def gated_metrics(thresholds: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(gated, watched) metric names for a marker's thresholds."""
-    gate = thresholds.get("gate")
-    gated = list(gate) if gate else list(DEFAULT_GATED)
-    tol = thresholds.get("max_regression_pct")
-    if isinstance(tol, Mapping):
-        gated += [m for m in tol if m not in gated]
-    bad = [m for m in gated if m not in SUMMARY_KEYS]
-    if bad:
-        raise GateConfigError(
-            f"gate / max_regression_pct name unknown metric(s) {', '.join(sorted(bad))}; "
-            f"use summary keys such as {', '.join(DEFAULT_GATED)}"
-        )
-    watched = [m for m in DEFAULT_WATCHED if m not in gated]
-    return gated, watched
-
-
-def tolerance_for(thresholds: Mapping[str, Any], metric: str) -> float:
-    tol = thresholds.get("max_regression_pct")
-    if isinstance(tol, Mapping):
-        return float(tol.get(metric, stats.DEFAULT_TOLERANCE_PCT))
-    if tol is None:
-        return stats.DEFAULT_TOLERANCE_PCT
-    return float(tol)
+def gated_metrics(thresholds: Thresholds | Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(gated, watched) metric names for a marker's thresholds (``Thresholds.gated_metrics``);
+    GateConfigError for an unknown metric name."""
+    try:
+        return Thresholds.of(thresholds).gated_metrics()
+    except UnknownMetricError as exc:
+        raise GateConfigError(str(exc)) from None
 
 
 def _as_dict(run: RunResult | Mapping[str, Any]) -> dict[str, Any]:
@@ -164,7 +151,7 @@ def _as_dict(run: RunResult | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def compare_runs(
-    thresholds: Mapping[str, Any],
+    thresholds: Thresholds | Mapping[str, Any],
     baseline_runs: Sequence[Mapping[str, Any]],
     current_runs: Sequence[Mapping[str, Any]],
     history: Sequence[Sequence[Mapping[str, Any]]] = (),
@@ -190,7 +177,7 @@ def compare_runs(
             cur,
             [[run_value(r, metric) for r in h] for h in history],
             alpha=alpha,
-            tolerance_pct=tolerance_for(thresholds, metric),
+            tolerance_pct=Thresholds.of(thresholds).tolerance_for(metric),
             gated=is_gated,
         ))
     return out
@@ -353,9 +340,9 @@ class Gate:
             raise GateUsageError(f"--llmperf-inconclusive={inconclusive!r} must be one of "
                                  f"{', '.join(INCONCLUSIVE_MODES)}")
         self.inconclusive = inconclusive
-        if not 0 < alpha < 0.5:
-            raise GateUsageError(f"--llmperf-alpha={alpha!r} must be between 0 and 0.5 "
-                                 "(e.g. 0.01)")
+        problem = alpha_problem(alpha)
+        if problem:
+            raise GateUsageError(f"--llmperf-alpha={alpha!r} {problem}")
         self.rootpath = rootpath
         self.alpha = alpha
         self.save_requested = save
@@ -581,7 +568,7 @@ class Gate:
         self,
         nodeid: str,
         runs: Sequence[RunResult | Mapping[str, Any]],
-        thresholds: Mapping[str, Any],
+        thresholds: Thresholds | Mapping[str, Any],
     ) -> dict[str, Any] | None:
         """The test's comparison (the shape reports render), or None without runs.
 
@@ -643,7 +630,7 @@ class Gate:
 
     def _compare_with(self, base: Baseline, history: Sequence[Baseline], nodeid: str, wl: str,
                       current: Sequence[Mapping[str, Any]],
-                      thresholds: Mapping[str, Any]) -> dict[str, Any]:
+                      thresholds: Thresholds | Mapping[str, Any]) -> dict[str, Any]:
         """The runs against one baseline (``history``: it and the baselines before it, for
         the noise): status, message, metrics and warnings."""
         out: dict[str, Any] = {"baseline_commit": base.commit, "baseline_branch": base.branch,
@@ -674,7 +661,7 @@ class Gate:
 
     def _clean_comparison(self, history: Sequence[Baseline], base: Baseline, nodeid: str,
                           wl: str, current: Sequence[Mapping[str, Any]],
-                          thresholds: Mapping[str, Any]) -> dict[str, Any]:
+                          thresholds: Thresholds | Mapping[str, Any]) -> dict[str, Any]:
         """The runs against the newest baseline in ``history`` older than ``base`` whose own
         gate verdict for this test was clean (the baselines before it are its history)."""
         for i, b in enumerate(history):
@@ -704,8 +691,6 @@ class Gate:
         are recorded with every run, less the output and saving options
         (``nightly.recorded_args``), with the metrics its marker gated, in ``client``.
         """
-        from .nightly import provenance, recorded_args
-
         head = self.head
         assert head is not None
         root = self.git.root if self.git is not None else self.rootpath
@@ -757,30 +742,3 @@ def _repo_candidates(rootpath: Path, args: Sequence[str],
     if invocation_dir is not None:
         out.append(Path(invocation_dir))
     return list(dict.fromkeys(out))
-
-
-def summary_lines(tests: Iterable[Any]) -> list[str]:
-    """Terminal lines: per test, the comparison status and its gated or flagged metrics."""
-    lines: list[str] = []
-    for test in tests:
-        comp = getattr(test, "comparison", None)
-        if comp:
-            lines.append(f"{test.nodeid}: {comp.get('status')}"
-                         + (f" - {comp['message']}" if comp.get("message") else ""))
-            for warning in comp.get("warnings", None) or []:
-                lines.append(f"  WARNING {warning}")
-            for m in comp.get("metrics", []):
-                if not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"):
-                    continue
-                change = m.get("change_pct")
-                text = f"  {m['metric']}: {m['verdict']}"
-                if change is not None:
-                    text += (f", {num(m.get('current'))} vs {num(m.get('baseline'))} "
-                             f"({change:+.1f}%")
-                    if m.get("ci_low_pct") is not None:
-                        text += f", interval {m['ci_low_pct']:+.1f}%..{m['ci_high_pct']:+.1f}%"
-                    text += ")"
-                lines.append(text)
-        for ab in getattr(test, "ab", None) or []:
-            lines.append(f"{test.nodeid}: A/B {ab.get('message', '')}")
-    return lines

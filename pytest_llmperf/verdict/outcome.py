@@ -16,30 +16,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from .failure import Failure
+from .gate import GateConfigError
+from .gate import failure as gate_failure
+from .thresholds import THRESHOLDS, evaluate, failure
 
 if TYPE_CHECKING:
     from ..quality.accuracy import AccuracyRecord
     from ..run.metrics import RunResult
     from .ab import ABVerdict
     from .gate import Gate
-
-
-FailureKind = Literal["threshold", "regression", "accuracy", "ab", "error"]
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One way a test failed.
-
-    ``clause``: its part of the one-line headline (``report.junit.headline`` joins them),
-    e.g. ``ttft_p95_ms 812 > 500`` or ``regression tpot_p50_ms 41.2 vs baseline 35.1
-    (+17.4%, tolerance 5%)``. ``text``: the detailed message, one or more lines.
-    """
-
-    kind: FailureKind
-    clause: str
-    text: str
 
 
 @dataclass
@@ -49,6 +37,9 @@ class Judgement:
     failures: list[Failure] = field(default_factory=list)
     comparison: dict[str, Any] | None = None
     measured: bool = True  # False: no run and no accuracy score (nothing was measured)
+    # Per run, the marker's absolute limits checked against it (ThresholdCheck.to_dict()s):
+    # the results document carries them as each run's ``client.checks``.
+    checks: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
 def overall_accuracy(records: Sequence[AccuracyRecord]) -> float | None:
@@ -129,8 +120,6 @@ def judge(
     gate: Gate | None = None,
 ) -> Judgement:
     """Every check of one test, all at once, so one message can list every failure."""
-    from .thresholds import THRESHOLDS, evaluate, failure  # it imports Failure from here
-
     accuracy_failures = check_accuracy(accuracy, thresholds, runs)  # fills summary accuracy
     out = Judgement(measured=bool(runs) or bool(ab) or accuracy_failures is not None)
     if not out.measured:
@@ -145,7 +134,7 @@ def judge(
         out.failures.append(Failure("error", text, f"llmperf: {text}"))
     for i, run in enumerate(runs):
         checks = evaluate(thresholds, run.summary)
-        run.client["checks"] = [c.to_dict() for c in checks]
+        out.checks.append([c.to_dict() for c in checks])
         label = f"(run {i + 1} of {len(runs)})" if len(runs) > 1 else ""
         found = failure(checks, label=label)
         if found is not None:
@@ -155,9 +144,6 @@ def judge(
             if found is not None:
                 out.failures.append(found)
     if gate is not None and runs:
-        from .gate import GateConfigError
-        from .gate import failure as gate_failure
-
         try:
             comparison = gate.compare_test(nodeid, runs, thresholds)
         except GateConfigError as exc:

@@ -28,13 +28,14 @@ from typing import Any, TypedDict
 import numpy as np
 from scipy import special
 
+from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
 from ..formatting import num
 from ..metric_table import higher_is_better
 
-DEFAULT_ALPHA = 0.01
-DEFAULT_TOLERANCE_PCT = 5.0
 DEFAULT_MIN_HISTORY = 5
 DEFAULT_MAX_HISTORY = 20
+
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_TOLERANCE_PCT"]  # re-exported for the deciders
 
 VERDICTS: tuple[str, ...] = ("ok", "regression", "improvement", "warn", "inconclusive")
 

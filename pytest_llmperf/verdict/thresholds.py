@@ -1,4 +1,11 @@
-"""Marker thresholds: validation and evaluation against a run summary. Pure logic.
+"""Marker thresholds: validation, the parsed ``Thresholds`` every decider reads, and
+evaluation against a run summary. Pure logic.
+
+``validate_marker`` checks the keywords once, at collection; ``Thresholds.of`` reads them
+(or a stored copy from a results file or a baseline) into one typed object: the absolute
+limits, the gated and watched metrics, the tolerance per metric, the engine arguments and
+the repeats. The stored gate, the A/B comparisons, the report view, ``llmperf bisect`` and
+``llmperf compare`` ask it, never the raw keywords.
 
 ``failure`` turns the failed checks into the test's ``outcome.Failure`` (its headline clause
 ``ttft_p95_ms 812 > 500`` and the detailed message ``failure_message`` writes).
@@ -8,13 +15,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..decision import DEFAULT_TOLERANCE_PCT
 from ..formatting import num
-from ..metric_table import LATENCY_KEYS, SUMMARY_KEYS
+from ..metric_table import DEFAULT_GATED, DEFAULT_WATCHED, LATENCY_KEYS, SUMMARY_KEYS
+from ..settings import ConfigError, engine_args_mapping
 from ..values import is_finite_number
-from .outcome import Failure
+from .failure import Failure
 
 # Limits and measured values as a threshold message writes them: 1500, 812, 0.9, 1234.5.
 _num = functools.partial(num, large=".1f", whole=True)
@@ -116,8 +125,6 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
             if not isinstance(value, Mapping):
                 raise MarkerError(f"engine_args={_show(value)} must be a dict such as "
                                   "{'max_num_seqs': 8}")
-            from ..settings import ConfigError, engine_args_mapping
-
             try:
                 out[name] = engine_args_mapping(value, "engine_args")
             except ConfigError as exc:
@@ -134,6 +141,100 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
                 raise MarkerError(f"{name}={value!r} is a fraction and must be between 0 and 1")
             out[name] = number
     return out
+
+
+class UnknownMetricError(MarkerError):
+    """``gate=`` or a ``max_regression_pct`` key names no summary metric."""
+
+
+def _tolerance_value(value: Any) -> float | None:
+    return float(value) if is_finite_number(value) and value >= 0 else None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A test's ``@llmperf`` keywords, parsed once.
+
+    ``limits``: the absolute limits given (threshold name -> limit). ``gate``: the metrics
+    the marker gates (None: the default gated ones). ``tolerance``: ``max_regression_pct``,
+    one number for every metric or one per metric (None: the default). ``repeats``: runs per
+    ``llmperf_bench`` call (None: not given). ``raw``: the keywords
+    as stored in results files and baselines (``validate_marker``'s output).
+    """
+
+    limits: Mapping[str, float] = field(default_factory=dict)
+    gate: tuple[str, ...] | None = None
+    tolerance: float | Mapping[str, float] | None = None
+    engine_args: Mapping[str, Any] = field(default_factory=dict)
+    repeats: int | None = None  # None: not given (--llmperf-repeats decides)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, raw: Thresholds | Mapping[str, Any] | None) -> Thresholds:
+        """Read validated keywords, or a stored copy of them (a results file, a baseline: a
+        trust boundary): what is not of the right shape is left at its default, never
+        raised on; metric names are checked when they are used (``gated_metrics``)."""
+        if isinstance(raw, Thresholds):
+            return raw
+        data: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+        limits = {name: float(value) for name, value in data.items()
+                  if name in THRESHOLDS and is_finite_number(value)}
+        gate = data.get("gate")
+        if isinstance(gate, str):
+            gate = [gate]
+        tol = data.get("max_regression_pct")
+        tolerance: float | dict[str, float] | None
+        if isinstance(tol, Mapping):
+            tolerance = {str(k): v for k, v in ((k, _tolerance_value(v)) for k, v in tol.items())
+                         if v is not None}
+        else:
+            tolerance = _tolerance_value(tol)
+        repeats = data.get("repeats")
+        args = data.get("engine_args")
+        return cls(
+            limits=limits,
+            gate=tuple(str(m) for m in gate) if isinstance(gate, list | tuple) and gate else None,
+            tolerance=tolerance,
+            engine_args=dict(args) if isinstance(args, Mapping) else {},
+            repeats=repeats if isinstance(repeats, int) and not isinstance(repeats, bool)
+            and repeats >= 1 else None,
+            raw=dict(data),
+        )
+
+    def with_tolerance(self, tolerance_pct: float | None) -> Thresholds:
+        """The same thresholds with ``max_regression_pct`` overridden (None: unchanged)."""
+        if tolerance_pct is None:
+            return self
+        raw = {**self.raw, "max_regression_pct": tolerance_pct}
+        return Thresholds(self.limits, self.gate, tolerance_pct, self.engine_args,
+                          self.repeats, raw)
+
+    def tolerance_for(self, metric: str) -> float:
+        """The tolerance of ``metric``, percent: the marker's, else the default (5%)."""
+        tol = self.tolerance
+        if isinstance(tol, Mapping):
+            return float(tol.get(metric, DEFAULT_TOLERANCE_PCT))
+        return DEFAULT_TOLERANCE_PCT if tol is None else float(tol)
+
+    def gated_metrics(self) -> tuple[list[str], list[str]]:
+        """(gated, watched): the marker's ``gate`` (default: p50 TTFT, p50 TPOT, output
+        tokens/s) plus every metric with a tolerance of its own; the default watched metrics
+        that are not gated. UnknownMetricError for a name that is not a summary key."""
+        gated = list(self.gate) if self.gate else list(DEFAULT_GATED)
+        if isinstance(self.tolerance, Mapping):
+            gated += [m for m in self.tolerance if m not in gated]
+        bad = [m for m in gated if m not in SUMMARY_KEYS]
+        if bad:
+            raise UnknownMetricError(
+                f"gate / max_regression_pct name unknown metric(s) {', '.join(sorted(bad))}; "
+                f"use summary keys such as {', '.join(DEFAULT_GATED)}"
+            )
+        return gated, [m for m in DEFAULT_WATCHED if m not in gated]
+
+
+def parse_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Thresholds:
+    """``validate_marker`` and ``Thresholds.of`` in one: the marker, checked and parsed."""
+    return Thresholds.of(validate_marker(args, kwargs))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..report.paths import ReportPathError, check_path
-from . import ab, bisect, gitinfo, stats
+from ..store import gitinfo
+from ..verdict import ab, stats
+from . import bisect
 from .bisect import BisectError, Commit, Comparison, DataPoint
 
 SCHEMA = "pytest-llmperf/compare"

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..report.json_report import atomic_write_text, dumps
+from ..files import atomic_write_text, dumps
 from ..values import is_finite_number
 
 SCHEMA = "pytest-llmperf/baseline"

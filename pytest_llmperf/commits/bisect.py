@@ -15,7 +15,7 @@ the first-parent commits of GOOD..BAD, each compared with GOOD, names the first 
 
 The pure logic (``first_bad``, ``abba_order``, ``check_pairs``, ``session_results``,
 ``judge``) is separate from the git and subprocess work (``Worktrees``, ``run_session``,
-``Bisector``) so it can be tested on its own. ``llmperf compare`` (``verdict/compare.py``)
+``Bisector``) so it can be tested on its own. ``llmperf compare`` (``commits/compare.py``)
 makes one such comparison, BASE against HEAD, with the same machinery.
 """
 
@@ -39,16 +39,18 @@ from typing import Any, Literal, TextIO, TypeVar
 
 import git
 
-from ..report.json_report import atomic_write_text, dumps
+from ..decision import alpha_problem
+from ..files import atomic_write_text, dumps
 from ..report.paths import ReportPathError, check_path, os_reason
-from . import ab, gitinfo, stats
+from ..store import gitinfo
+from ..verdict import ab, stats
+from ..verdict.thresholds import Thresholds
 
 SCHEMA = "pytest-llmperf/bisect"
 VERSION = 1
 DEFAULT_PAIRS = 10
 TAIL_LINES = 20
 # Threshold keywords of a test's marker that shape the paired decision.
-DECISION_KEYS = ("gate", "max_regression_pct")
 # Reports that every session would otherwise write (or append to) on its own.
 ENV_DROPPED = ("GITHUB_STEP_SUMMARY", "LLMPERF_JSON", "LLMPERF_HTML", "LLMPERF_MARKDOWN")
 # pytest's exit statuses other than 0 (passed) and 1 (some tests failed: numbers still count).
@@ -174,13 +176,10 @@ def session_results(doc: Mapping[str, Any]) -> dict[str, DataPoint]:
 
 
 def decision_thresholds(marker: Mapping[str, Any],
-                        max_regression_pct: float | None) -> dict[str, Any]:
-    """What the paired decision uses: the marker's ``gate`` and ``max_regression_pct``, the
-    command line's ``--max-regression-pct`` winning."""
-    out = {k: marker[k] for k in DECISION_KEYS if marker.get(k) is not None}
-    if max_regression_pct is not None:
-        out["max_regression_pct"] = max_regression_pct
-    return out
+                        max_regression_pct: float | None) -> Thresholds:
+    """What the paired decision uses: the marker's thresholds (its ``gate`` and
+    ``max_regression_pct``), the command line's ``--max-regression-pct`` winning."""
+    return Thresholds.of(marker).with_tolerance(max_regression_pct)
 
 
 @dataclass
@@ -318,8 +317,9 @@ def validate(opts: Options) -> Options:
     if opts.pairs < 2:
         raise BisectError(f"--pairs {opts.pairs}: need at least 2 pairs "
                           "(one pair cannot show the noise)")
-    if not 0.0 < opts.alpha < 1.0:
-        raise BisectError(f"--alpha {opts.alpha:g}: must be between 0 and 1")
+    problem = alpha_problem(opts.alpha)
+    if problem:
+        raise BisectError(f"--alpha {opts.alpha:g}: {problem}")
     if opts.max_regression_pct is not None and not (
             math.isfinite(opts.max_regression_pct) and opts.max_regression_pct >= 0):
         raise BisectError(f"--max-regression-pct {opts.max_regression_pct:g}: must be a "

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,11 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from ..metric_table import DEFAULT_GATED, SUMMARY_KEYS, higher_is_better
-from ..report.json_report import atomic_write_text, dumps
-from . import changepoints, gitinfo
-from .stats import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
-from .store import Baseline, BaselineError, BaselineStore, run_value
+from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT, alpha_problem
+from ..files import atomic_write_text, dumps
+from ..metric_table import DEFAULT_GATED, higher_is_better
+from ..store import gitinfo
+from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
+from ..store.provenance import run_args, run_gated
+from ..verdict import changepoints
 
 SCHEMA = "pytest-llmperf/nightly"
 STATE_SCHEMA = "pytest-llmperf/nightly-state"
@@ -51,91 +52,8 @@ SCHEMA_VERSION = 1
 STATE_NAME = ".llmperf-nightly-state.json"
 MAX_COMMITS = 5000  # first-parent commits looked at, newest first
 
-# Options that only name an output or ask to save: not part of what was measured.
-_VALUE_OPTIONS = ("--llmperf-json", "--llmperf-html", "--llmperf-markdown", "--junitxml",
-                  "--junit-xml")
-_FLAG_OPTIONS = ("--llmperf-save", "--llmperf-save-dirty")
-_INI_DROPPED = ("llmperf_json", "llmperf_html", "llmperf_markdown", "llmperf_save",
-                "llmperf_save_dirty")
-
-
 class NightlyError(ValueError):
     """The history cannot be read (no repository, no store): one line, exit status 2."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Provenance, recorded when saving.
-
-
-def recorded_args(args: Sequence[str], invocation_dir: str | Path | None = None,
-                  root: str | Path | None = None) -> list[str]:
-    """The pytest arguments worth replaying: ``args`` less the options that only name outputs
-    or saving (``--llmperf-json/-html/-markdown``, ``--junitxml``, ``--llmperf-save``,
-    ``--llmperf-save-dirty``, their ``-o`` ini forms) and their values. A positional argument
-    that names an existing path under ``root`` (relative to ``invocation_dir``) is rewritten
-    relative to ``root``, where bisect runs each session."""
-    out: list[str] = []
-    skip_value = False
-    for i, arg in enumerate(args):
-        arg = str(arg)
-        if skip_value:
-            skip_value = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in _VALUE_OPTIONS:
-            skip_value = "=" not in arg
-            continue
-        if name in _FLAG_OPTIONS:
-            continue
-        if arg in ("-o", "--override-ini") and i + 1 < len(args):
-            value = str(args[i + 1])
-            if value.split("=", 1)[0].strip() in _INI_DROPPED:
-                skip_value = True
-                continue
-        if (name == "--override-ini" and "=" in arg
-                and arg.split("=", 1)[1].split("=", 1)[0].strip() in _INI_DROPPED):
-            continue
-        out.append(_rebase(arg, invocation_dir, root) if not arg.startswith("-") else arg)
-    return out
-
-
-def _rebase(arg: str, invocation_dir: str | Path | None, root: str | Path | None) -> str:
-    if invocation_dir is None or root is None or not arg:
-        return arg
-    head, sep, rest = arg.partition("::")
-    path = Path(head)
-    full = path if path.is_absolute() else Path(invocation_dir) / path
-    try:
-        if not full.exists():
-            return arg
-        rel = Path(os.path.relpath(full.resolve(), Path(root).resolve()))
-    except (OSError, ValueError):
-        return arg
-    if rel.parts and rel.parts[0] == "..":
-        return arg  # outside the repository: as given
-    return rel.as_posix() + sep + rest
-
-
-def provenance(pytest_args: Sequence[str] | None, gated: Sequence[str]) -> dict[str, Any]:
-    """What ``Gate.save`` adds to a run's ``client`` object."""
-    out: dict[str, Any] = {"gated": list(gated)}
-    if pytest_args is not None:
-        out["pytest_args"] = list(pytest_args)
-    return out
-
-
-def _run_args(run: Mapping[str, Any]) -> list[str] | None:
-    args = (run.get("client") or {}).get("pytest_args")
-    if isinstance(args, list) and all(isinstance(a, str) for a in args):
-        return list(args)
-    return None
-
-
-def _run_gated(run: Mapping[str, Any]) -> list[str]:
-    gated = (run.get("client") or {}).get("gated")
-    if isinstance(gated, list):
-        return [m for m in gated if isinstance(m, str) and m in SUMMARY_KEYS]
-    return []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,11 +271,11 @@ def build_series(store: BaselineStore, history: Sequence[tuple[str, str]],
             with_runs = [b for b in loaded if b.runs(nodeid)]
             newest = with_runs[-1].runs(nodeid)
             wl = _workload(newest[-1])
-            args_of[f"{pid}\0{nodeid}"] = _run_args(newest[-1])
+            args_of[f"{pid}\0{nodeid}"] = run_args(newest[-1])
             metrics = list(DEFAULT_GATED)
             for b in with_runs:
                 for run in b.runs(nodeid):
-                    metrics += [m for m in _run_gated(run) if m not in metrics]
+                    metrics += [m for m in run_gated(run) if m not in metrics]
             per_commit = [(b, [r for r in b.runs(nodeid) if _workload(r) == wl])
                           for b in with_runs]
             left_out = sum(1 for _, runs in per_commit if not runs)
@@ -428,8 +346,9 @@ def analyse(store_dir: str | Path, *, repo: str | Path | None = None,
             reported: Sequence[Mapping[str, Any]] = ()) -> NightlyReport:
     """Every series of the store and its change points; regressions in ``reported`` (the
     state file's entries) are marked not new."""
-    if not 0 < alpha < 0.5:
-        raise NightlyError(f"--alpha {alpha!r}: must be between 0 and 0.5 (e.g. 0.01)")
+    problem = alpha_problem(alpha)
+    if problem:
+        raise NightlyError(f"--alpha {alpha!r}: {problem}")
     if not (math.isfinite(min_change_pct) and min_change_pct >= 0):
         raise NightlyError(f"--min-change-pct {min_change_pct!r}: must be 0 or more")
     store_path = Path(store_dir)

@@ -51,8 +51,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..report.json_report import atomic_write_text, dumps
-from .store import (
+from ..files import atomic_write_text, dumps
+from . import gitinfo
+from .baselines import (
     DIRTY_SUFFIX,
     Baseline,
     BaselineError,
@@ -455,8 +456,6 @@ class GitBranchStore(Store):
         """``spec``: the store string (``git:[REMOTE/]BRANCH``); ``repo_path``: a directory
         inside the repository. ``before_push``: called after the commit is made and before
         each push (tests use it to make two pushes race)."""
-        from . import gitinfo
-
         self.name = spec
         target = spec[len(GIT_PREFIX):].strip()
         if not target:

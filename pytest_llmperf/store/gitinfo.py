@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import git
+try:
+    import git
+except ImportError as _exc:  # GitPython refuses to import where no git executable is found
+    git = None  # type: ignore[assignment]
+    _NO_GIT = "git is not usable here: " + (str(_exc).strip().splitlines() or [repr(_exc)])[0]
+else:
+    _NO_GIT = ""
 
 GIT_HINT = "run inside a git checkout (or git init and commit first)"
 
@@ -27,7 +33,10 @@ class GitInfo:
 
 
 def open_repo(path: str | Path) -> git.Repo:
-    """The git.Repo containing path; GitError naming the path when there is none."""
+    """The git.Repo containing path; GitError naming the path when there is none (or when
+    git itself is missing)."""
+    if git is None:
+        raise GitError(_NO_GIT)
     try:
         return git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
@@ -67,6 +76,17 @@ def repo_info(path: str | Path, exclude: str | Path | None = None) -> GitInfo:
     committed = datetime.fromtimestamp(head.committed_date, UTC).isoformat(timespec="seconds")
     return GitInfo(root=root, commit=head.hexsha, branch=branch, dirty=bool(files),
                    committed_at=committed, dirty_files=files)
+
+
+def default_baselines_dir(cwd: str | Path | None = None) -> Path:
+    """``baselines/`` at the root of the git repository holding ``cwd`` (default: the working
+    directory), or beside ``cwd`` outside a repository: where the ``llmperf`` commands look
+    when no directory is given."""
+    here = Path(cwd) if cwd is not None else Path.cwd()
+    try:
+        return repo_info(here).root / "baselines"
+    except GitError:
+        return here / "baselines"
 
 
 def is_shallow(path: str | Path) -> bool:

@@ -1,0 +1,4 @@
+"""Driving pytest sessions over commits, in git worktrees: ``compare`` (BASE against HEAD,
+interleaved), ``bisect`` (the commit where a regression began) and ``nightly`` (the
+per-commit series of the store, its change points and the regressions not reported before).
+The ``llmperf`` command in ``cli/`` is their front end."""
