@@ -60,9 +60,16 @@ sys.path.insert(0, str(ROOT))
 from rates import rate  # noqa: E402  (benchmarks/rates.py)
 
 from pytest_llmperf.engines import create_engine  # noqa: E402
-from pytest_llmperf.engines.base import Engine, Generation, GenerationParams, OnChunk  # noqa: E402
+from pytest_llmperf.engines.base import (  # noqa: E402
+    Engine,
+    Generation,
+    GenerationParams,
+    OnChunk,
+    Prompt,
+    Tokenizer,
+)
 from pytest_llmperf.run.bench import run_benchmark, run_benchmark_interleaved  # noqa: E402
-from pytest_llmperf.run.workload import Prompt, Tokenizer, Workload  # noqa: E402
+from pytest_llmperf.run.workload import Workload  # noqa: E402
 from pytest_llmperf.settings import Settings  # noqa: E402
 from pytest_llmperf.verdict import ab, stats  # noqa: E402
 from pytest_llmperf.verdict.gate import compare_runs  # noqa: E402

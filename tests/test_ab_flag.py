@@ -341,5 +341,6 @@ def test_compare_served_bad_usage(served_repo: Path) -> None:
                            "--served", "false {port}", "--", "test_served.py"],
                           cwd=served_repo, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "server (" in proc.stderr and "exited with status 1 before it was healthy" in (
-        proc.stderr)
+    assert "--served: the BASE (" in proc.stderr
+    assert "server exited with code 1 before it became healthy" in proc.stderr
+    assert "command: false " in proc.stderr  # the command (redacted) and its log follow

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_llmperf.engines.base import GenerationParams
+from pytest_llmperf.engines.base import GenerationParams, Prompt
 from pytest_llmperf.quality.accuracy import (
     AccuracyError,
     AccuracyResult,
@@ -26,7 +26,6 @@ from pytest_llmperf.quality.accuracy import (
     mcnemar_exact,
 )
 from pytest_llmperf.quality.tasks import TASKS
-from pytest_llmperf.run.workload import Prompt
 
 needs_lm_eval = pytest.mark.skipif(not lm_eval_available(),
                                    reason="lm-eval is not installed (the 'accuracy' extra)")

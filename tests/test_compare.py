@@ -226,7 +226,7 @@ def test_a_selection_without_tests_is_bad_usage(repo: dict[str, Any]) -> None:
     (["compare", "main", "nosuchref"], "HEAD 'nosuchref' is not a commit, branch or tag"),
     (["compare", "main", "--pairs", "6"], "--pairs 6 can never flag a regression"),
     (["compare", "main", "--pairs", "1"], "--pairs 1: need at least 2 pairs"),
-    (["compare", "main", "--alpha", "0"], "--alpha 0: must be between 0 and 1"),
+    (["compare", "main", "--alpha", "0"], "--alpha 0: must be between 0 and 0.5"),
     (["compare", "main", "--max-regression-pct", "-5"], "--max-regression-pct -5: must be"),
     (["compare", "main", "--python", "/no/such/python"], "no such executable"),
     (["compare", "main", "--html", "{root}"], "--html {root}: is a directory"),

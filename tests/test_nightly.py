@@ -21,6 +21,7 @@ from test_store import git
 
 from pytest_llmperf.cli import main
 from pytest_llmperf.commits import nightly
+from pytest_llmperf.store import provenance
 from pytest_llmperf.store.baselines import BaselineStore
 from pytest_llmperf.verdict.gate import Gate
 
@@ -425,11 +426,11 @@ def test_recorded_args_drop_outputs_and_saving(tmp_path: Path) -> None:
             "--llmperf-markdown", "r.md", "--llmperf-save", "--llmperf-save-dirty",
             "--junitxml=j.xml", "--junit-xml", "k.xml", "-o", "llmperf_json=x.json",
             "-o", "markers=slow", "tests/test_x.py::test_a", "-k", "chat", "-n", "2"]
-    assert nightly.recorded_args(args, tmp_path / "sub", tmp_path) == [
+    assert provenance.recorded_args(args, tmp_path / "sub", tmp_path) == [
         "--llmperf", "-o", "markers=slow", "sub/tests/test_x.py::test_a", "-k", "chat",
         "-n", "2"]
-    assert nightly.recorded_args(["tests"], tmp_path / "sub", tmp_path / "sub") == ["tests"]
-    assert nightly.recorded_args(["x.py"], None, None) == ["x.py"]
+    assert provenance.recorded_args(["tests"], tmp_path / "sub", tmp_path / "sub") == ["tests"]
+    assert provenance.recorded_args(["x.py"], None, None) == ["x.py"]
 
 
 def test_gate_save_records_the_session_arguments(tmp_path: Path) -> None:

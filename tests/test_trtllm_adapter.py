@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import pytest
 
 from pytest_llmperf.engines import EngineError, create_engine
-from pytest_llmperf.engines.base import GenerationParams, RequestError
+from pytest_llmperf.engines.base import GenerationParams, Prompt, RequestError
 from pytest_llmperf.engines.gpu_common import BackgroundLoop
 from pytest_llmperf.engines.trtllm import (
     RESERVED_ARGS,
@@ -46,7 +46,6 @@ from pytest_llmperf.engines.trtllm import (
     sampling_kwargs,
     stream_request,
 )
-from pytest_llmperf.run.workload import Prompt
 from pytest_llmperf.settings import Settings
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]

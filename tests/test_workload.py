@@ -10,15 +10,13 @@ import numpy as np
 import pytest
 
 from pytest_llmperf.engines.llama_cpp import LlamaCppEngine, LlamaCppSettings
+from pytest_llmperf.engines.vocabulary import PLAIN_WORDS, round_trip_ids, token_pool
 from pytest_llmperf.run.workload import (
-    PLAIN_WORDS,
     Workload,
     WorkloadError,
     arrival_offsets_s,
     build_prompts,
-    round_trip_ids,
     synthetic_prompts,
-    token_pool,
 )
 from pytest_llmperf.testing.oracle import WORDS, WordTokenizer
 

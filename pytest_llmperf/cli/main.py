@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..commits import bisect
+from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
 from ..formatting import fixed, num, pct
 from ..metric_table import DEFAULT_GATED
 from ..store import gitinfo
 from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
 from ..store.profile import mismatch_message
-from ..verdict import changepoints, stats
+from ..verdict import changepoints
 from ..verdict.gate import compare_runs
 from . import compare, nightly, store_cli
 
@@ -269,12 +270,12 @@ def _add_bisect(sub: Any) -> None:
     p.add_argument("--pairs", type=int, default=bisect.DEFAULT_PAIRS, metavar="N",
                    help=f"interleaved session pairs per comparison (default "
                         f"{bisect.DEFAULT_PAIRS})")
-    p.add_argument("--alpha", type=float, default=stats.DEFAULT_ALPHA, metavar="A",
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, metavar="A",
                    help=f"false-alarm rate of one comparison, split over the tests (default "
-                        f"{stats.DEFAULT_ALPHA:g})")
+                        f"{DEFAULT_ALPHA:g})")
     p.add_argument("--max-regression-pct", type=float, default=None, metavar="P",
                    help="tolerance in percent (default: each test's marker, else "
-                        f"{stats.DEFAULT_TOLERANCE_PCT:g})")
+                        f"{DEFAULT_TOLERANCE_PCT:g})")
     p.add_argument("--python", metavar="PY",
                    help="the Python that runs pytest (default: this one)")
     p.add_argument("--keep-worktrees", action="store_true",
@@ -317,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = common(bsub.add_parser("diff", help="metric changes from commit A to commit B"))
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    p.add_argument("--alpha", type=float, default=stats.DEFAULT_ALPHA)
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 when a gated metric regressed")
     p.set_defaults(func=cmd_diff)
@@ -328,8 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = common(bsub.add_parser("changes",
                                help="change points in a metric over the commit history"))
     p.add_argument("--metric", default="tpot_p50_ms")
-    p.add_argument("--alpha", type=float, default=stats.DEFAULT_ALPHA)
-    p.add_argument("--min-change-pct", type=float, default=stats.DEFAULT_TOLERANCE_PCT)
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
+    p.add_argument("--min-change-pct", type=float, default=DEFAULT_TOLERANCE_PCT)
     p.set_defaults(func=cmd_changes)
     store_cli.add_parsers(bsub)
     try:

@@ -16,6 +16,7 @@ terminal table, Markdown, JUnit and HTML renderings are in ``cli/compare.py``.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import shutil
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..engines.servers import ManagedServer, ServerError, free_port
 from ..report.paths import ReportPathError, check_path
 from ..store import gitinfo
 from ..verdict import ab, stats
@@ -256,89 +258,29 @@ def session_points(outcome: CompareOutcome) -> dict[str, list[dict[str, DataPoin
 # --served CMD: interleave by request.
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Server:
-    """One side's server: CMD started in its worktree (its own process group), healthy when
-    ``/v1/models`` (or ``/health``) answers 200."""
-
-    def __init__(self, name: str, commit: Commit, worktree: Path, cmd: str, log: Path) -> None:
-        import shlex
-        import subprocess
-
-        self.name, self.commit, self.port = name, commit, _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        argv = shlex.split(cmd.replace("{port}", str(self.port)))
-        if not argv:
-            raise CompareError("--served: an empty server command")
-        with open(log, "wb") as out:
-            try:
-                self.proc = subprocess.Popen(argv, cwd=worktree, stdout=out,
-                                             stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL,
-                                             env=bisect.session_env(), start_new_session=True)
-            except OSError as exc:
-                raise CompareError(f"--served: cannot start {argv[0]!r} in {name}'s worktree "
-                                   f"({commit.short}): {exc.strerror or exc}") from None
-
-    def _tail(self) -> str:
-        try:
-            text = self.log.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            text = ""
-        return bisect._tail(text)
-
-    def healthy(self) -> bool:
-        import urllib.error
-        import urllib.request
-
-        if self.proc.poll() is not None:
-            raise CompareError(f"--served: {self.name}'s server ({self.commit.short}) exited "
-                               f"with status {self.proc.returncode} before it was healthy; "
-                               f"output tail:\n{self._tail()}")
-        for path in ("/v1/models", "/health"):
-            try:
-                with urllib.request.urlopen(self.url + path, timeout=2) as resp:
-                    if resp.status == 200:
-                        return True
-            except (urllib.error.URLError, OSError, ValueError):
-                continue
-        return False
-
-    def stop(self) -> None:
-        import os
-        import signal
-        import subprocess
-
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+def _server(name: str, commit: Commit, worktree: Path, cmd: str, log: Path) -> ManagedServer:
+    """One side's server: CMD (``{port}`` filled in) started in its worktree, in its own
+    process group, with the sessions' environment; healthy when ``/v1/models`` answers 200.
+    Its log and command line are redacted wherever they are shown."""
+    port = free_port()
+    argv = shlex.split(cmd.replace("{port}", str(port)))
+    if not argv:
+        raise CompareError("--served: an empty server command")
+    return ManagedServer(argv, name=f"{name} ({commit.short})", port=port,
+                         health_path="/v1/models", env=bisect.session_env(), replace_env=True,
+                         cwd=worktree, log_path=log)
 
 
-def _wait_healthy(servers: list[_Server], timeout: float) -> None:
+def _start_both(servers: list[ManagedServer], timeout: float) -> None:
+    """Launch both servers, then wait for each (they start side by side)."""
     deadline = time.monotonic() + timeout
-    pending = list(servers)
-    while pending:
-        pending = [s for s in pending if not s.healthy()]
-        if pending and time.monotonic() > deadline:
-            names = ", ".join(f"{s.name} ({s.url})" for s in pending)
-            raise CompareError(f"--served: {names} not healthy after {timeout:g} s; output "
-                               f"tail:\n{pending[0]._tail()}")
-        if pending:
-            time.sleep(0.2)
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_healthy(max(0.0, deadline - time.monotonic()))
+    except ServerError as exc:
+        raise CompareError(f"--served: {exc}") from None
 
 
 def served_session_args(base_url: str, head_url: str, json_path: Path,
@@ -394,17 +336,17 @@ def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcom
         print(f"[compare] {text}", file=err, flush=True)
 
     t0 = time.perf_counter()
-    servers: list[_Server] = []
+    servers: list[ManagedServer] = []
     try:
         with bisect.sigterm_as_interrupt():
             base_tree = worktrees.get(base)
             head_tree = base_tree if head.sha == base.sha else worktrees.get(head)
             for name, commit, tree in (("BASE", base, base_tree), ("HEAD", head, head_tree)):
-                servers.append(_Server(name, commit, tree, served,
+                servers.append(_server(name, commit, tree, served,
                                        tmp / "results" / f"server-{name.lower()}.log"))
             say(f"BASE {base.short} ({base.subject}) on {servers[0].url}, HEAD {head.short} "
                 f"({head.subject}) on {servers[1].url}: waiting for both servers")
-            _wait_healthy(servers, opts.server_timeout)
+            _start_both(servers, opts.server_timeout)
             json_path = tmp / "results" / "session.json"
             cmd = [opts.python, "-m", "pytest",
                    *served_session_args(servers[0].url, servers[1].url, json_path,

@@ -19,8 +19,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 from ..installed import installed
-from ..run.workload import Prompt
-from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
+from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, Prompt, RequestError
 from .tokenizers import HFTokenizer  # noqa: F401 - the engines' tokenizer, re-exported
 
 T = TypeVar("T")

@@ -45,13 +45,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..models.packaged import ModelError, resolve_model
-from ..run.workload import Prompt
 from .base import (
     Engine,
     EngineError,
     Generation,
     GenerationParams,
     OnChunk,
+    Prompt,
     RequestError,
     import_optional,
 )

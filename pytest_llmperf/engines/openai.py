@@ -47,9 +47,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..redact import Redactor, header_secrets, redact
-from ..run.workload import Prompt, Tokenizer
 from .auth import parse_headers
-from .base import Engine, EngineError, Generation, GenerationParams, OnChunk, RequestError
+from .base import (
+    Engine,
+    EngineError,
+    Generation,
+    GenerationParams,
+    OnChunk,
+    Prompt,
+    RequestError,
+    Tokenizer,
+)
 from .http_client import Client, HTTPError
 from .server_metrics import scrape
 from .servers import start_server_from_settings

@@ -41,7 +41,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from ..metric_table import SERVER_KEYS  # the summary keys this module fills
-from ..run.periodic import Periodic
+from ..periodic import Periodic
 
 PREFIX_HITS = "vllm:prefix_cache_hits"
 PREFIX_QUERIES = "vllm:prefix_cache_queries"

@@ -393,8 +393,15 @@ class ManagedServer:
         served_model: str | None = None,
         headers: Mapping[str, str] | None = None,
         secrets: Sequence[str] = (),
+        cwd: str | Path | None = None,
+        replace_env: bool = False,
     ) -> None:
+        """``env``: added to this process's environment, or the whole environment with
+        ``replace_env``. ``cwd``: where the command runs (a relative executable is looked for
+        there too)."""
         self.argv = [str(a) for a in argv]
+        self.cwd = Path(cwd) if cwd is not None else None
+        self.replace_env = replace_env
         self.headers = dict(headers or {})  # sent by the health probe, as by every request
         self.redactor = Redactor([*argv_secrets(self.argv), *header_secrets(self.headers),
                                   *env_secrets({**os.environ, **(env or {})}), *secrets])
@@ -414,6 +421,7 @@ class ManagedServer:
         self.tokenizer_path = tokenizer_path
         self.served_model = served_model
         self.proc: subprocess.Popen[bytes] | None = None
+        self._t0 = time.monotonic()
         self._watchdog: _Watchdog | None = None
         self.startup_s: float | None = None
 
@@ -469,34 +477,47 @@ class ManagedServer:
         return "\n".join("    " + self.redactor(line) for line in block)
 
     def start(self, timeout_s: float = 300.0) -> ManagedServer:
+        """Launch the server and wait until it is healthy (stopped again if it never is)."""
+        self.launch()
+        self.wait_healthy(timeout_s)
+        return self
+
+    def launch(self) -> ManagedServer:
+        """Start the process (its own process group, killed with this one) and return at
+        once; ``wait_healthy`` waits for it. Several servers can start side by side."""
         exe = self.argv[0]
-        if shutil.which(exe) is None and not Path(exe).is_file():
+        local = (self.cwd / exe) if self.cwd is not None else Path(exe)
+        if shutil.which(exe) is None and not Path(exe).is_file() and not local.is_file():
             raise ServerError(self.redactor(
                 f"cannot start the {self.name} server: {exe!r} is not on PATH"))
-        env = {**os.environ, **self.env}
+        env = dict(self.env) if self.replace_env else {**os.environ, **self.env}
         log = self.log_path.open("ab")
-        t0 = time.monotonic()
+        self._t0 = time.monotonic()
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True,
+                env=env, cwd=self.cwd, start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
         except OSError as exc:
             raise ServerError(self.redactor(
-                f"cannot start the {self.name} server ({exc})")) from None
+                f"cannot start the {self.name} server ({exc.strerror or exc})")) from None
         finally:
             log.close()
         self._watchdog = _Watchdog(self.proc.pid)  # its group: start_new_session above
         with _LIVE_LOCK:
             _LIVE.add(self)
+        return self
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        """Wait until the health path answers 200; ServerError (the server stopped) when it
+        exits first, refuses the credentials, or stays unhealthy for ``timeout_s``."""
         try:
             self._wait_healthy(timeout_s)
         except BaseException:
             self.stop()
             raise
-        self.startup_s = time.monotonic() - t0
-        return self
+        self.startup_s = time.monotonic() - self._t0
 
     def _wait_healthy(self, timeout_s: float) -> None:
         assert self.proc is not None

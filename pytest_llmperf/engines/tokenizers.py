@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..redact import Redactor, header_secrets
-from ..run.workload import PLAIN_WORDS, token_pool
 from .base import EngineError
 from .llama_cpp import LlamaCppTokenizer, import_llama_cpp
+from .vocabulary import PLAIN_WORDS, token_pool
 
 EXCERPT = 300
 HF_INSTALL = "pip install 'pytest-llmperf[hf]' (or pip install tokenizers)"

@@ -28,9 +28,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any
 
-from ..run.workload import Prompt
 from ..settings import Settings
-from .base import EngineError, Generation, GenerationParams, OnChunk, import_optional
+from .base import EngineError, Generation, GenerationParams, OnChunk, Prompt, import_optional
 from .engine_args import check_engine_args as shared_check
 from .gpu_common import (
     BackgroundLoop,

@@ -41,9 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from ..installed import installed
-from ..run.workload import Prompt
 from ..settings import Settings
-from .base import EngineError, Generation, GenerationParams, OnChunk, import_optional
+from .base import EngineError, Generation, GenerationParams, OnChunk, Prompt, import_optional
 from .engine_args import check_engine_args
 from .gpu_common import (
     BackgroundLoop,

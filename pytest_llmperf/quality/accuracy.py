@@ -25,10 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from ..engines.base import Engine, GenerationParams, RequestError
+from ..engines.base import Engine, GenerationParams, Prompt, RequestError
 from ..models.packaged import cache_dir
 from ..run.bench import _run_coroutine
-from ..run.workload import Prompt
 from .tasks import TASKS, TaskDef, write_lm_eval_tasks
 
 if TYPE_CHECKING:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import cast
 
 from ..engines.base import Engine, Generation, GenerationParams, OnChunk, Prompt, Tokenizer
+from ..engines.vocabulary import token_pool
 from .metrics import RequestRecord
 from .schedule import (
     LoadResult,
@@ -47,7 +48,7 @@ from .schedule import (
     generation_params,
     send_one,
 )
-from .workload import Workload, WorkloadError, fit_text, read_lines, token_pool
+from .workload import Workload, WorkloadError, fit_text, read_lines
 
 HUMAN_ROLES = ("human", "user")
 # Seeds of the synthetic user messages and of the think times (apart from other streams).

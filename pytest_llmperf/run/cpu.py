@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .periodic import Periodic
+from ..periodic import Periodic
 
 STAT = "/proc/stat"
 # More runnable threads than this many per usable core, on average, is oversubscription.

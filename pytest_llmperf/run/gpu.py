@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .periodic import Periodic
+from ..periodic import Periodic
 
 PROCESS, DEVICE = "process", "device"
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import psutil
 
-from .periodic import Periodic
+from ..periodic import Periodic
 
 TREE_EVERY = 10  # samples between two walks of the process tree
 

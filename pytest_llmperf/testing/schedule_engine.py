@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..engines.base import Engine, Generation, GenerationParams, OnChunk
-from ..run.workload import Prompt
+from ..engines.base import Engine, Generation, GenerationParams, OnChunk, Prompt
 from .oracle import WordTokenizer
 
 # A conftest that offers the engine as ``--llmperf-engine schedule`` (the model setting is its

@@ -13,10 +13,10 @@ import psutil
 import pytest
 
 from pytest_llmperf.engines import EngineError
-from pytest_llmperf.engines.base import GenerationParams
+from pytest_llmperf.engines.base import GenerationParams, Prompt
 from pytest_llmperf.engines.vllm import VLLMEngine, quantization_methods, vllm_quantization
 from pytest_llmperf.run.bench import run_benchmark
-from pytest_llmperf.run.workload import Prompt, Workload
+from pytest_llmperf.run.workload import Workload
 
 
 def test_engine_streams_timed_chunks(vllm_engine: VLLMEngine) -> None:
