@@ -1,5 +1,7 @@
 """Writing the files this project stores (results, baselines, reports, state): plain, sorted,
-versioned JSON, written atomically so that no reader ever sees half a file."""
+versioned JSON, written atomically so that no reader ever sees half a file; and output paths
+checked before a long run (a path that can never be written stops the session or command
+before the benchmark instead of after it)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -34,3 +39,35 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=True, indent=1, allow_nan=False) + "\n"
+
+
+class ReportPathError(ValueError):
+    """A report path that cannot be written."""
+
+
+def os_reason(exc: OSError) -> str:
+    """``Permission denied: out/r.html``: what went wrong, and where."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
+def check_path(option: str, raw: str) -> None:
+    path = Path(raw)
+    if path.is_dir():
+        raise ReportPathError(f"{option} {raw}: is a directory; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the nearest existing ancestor: we create the rest
+    if not parent.is_dir():
+        raise ReportPathError(f"{option} {raw}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ReportPathError(f"{option} {raw}: directory {parent} is not writable")
+
+
+def check_report_paths(settings: Settings) -> None:
+    """Raise ReportPathError when --llmperf-json, --llmperf-html or --llmperf-markdown cannot
+    be written."""
+    for option, raw in (("--llmperf-json", settings.json), ("--llmperf-html", settings.html),
+                        ("--llmperf-markdown", settings.markdown)):
+        if raw:
+            check_path(option, raw)

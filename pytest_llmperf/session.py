@@ -18,9 +18,9 @@ import pytest
 
 from .engines.auth import auth_headers
 from .engines.base import EngineError
+from .files import ReportPathError, check_report_paths, os_reason
 from .redact import Redactor, env_secrets, header_secrets
 from .report.junit import failure_text
-from .report.paths import ReportPathError, check_report_paths, os_reason
 from .report.progress import ProgressLine
 from .results import TestRecord, results_document
 from .settings import Settings

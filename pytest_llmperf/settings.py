@@ -30,7 +30,6 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from .decision import DEFAULT_ALPHA, alpha_problem
-from .engines.registry import engine_names
 from .models.packaged import DEFAULT_MODEL
 from .values import is_finite_number
 
@@ -484,14 +483,13 @@ def resolve(
 ) -> Settings:
     """Settings from the three sources; raises ConfigError naming the source of a bad value.
 
-    ``engines``: the valid ``engine`` names (default: the registry's).
+    ``engines``: the valid ``engine`` names (the plugin passes the registry's and the
+    hooks'; None: any name, checked when the engine is made).
     """
-    if engines is None:
-        engines = engine_names()
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for spec in OPTIONS:
-        choices = tuple(engines) if spec.name == "engine" else None
+        choices = tuple(engines) if spec.name == "engine" and engines is not None else None
         raw = cli(spec)
         if raw is not None:
             values[spec.name] = convert(spec, raw, spec.flag, choices)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmperf.engines.registry import engine_names
 from pytest_llmperf.settings import OPTIONS, ConfigError, OptionSpec, Settings, resolve
 
 
@@ -57,7 +58,7 @@ def test_precedence_and_conversion() -> None:
 ])
 def test_bad_values_name_their_source(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        resolve(none, none, environ=env)
+        resolve(none, none, environ=env, engines=engine_names())
     assert message in str(err.value)
 
 

@@ -30,10 +30,9 @@ from ..commits.compare import (
     run_served,
 )
 from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
-from ..files import atomic_write_text, dumps
+from ..files import atomic_write_text, dumps, os_reason
 from ..report.compare import render_html, render_junit, render_markdown, render_table
 from ..report.markdown import append_step_summary
-from ..report.paths import os_reason
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -18,11 +18,10 @@ from typing import Any, TextIO
 
 from ..commits import bisect, nightly
 from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
-from ..files import atomic_write_text, dumps
+from ..files import ReportPathError, atomic_write_text, check_path, dumps, os_reason
 from ..formatting import pct
 from ..report import nightly as render
 from ..report.nightly import issue_body, issue_title
-from ..report.paths import ReportPathError, check_path, os_reason
 from ..store import gitinfo
 
 

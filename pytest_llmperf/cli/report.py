@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..files import atomic_write_text, dumps
+from ..files import ReportPathError, atomic_write_text, check_path, dumps, os_reason
 from ..report.html import render_html
 from ..report.markdown import render_markdown
-from ..report.paths import ReportPathError, check_path, os_reason
 from ..report.view import (
     ReportInputError,
     build_report,

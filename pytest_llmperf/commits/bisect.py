@@ -40,8 +40,7 @@ from typing import Any, Literal, TextIO, TypeVar
 import git
 
 from ..decision import alpha_problem
-from ..files import atomic_write_text, dumps
-from ..report.paths import ReportPathError, check_path, os_reason
+from ..files import ReportPathError, atomic_write_text, check_path, dumps, os_reason
 from ..store import gitinfo
 from ..verdict import ab, stats
 from ..verdict.thresholds import Thresholds

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..engines.servers import ManagedServer, ServerError, free_port
-from ..report.paths import ReportPathError, check_path
+from ..files import ReportPathError, check_path
 from ..store import gitinfo
 from ..verdict import ab, stats
 from . import bisect

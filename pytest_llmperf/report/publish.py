@@ -2,7 +2,8 @@
 
 ``publish`` renders from the session's results document (the ``--llmperf-json`` shape, as
 ``llmperf report`` does from stored files) and returns the lines written and the errors, one
-clear line each, never a traceback. (The paths were checked when the session started: ``paths.py``.)
+clear line each, never a traceback. (The paths were checked when the session started:
+``files.check_report_paths``.)
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write_text
+from ..files import atomic_write_text, os_reason
 from .html import render_html
 from .markdown import append_step_summary, render_markdown
-from .paths import os_reason
 from .view import build_report, load_history
 
 
