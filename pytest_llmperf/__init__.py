@@ -1,8 +1,8 @@
 """pytest-llmperf: LLM inference performance as ordinary pytest tests.
 
 The public names: ``llmperf`` (the marker), ``Workload``, ``RunResult``, ``RequestRecord``.
-The last two are imported on first use (their module needs numpy), so loading the plugin
-stays cheap for every pytest run.
+They are imported on first use (their modules need numpy), so loading the plugin stays cheap
+for every pytest run.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .run.workload import Workload
-
 if TYPE_CHECKING:
     from .run.metrics import RequestRecord, RunResult
+    from .run.workload import Workload
 
 __version__ = "0.1.0"
 
@@ -25,6 +24,10 @@ __all__ = ["RequestRecord", "RunResult", "Workload", "__version__", "llmperf"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Workload":
+        from .run.workload import Workload
+
+        return Workload
     if name in ("RequestRecord", "RunResult"):
         from .run import metrics
 

@@ -24,8 +24,6 @@ from .fixtures.quality import (  # noqa: F401
     quantized_model,
 )
 from .fixtures.servers import llm_server, llm_server_engine  # noqa: F401
-from .run.cpu import usable_cores
-from .run.devices import device_for_worker, oversubscribed_line, visible_devices
 from .session import MARKER, PLUGIN_NAME, LLMPerfSession
 from .settings import OPTIONS, ConfigError, resolve
 
@@ -76,6 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.threads is None and workerinput and workerinput.get("workercount"):
         # pytest-xdist: every worker running an engine on all cores would oversubscribe the
         # machine; each gets its share unless --llmperf-threads says otherwise.
+        from .run.cpu import usable_cores  # only under pytest-xdist
+
         share = max(1, usable_cores() // int(workerinput["workercount"]))
         settings = dataclasses.replace(settings, threads=share)
     if config.getoption("llmperf"):
@@ -90,6 +90,8 @@ def _one_gpu_per_worker(config: pytest.Config, workerinput: dict[str, Any] | Non
     """pytest-xdist on a multi-GPU machine: worker gwN sees only the N-th visible GPU (set
     here, before any engine is made); the controller warns when workers outnumber GPUs."""
     import os
+
+    from .run.devices import device_for_worker, oversubscribed_line, visible_devices
 
     if workerinput:
         device = device_for_worker(str(workerinput.get("workerid", "")),

@@ -16,18 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .engines.auth import auth_headers
 from .engines.base import EngineError
-from .files import ReportPathError, check_report_paths, os_reason
-from .redact import Redactor, env_secrets, header_secrets
+from .files import ReportPathError, check_report_paths
 from .report.junit import failure_text
 from .report.progress import ProgressLine
-from .results import TestRecord, results_document
+from .results import TestRecord
 from .settings import Settings
-from .shard import ShardError, durations_from_results, empty_line, parse_shard, split
-from .store.baselines import BaselineError
-from .store.profile import hardware
-from .verdict.thresholds import MarkerError, validate_marker
 
 if TYPE_CHECKING:
     from .engines.base import Engine
@@ -37,6 +31,7 @@ if TYPE_CHECKING:
     from .run.metrics import RunResult
     from .verdict.ab import ABVerdict
     from .verdict.gate import Gate
+    from .verdict.thresholds import Thresholds
 
 MARKER = "llmperf"
 PLUGIN_NAME = "llmperf-session"
@@ -47,6 +42,7 @@ class ItemRecord:
     """Everything pytest-llmperf knows about one test item while it runs (one StashKey)."""
 
     thresholds: dict[str, Any] | None = None  # None: the test is not marked @llmperf
+    parsed: Thresholds | None = None  # the same keywords, parsed (verdict.thresholds)
     runs: list[RunResult] = field(default_factory=list)
     comparison: dict[str, Any] | None = None  # against the baseline (gate.py's shape)
     ab: list[tuple[ABVerdict, bool]] = field(default_factory=list)  # (verdict, fail on it)
@@ -208,6 +204,12 @@ class LLMPerfSession:
                 continue
             merged: dict[str, Any] = {}
             engine_args: dict[str, Any] = {}
+            from .verdict.thresholds import (  # only for a test marked @llmperf
+                MarkerError,
+                Thresholds,
+                validate_marker,
+            )
+
             for mark in reversed(marks):  # closest marker wins (engine_args: key by key)
                 try:
                     valid = validate_marker(mark.args, mark.kwargs)
@@ -222,6 +224,7 @@ class LLMPerfSession:
                     "for an engine instead")
             record = item_record(item)
             record.thresholds = merged
+            record.parsed = Thresholds.of(merged)
             record.engine_args = engine_args or None
         return result
 
@@ -229,6 +232,8 @@ class LLMPerfSession:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         if self.settings.shard:
+            from .shard import ShardError, empty_line, parse_shard, split  # only when sharded
+
             try:
                 index, count = parse_shard(self.settings.shard)
             except ShardError as exc:
@@ -260,6 +265,8 @@ class LLMPerfSession:
     def shard_durations(self) -> dict[str, float]:
         """Seconds per node id from the ``--llmperf-shard-durations`` results file."""
         import json
+
+        from .shard import ShardError, durations_from_results
 
         path = self.settings.shard_durations
         try:
@@ -354,108 +361,36 @@ class LLMPerfSession:
             except pytest.UsageError as exc:
                 self.save_lines.append(f"ERROR: {exc}")
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        gate = self.gate
-        interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
-        if gate is not None and gate.save_requested and interrupted:
-            # A session stopped half way is not a measurement of the commit: keep the store
-            # as it was (the finished tests are still in the reports).
-            self.save_lines.append("baselines not saved: the session was interrupted")
-        elif gate is not None and gate.save_requested:
-            try:
-                self.save_lines += gate.save(self.tests, self.recorded_args(),
-                                             self.config.invocation_params.dir)
-                if self.settings.store:
-                    from .store.backends import push_after_save
+        saving = self.gate is not None and self.gate.save_requested
+        if not (saving or self.tests or self.settings.json or self.settings.html
+                or self.settings.markdown):
+            return  # nothing measured, nothing asked for: a plain pytest run stays light
+        from .finish import finish  # jinja2, rich, gitpython
 
-                    pushed = push_after_save(self.settings.store, gate.dir,
-                                             gate.git.root if gate.git else None)
-                    self.save_lines += pushed
-                    if any(line.startswith("ERROR") for line in pushed):
-                        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-            except BaselineError as exc:
-                self.save_lines.append(f"ERROR: baselines not saved: {exc}")
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        errors: list[str] = []
-        doc = self.results_document() if (self.settings.json or self.tests
-                                          or self.settings.html or self.settings.markdown
-                                          ) else None
-        self.document = doc
-        if self.settings.json and doc is not None:
-            from .report.json_report import write_json
-
-            try:
-                write_json(self.settings.json, doc)
-                self.report_lines.append(f"JSON results: {self.settings.json}")
-            except OSError as exc:  # checked at the start; the disk can still fill up
-                errors.append(f"cannot write the JSON results to {self.settings.json}: "
-                              f"{os_reason(exc)}")
-        if doc is not None and (self.tests or self.settings.html or self.settings.markdown):
-            from .report.publish import publish
-
-            done, publish_errors = publish(
-                doc, html_path=self.settings.html, md_path=self.settings.markdown,
-                baseline_dir=gate.dir if gate is not None else self.settings.baseline_dir)
-            self.report_lines += done
-            errors += publish_errors
-        self.report_lines += [f"ERROR: {e}" for e in errors]
-        if errors and not interrupted:
+        ending = finish(self.settings, self.tests, self.gate,
+                        rootpath=self.config.rootpath,
+                        args=self.config.invocation_params.args,
+                        invocation_dir=self.config.invocation_params.dir,
+                        interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
+                        session_key=self)
+        self.save_lines += ending.save_lines
+        self.report_lines += ending.report_lines
+        self.document = ending.document
+        if ending.failed:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-    def results_document(self) -> dict[str, Any]:
-        """The session's results (``results.py``): what the JSON file holds and what every
-        report at the end of the session renders from."""
-        from .report.json_report import session_provenance
-        git = self.gate.git if self.gate is not None else None
-        provenance = session_provenance(self.tests, root=git.root if git else
-                                        self.config.rootpath, shard=self.settings.shard,
-                                        session_key=self)
-        return results_document(self.tests, provenance, hardware())
-
-    def recorded_args(self) -> list[str]:
-        """The session's pytest arguments as baselines record them (for the nightly's bisect
-        command), with every secret the session knows of (the API key, header values,
-        credential-named environment variables, secret flags) replaced by ``***``."""
-        import os
-
-        try:  # what the engine sends: the header values and "Bearer <key>"
-            sent = header_secrets(auth_headers(self.settings))
-        except EngineError:
-            sent = []
-        redactor = Redactor([*sent, *env_secrets(os.environ)])
-        return redactor.argv([str(a) for a in self.config.invocation_params.args])
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         if self.empty_shard:
             terminalreporter.write_line(self.empty_shard)
         # The document written at the end of the session (sessionfinish runs first).
-        doc = self.document if self.document is not None else {
-            "tests": [t.to_dict() for t in self.tests]}
-        tests = doc["tests"]
-        if tests:
-            from .report.terminal import ab_lines, gate_lines, render_summary
+        tests = (self.document["tests"] if self.document is not None
+                 else [t.to_dict() for t in self.tests])
+        if not (tests or self.save_lines or self.report_lines):
+            return
+        from .finish import terminal_summary
 
-            render_summary(terminalreporter, tests)
-        gate_section = gate_lines(tests) if tests else []
-        ab_section = ab_lines(tests) if tests and self.settings.ab else []
-        if ab_section:
-            terminalreporter.section("llmperf A/B (--llmperf-ab)")
-            for line in ab_section:
-                terminalreporter.write_line(line)
-        capacity_lines = [f"{t['nodeid']}: {c.get('describe', '')}"
-                          for t in tests for c in t.get("capacity") or []]
-        if capacity_lines:  # llmperf_bench.capacity: the rate found and its interval
-            terminalreporter.section("llmperf capacity")
-            for line in capacity_lines:
-                terminalreporter.write_line(line)
-        gate_section += self.save_lines
-        if gate_section:
-            terminalreporter.section("llmperf baselines")
-            for line in gate_section:
-                terminalreporter.write_line(line)
-        if self.report_lines:
-            terminalreporter.section("llmperf reports")
-            for line in self.report_lines:
-                terminalreporter.write_line(line, red=line.startswith("ERROR"))
+        terminal_summary(terminalreporter, tests, ab=bool(self.settings.ab),
+                         save_lines=self.save_lines, report_lines=self.report_lines)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close()

@@ -11,15 +11,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
 
 from ..engines.base import Prompt, Tokenizer
 from ..engines.vocabulary import token_pool
 from ..metric_table import SLO_KEYS
 from ..values import is_finite_number
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 class WorkloadError(ValueError):
@@ -226,8 +225,6 @@ def synthetic_prompts(tok: Tokenizer, workload: Workload) -> list[Prompt]:
             f"input_tokens={workload.input_tokens} leaves no room for text after the "
             f"{n_special} special token(s) the tokenizer adds"
         )
-    import numpy as np
-
     words = list(tok.word_token_ids())
     if not words:  # a vocabulary without marked word pieces: find some through the tokenizer
         words = token_pool(tok)
@@ -319,8 +316,6 @@ def arrival_offsets_s(workload: Workload, n: int) -> list[float] | None:
     Inter-arrival gaps are gamma distributed with shape ``burstiness`` and mean 1/rate
     (shape 1 is a Poisson process), seeded, as in vLLM's serving benchmark.
     """
-    import numpy as np
-
     if workload.rate is None:
         return None
     rng = np.random.default_rng([workload.seed, 7919])

@@ -26,6 +26,7 @@ import pytest
 import pytest_llmperf
 
 from .oracle import OracleConfig, OracleServer
+from .tiny_model import write_tiny_gguf
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,8 +42,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of a tiny llama-architecture GGUF (2 layers, 256 wide, ~400-token SPM vocab)."""
     pytest.importorskip("llama_cpp", reason="the embedded engine needs the 'llama' extra")
-    from .tiny_model import write_tiny_gguf
-
     return write_tiny_gguf(tmp_path_factory.mktemp("models") / "tiny.gguf")
 
 
