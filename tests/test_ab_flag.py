@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_store import git
+from helpers import git
 
 from pytest_llmperf.run.ab_flag import b_settings, parse_overrides
 from pytest_llmperf.settings import ConfigError, Settings

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_compare import llmperf, worktrees
-from test_store import git
+from helpers import git, llmperf, worktrees
 
 from pytest_llmperf.cli import main
 from pytest_llmperf.verdict.bisect import (

@@ -6,84 +6,28 @@ Set LLMPERF_SCREENSHOT_DIR to keep the screenshot (e.g. as a CI artifact).
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import struct
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from _report_data import parse_page, results_doc, write_baselines
+from helpers import (
+    WINDOW,
+    parse_page,
+    png_size,
+    probe,
+    results_doc,
+    run_chromium,
+    write_baselines,
+)
 
 from pytest_llmperf.report import plots
 from pytest_llmperf.report.html import render_html
 from pytest_llmperf.report.view import build_report, load_history
 
-WINDOW = (1400, 2400)
-
 # Injected into a copy of the page (the report itself has no scripts): a Content Security
 # Policy that forbids every fetch, and a probe that records errors, policy violations,
 # fetched resources and the rendered size of every plot into the DOM that --dump-dom prints.
-PROBE = """
-<meta http-equiv="Content-Security-Policy"
-      content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<script>
-window.__errors = [];
-window.addEventListener('error', e => window.__errors.push(
-  String(e.message || (e.target && (e.target.src || e.target.href)) || 'error')), true);
-document.addEventListener('securitypolicyviolation', e => window.__errors.push(
-  'blocked ' + e.blockedURI + ' by ' + e.violatedDirective));
-const origError = console.error;
-console.error = (...args) => { window.__errors.push(args.join(' ')); origError(...args); };
-window.addEventListener('load', () => {
-  const plots = [...document.querySelectorAll('svg.plot')].map(s => {
-    const r = s.getBoundingClientRect();
-    return {plot: s.dataset.plot, width: r.width, height: r.height, right: r.right,
-            shapes: s.querySelectorAll('path, circle, line').length};
-  });
-  const out = document.createElement('pre');
-  out.id = 'llmperf-probe';
-  out.textContent = JSON.stringify({
-    plots, errors: window.__errors,
-    resources: performance.getEntriesByType('resource').map(r => r.name),
-    title: document.title, bodyWidth: document.body.scrollWidth});
-  document.body.appendChild(out);
-});
-</script>
-"""
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no Chromium installed (run scripts/install_chromium.sh)")
-
-
-def run_chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir(exist_ok=True)
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
-           "--hide-scrollbars", f"--window-size={WINDOW[0]},{WINDOW[1]}", *args,
-           page.as_uri()]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
-
-
-def probe(tmp_path: Path, html: str, name: str) -> dict[str, Any]:
-    instrumented = tmp_path / name
-    instrumented.write_text(html.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
-    proc = run_chromium(tmp_path, instrumented, "--virtual-time-budget=5000", "--dump-dom")
-    match = re.search(r'<pre id="llmperf-probe">(.*?)</pre>', proc.stdout, re.S)
-    assert match, f"the page did not load in Chromium: {proc.stderr[-2000:]}"
-    text = match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace(
-        "&gt;", ">").replace("&amp;", "&")
-    return json.loads(text)
 
 
 @pytest.fixture
@@ -117,13 +61,6 @@ def test_probe_sees_fetches_and_errors(tmp_path: Path, report_html: str) -> None
                                  '<img src="http://192.0.2.1/logo.png"></body>', 1)
     result = probe(tmp_path, broken, "broken.html")
     assert any("192.0.2.1" in e for e in result["errors"])
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    assert data[12:16] == b"IHDR"
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
 
 
 def test_screenshot(tmp_path: Path, report_html: str) -> None:

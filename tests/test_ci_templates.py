@@ -44,6 +44,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import git
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = ROOT / "ci"
@@ -411,12 +412,6 @@ def test_oracle_latency(llmperf_bench, llm_engine):
 def test_oracle_longer(llmperf_bench, llm_engine):
     llmperf_bench(llm_engine, Workload(input_tokens=16, output_tokens=10, requests=3))
 '''
-
-
-def git(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
-    return proc.stdout.strip()
 
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "dev@example.com",

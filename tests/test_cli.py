@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_store import commit, git, make_repo
+from helpers import commit, git, make_repo
 
 from pytest_llmperf.cli import main
 from pytest_llmperf.verdict.store import BaselineStore

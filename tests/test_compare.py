@@ -6,17 +6,14 @@ fails naming that test and its metrics, and every output file is written and par
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_store import git
+from helpers import git, llmperf, worktrees
 
 from pytest_llmperf.cli import main
 
@@ -85,18 +82,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     slow = _commit(root, "slow: test_changed 12 ms per token")
     git(root, "checkout", "-q", "main")
     return {"root": root, "c1": c1, "c2": c2, "slow": slow}
-
-
-def llmperf(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real console entry, as a user runs it, in the repository."""
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    env["LLMPERF_CACHE_DIR"] = str(root.parent / "cache")  # nothing may need the real model
-    return subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", *args], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=300)
-
-
-def worktrees(root: Path) -> list[str]:
-    return [ln for ln in git(root, "worktree", "list").splitlines() if ln.strip()]
 
 
 def _rows(stdout: str) -> dict[tuple[str, str], str]:

@@ -14,7 +14,7 @@ import json
 import os
 
 import pytest
-from test_plugin_embedded import no_internal_traceback
+from helpers import no_internal_traceback
 
 ARGS_ORACLE = """
 import json, os

@@ -4,12 +4,11 @@ of the tiny model, baselines saved, compared, refused."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import git, no_internal_traceback
 
 TEST = """
 from pytest_llmperf import Workload, llmperf
@@ -19,13 +18,6 @@ def test_chat(llmperf_bench, llm_engine):
     result = llmperf_bench(llm_engine, Workload(input_tokens=16, output_tokens=4, requests=2))
     assert result.errors == 0
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
 
 
 def repo_with_test(pt: pytest.Pytester, marker: str = "") -> str:
@@ -47,11 +39,6 @@ def results(pt: pytest.Pytester, *args: str) -> tuple[Any, dict[str, Any]]:
     data = json.loads(out.read_text()) if out.exists() else {}
     out.unlink(missing_ok=True)
     return res, data
-
-
-def no_internal_traceback(output: str) -> None:
-    assert "Traceback" not in output
-    assert "pytest_llmperf/" not in output
 
 
 def test_save_then_compare_on_the_next_commit(llmperf_pytester: pytest.Pytester) -> None:

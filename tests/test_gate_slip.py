@@ -13,13 +13,11 @@ Also: saving and comparing without a ``.git`` (a container image) under ``LLMPER
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import git
 
 # The oracle engine: first token after FIRST_MS, then one token every gap_ms, which each
 # commit writes to gap_ms.txt (a server made slower per token by a commit).
@@ -53,13 +51,6 @@ FIRST_MS = 60
 GAP_MS = 20.0
 SLOW_GAP_MS = GAP_MS * 1.38  # 38% slower per token
 NODE = "test_stream.py::test_stream"
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
 
 
 def suite(pt: pytest.Pytester) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_plugin_embedded import no_internal_traceback
+from helpers import no_internal_traceback
 
 from pytest_llmperf.cli.main import main as cli_main
 from pytest_llmperf.report.view import (

@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_plugin_embedded import no_internal_traceback
-from test_store import git
+from helpers import git, no_internal_traceback
 
 from pytest_llmperf.engines.base import EngineError
 from pytest_llmperf.engines.openai import OpenAIEngine

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_plugin_embedded import no_internal_traceback
+from helpers import no_internal_traceback
 
 from pytest_llmperf.run.cpu import OVERSUBSCRIBED, CPUContention, parse_stat, usable_cores
 

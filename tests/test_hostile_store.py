@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_store import git
+from helpers import git
 
 from pytest_llmperf.cli.main import main as llmperf_main
 from pytest_llmperf.verdict import store

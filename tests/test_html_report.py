@@ -7,15 +7,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _report_data import (
+from helpers import (
     PROFILE,
     SUITE,
     WARNING,
-    commit,
     external_references,
+    git,
+    no_internal_traceback,
     parse_page,
     results_doc,
     write_baselines,
+)
+from helpers import (
+    fake_commit as commit,
 )
 
 from pytest_llmperf.cli.report import main as cli_main
@@ -24,11 +28,6 @@ from pytest_llmperf.report import plots
 from pytest_llmperf.report.html import render_html
 from pytest_llmperf.report.view import build_report, describe_host, load_history
 from pytest_llmperf.verdict.profile import hardware
-
-
-def no_internal_traceback(output: str) -> None:
-    assert "Traceback" not in output
-    assert "pytest_llmperf/" not in output
 
 
 def test_session_writes_a_self_contained_page_with_the_measured_numbers(
@@ -268,14 +267,6 @@ def test_llmperf_command_has_report(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "not a pytest-llmperf results file" in err and "Traceback" not in err
 
 
-def git(cwd: Path, *args: str) -> str:
-    import subprocess
-
-    return subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args], cwd=cwd,
-        check=True, capture_output=True, text=True).stdout.strip()
-
-
 def test_real_session_shows_the_comparison_and_the_trend_over_saved_commits(
     llmperf_pytester: pytest.Pytester,
 ) -> None:
@@ -348,7 +339,7 @@ def test_html_without_llmperf_says_there_are_no_results(
 
 
 def test_repeats_are_drawn_and_listed_per_run() -> None:
-    from _report_data import make_run
+    from helpers import make_run
 
     doc = results_doc()
     doc["tests"][0]["runs"] = [make_run([60.0, 70.0], thresholds={"ttft_p50_ms": 60}),

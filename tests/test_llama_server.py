@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_plugin_embedded import no_internal_traceback
+from helpers import no_internal_traceback
 
 from pytest_llmperf.engines.llama_server_bin import (
     BUILD_COMMAND,

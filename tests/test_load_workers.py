@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,16 +15,10 @@ from pytest_llmperf.engines.base import EngineError
 from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.run.loadgen import deal, run_load, split_concurrency
 from pytest_llmperf.run.workload import Workload, build_prompts
-from pytest_llmperf.testing.oracle import OracleConfig, OracleServer
+from pytest_llmperf.testing.oracle import OracleServer
 from pytest_llmperf.testing.schedule_engine import ScheduleEngine
 
 TOL_MS = 25.0  # as the single-process session test: a loaded 2-core machine
-
-
-@pytest.fixture
-def oracle() -> Iterator[OracleServer]:
-    with OracleServer(OracleConfig(ttft_ms=60, itl_ms=15)) as server:
-        yield server
 
 
 def test_the_clock_is_system_wide() -> None:

@@ -4,7 +4,7 @@ duration, and the client's account of its own timing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -13,13 +13,12 @@ from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.metrics import RunResult
 from pytest_llmperf.run.workload import Workload, arrival_offsets_s
-from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, RequestLog, WordTokenizer
+from pytest_llmperf.testing.oracle import OracleServer, RequestLog, WordTokenizer
 
 
 @pytest.fixture
-def oracle() -> Iterator[OracleServer]:
-    with OracleServer(OracleConfig(ttft_ms=30, itl_ms=5)) as server:
-        yield server
+def oracle(llmperf_oracle: Callable[..., OracleServer]) -> OracleServer:
+    return llmperf_oracle(ttft_ms=30, itl_ms=5)
 
 
 def bench(oracle: OracleServer, workload: Workload) -> RunResult:

@@ -6,21 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from _report_data import SUITE, WARNING, results_doc
+from helpers import SUITE, WARNING, results_doc, table_rows
 
 from pytest_llmperf.formatting import display as fmt
 from pytest_llmperf.report.markdown import append_step_summary, cell, render_markdown
 from pytest_llmperf.report.view import build_report
-
-
-def table_rows(text: str) -> list[list[str]]:
-    """The table's rows (header first), cells stripped, the separator line dropped."""
-    rows = []
-    for line in text.splitlines():
-        if line.startswith("|") and not line.startswith("|:"):
-            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-            rows.append(cells)
-    return rows
 
 
 def test_session_writes_the_table_and_appends_the_step_summary(
@@ -109,7 +99,7 @@ def test_cells_cannot_break_the_table(tmp_path: Path) -> None:
 
 
 def test_repeats_show_the_median() -> None:
-    from _report_data import make_run
+    from helpers import make_run
 
     doc = results_doc()
     doc["tests"][0]["runs"] = [make_run([60.0, 70.0]), make_run([50.0, 52.0, 54.0]),

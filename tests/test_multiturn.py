@@ -11,21 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import PREFILL_MS, TTFT_MS
+from helpers import multiturn_oracle as oracle
 
 from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.report.terminal import render_text
 from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.metrics import RunResult, turn_ttfts
 from pytest_llmperf.run.workload import Workload, WorkloadError
-from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
-
-TTFT_MS, ITL_MS, PREFILL_MS = 20.0, 2.0, 1.0
-
-
-def oracle(prefix_cache: bool) -> OracleServer:
-    return OracleServer(OracleConfig(ttft_ms=TTFT_MS, itl_ms=ITL_MS,
-                                     prefill_ms_per_token=PREFILL_MS,
-                                     prefix_cache=prefix_cache))
+from pytest_llmperf.testing.oracle import OracleServer, WordTokenizer
 
 
 def bench(server: OracleServer, workload: Workload, chat: bool = False) -> RunResult:

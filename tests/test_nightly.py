@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from test_browser import chromium
-from test_store import git
+from helpers import chromium, git
 
 from pytest_llmperf.cli import main
 from pytest_llmperf.verdict import nightly
@@ -321,7 +320,7 @@ def test_the_page_is_self_contained_and_names_the_commits(
 
 def test_the_page_renders_in_chromium(stepped: tuple[Path, list[str]], tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from test_browser import WINDOW, png_size, probe, run_chromium
+    from helpers import WINDOW, png_size, probe, run_chromium
 
     chromium()
     repo, _ = stepped

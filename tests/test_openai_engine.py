@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import no_internal_traceback
 
 from pytest_llmperf.engines.base import EngineError
 from pytest_llmperf.engines.openai import OpenAIEngine, parse_headers
@@ -21,18 +21,6 @@ from pytest_llmperf.run.workload import Workload
 from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
 
 TOL_MS = 25.0  # a loaded 2-core machine; the benchmark has the precise numbers
-
-
-@pytest.fixture
-def oracle(request: pytest.FixtureRequest) -> Iterator[OracleServer]:
-    cfg = getattr(request, "param", None) or OracleConfig(ttft_ms=60, itl_ms=15)
-    with OracleServer(cfg) as server:
-        yield server
-
-
-def no_internal_traceback(output: str) -> None:
-    assert "Traceback" not in output
-    assert "pytest_llmperf/" not in output
 
 
 def test_session_against_a_url_matches_the_schedule(

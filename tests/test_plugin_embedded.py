@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers import no_internal_traceback
 
 PASSING = """
 from pytest_llmperf import Workload, llmperf
@@ -18,11 +19,6 @@ def test_short_chat(llmperf_bench, llm_engine):
     result = llmperf_bench(llm_engine, Workload(input_tokens=24, output_tokens=6, requests=3))
     assert result.errors == 0
 """
-
-
-def no_internal_traceback(output: str) -> None:
-    assert "Traceback" not in output
-    assert "pytest_llmperf/" not in output
 
 
 def test_marked_tests_are_skipped_without_the_flag(llmperf_pytester: pytest.Pytester) -> None:

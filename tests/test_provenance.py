@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _report_data import results_doc
-from test_plugin_embedded import no_internal_traceback
+from helpers import no_internal_traceback, results_doc
 
 from pytest_llmperf.cli import main as cli_main
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import no_internal_traceback
 
 from pytest_llmperf.engines.servers import (
     RECIPES,
@@ -35,11 +36,6 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
     except OSError:
         return False
-
-
-def no_internal_traceback(output: str) -> None:
-    assert "Traceback" not in output
-    assert "pytest_llmperf/" not in output
 
 
 SERVED_SUITE = """

@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import commit, git, make_repo
 
 from pytest_llmperf.verdict import gitinfo, profile, store
 from pytest_llmperf.verdict.store import BaselineError, BaselineStore
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
-
-
-def make_repo(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
-    (path / "code.py").write_text("x = 1\n")
-    git(path, "add", "code.py")
-    git(path, "commit", "-q", "-m", "first")
-    return path
-
-
-def commit(repo: Path, text: str, msg: str) -> str:
-    (repo / "code.py").write_text(text)
-    git(repo, "commit", "-q", "-am", msg)
-    return git(repo, "rev-parse", "HEAD")
 
 
 def run(ttft: float) -> dict[str, Any]:

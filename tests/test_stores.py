@@ -18,6 +18,7 @@ from typing import Any
 
 import fsspec  # imported here: pytester's in-process sessions drop modules first imported
 import pytest  # inside them, and a re-imported fsspec has a new, empty memory:// store
+from helpers import git
 
 from pytest_llmperf.cli.main import main as llmperf_main
 from pytest_llmperf.testing.schedule_engine import CONFTEST as SCHEDULE_CONFTEST
@@ -38,13 +39,6 @@ SHA2 = "d" * 40
 PROFILE = {"engine": {"kind": "fake", "version": "1"}, "hardware": {"cpu_cores": 2}}
 NODE = "t.py::test_x"
 REL = f"p1/{SHA}.json"
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
 
 
 def run(tag: str, started: str = "2026-01-01T00:00:00+00:00", value: float = 10.0

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_plugin_embedded import no_internal_traceback
+from helpers import no_internal_traceback
 
 from pytest_llmperf.engines.base import GenerationParams
 from pytest_llmperf.engines.openai import context_refusal

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _report_data import external_references, parse_page
-from test_markdown import table_rows
-from test_multiturn import ITL_MS, PREFILL_MS, TTFT_MS, oracle
+from helpers import ITL_MS, PREFILL_MS, TTFT_MS, external_references, parse_page, table_rows
+from helpers import multiturn_oracle as oracle
 
 from pytest_llmperf.cli.report import main as cli_main
 from pytest_llmperf.formatting import display as fmt
@@ -211,7 +210,7 @@ def test_errors_missing_turns_and_several_runs() -> None:
 
 
 def test_single_turn_reports_are_unchanged(tmp_path: Path) -> None:
-    from _report_data import results_doc
+    from helpers import results_doc
 
     report = build_report(results_doc())
     html = render_html(report)

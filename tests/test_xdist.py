@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from _report_data import parse_page
+from helpers import parse_page
 
 from pytest_llmperf.run.devices import device_for_worker, oversubscribed_line, visible_devices
 

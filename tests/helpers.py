@@ -1,18 +1,38 @@
-"""Results documents and baselines of known content, for the report tests.
+"""Helpers shared by the test modules of every tier (a plain module: ``tests/`` is on sys.path,
+``pythonpath`` in pyproject.toml). No test module imports another test module: what two of
+them share lives here, fixtures in ``tests/conftest.py``.
 
-Shapes: the results JSON (report/json_report.py), each test's ``comparison`` (gate.py) and
-baseline files ``baselines/<profile_id>/<commit>.json`` (store.py). Timings are exact so
-that the numbers on the rendered page can be checked.
+- ``ROOT``: the repository root.
+- git: ``git()`` (with a fixed identity), ``make_repo()``, ``commit()``.
+- ``no_internal_traceback()``: a session's output shows no traceback into the package.
+- Report data: results documents and baselines of known content, for the report tests.
+  Shapes: the results JSON (report/json_report.py), each test's ``comparison`` (gate.py) and
+  baseline files ``baselines/<profile_id>/<commit>.json`` (store.py). Timings are exact so
+  that the numbers on the rendered page can be checked. ``parse_page()``, ``table_rows()``.
+- Chromium: ``chromium()``, ``run_chromium()``, ``probe()``, ``png_size()``.
+- ``llmperf compare``: ``llmperf()`` (the console entry as a process), ``worktrees()``.
+- Multi-turn: ``multiturn_oracle()`` and its schedule (``TTFT_MS``, ``ITL_MS``, ``PREFILL_MS``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pytest_llmperf.run.metrics import NS_PER_MS, RequestRecord, summarize
+from pytest_llmperf.testing.oracle import OracleConfig, OracleServer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A suite of two marked tests on the tiny model: one passes, one breaks its TTFT limit.
 SUITE = """
@@ -68,7 +88,7 @@ def make_run(ttfts_ms: Sequence[float], itl_ms: float = 5.0, tokens: int = 8,
     }
 
 
-def commit(i: int) -> str:
+def fake_commit(i: int) -> str:
     return f"{i:02d}" + "c0ffee" * 6 + "ab"  # 40 hex digits
 
 
@@ -77,7 +97,7 @@ def write_baselines(root: Path, ttft_by_commit: Sequence[float],
     """One baseline file per commit, oldest first; returns the commits."""
     commits = []
     for i, ttft in enumerate(ttft_by_commit):
-        sha = commit(i)
+        sha = fake_commit(i)
         commits.append(sha)
         run = make_run([ttft, ttft + 2, ttft + 4], started_at=f"2026-11-{10 + i:02d}T08:00:00Z")
         doc = {
@@ -226,3 +246,156 @@ def external_references(html: str) -> list[str]:
     refs += re.findall(r"url\(\s*['\"]?([^)'\"]*)", html, flags=re.I)
     refs += re.findall(r"@import\s+['\"]([^'\"]+)", html, flags=re.I)
     return [r for r in refs if r and not r.startswith("#")]
+
+
+# ---------------------------------------------------------------------------------------------
+# git
+
+def git(repo: Path, *args: str) -> str:
+    """``git ARGS`` in ``repo`` with a fixed identity (an ``-c user.*`` given in ``args`` does
+    not override it); its stripped stdout, or a failed assertion showing its stderr."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "code.py").write_text("x = 1\n")
+    git(path, "add", "code.py")
+    git(path, "commit", "-q", "-m", "first")
+    return path
+
+
+def commit(repo: Path, text: str, msg: str) -> str:
+    (repo / "code.py").write_text(text)
+    git(repo, "commit", "-q", "-am", msg)
+    return git(repo, "rev-parse", "HEAD")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sessions
+
+
+def no_internal_traceback(output: str) -> None:
+    assert "Traceback" not in output
+    assert "pytest_llmperf/" not in output
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown tables
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The table's rows (header first), cells stripped, the separator line dropped."""
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|:"):
+            cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+            rows.append(cells)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Chromium (tests/e2e/test_browser.py; skipped without it)
+
+WINDOW = (1400, 2400)
+
+
+PROBE = """
+<meta http-equiv="Content-Security-Policy"
+      content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(
+  String(e.message || (e.target && (e.target.src || e.target.href)) || 'error')), true);
+document.addEventListener('securitypolicyviolation', e => window.__errors.push(
+  'blocked ' + e.blockedURI + ' by ' + e.violatedDirective));
+const origError = console.error;
+console.error = (...args) => { window.__errors.push(args.join(' ')); origError(...args); };
+window.addEventListener('load', () => {
+  const plots = [...document.querySelectorAll('svg.plot')].map(s => {
+    const r = s.getBoundingClientRect();
+    return {plot: s.dataset.plot, width: r.width, height: r.height, right: r.right,
+            shapes: s.querySelectorAll('path, circle, line').length};
+  });
+  const out = document.createElement('pre');
+  out.id = 'llmperf-probe';
+  out.textContent = JSON.stringify({
+    plots, errors: window.__errors,
+    resources: performance.getEntriesByType('resource').map(r => r.name),
+    title: document.title, bodyWidth: document.body.scrollWidth});
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("no Chromium installed (run scripts/install_chromium.sh)")
+
+
+def run_chromium(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir(exist_ok=True)
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
+           "--hide-scrollbars", f"--window-size={WINDOW[0]},{WINDOW[1]}", *args,
+           page.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+
+
+def probe(tmp_path: Path, html: str, name: str) -> dict[str, Any]:
+    instrumented = tmp_path / name
+    instrumented.write_text(html.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
+    proc = run_chromium(tmp_path, instrumented, "--virtual-time-budget=5000", "--dump-dom")
+    match = re.search(r'<pre id="llmperf-probe">(.*?)</pre>', proc.stdout, re.S)
+    assert match, f"the page did not load in Chromium: {proc.stderr[-2000:]}"
+    text = match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace(
+        "&gt;", ">").replace("&amp;", "&")
+    return json.loads(text)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+# ---------------------------------------------------------------------------------------------
+# llmperf compare, for real
+
+
+def llmperf(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real console entry, as a user runs it, in the repository."""
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    env["LLMPERF_CACHE_DIR"] = str(root.parent / "cache")  # nothing may need the real model
+    return subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", *args], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def worktrees(root: Path) -> list[str]:
+    return [ln for ln in git(root, "worktree", "list").splitlines() if ln.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-turn sessions against the oracle
+
+TTFT_MS, ITL_MS, PREFILL_MS = 20.0, 2.0, 1.0
+
+
+def multiturn_oracle(prefix_cache: bool) -> OracleServer:
+    return OracleServer(OracleConfig(ttft_ms=TTFT_MS, itl_ms=ITL_MS,
+                                     prefill_ms_per_token=PREFILL_MS,
+                                     prefix_cache=prefix_cache))
+
