@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Debian's chromium for the HTML report's browser test (tests/test_browser.py).
+# Installs Debian's chromium for the HTML report's browser test (tests/e2e/test_browser.py).
 # Idempotent: does nothing when a Chromium is already on PATH. Needs root (or sudo) and apt.
 set -euo pipefail
 

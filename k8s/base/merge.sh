@@ -1,6 +1,6 @@
 #!/bin/sh
 # The merge of a run: the command of the merge Job's pod (k8s/base/job-merge.yaml), shipped by
-# kustomize's configMapGenerator like run-shard.sh. tests/test_k8s.py runs this very file.
+# kustomize's configMapGenerator like run-shard.sh. tests/e2e/test_k8s.py runs this very file.
 #
 # Waits until every index 0..LLMPERF_SHARDS-1 of LLMPERF_RUN_ID has written its marker
 # (LLMPERF_RESULTS_DIR/LLMPERF_RUN_ID/index-I.status), at most LLMPERF_MERGE_WAIT_S seconds,

@@ -1,7 +1,7 @@
 #!/bin/sh
 # One shard of a run: the command of every pod of the Indexed Job (k8s/base/job-shards.yaml),
 # shipped into the pod by kustomize's configMapGenerator (llmperf-scripts, mounted at
-# /scripts). tests/test_k8s.py runs this very file, with the rendered ConfigMap's values.
+# /scripts). tests/e2e/test_k8s.py runs this very file, with the rendered ConfigMap's values.
 #
 # Runs `pytest --llmperf SUITE --llmperf-shard INDEX/COUNT` and writes, under
 # LLMPERF_RESULTS_DIR/LLMPERF_RUN_ID/:

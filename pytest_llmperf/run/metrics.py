@@ -55,7 +55,7 @@ def _is_whole(value: Any) -> bool:
 
 
 # The type of each RequestRecord field as stored (the annotation's text, "| None" removed);
-# a field of another type must add its check here (tests/test_hostile_inputs.py checks).
+# a field of another type must add its check here (tests/unit/test_hostile_inputs.py checks).
 _FIELD_CHECKS: dict[str, tuple[Any, str]] = {
     "int": (_is_whole, "a whole number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),

@@ -1,0 +1,184 @@
+"""``--llmperf-ab KEY=VALUE`` (a config change as a paired A/B in one flag) and
+``llmperf compare --served`` (BASE's and HEAD's servers side by side, interleaved by request).
+
+The known-schedule oracle servers give exact, fast checks (a known slowdown has the right
+sign and size; an A/A passes); the embedded llama.cpp engine runs the real thing (Gemma 3
+270M: an A/A of threads=2 passes; the packaged Gemma against the tiny random-weight model is
+a certain slowdown whatever the load; threads 2 -> 1 is a regression of tpot_p50 where a
+second core is free, checked only then: with other processes on the 2 cores a process gets
+about one core's worth of time whatever its thread count, and 1 thread is then no slower than
+2, the true answer there; see docs/compare.md for the measurements). About 60-90 s in all
+under load (the threads test then skips in a second), about 35 s more when it runs.
+
+Split by tier from tests/test_ab_flag.py: these are its sessions tests; the others are in
+tests/unit/run/test_ab_flag.py, tests/e2e/test_ab_flag_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import git
+
+from pytest_llmperf.testing.oracle import OracleServer
+
+WORKLOAD = "Workload(input_tokens=8, output_tokens=6, requests=3)"
+TEST_FILE = f"""
+import pytest
+from pytest_llmperf import Workload
+
+@pytest.mark.llmperf(gate=["tpot_p50_ms"])
+def test_decode(llmperf_bench, llm_engine):
+    llmperf_bench(llm_engine, {WORKLOAD})
+"""
+
+
+def ab_entry(path: Path) -> dict[str, Any]:
+    (test,) = json.loads(path.read_text())["tests"]
+    (entry,) = test["ab"]
+    assert entry["interleave"] == "requests"
+    return dict(entry)
+
+
+def metric(entry: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(m for m in entry["metrics"] if m["metric"] == name)
+
+
+def test_unknown_key_and_save_are_usage_errors(llmperf_pytester: pytest.Pytester) -> None:
+    llmperf_pytester.makepyfile(TEST_FILE)
+    result = llmperf_pytester.runpytest("--llmperf", "--llmperf-ab", "n_btach=64")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llmperf-ab: unknown key 'n_btach'; did you mean n_batch?*"])
+    assert "Traceback" not in result.stderr.str()
+    result = llmperf_pytester.runpytest("--llmperf", "--llmperf-ab", "threads=1",
+                                        "--llmperf-save")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llmperf-ab runs A/B pairs, which are not baselines*"])
+
+
+# -- the oracle: exact --------------------------------------------------------------------------
+
+
+def test_url_override_detects_the_slower_server_with_the_right_sign(
+    llmperf_pytester: pytest.Pytester, llmperf_oracle: Callable[..., OracleServer],
+) -> None:
+    fast = llmperf_oracle(ttft_ms=5, itl_ms=5)
+    slow = llmperf_oracle(ttft_ms=5, itl_ms=10)  # twice as long per token
+    llmperf_pytester.makepyfile(TEST_FILE)
+    out = llmperf_pytester.path / "r.json"
+    md, html = llmperf_pytester.path / "r.md", llmperf_pytester.path / "r.html"
+    result = llmperf_pytester.runpytest("--llmperf", "--llmperf-url", fast.url,
+                                        "--llmperf-ab", f"url={slow.url}",
+                                        "--llmperf-json", str(out), "--llmperf-markdown",
+                                        str(md), "--llmperf-html", str(html))
+    assert result.ret == 0  # reported, not failed: no --llmperf-ab-fail
+    entry = ab_entry(out)
+    tpot = metric(entry, "tpot_p50_ms")
+    assert entry["verdict"] == "regression" and entry["pairs"] == 10
+    assert tpot["verdict"] == "regression"
+    assert tpot["change_pct"] == pytest.approx(100, abs=25)
+    assert tpot["ci_low_pct"] > 50
+    assert entry["label_b"] == f"B (url={slow.url})"
+    # Both servers saw every measured request: interleaved by request, not run after run.
+    assert len(fast.logs) == len(slow.logs) >= 10 * 3
+    text = result.stdout.str()
+    assert "llmperf A/B (--llmperf-ab)" in text
+    result.stdout.fnmatch_lines(["*test_decode*tpot_p50_ms*+*%*regression*"])
+    # ... and in every report: Markdown and HTML rows for the metric (JSON: above).
+    (row,) = [ln for ln in md.read_text().splitlines() if "| tpot_p50_ms |" in ln]
+    assert f"B (url={slow.url}) vs A" in row and "❌ regression" in row
+    page = html.read_text()
+    assert 'data-metric="tpot_p50_ms" data-verdict="regression"' in page
+    assert f"Paired A/B: B (url={slow.url}) against A" in page
+    # The other way round it is an improvement; with --llmperf-ab-fail a regression fails.
+    result = llmperf_pytester.runpytest("--llmperf", "--llmperf-url", slow.url,
+                                        "--llmperf-ab", f"url={fast.url}",
+                                        "--llmperf-json", str(out))
+    assert result.ret == 0
+    assert metric(ab_entry(out), "tpot_p50_ms")["change_pct"] < -35
+    # (the gate only asks "slower?": a big improvement clears at the first look as "ok")
+    assert ab_entry(out)["verdict"] in ("ok", "improvement")
+    result = llmperf_pytester.runpytest("--llmperf", "--llmperf-url", fast.url,
+                                        "--llmperf-ab", f"url={slow.url}", "--llmperf-ab-fail")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*llmperf A/B: B (url=*) regressed against A*"])
+
+
+def test_aa_on_one_server_is_ok(
+    llmperf_pytester: pytest.Pytester, llmperf_oracle: Callable[..., OracleServer],
+) -> None:
+    server = llmperf_oracle(ttft_ms=5, itl_ms=5)
+    llmperf_pytester.makepyfile(TEST_FILE)
+    out = llmperf_pytester.path / "r.json"
+    result = llmperf_pytester.runpytest("--llmperf", "--llmperf-url", server.url,
+                                        "--llmperf-ab", f"url={server.url}",
+                                        "--llmperf-ab-fail", "--llmperf-json", str(out))
+    assert result.ret == 0
+    entry = ab_entry(out)
+    assert entry["verdict"] == "ok"
+    assert abs(metric(entry, "tpot_p50_ms")["change_pct"]) < 10
+
+
+# -- llmperf compare --served --------------------------------------------------------------------
+
+
+SERVER = """
+import json, sys
+from pytest_llmperf.testing.oracle import main
+itl = json.load(open("itl.json"))["itl_ms"]
+main(["--ttft-ms", "5", "--itl-ms", str(itl), *sys.argv[1:]])
+"""
+
+
+@pytest.fixture(scope="module")
+def served_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """c1: the server answers at 5 ms per token; c2: at 10 ms."""
+    root = tmp_path_factory.mktemp("served") / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "serve.py").write_text(textwrap.dedent(SERVER))
+    (root / "test_served.py").write_text(textwrap.dedent(TEST_FILE))
+    for itl, message in ((5, "c1: 5 ms per token"), (10, "c2: the server got slower")):
+        (root / "itl.json").write_text(json.dumps({"itl_ms": itl}))
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", message)
+    return root
+
+
+def compare(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    cmd = f"{sys.executable} serve.py --port {{port}}"
+    return subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", "compare", *args,
+                           "--served", cmd, "--", "test_served.py"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_compare_served_aa_passes(served_repo: Path) -> None:
+    proc = compare(served_repo, "HEAD", "HEAD")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("no regression: HEAD")
+
+
+def test_compare_served_bad_usage(served_repo: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", "compare", "HEAD",
+                           "--served", "python serve.py", "--", "test_served.py"],
+                          cwd=served_repo, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "llmperf: error: --served: the command must contain {port} (each side's server gets "
+        "its own port)"]
+    proc = subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", "compare", "HEAD",
+                           "--served", "false {port}", "--", "test_served.py"],
+                          cwd=served_repo, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--served: the BASE (" in proc.stderr
+    assert "server exited with code 1 before it became healthy" in proc.stderr
+    assert "command: false " in proc.stderr  # the command (redacted) and its log follow

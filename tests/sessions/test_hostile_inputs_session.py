@@ -1,0 +1,94 @@
+"""Issue 15, classes 6 and 7: odd values from a user or a file are rejected where they enter,
+with one line naming the bad value; nothing is reinterpreted and nothing ends in a traceback
+from our code.
+
+The edges: ``settings.convert`` (command line, ini file, environment, the engine factory),
+``Workload.__post_init__`` and the JSONL prompts reader, ``validate_marker``, and the results
+files ``llmperf report --json`` reads (``view.load_results``, ``RequestRecord.from_dict``).
+
+Split by tier from tests/test_hostile_inputs.py: these are its sessions tests; the others are
+in tests/unit/test_hostile_inputs.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers import no_internal_traceback
+
+# --------------------------------------------------------------------------- real sessions
+
+
+def test_session_with_an_enormous_threshold_is_a_clean_collection_error(
+    llmperf_pytester: pytest.Pytester,
+) -> None:
+    llmperf_pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llmperf(ttft_p95_ms=10**400)
+        def test_huge(llmperf_bench, llm_engine):
+            pass
+        """
+    )
+    result = llmperf_pytester.runpytest("--llmperf")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "test_huge: ttft_p95_ms=1000" in out and "is not a finite number" in out
+    no_internal_traceback(out)
+
+
+def test_session_with_an_unknown_regression_metric_fails_before_any_benchmark(
+    llmperf_pytester: pytest.Pytester,
+) -> None:
+    llmperf_pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llmperf(max_regression_pct={"tpot_p50": 5})
+        def test_unknown_metric(llmperf_bench, llm_engine):
+            raise AssertionError("the benchmark body ran")
+        """
+    )
+    result = llmperf_pytester.runpytest("--llmperf")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert ("test_unknown_metric: max_regression_pct names unknown metric(s) tpot_p50" in out)
+    assert "the benchmark body ran" not in out
+    no_internal_traceback(out)
+
+
+@pytest.mark.parametrize(("option", "fragment"), [
+    ("--llmperf-request-timeout=0", "--llmperf-request-timeout: '0' must be > 0"),
+    ("--llmperf-alpha=nan", "--llmperf-alpha: 'nan' is not a finite number"),
+    ("--llmperf-alpha=0", "--llmperf-alpha: '0' must be between 0 and 0.5"),
+])
+def test_session_with_a_bad_option_is_one_usage_error_line(
+    llmperf_pytester: pytest.Pytester, option: str, fragment: str
+) -> None:
+    llmperf_pytester.makepyfile("def test_x():\n    pass\n")
+    result = llmperf_pytester.runpytest("--llmperf", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"ERROR: pytest-llmperf: {fragment}" + lines[0].split(fragment, 1)[1]]
+    no_internal_traceback(err + result.stdout.str())
+
+
+def test_session_with_a_bad_temperature_fails_the_call_in_one_line(
+    llmperf_pytester: pytest.Pytester,
+) -> None:
+    llmperf_pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llmperf()
+        def test_hot(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, requests=1, warmup=0, input_tokens=8, output_tokens=2,
+                          temperature="hot")
+        """
+    )
+    result = llmperf_pytester.runpytest("--llmperf")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "llmperf: bad workload: Workload.temperature='hot' is not a number" in out
+    no_internal_traceback(out)

