@@ -38,11 +38,14 @@ class TestRecord:
     comparison: dict[str, Any] | None = None  # against the baseline (gate.py's shape)
     ab: list[dict[str, Any]] = field(default_factory=list)  # paired A/B verdicts
     capacity: list[dict[str, Any]] = field(default_factory=list)  # capacity searches
+    # The baseline key (store/keys.py: the file's path relative to the git repository), when
+    # a gate made one; reports show ``nodeid``, baselines and the commit tools use ``key``.
+    key: str | None = None
 
     __test__ = False  # not a pytest test class
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "nodeid": self.nodeid,
             "outcome": self.outcome,
             "thresholds": self.thresholds,
@@ -52,6 +55,9 @@ class TestRecord:
             "ab": self.ab,
             "capacity": self.capacity,
         }
+        if self.key is not None:
+            out["key"] = self.key
+        return out
 
 
 def host() -> dict[str, Any]:

@@ -289,7 +289,7 @@ class LLMPerfSession:
         from .verdict.outcome import judge
 
         verdict = judge(item.nodeid, record.thresholds, record.runs, accuracy=record.accuracy,
-                        ab=record.ab, gate=self.gate)
+                        ab=record.ab, gate=self.gate, path=item.path)
         if not verdict.measured:
             pytest.fail(
                 f"{item.nodeid} is marked @llmperf but never called llmperf_bench(...): "
@@ -321,6 +321,8 @@ class LLMPerfSession:
                 "ab": [v.to_dict() for v, _ in record.ab],
                 "capacity": list(record.capacity),
             }
+            if self.gate is not None:  # the baseline key: stable where pytest's rootdir moves
+                report.llmperf["key"] = self.gate.test_key(item.nodeid, item.path).key
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -344,6 +346,7 @@ class LLMPerfSession:
                 comparison=data.get("comparison"),
                 ab=list(data.get("ab") or []),
                 capacity=list(data.get("capacity") or []),
+                key=data.get("key"),
             )
         )
 

@@ -161,14 +161,17 @@ def combine(summaries: Sequence[Summary]) -> dict[str, Any]:
 
 
 def session_results(doc: Mapping[str, Any]) -> dict[str, DataPoint]:
-    """Per test node id, its data point in one ``--llmperf-json`` results document."""
+    """Per test (its baseline key, else its node id), its data point in one
+    ``--llmperf-json`` results document."""
     out: dict[str, DataPoint] = {}
     for test in doc.get("tests") or []:
         runs = [r.get("summary") for r in test.get("runs") or []]
         summaries = [s for s in runs if isinstance(s, Mapping)]
         if not summaries:
             continue
-        out[str(test["nodeid"])] = DataPoint(
+        # The baseline key where the session made one: the worktrees of the two sides lie
+        # in different directories, and pytest's node ids move with its rootdir.
+        out[str(test.get("key") or test["nodeid"])] = DataPoint(
             summary=combine(summaries), thresholds=dict(test.get("thresholds") or {}),
             runs=len(summaries))
     return out

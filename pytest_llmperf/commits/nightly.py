@@ -43,6 +43,7 @@ from ..files import atomic_write_text, dumps
 from ..metric_table import DEFAULT_GATED, higher_is_better
 from ..store import gitinfo
 from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
+from ..store.keys import canonical_keys
 from ..store.provenance import run_args, run_gated
 from ..verdict import changepoints
 
@@ -267,16 +268,23 @@ def build_series(store: BaselineStore, history: Sequence[tuple[str, str]],
             notes.append(f"profile {pid}: {len(off)} baseline(s) of commits not on the first-"
                          f"parent history of HEAD left out ({', '.join(c[:12] for c in off[:3])}"
                          f"{' ...' if len(off) > 3 else ''})")
-        for nodeid in sorted({t for b in loaded for t in b.tests}):
-            with_runs = [b for b in loaded if b.runs(nodeid)]
-            newest = with_runs[-1].runs(nodeid)
+        # One series per test, whichever spelling of its key each baseline used (store.keys).
+        spelling = canonical_keys(list(b.tests) for b in reversed(loaded))
+
+        def runs_of(b: Baseline, key: str,
+                    spelling: Mapping[str, str] = spelling) -> list[dict[str, Any]]:
+            return [r for k in b.tests if spelling.get(k) == key for r in b.runs(k)]
+
+        for nodeid in sorted(set(spelling.values())):
+            with_runs = [b for b in loaded if runs_of(b, nodeid)]
+            newest = runs_of(with_runs[-1], nodeid)
             wl = _workload(newest[-1])
             args_of[f"{pid}\0{nodeid}"] = run_args(newest[-1])
             metrics = list(DEFAULT_GATED)
             for b in with_runs:
-                for run in b.runs(nodeid):
+                for run in runs_of(b, nodeid):
                     metrics += [m for m in run_gated(run) if m not in metrics]
-            per_commit = [(b, [r for r in b.runs(nodeid) if _workload(r) == wl])
+            per_commit = [(b, [r for r in runs_of(b, nodeid) if _workload(r) == wl])
                           for b in with_runs]
             left_out = sum(1 for _, runs in per_commit if not runs)
             for metric in metrics:

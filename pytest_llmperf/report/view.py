@@ -24,6 +24,7 @@ from ..results import SCHEMA as RESULTS_SCHEMA
 from ..results import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from ..run.metrics import RecordError, RequestRecord, latency_series, percentile, turn_ttfts
 from ..store.baselines import Baseline, BaselineStore
+from ..store.keys import TestKey
 from ..values import is_finite_number
 from ..verdict.thresholds import THRESHOLDS, Thresholds
 from . import plots
@@ -231,8 +232,20 @@ class History:
     profiles: dict[str, list[Baseline]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
-    def profiles_with(self, nodeid: str) -> list[str]:
-        return [p for p, docs in self.profiles.items() if any(nodeid in d.tests for d in docs)]
+    def profiles_with(self, nodeid: str | TestKey) -> list[str]:
+        """The profiles with a baseline holding the test (a ``TestKey`` also finds it under
+        an older spelling of its key)."""
+        key = nodeid if isinstance(nodeid, TestKey) else TestKey.stored(nodeid)
+        return [p for p, docs in self.profiles.items()
+                if any(key.find(d.tests) is not None for d in docs)]
+
+
+def results_key(test: Mapping[str, Any]) -> TestKey:
+    """A results document test's baseline key (its ``key``, else its node id, for results
+    written before keys), with its node id for older spellings (``store.keys``)."""
+    nodeid = str(test.get("nodeid", ""))
+    key = test.get("key")
+    return TestKey.stored(key if isinstance(key, str) and key else nodeid, nodeid)
 
 
 def _sort_key(baseline: Baseline) -> tuple[str, str, str]:
@@ -527,7 +540,7 @@ def trend_points(
     one. A stored commit is a "jump" when its median is worse than the previous commit's by
     more than the test's tolerance (max_regression_pct, default 5%): a hint, not a verdict.
     """
-    nodeid = test["nodeid"]
+    key = results_key(test)
     runs = test.get("runs", [])
     current_started = {r.get("started_at") for r in runs if r.get("started_at")}
     tolerance = Thresholds.of(test.get("thresholds")).tolerance_for(metric)
@@ -536,7 +549,8 @@ def trend_points(
     current_found = False
     prev: float | None = None
     for doc in docs:
-        entry = doc.tests.get(nodeid)
+        found = key.find(doc.tests)
+        entry = doc.tests.get(found) if found is not None else None
         if entry is None:
             continue
         values = _run_values(entry.get("runs", []), metric)
@@ -698,7 +712,7 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
     view.tokens = plots.tokens_over_time_svg(per_run)
     profile = view.profile_id
     if not profile:
-        candidates = history.profiles_with(nodeid)
+        candidates = history.profiles_with(results_key(test))
         if len(candidates) == 1:
             profile = candidates[0]
         elif len(candidates) > 1:

@@ -10,6 +10,11 @@ File format (plain, sorted, versioned JSON; indent 1 so it diffs well in git)::
                                      "samples": [...], ...}],
                              "outcome": "passed", "gate": "ok"}}}
 
+A test's key in ``tests`` is its baseline key (``store/keys.py``): the test file's path
+relative to the git repository plus pytest's ``::`` rest, which is pytest's node id when the
+rootdir is the repository's root; older files may hold pytest's node id relative to another
+rootdir, which readers still find (``keys.TestKey.find``).
+
 ``gate`` (optional, older files lack it) is the gate verdict the test got when it was saved
 (``ok``, ``no baseline``, ``regression``, ``undecided``): a later commit whose nearest
 baseline was a regression or undecided is also compared with the last clean one.

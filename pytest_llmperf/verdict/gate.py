@@ -11,6 +11,11 @@ under HEAD (``--llmperf-save``, on the controller only; a dirty tree's runs go t
 commit's separate ``.dirty.json`` file, see ``store``).
 ``failure`` turns a comparison's gated regressions into the test's ``outcome.Failure``.
 
+Tests are keyed in baselines by ``store.keys``: the test file's path relative to the
+repository (not to pytest's rootdir, which an option value taken for a path, or a new ini
+file, moves); a baseline that holds a test under an older spelling of its key is still
+compared with, and the comparison's message and ``baseline_key`` say which spelling it was.
+
 Without a git repository (a container image), ``LLMPERF_COMMIT`` (with ``LLMPERF_BRANCH`` and
 ``LLMPERF_COMMITTED_AT``) names the commit: saving works under it, and since the ancestry is
 unknown the lookup takes the newest baseline of the same profile (and branch, when known)
@@ -43,6 +48,7 @@ from ..metric_table import DEFAULT_GATED, higher_is_better
 from ..run.metrics import RunResult
 from ..store import gitinfo
 from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
+from ..store.keys import TestKey
 from ..store.profile import differences, make_profile, mismatch_message, profile_id
 from ..store.provenance import provenance, recorded_args
 from . import stats
@@ -187,9 +193,11 @@ def _workload_key(run: Mapping[str, Any]) -> str:
     return json.dumps(run.get("workload", {}), sort_keys=True, default=str)
 
 
-def stored_gate(baseline: Baseline, nodeid: str) -> str | None:
-    """The gate verdict the test got when ``baseline`` was saved (None: not recorded)."""
-    value = baseline.tests.get(nodeid, {}).get("gate")
+def stored_gate(baseline: Baseline, nodeid: str | TestKey) -> str | None:
+    """The gate verdict the test got when ``baseline`` was saved (None: not recorded);
+    a ``TestKey`` also finds the test under an older spelling of its key."""
+    stored = nodeid.find(baseline.tests) if isinstance(nodeid, TestKey) else nodeid
+    value = baseline.tests.get(stored, {}).get("gate") if stored is not None else None
     return value if isinstance(value, str) else None
 
 
@@ -406,6 +414,13 @@ class Gate:
                 )
         self._lookups: dict[str, Lookup] = {}
 
+    def test_key(self, nodeid: str, path: str | Path | None = None) -> TestKey:
+        """The baseline key of pytest's ``nodeid`` (``store.keys``): its file's path relative
+        to the repository's root, whatever pytest's rootdir; without git, the node id.
+        ``path``: the item's file (absolute), else it is found from the node id and the
+        rootdir."""
+        return TestKey.of(nodeid, self.rootpath, self.git.root if self.git else None, path)
+
     @classmethod
     def from_settings(cls, settings: Settings, rootpath: Path, args: Sequence[str] = (),
                       invocation_dir: Path | None = None) -> Gate:
@@ -569,14 +584,18 @@ class Gate:
         nodeid: str,
         runs: Sequence[RunResult | Mapping[str, Any]],
         thresholds: Thresholds | Mapping[str, Any],
+        path: str | Path | None = None,
     ) -> dict[str, Any] | None:
-        """The test's comparison (the shape reports render), or None without runs.
+        """The test's comparison (the shape reports render), or None without runs;
+        ``path``: the test's file (the item's), for its baseline key (``test_key``).
 
         Keys: ``status``, ``message``, ``baseline_commit``, ``baseline_branch``,
         ``profile_id``, ``alpha``, ``metrics``, ``warnings`` (one line per compared baseline
         with undecided gated metrics), ``gate`` (the verdict a save records, one of
-        GATE_VERDICTS) and, when the nearest baseline was not clean, ``clean_baseline`` (the
-        same shape, against the last clean baseline before it).
+        GATE_VERDICTS), ``key`` (the test's baseline key, ``test_key``), ``baseline_key``
+        (only when the baseline holds the test under an older spelling of it: that spelling)
+        and, when the nearest baseline was not clean, ``clean_baseline`` (the same shape,
+        against the last clean baseline before it).
         """
         if not runs:
             return None
@@ -588,16 +607,19 @@ class Gate:
         # Runs of another workload in the same test are not data points of this one.
         wl = _workload_key(current[0])
         current = [d for d in current if _workload_key(d) == wl]
+        key = self.test_key(nodeid, path)
         out: dict[str, Any] = {"baseline_commit": None, "profile_id": pid,
                                "alpha": self.alpha, "metrics": [], "warnings": [],
-                               "gate": "no baseline"}
+                               "gate": "no baseline", "key": key.key}
         found = self.lookup(pid, profile)
         if found.baseline is None:
             out.update(status=found.status, message=found.message)
             return out
         skipped = [f"skipped unreadable baseline {e}" for e in found.skipped]
         base = found.baseline
-        near = self._compare_with(base, found.history, nodeid, wl, current, thresholds)
+        near = self._compare_with(base, found.history, key, wl, current, thresholds)
+        if near.get("baseline_key"):
+            out["baseline_key"] = near["baseline_key"]
         out["baseline_commit"] = base.commit
         out["baseline_branch"] = base.branch
         if near["status"] != "compared":
@@ -610,9 +632,9 @@ class Gate:
             parts.append(found.message)
         if base.dirty:
             parts.append("the baseline was saved from a dirty tree")
-        before = stored_gate(base, nodeid)
+        before = stored_gate(base, key)
         if before in UNCLEAN and self.compare_commit is None:
-            clean = self._clean_comparison(found.history, base, nodeid, wl, current,
+            clean = self._clean_comparison(found.history, base, key, wl, current,
                                            thresholds)
             out["clean_baseline"] = clean
             out["warnings"] += clean["warnings"]
@@ -628,20 +650,24 @@ class Gate:
         out["gate"] = comparison_gate(out)
         return out
 
-    def _compare_with(self, base: Baseline, history: Sequence[Baseline], nodeid: str, wl: str,
-                      current: Sequence[Mapping[str, Any]],
+    def _compare_with(self, base: Baseline, history: Sequence[Baseline], key: TestKey,
+                      wl: str, current: Sequence[Mapping[str, Any]],
                       thresholds: Thresholds | Mapping[str, Any]) -> dict[str, Any]:
         """The runs against one baseline (``history``: it and the baselines before it, for
-        the noise): status, message, metrics and warnings."""
+        the noise): status, message, metrics and warnings; ``baseline_key`` when ``base``
+        holds the test under an older spelling of its key (the message says so)."""
         out: dict[str, Any] = {"baseline_commit": base.commit, "baseline_branch": base.branch,
                                "metrics": [], "warnings": []}
-        base_runs = [r for r in base.runs(nodeid) if _workload_key(r) == wl]
+        stored = key.find(base.tests)
+        all_runs = base.runs(stored) if stored is not None else []
+        base_runs = [r for r in all_runs if _workload_key(r) == wl]
         if not base_runs:
-            what = "this test" if not base.runs(nodeid) else "this test with this workload"
+            what = "this test" if not all_runs else "this test with this workload"
             out.update(status="no baseline",
-                       message=f"baseline {base.commit[:12]} has no runs of {what}")
+                       message=f"baseline {base.commit[:12]} has no runs of {what}"
+                               + ("" if stored is not None else f" ({key.key})"))
             return out
-        hist = [[r for r in b.runs(nodeid) if _workload_key(r) == wl] for b in history]
+        hist = [[r for r in _runs_of(b, key) if _workload_key(r) == wl] for b in history]
         hist = [h for h in hist if h]
         verdicts = compare_runs(thresholds, base_runs, current, hist, alpha=self.alpha)
         out["metrics"] = [v.to_dict() for v in verdicts]
@@ -650,6 +676,10 @@ class Gate:
                  "repeats": "noise from the repeats"}
         where = f"{base.commit[:12]}" + (f" ({base.branch})" if base.branch else "")
         parts = [f"compared with {where}: {len(current)} run(s) vs {len(base_runs)}"]
+        if key.older(stored):
+            out["baseline_key"] = stored
+            parts.append(f"the baseline stores this test under its older key {stored} "
+                         f"(saved now as {key.key})")
         parts += [noise[m] for m in methods if m in noise]
         if any(v.verdict == "inconclusive" for v in verdicts):
             parts.append("some metrics inconclusive (repeats=1 and fewer than "
@@ -659,17 +689,17 @@ class Gate:
         out.update(status="compared", message="; ".join(parts))
         return out
 
-    def _clean_comparison(self, history: Sequence[Baseline], base: Baseline, nodeid: str,
+    def _clean_comparison(self, history: Sequence[Baseline], base: Baseline, key: TestKey,
                           wl: str, current: Sequence[Mapping[str, Any]],
                           thresholds: Thresholds | Mapping[str, Any]) -> dict[str, Any]:
         """The runs against the newest baseline in ``history`` older than ``base`` whose own
         gate verdict for this test was clean (the baselines before it are its history)."""
         for i, b in enumerate(history):
-            if b.commit == base.commit or stored_gate(b, nodeid) in UNCLEAN:
+            if b.commit == base.commit or stored_gate(b, key) in UNCLEAN:
                 continue
-            if not any(_workload_key(r) == wl for r in b.runs(nodeid)):
+            if not any(_workload_key(r) == wl for r in _runs_of(b, key)):
                 continue
-            found = self._compare_with(b, history[i:], nodeid, wl, current, thresholds)
+            found = self._compare_with(b, history[i:], key, wl, current, thresholds)
             found["gate"] = comparison_gate(found)
             return found
         return {"baseline_commit": None, "baseline_branch": None, "status": "no baseline",
@@ -684,9 +714,11 @@ class Gate:
         per profile, with the gate verdict each test got (``comparison_gate``); lines for the
         terminal.
 
-        ``tests`` are session.TestRecord-like objects (nodeid, outcome, runs). A dirty tree's
-        runs go to ``<commit>.dirty.json``. Raises BaselineError when an existing file cannot
-        be read (it is left untouched) or the directory's save lock cannot be had.
+        ``tests`` are session.TestRecord-like objects (nodeid, outcome, runs, and ``key``
+        when known); each is saved under its baseline key (``key``, else ``test_key``). A
+        dirty tree's runs go to ``<commit>.dirty.json``. Raises BaselineError when an
+        existing file cannot be read (it is left untouched) or the directory's save lock
+        cannot be had.
         ``pytest_args`` (pytest's ``invocation_params.args``, relative to ``invocation_dir``)
         are recorded with every run, less the output and saving options
         (``nightly.recorded_args``), with the metrics its marker gated, in ``client``.
@@ -700,10 +732,10 @@ class Gate:
         outcomes: dict[str, str] = {}
         gates: dict[str, str] = {}
         for test in tests:
-            outcomes[test.nodeid] = test.outcome
+            key = getattr(test, "key", None) or self.test_key(test.nodeid).key
+            outcomes[key] = test.outcome
             comparison = getattr(test, "comparison", None)
-            gates[test.nodeid] = (comparison_gate(comparison) if comparison
-                                  else "no baseline")
+            gates[key] = (comparison_gate(comparison) if comparison else "no baseline")
             try:
                 gated = gated_metrics(getattr(test, "thresholds", None) or {})[0]
             except GateConfigError:
@@ -713,7 +745,7 @@ class Gate:
                 data["client"] = {**(data.get("client") or {}), **provenance(args, gated)}
                 profile = make_profile(data.get("engine", {}))
                 pid = profile_id(profile)
-                grouped.setdefault(pid, (profile, {}))[1].setdefault(test.nodeid, []).append(data)
+                grouped.setdefault(pid, (profile, {}))[1].setdefault(key, []).append(data)
         lines = []
         for pid, (profile, runs) in sorted(grouped.items()):
             path = self.store.save(
@@ -726,6 +758,12 @@ class Gate:
             env = f" (commit {head.commit[:12]} from {COMMIT_ENV})" if head.from_env else ""
             lines.append(f"saved {n} run(s) of {len(runs)} test(s) to {path}{dirty}{env}")
         return lines
+
+
+def _runs_of(baseline: Baseline, key: TestKey) -> list[dict[str, Any]]:
+    """The baseline's runs of the test, under its key or an older spelling of it."""
+    stored = key.find(baseline.tests)
+    return baseline.runs(stored) if stored is not None else []
 
 
 def _repo_candidates(rootpath: Path, args: Sequence[str],

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .failure import Failure
@@ -118,8 +119,10 @@ def judge(
     accuracy: Sequence[AccuracyRecord] = (),
     ab: Sequence[tuple[ABVerdict, bool]] = (),
     gate: Gate | None = None,
+    path: str | Path | None = None,
 ) -> Judgement:
-    """Every check of one test, all at once, so one message can list every failure."""
+    """Every check of one test, all at once, so one message can list every failure.
+    ``path``: the test's file (the item's), for its baseline key."""
     accuracy_failures = check_accuracy(accuracy, thresholds, runs)  # fills summary accuracy
     out = Judgement(measured=bool(runs) or bool(ab) or accuracy_failures is not None)
     if not out.measured:
@@ -145,7 +148,7 @@ def judge(
                 out.failures.append(found)
     if gate is not None and runs:
         try:
-            comparison = gate.compare_test(nodeid, runs, thresholds)
+            comparison = gate.compare_test(nodeid, runs, thresholds, path)
         except GateConfigError as exc:
             out.failures.append(Failure("error", str(exc), f"llmperf: {exc}"))
         else:
