@@ -63,6 +63,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("input_tokens", "in tokens", "", None),
     Metric("duration_s", "duration s", "s", None),
     Metric("multi_token_chunks", "multi-token chunks", "", None),
+    # Answers of several tokens that arrived in one read (E2E == TTFT): TPOT undefined.
+    Metric("tpot_undefined", "TPOT undefined", "", None),
 )
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
 

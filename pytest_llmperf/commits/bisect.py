@@ -238,7 +238,9 @@ class Comparison:
             "alpha": self.alpha,
             "alpha_per_test": self.alpha_per_test,
             "left_out": list(self.left_out),
-            "tests": {n: {"verdict": ab.overall(vs), "metrics": [v.to_dict() for v in vs]}
+            "tests": {n: {"verdict": ab.overall(vs),
+                          "pairs_per_metric": {v.metric: v.n_current for v in vs},
+                          "metrics": [v.to_dict() for v in vs]}
                       for n, vs in sorted(self.tests.items())},
         }
 

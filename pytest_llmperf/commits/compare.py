@@ -124,6 +124,13 @@ class CompareOutcome:
         word = {"ok": "no regression", "improvement": "no regression (an improvement)",
                 "inconclusive": "no regression found (inconclusive)"}.get(self.verdict,
                                                                           self.verdict)
+        short = [(n, v) for n, vs in sorted(self.tests.items()) for v in vs
+                 if v.gated and v.verdict == "inconclusive" and v.pairs_run is not None]
+        if self.verdict == "inconclusive" and short:
+            usable = ", ".join(f"{n} {v.metric} {v.n_current} of {v.pairs_run} pairs usable"
+                               for n, v in short[:3])
+            more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+            word = f"no regression found (inconclusive: {usable}{more})"
         return f"{word}: HEAD {head} against BASE {base} ({how})"
 
 
@@ -216,6 +223,7 @@ def result_document(outcome: CompareOutcome) -> dict[str, Any]:
         tests[nodeid] = {
             "verdict": ab.overall(verdicts),
             "runs_per_session": outcome.runs_per_session(nodeid),
+            "pairs_per_metric": {v.metric: v.n_current for v in verdicts},
             "metrics": [v.to_dict() for v in verdicts],
             "values": {v.metric: outcome.values(nodeid, v.metric) for v in verdicts},
         }
@@ -305,8 +313,10 @@ def ab_verdicts(doc: dict[str, Any]) -> tuple[dict[str, list[stats.MetricVerdict
             continue
         entry = entries[0]
         pairs = max(pairs, int(entry.get("pairs") or 0))
-        tests[str(test["nodeid"])] = [stats.MetricVerdict(**m) for m in entry.get("metrics")
-                                      or []]
+        known = stats.MetricVerdict.__dataclass_fields__
+        tests[str(test["nodeid"])] = [
+            stats.MetricVerdict(**{k: v for k, v in m.items() if k in known})
+            for m in entry.get("metrics") or []]
     return tests, sorted(left_out), pairs
 
 

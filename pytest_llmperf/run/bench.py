@@ -50,6 +50,16 @@ def client_warnings(result: RunResult, stamps_on_loop: bool = True) -> list[str]
             f"client {r.client_token_count}, "
             f"{r.output_tokens_source} {r.output_tokens})"
         )
+    one_read = [r for r in result.samples if not r.warmup and r.tpot_undefined]
+    if one_read:
+        multi = sum(1 for r in result.samples if not r.warmup and r.ok and r.n_output >= 2)
+        left = ("tpot_* summarise the others" if len(one_read) < multi
+                else "tpot_* are undefined (None) for this run")
+        out.append(
+            f"TPOT undefined in {len(one_read)} of {multi} request(s) of several tokens: "
+            f"every token arrived in one read (E2E == TTFT, e.g. request {one_read[0].index}), "
+            f"so the client saw no decoding time; {left}"
+        )
     errors = Counter(r.error_kind for r in result.samples if not r.warmup and r.error)
     measured = sum(1 for r in result.samples if not r.warmup)
     if errors and sum(errors.values()) == measured:

@@ -4,7 +4,9 @@ Pure functions, no I/O. Definitions follow vLLM's serving benchmark (docs/metric
 
 - TTFT: first token-bearing chunk minus send time.
 - E2E: last token-bearing chunk minus send time.
-- TPOT: (E2E - TTFT) / (output_tokens - 1); none for one-token requests.
+- TPOT: (E2E - TTFT) / (output_tokens - 1); none for one-token requests, and none (undefined,
+  not 0) when every token arrived in one read (E2E == TTFT); such requests are counted in
+  ``tpot_undefined``.
 - ITL: gaps between successive token-bearing chunks, per token: a chunk carrying k tokens
   contributes k gaps of gap/k.
 - Percentiles use linear interpolation (numpy's default), as vLLM does.
@@ -112,10 +114,19 @@ class RequestRecord:
 
     @property
     def tpot_ns(self) -> float | None:
+        """(E2E - TTFT) / (tokens - 1); None when undefined: one token, or every token read at
+        once (E2E == TTFT: the answer came in one read, so the client saw no decoding time;
+        a TPOT of 0 would be a measurement of the client's lag, not of the engine)."""
         n = self.n_output
-        if not self.chunk_ns or n < 2:
+        if not self.chunk_ns or n < 2 or self.chunk_ns[-1] <= self.chunk_ns[0]:
             return None
         return (self.chunk_ns[-1] - self.chunk_ns[0]) / (n - 1)
+
+    @property
+    def tpot_undefined(self) -> bool:
+        """A successful answer of several tokens whose TPOT is undefined: all of its tokens
+        arrived in one read (E2E == TTFT)."""
+        return self.ok and self.n_output >= 2 and self.tpot_ns is None
 
     def itl_ns(self) -> list[float]:
         """Per-token inter-token latencies: a chunk carrying k tokens gives k gaps of gap/k."""
@@ -159,7 +170,7 @@ class Latency(NamedTuple):
     """One request's latencies in ms."""
 
     ttft_ms: float
-    tpot_ms: float | None  # None: a one-token answer has no TPOT
+    tpot_ms: float | None  # None: undefined (a one-token answer, or one read: E2E == TTFT)
     e2e_ms: float
 
 
@@ -242,7 +253,7 @@ def meets_slo(record: RequestRecord, slo: Mapping[str, float], *,
     for key, limit in slo.items():
         value = checks[key]
         if value is None:
-            if key == "tpot_ms":  # one-token requests have no TPOT: nothing to violate
+            if key == "tpot_ms":  # no TPOT (one token, or one read): nothing to violate
                 continue
             return False
         if value > limit:
@@ -291,6 +302,9 @@ def summarize(
     summary["multi_token_chunks"] = sum(
         1 for r in ok for k in r.chunk_tokens if k > 1
     )
+    # Answers of several tokens that came in one read: no TPOT (not 0), counted here and
+    # warned about (run/bench.py client_warnings); tpot_* summarise the others, or are None.
+    summary["tpot_undefined"] = sum(1 for r in ok if r.tpot_undefined)
     if slo and measured:
         summary["goodput"] = sum(1 for r in measured if meets_slo(r, slo)) / len(measured)
     else:

@@ -122,6 +122,11 @@ class OracleConfig:
     # (the longest common prefix with any of them is reused), else nothing.
     prefill_ms_per_token: float = 0.0
     prefix_cache: bool = False
+    # Answers that come in one read (as a client that lags behind its socket sees them): the
+    # n-th streamed answer (from 0) sends its first token ``ttft_ms`` in and at once the rest,
+    # all in one write, when ``one_read[n % len(one_read)]`` is "1" (e.g. "1100": two of
+    # every four answers). The answer's E2E is then its TTFT: TPOT is undefined.
+    one_read: str = ""
 
 
 @dataclass
@@ -263,6 +268,7 @@ class _Oracle:
         self.tokenize_requests = 0  # requests to /tokenize (answered or not)
         self._writers: set[asyncio.StreamWriter] = set()
         self._slots = asyncio.Semaphore(config.slots) if config.slots else None  # FIFO
+        self.streamed = 0  # streamed answers begun (``OracleConfig.one_read`` counts them)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -445,9 +451,12 @@ class _Oracle:
         sent = 0
         chunk_i = 0
         start = log.served_ns if log.served_ns is not None else log.recv_ns
+        one_read = bool(cfg.one_read) and cfg.one_read[self.streamed % len(cfg.one_read)] == "1"
+        self.streamed += 1
+        held = b""  # one_read: the token events, written together after the last
         while sent < n_out:
             due = (start + log.prefill_ns + int(cfg.ttft_ms * 1e6)
-                   + int(cfg.itl_ms * 1e6 * chunk_i))
+                   + (0 if one_read else int(cfg.itl_ms * 1e6 * chunk_i)))
             delay = due - clock()
             if delay > 0:
                 await loop_sleep(delay / 1e9)
@@ -473,7 +482,12 @@ class _Oracle:
             words = " " + " ".join(WORDS[(sent + j) % len(WORDS)] for j in range(k))
             choice = ({"index": 0, "delta": {"content": words}, "finish_reason": None} if chat
                       else {"index": 0, "text": words, "finish_reason": None})
-            writer.write(event(choice))
+            if one_read:
+                held += event(choice)
+                if sent + k >= n_out:
+                    writer.write(held)
+            else:
+                writer.write(event(choice))
             log.sent_ns.append(clock())
             log.scheduled_ns.append(due)
             log.tokens.append(k)

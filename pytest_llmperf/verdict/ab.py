@@ -102,6 +102,8 @@ class ABVerdict:
             "label_a": self.label_a,
             "label_b": self.label_b,
             "interleave": self.interleave,
+            # What each metric's verdict rests on: its pairs with a usable value on both sides.
+            "pairs_per_metric": {m.metric: m.n_current for m in self.metrics},
             "metrics": [m.to_dict() for m in self.metrics],
         }
 
@@ -116,9 +118,14 @@ def decide(
     thresholds: Thresholds | Mapping[str, Any],
     alpha_look: float,
     interval_alpha: float | None = None,
+    clear_alpha: float | None = None,
 ) -> list[stats.MetricVerdict]:
     """Paired verdicts for every gated and watched metric at one look: the gated metrics
-    jointly at ``alpha_look``, each watched metric alone (warn only)."""
+    jointly at ``alpha_look``, each watched metric alone (warn only). Each metric rests on
+    the pairs where both runs have it (a run where it is undefined, such as TPOT when every
+    answer came in one read, leaves that pair out for that metric only); too few of them is
+    "inconclusive", never "ok" (``paired.compare_paired_set``, which ``clear_alpha`` goes
+    to)."""
     parsed = Thresholds.of(thresholds)
     gated, watched = gated_metrics(parsed)
     present = [m for m in gated + watched
@@ -129,7 +136,7 @@ def decide(
         va, vb, gated=[m for m in gated if m in present],
         watched=[m for m in watched if m in present], alpha=alpha_look,
         tolerance_pct={m: parsed.tolerance_for(m) for m in present},
-        interval_alpha=interval_alpha)
+        interval_alpha=interval_alpha, clear_alpha=clear_alpha)
 
 
 def _value(summary: Summary, metric: str) -> float | None:
@@ -151,11 +158,35 @@ def overall(metrics: Sequence[stats.MetricVerdict]) -> str:
 
 
 def is_clear(metrics: Sequence[stats.MetricVerdict]) -> bool:
-    """Nothing more to learn: a gated regression, or every gated metric within tolerance."""
+    """Nothing more to learn: a gated regression, or every gated metric within tolerance on
+    every pair made (a metric missing in some pairs, undefined in some runs, waits for more)."""
     gated = [m for m in metrics if m.gated]
     if any(m.verdict == "regression" for m in gated):
         return True
-    return all(m.verdict == "improvement" or paired.clearly_within_tolerance(m) for m in gated)
+    return all(m.verdict != "inconclusive"
+               and (m.pairs_run is None or m.n_current == m.pairs_run)
+               and (m.verdict == "improvement" or paired.clearly_within_tolerance(m))
+               for m in gated)
+
+
+def pairs_line(metrics: Sequence[stats.MetricVerdict], pairs: int) -> str:
+    """How many pairs each gated metric rests on: "pairs per metric: ttft_p50_ms 10,
+    tpot_p50_ms 4 of 10, output_tps 10" ("" without gated metrics)."""
+    parts = [f"{m.metric} {m.n_current}" + ("" if m.n_current == pairs else f" of {pairs}")
+             for m in metrics if m.gated]
+    return f"pairs per metric: {', '.join(parts)}" if parts else ""
+
+
+def verdict_words(verdict: str, metrics: Sequence[stats.MetricVerdict], pairs: int) -> str:
+    """The verdict, and for "inconclusive" why: how many pairs the gated metrics that could
+    not be decided had ("inconclusive (4 of 10 pairs usable for tpot_p50_ms)")."""
+    if verdict != "inconclusive":
+        return verdict
+    short = [m for m in metrics if m.gated and m.verdict == "inconclusive"]
+    if not short:
+        return verdict
+    usable = "; ".join(f"{m.n_current} of {pairs} pairs usable for {m.metric}" for m in short)
+    return f"inconclusive ({usable})"
 
 
 def run_ab(
@@ -230,14 +261,18 @@ def run_paired(
             if on_pair is not None:
                 on_pair(i + 1, total)
 
-    def look(level: float, interval_alpha: float = alpha) -> list[stats.MetricVerdict]:
+    def look(level: float, interval_alpha: float = alpha,
+             clear_alpha: float | None = None) -> list[stats.MetricVerdict]:
         # Reported intervals are at the test's alpha whatever share of it a look spends;
         # flagging uses the look's share.
         return decide([_summary(r) for r in runs_a], [_summary(r) for r in runs_b],
-                      thresholds, level, interval_alpha=interval_alpha)
+                      thresholds, level, interval_alpha=interval_alpha,
+                      clear_alpha=clear_alpha)
 
     add_pairs(stage1)
-    metrics = look(alpha1)
+    # The first of two looks cannot flag on few pairs by design: what it clears, it clears
+    # on the futility bounds (as ``is_clear`` below), else more pairs are run.
+    metrics = look(alpha1, clear_alpha=FUTILITY_ALPHA if looks == 2 else None)
     stages = 1
     # The same verdicts (same level), with the futility bounds for "clearly within tolerance".
     if stage2 > 0 and not is_clear(look(alpha1, FUTILITY_ALPHA)):
@@ -247,8 +282,10 @@ def run_paired(
     verdict = overall(metrics)
     n = len(runs_a)
     how = "clear after the first stage" if stages == 1 and looks == 2 else f"{stages} stage(s)"
-    message = (f"{label_b} vs {label_a}: {verdict} after {n} interleaved pairs ({how}; "
-               f"alpha {alpha:g} spent over {looks} look(s); pairs interleaved by {interleave})")
+    per_metric = pairs_line(metrics, n)
+    message = (f"{label_b} vs {label_a}: {verdict_words(verdict, metrics, n)} after {n} "
+               f"interleaved pairs ({how}; alpha {alpha:g} spent over {looks} look(s); pairs "
+               f"interleaved by {interleave})" + (f"; {per_metric}" if per_metric else ""))
     return ABVerdict(
         verdict=verdict, metrics=metrics, pairs=n, stages=stages, alpha=alpha, message=message,
         elapsed_s=time.perf_counter() - t0,

@@ -175,7 +175,7 @@ def compare_runs(
     out = []
     for metric, is_gated in [(m, True) for m in gated] + [(m, False) for m in watched]:
         cur = [run_value(r, metric) for r in current_runs]
-        if all(v is None for v in cur):
+        if all(v is None for v in cur) and not _undefined_here(metric, current_runs):
             continue  # this workload does not produce the metric (e.g. no SLO, no accuracy)
         out.append(stats.compare_stored(
             metric,
@@ -187,6 +187,13 @@ def compare_runs(
             gated=is_gated,
         ))
     return out
+
+
+def _undefined_here(metric: str, runs: Sequence[Mapping[str, Any]]) -> bool:
+    """A TPOT metric the runs measured but found undefined (every answer of several tokens in
+    one read, ``tpot_undefined``): compared (inconclusive, no value), not skipped."""
+    return metric.startswith("tpot_") and any(
+        (run_value(r, "tpot_undefined") or 0) > 0 for r in runs)
 
 
 def _workload_key(run: Mapping[str, Any]) -> str:

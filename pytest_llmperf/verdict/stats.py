@@ -65,6 +65,12 @@ class MetricVerdict:
     df: float | None = None
     note: str = ""
     alpha: float | None = None  # the level this metric was tested at
+    # Paired: the pairs made; the verdict rests on n_current (= n_baseline) of them, those
+    # with a usable value on both sides. Stored gate: the runs given on each side, of which
+    # n_baseline / n_current had a usable value. None when not recorded.
+    pairs_run: int | None = None
+    runs_baseline: int | None = None
+    runs_current: int | None = None
 
     @property
     def worse_pct(self) -> float | None:
@@ -76,8 +82,18 @@ class MetricVerdict:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def pairs_text(self) -> str:
+        """How many pairs a paired verdict rests on ("4 of 10 pairs", "10 pairs"); "" for
+        other methods or when not recorded."""
+        if self.method != "paired" or self.pairs_run is None:
+            return ""
+        if self.n_current == self.pairs_run:
+            return f"{self.n_current} pairs"
+        return f"{self.n_current} of {self.pairs_run} pairs"
+
     def describe(self) -> str:
-        """One line: measured, baseline, change and interval."""
+        """One line: measured, baseline, change and interval (and, when paired, the pairs it
+        rests on)."""
         if self.change_pct is None or self.current is None or self.baseline is None:
             return f"{self.metric}: {self.verdict} ({self.note or 'not measured'})"
         text = (
@@ -88,6 +104,8 @@ class MetricVerdict:
         if self.ci_low_pct is not None and self.ci_high_pct is not None:
             text += f" (interval {self.ci_low_pct:+.1f}% .. {self.ci_high_pct:+.1f}%)"
         text += f", tolerance {self.tolerance_pct:g}%"
+        if self.pairs_text():
+            text += f", {self.pairs_text()}"
         return text
 
 
@@ -112,7 +130,9 @@ class _Measured(TypedDict):
 
 
 def _logs(values: Sequence[float | None]) -> np.ndarray:
-    """Logs of the positive finite values (missing, zero or negative values are dropped)."""
+    """Logs of the positive finite values (missing, zero or negative values are dropped: a
+    value undefined in a run is None, a stored 0.0 from before that rule is no measurement;
+    ``compare_stored`` counts what it dropped)."""
     arr = np.asarray([v for v in values if v is not None], dtype=float)
     arr = arr[np.isfinite(arr) & (arr > 0)]
     logs: np.ndarray = np.log(arr)  # numpy types a masked array's log as Any
@@ -255,13 +275,21 @@ def compare_stored(
     base, cur = _logs(baseline_values), _logs(current_values)
     common: _Shared = {"metric": metric, "gated": gated, "tolerance_pct": tolerance_pct,
                        "n_baseline": int(base.size), "n_current": int(cur.size)}
+    runs_b, runs_c = len(baseline_values), len(current_values)
+    # Runs without a usable value (undefined there, e.g. TPOT when every answer came in one
+    # read) are left out of this metric only, and said so.
+    lost = [f"{n - k} of {n} {side} runs without a value" for side, n, k in
+            (("baseline", len(baseline_values), base.size),
+             ("current", len(current_values), cur.size)) if 0 < k < n]
+    unusable = "; ".join(lost)
     if base.size == 0 or cur.size == 0:
         missing = "baseline" if base.size == 0 else "current run"
         return MetricVerdict(
             baseline=_geo(base) if base.size else None,
             current=_geo(cur) if cur.size else None,
             change_pct=None, ci_low_pct=None, ci_high_pct=None, verdict="inconclusive",
-            note=f"no value in the {missing}", **common,
+            note="; ".join([f"no value in the {missing}", *lost]), runs_baseline=runs_b,
+            runs_current=runs_c, **common,
         )
     d = float(cur.mean() - base.mean())
     hist = [_logs(h) for h in list(history)[:max_history]]
@@ -271,14 +299,16 @@ def compare_stored(
         return MetricVerdict(
             baseline=_geo(base), current=_geo(cur), change_pct=change, ci_low_pct=None,
             ci_high_pct=None, verdict="inconclusive",
-            note=(f"one run on each side and fewer than {min_history} earlier baselines: the "
-                  "noise is unknown; use repeats>=2 or save more baselines"),
-            **common,
+            note="; ".join([
+                f"one run on each side and fewer than {min_history} earlier baselines: the "
+                "noise is unknown; use repeats>=2 or save more baselines", *lost]),
+            runs_baseline=runs_b, runs_current=runs_c, **common,
         )
     verdict, p, lo, hi = _decide(metric, d, math.sqrt(noise.var_diff), noise.df, alpha=alpha,
                                  tolerance_pct=tolerance_pct, gated=gated)
     return MetricVerdict(
         baseline=_geo(base), current=_geo(cur), change_pct=_pct(d), ci_low_pct=lo,
         ci_high_pct=hi, verdict=verdict, p_value=p, method=noise.method, df=noise.df,
-        note=noise.note, alpha=alpha, **common,
+        note="; ".join([noise.note, unusable]) if unusable else noise.note, alpha=alpha,
+        runs_baseline=runs_b, runs_current=runs_c, **common,
     )
