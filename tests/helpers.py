@@ -11,7 +11,19 @@ them share lives here, fixtures in ``tests/conftest.py``.
   that the numbers on the rendered page can be checked. ``parse_page()``, ``table_rows()``.
 - Chromium: ``chromium()``, ``run_chromium()``, ``probe()``, ``png_size()``.
 - ``llmperf compare``: ``llmperf()`` (the console entry as a process), ``worktrees()``.
-- Multi-turn: ``multiturn_oracle()`` and its schedule (``TTFT_MS``, ``ITL_MS``, ``PREFILL_MS``).
+- Multi-turn: ``multiturn_oracle()`` and its schedule (``TTFT_MS``, ``ITL_MS``, ``PREFILL_MS``);
+  runs made by hand (``turns_run()``, ``turn_record()``), a table row's ``metric_cells()``.
+- Baseline stores: a fake profile's runs and files (``STORE_*``, ``tagged_run()``,
+  ``save_tagged()``, ``stored_tags()``, ``tagged_baseline()``, ``hostile_run()``,
+  ``hostile_save()``, ``baseline_doc()``, ``baseline_doc_with_run()``).
+- Deployment: Dockerfiles (``DOCKER``, ``DOCKER_IMAGES``, ``parse_dockerfile()``,
+  ``docker_assignments()``), the CI templates' YAML (``load_ci_yaml()``).
+- ``alive()``: whether a process runs. ``rapl_zone()``: a powercap zone in a sysfs tree.
+- Tokenizers trained offline: ``TOKENIZER_TEXT``, ``wordlevel()``, ``byte_level_bpe()``,
+  ``unigram()``, ``save_tokenizer_dir()``.
+- ``--llmperf-ab`` / ``compare --served``: ``AB_TEST_FILE``, ``AB_SERVER``, ``ab_entry()``,
+  ``ab_metric()``, ``compare_served()``.
+- ``hf_dir()``: a Hugging Face checkpoint's shape. ``cli_exit_code()``: ``llmperf`` in process.
 """
 
 from __future__ import annotations
@@ -19,18 +31,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_llmperf.run.metrics import NS_PER_MS, RequestRecord, summarize
 from pytest_llmperf.testing.oracle import OracleConfig, OracleServer
+
+if TYPE_CHECKING:
+    from pytest_llmperf.store.baselines import Baseline, BaselineStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -399,3 +417,346 @@ def multiturn_oracle(prefix_cache: bool) -> OracleServer:
                                      prefill_ms_per_token=PREFILL_MS,
                                      prefix_cache=prefix_cache))
 
+
+# ---------------------------------------------------------------------------------------------
+# Baseline stores: fake runs of one fake profile (tests/unit/store, tests/sessions)
+
+STORE_SHA = "c" * 40
+STORE_SHA2 = "d" * 40
+STORE_PROFILE = {"engine": {"kind": "fake", "version": "1"}, "hardware": {"cpu_cores": 2}}
+STORE_NODE = "t.py::test_x"
+STORE_REL = f"p1/{STORE_SHA}.json"
+
+
+def tagged_run(tag: str, started: str = "2026-01-01T00:00:00+00:00", value: float = 10.0
+               ) -> dict[str, Any]:
+    """A stored run known by its ``client.tag`` (test_stores*)."""
+    return {"summary": {"ttft_p50_ms": value, "tpot_p50_ms": 10.0}, "started_at": started,
+            "workload": {"requests": 2}, "engine": {"kind": "fake"}, "client": {"tag": tag},
+            "samples": []}
+
+
+def save_tagged(root: Path, tags: list[str], sha: str = STORE_SHA, node: str = STORE_NODE,
+                profile: dict[str, Any] | None = None) -> Path:
+    """One run per tag saved to the directory store at ``root``."""
+    from pytest_llmperf.store.baselines import BaselineStore
+
+    return BaselineStore(root).save(
+        profile_id="p1", profile=profile or STORE_PROFILE, commit=sha, branch="main",
+        dirty=False, committed_at="2026-01-01T00:00:00+00:00",
+        tests={node: [tagged_run(t, tag_started(t)) for t in tags]})
+
+
+def tag_started(tag: str) -> str:
+    """A start time that is the tag's own (the same run saved by two jobs is one run)."""
+    n = zlib.crc32(tag.encode())
+    return f"2026-01-01T{n % 24:02d}:{n // 24 % 60:02d}:{n // 1440 % 60:02d}+00:00"
+
+
+def stored_tags(root: Path, sha: str = STORE_SHA, node: str = STORE_NODE) -> list[str]:
+    from pytest_llmperf.store.baselines import BaselineStore
+
+    return [r["client"]["tag"] for r in BaselineStore(root).load("p1", sha).runs(node)]
+
+
+def tagged_baseline(path: str, runs: list[dict[str, Any]], saved: str,
+                    profile: dict[str, Any] | None = None, outcome: str = "passed") -> Baseline:
+    from pytest_llmperf.store.baselines import Baseline
+
+    return Baseline(path=Path(path), profile_id="p1", profile=profile or STORE_PROFILE,
+                    commit=STORE_SHA, branch="main", dirty=False,
+                    committed_at="2026-01-01T00:00:00+00:00", saved_at=saved,
+                    tests={STORE_NODE: {"runs": runs, "outcome": outcome}})
+
+
+def hostile_run(tag: str, value: float = 10.0, samples: int = 0) -> dict[str, Any]:
+    """A stored run with ``samples`` samples (test_hostile_store*)."""
+    return {"summary": {"ttft_p50_ms": value, "tpot_p50_ms": 10.0, "output_tps": 100.0},
+            "started_at": "2026-01-01T00:00:00+00:00", "workload": {"requests": 2},
+            "engine": {"kind": "fake"}, "client": {"tag": tag},
+            "samples": [{"ttft_ms": float(i), "ok": True} for i in range(samples)]}
+
+
+def hostile_save(st: BaselineStore, runs: list[dict[str, Any]], sha: str = STORE_SHA,
+                 dirty: bool = False) -> Path:
+    return st.save(profile_id="p1", profile=STORE_PROFILE, commit=sha, branch="main",
+                   dirty=dirty, committed_at="2026-01-01T00:00:00+00:00",
+                   tests={STORE_NODE: runs})
+
+
+def baseline_doc(**changes: Any) -> dict[str, Any]:
+    """A baseline file's document, ``changes`` applied (the mistyped files of issue 15)."""
+    doc: dict[str, Any] = {
+        "schema": "pytest-llmperf/baseline", "schema_version": 1, "profile_id": "p1",
+        "profile": STORE_PROFILE, "commit": STORE_SHA, "branch": "main", "dirty": False,
+        "committed_at": "2026-01-01T00:00:00+00:00", "saved_at": "2026-01-01T00:00:00+00:00",
+        "tests": {STORE_NODE: {"runs": [hostile_run("a")]}},
+    }
+    doc.update(changes)
+    return doc
+
+
+def baseline_doc_with_run(**fields: Any) -> dict[str, Any]:
+    """``baseline_doc()`` whose one run has ``fields`` changed."""
+    r = hostile_run("a")
+    r.update(fields)
+    return baseline_doc(tests={STORE_NODE: {"runs": [r]}})
+
+
+# ---------------------------------------------------------------------------------------------
+# Dockerfiles (tests/unit/deploy/test_docker.py, tests/e2e/test_docker_e2e.py)
+
+DOCKER = ROOT / "docker"
+DOCKER_IMAGES = ("Dockerfile.cpu", "Dockerfile.vllm")
+
+
+@dataclass
+class Instruction:
+    keyword: str
+    args: str
+    line: int
+
+
+def parse_dockerfile(path: Path) -> list[Instruction]:
+    """The instructions of a Dockerfile: continuation lines joined, comments dropped."""
+    out: list[Instruction] = []
+    text, start = "", 0
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        stripped = raw.strip()
+        if stripped.startswith("#") or (not stripped and not text):
+            continue
+        if not text:
+            start = number
+        if stripped.endswith("\\"):
+            text += stripped[:-1] + " "
+            continue
+        text += stripped
+        keyword, _, args = text.partition(" ")
+        out.append(Instruction(keyword.upper(), args.strip(), start))
+        text = ""
+    assert not text, f"{path}: a continued line at the end"
+    return out
+
+
+def docker_assignments(args: str) -> dict[str, str]:
+    """``K=V K2="V 2"`` (ENV, ARG, LABEL) as a mapping; an ARG without a default is ''."""
+    out = {}
+    for word in shlex.split(args):
+        key, _, value = word.partition("=")
+        out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# CI templates (tests/unit/deploy/test_ci_templates.py, tests/e2e/test_ci_templates_e2e.py)
+
+
+def load_ci_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    if True in data:  # YAML 1.1 reads a bare `on` key as true
+        data["on"] = data.pop(True)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+
+def alive(pid: int) -> bool:
+    """Whether the process ``pid`` runs (Linux; a zombie is dead for our purpose)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# RAPL (tests/unit/run/test_energy.py, tests/sessions/test_energy_session.py)
+
+MAX_RANGE = 262143328850  # what a real package zone reports as max_energy_range_uj
+
+
+def rapl_zone(root: Path, name: str, label: str, energy: int,
+              max_range: int = MAX_RANGE) -> Path:
+    """A powercap zone directory as the kernel lays it out (name, energy_uj,
+    max_energy_range_uj, plus files we do not read)."""
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "name").write_text(label + "\n")
+    (d / "energy_uj").write_text(f"{energy}\n")
+    (d / "max_energy_range_uj").write_text(f"{max_range}\n")
+    (d / "enabled").write_text("1\n")
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face tokenizers trained offline (``tokenizers`` imported on first use: a PyO3
+# extension cannot be initialised twice in one interpreter, so a test module that also runs
+# in-process pytester sessions imports it first itself)
+
+TOKENIZER_TEXT = """\
+The river ran past the old stone house, and the light on the water was green in the evening.
+She opened the window, put the paper on the table, and listened to the music from the garden.
+They had walked for three days before they came to the town, and the people there were kind.
+He said that the first year was the hardest, because there was little work and much to learn.
+A model turns a prompt into tokens, and each new token depends on every token before it.
+When many people send requests at the same time, the server puts them in one batch.
+Latency is the time a person waits for the first word; throughput is how many words the
+machine makes in a second. Both matter, and a change that helps one can hurt the other.
+"""
+
+
+def wordlevel() -> Any:
+    """WordLevel: no word-piece markers at all."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator([TOKENIZER_TEXT],
+                            trainers.WordLevelTrainer(special_tokens=["[UNK]", "<s>"]))
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    return tok
+
+
+def byte_level_bpe(merges: int = 300) -> Any:
+    """Byte-level BPE (``Ġ``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tok.train_from_iterator([TOKENIZER_TEXT], trainers.BpeTrainer(
+        vocab_size=len(alphabet) + 2 + merges, special_tokens=["<s>", "</s>"],
+        initial_alphabet=alphabet, show_progress=False))
+    return tok
+
+
+def unigram() -> Any:
+    """A SentencePiece-like Unigram (``▁``, Metaspace)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator([TOKENIZER_TEXT], trainers.UnigramTrainer(
+        vocab_size=200, special_tokens=["<unk>", "<s>"], unk_token="<unk>",
+        show_progress=False))
+    return tok
+
+
+def save_tokenizer_dir(tok: Any, path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    tok.save(str(path / "tokenizer.json"))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-turn results made by hand (tests/unit/report, tests/sessions: test_turns_report*)
+
+
+def metric_cells(row: Node) -> dict[str, str]:
+    """A rendered table row's cells by their ``data-metric``."""
+    return {td.attrs["data-metric"]: td.text() for td in row.find_all("td")
+            if "data-metric" in td.attrs}
+
+
+def turn_record(session: int, turn: int, ttft_ms: float | None, prompt_tokens: int,
+                warmup: bool = False) -> dict[str, Any]:
+    """One request of a multi-turn run; ``ttft_ms=None``: it failed (transport)."""
+    send = (session * 10 + turn) * 1_000_000_000
+    r = RequestRecord(index=session * 10 + turn, prompt_tokens=prompt_tokens, warmup=warmup,
+                      send_ns=send, session=session, turn=turn)
+    if ttft_ms is None:
+        r.error, r.error_kind = "connection reset", "transport"
+    else:
+        first = send + int(ttft_ms * 1e6)
+        r.chunk_ns, r.chunk_tokens, r.done_ns = [first, first + 1_000_000], [1, 1], first + 2
+    return r.to_dict()
+
+
+def turns_run(ttfts: dict[tuple[int, int], float | None], **summary: Any) -> dict[str, Any]:
+    """A multi-turn run: a request per (session, turn), TTFTs as given, plus a warm-up."""
+    samples = [turn_record(s, t, v, 10 * t) for (s, t), v in sorted(ttfts.items())]
+    samples.append(turn_record(9, 1, 999.0, 5, warmup=True))  # left out everywhere
+    return {"summary": {"requests": len(ttfts), "errors": 0, **summary}, "samples": samples,
+            "workload": {"requests": 2, "input_tokens": 10, "output_tokens": 2,
+                         "concurrency": 2, "turns": 3, "think_time_s": [0.5, 1.0]}}
+
+
+# ---------------------------------------------------------------------------------------------
+# --llmperf-ab and llmperf compare --served (tests/sessions, tests/e2e: test_ab_flag*; the
+# ``served_repo`` fixture is in conftest.py)
+
+AB_WORKLOAD = "Workload(input_tokens=8, output_tokens=6, requests=3)"
+AB_TEST_FILE = f"""
+import pytest
+from pytest_llmperf import Workload
+
+@pytest.mark.llmperf(gate=["tpot_p50_ms"])
+def test_decode(llmperf_bench, llm_engine):
+    llmperf_bench(llm_engine, {AB_WORKLOAD})
+"""
+
+# The oracle server at the ITL that itl.json in its working directory says.
+AB_SERVER = """
+import json, sys
+from pytest_llmperf.testing.oracle import main
+itl = json.load(open("itl.json"))["itl_ms"]
+main(["--ttft-ms", "5", "--itl-ms", str(itl), *sys.argv[1:]])
+"""
+
+
+def ab_entry(path: Path) -> dict[str, Any]:
+    """The one A/B of the one test in the results file at ``path`` (interleaved by request)."""
+    (test,) = json.loads(path.read_text())["tests"]
+    (entry,) = test["ab"]
+    assert entry["interleave"] == "requests"
+    return dict(entry)
+
+
+def ab_metric(entry: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(m for m in entry["metrics"] if m["metric"] == name)
+
+
+def compare_served(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``llmperf compare ARGS --served "python serve.py" -- test_served.py`` in ``root``."""
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    cmd = f"{sys.executable} serve.py --port {{port}}"
+    return subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", "compare", *args,
+                           "--served", cmd, "--", "test_served.py"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def hf_dir(path: Path, weights: bytes = b"weights") -> Path:
+    """A directory shaped as a Hugging Face checkpoint (its contents are not a model)."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"model_type": "llama",
+                                                  "torch_dtype": "bfloat16"}))
+    (path / "model.safetensors").write_bytes(weights)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The llmperf command, in process
+
+
+def cli_exit_code(argv: list[str]) -> int:
+    """``llmperf ARGV`` through ``main``: its return value, or the code argparse exits with."""
+    from pytest_llmperf.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)

@@ -17,37 +17,12 @@ tests/unit/run/test_ab_flag.py, tests/sessions/test_ab_flag_session.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
-from helpers import git
-
-WORKLOAD = "Workload(input_tokens=8, output_tokens=6, requests=3)"
-TEST_FILE = f"""
-import pytest
-from pytest_llmperf import Workload
-
-@pytest.mark.llmperf(gate=["tpot_p50_ms"])
-def test_decode(llmperf_bench, llm_engine):
-    llmperf_bench(llm_engine, {WORKLOAD})
-"""
-
-
-def ab_entry(path: Path) -> dict[str, Any]:
-    (test,) = json.loads(path.read_text())["tests"]
-    (entry,) = test["ab"]
-    assert entry["interleave"] == "requests"
-    return dict(entry)
-
-
-def metric(entry: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(m for m in entry["metrics"] if m["metric"] == name)
-
+from helpers import ab_entry, git
+from helpers import ab_metric as metric
+from helpers import compare_served as compare
 
 # -- the embedded engine: real -----------------------------------------------------------------
 
@@ -175,37 +150,6 @@ def test_embedded_threads_halved_is_a_regression(llmperf_pytester: pytest.Pytest
 
 
 # -- llmperf compare --served --------------------------------------------------------------------
-
-
-SERVER = """
-import json, sys
-from pytest_llmperf.testing.oracle import main
-itl = json.load(open("itl.json"))["itl_ms"]
-main(["--ttft-ms", "5", "--itl-ms", str(itl), *sys.argv[1:]])
-"""
-
-
-@pytest.fixture(scope="module")
-def served_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """c1: the server answers at 5 ms per token; c2: at 10 ms."""
-    root = tmp_path_factory.mktemp("served") / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "serve.py").write_text(textwrap.dedent(SERVER))
-    (root / "test_served.py").write_text(textwrap.dedent(TEST_FILE))
-    for itl, message in ((5, "c1: 5 ms per token"), (10, "c2: the server got slower")):
-        (root / "itl.json").write_text(json.dumps({"itl_ms": itl}))
-        git(root, "add", "-A")
-        git(root, "commit", "-q", "-m", message)
-    return root
-
-
-def compare(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    cmd = f"{sys.executable} serve.py --port {{port}}"
-    return subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", "compare", *args,
-                           "--served", cmd, "--", "test_served.py"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def test_compare_served_flags_the_slower_server(served_repo: Path, tmp_path: Path) -> None:

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import git, llmperf, worktrees
-
-from pytest_llmperf.cli import main
+from helpers import cli_exit_code, git, llmperf, worktrees
 
 # ---------------------------------------------------------------------------------------------
 # The command on a real repository.
@@ -219,10 +217,7 @@ def test_bad_usage_is_one_line_and_exit_2(
     shas = history["shas"]
     monkeypatch.chdir(history["root"])
     argv = [a.format(c1=shas[0], c3=shas[2]) for a in argv]
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = cli_exit_code(argv)
     assert code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err

@@ -18,7 +18,7 @@ and the CPU workflow's steps run.
   * ``bash scripts/setup.sh`` is not run: it would build llama-cpp-python (5-15 minutes) and
     ``pip install -e`` the clone into the environment. The clone's ``.venv`` is a link to this
     checkout's, which setup.sh made; the step checks the script's syntax and runs its last
-    check (the embedded engine imports, the packaged model resolves). tests/test_docker.py
+    check (the embedded engine imports, the packaged model resolves). tests/e2e/test_docker_e2e.py
     runs setup.sh for real in a fresh environment.
   * ``PERF_SUITE`` (the workflow's one knob) names a two-test suite on the known-schedule
     engine oracle (``testing/schedule_engine.py``, chosen with ``LLMPERF_ENGINE``) instead of
@@ -47,17 +47,12 @@ from typing import Any
 import pytest
 import yaml
 from helpers import ROOT, git
+from helpers import load_ci_yaml as load
 
 CI = ROOT / "ci"
 WORKFLOWS = sorted(CI.glob("github-actions-*.yml"))
 ACTIONLINT = ROOT / ".tools" / "bin" / "actionlint"
 
-
-def load(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text())
-    if True in data:  # YAML 1.1 reads a bare `on` key as true
-        data["on"] = data.pop(True)
-    return data
 
 
 def runner_labels() -> list[str]:

@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import git, llmperf, worktrees
-
-from pytest_llmperf.cli import main
+from helpers import cli_exit_code, git, llmperf, worktrees
 
 CONFTEST = '''
 """The known-schedule engine oracle, its delay per test read from delays.json."""
@@ -230,10 +228,7 @@ def test_bad_usage_is_one_line_and_exit_2(
     root = repo["root"]
     monkeypatch.chdir(root)
     argv = [a.format(root=root) for a in argv]
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = cli_exit_code(argv)
     assert code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err

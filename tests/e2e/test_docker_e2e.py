@@ -31,51 +31,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
-
-DOCKER = ROOT / "docker"
-IMAGES = ("Dockerfile.cpu", "Dockerfile.vllm")
-
-
-@dataclass
-class Instruction:
-    keyword: str
-    args: str
-    line: int
-
-
-def parse(path: Path) -> list[Instruction]:
-    """The instructions of a Dockerfile: continuation lines joined, comments dropped."""
-    out: list[Instruction] = []
-    text, start = "", 0
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        stripped = raw.strip()
-        if stripped.startswith("#") or (not stripped and not text):
-            continue
-        if not text:
-            start = number
-        if stripped.endswith("\\"):
-            text += stripped[:-1] + " "
-            continue
-        text += stripped
-        keyword, _, args = text.partition(" ")
-        out.append(Instruction(keyword.upper(), args.strip(), start))
-        text = ""
-    assert not text, f"{path}: a continued line at the end"
-    return out
-
-
-def assignments(args: str) -> dict[str, str]:
-    """``K=V K2="V 2"`` (ENV, ARG, LABEL) as a mapping; an ARG without a default is ''."""
-    out = {}
-    for word in shlex.split(args):
-        key, _, value = word.partition("=")
-        out[key] = value
-    return out
+from helpers import DOCKER, ROOT
+from helpers import DOCKER_IMAGES as IMAGES
+from helpers import docker_assignments as assignments
+from helpers import parse_dockerfile as parse
 
 
 def hadolint() -> str | None:

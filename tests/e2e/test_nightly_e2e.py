@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import chromium, git
+from helpers import chromium, cli_exit_code, git
 
 from pytest_llmperf.cli import main
 from pytest_llmperf.commits import nightly
@@ -398,10 +398,7 @@ def test_bad_usage_is_one_line_and_exit_2(
     repo, _ = stepped
     (tmp_path / "bad-state.json").write_text('{"reported": 3}')
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    try:
-        rc = main(["nightly", "--dir", str(repo / "baselines"), *args])
-    except SystemExit as exc:  # argparse's own errors
-        rc = int(exc.code or 0)
+    rc = cli_exit_code(["nightly", "--dir", str(repo / "baselines"), *args])
     err = capsys.readouterr().err
     assert rc == 2
     assert message in err and "Traceback" not in err

@@ -7,7 +7,6 @@ tests/unit/engines/test_servers.py, tests/sessions/test_servers_session.py.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import alive
 
 from pytest_llmperf.engines.servers import (
     build_server,
@@ -22,18 +22,6 @@ from pytest_llmperf.engines.servers import (
 from pytest_llmperf.settings import Settings
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python's server extra")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose.
-    try:
-        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
-    except OSError:
-        return False
 
 
 SERVED_SUITE = """

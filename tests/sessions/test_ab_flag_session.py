@@ -1,55 +1,27 @@
 """``--llmperf-ab KEY=VALUE`` (a config change as a paired A/B in one flag) and
-``llmperf compare --served`` (BASE's and HEAD's servers side by side, interleaved by request).
-
-The known-schedule oracle servers give exact, fast checks (a known slowdown has the right
-sign and size; an A/A passes); the embedded llama.cpp engine runs the real thing (Gemma 3
-270M: an A/A of threads=2 passes; the packaged Gemma against the tiny random-weight model is
-a certain slowdown whatever the load; threads 2 -> 1 is a regression of tpot_p50 where a
-second core is free, checked only then: with other processes on the 2 cores a process gets
-about one core's worth of time whatever its thread count, and 1 thread is then no slower than
-2, the true answer there; see docs/compare.md for the measurements). About 60-90 s in all
-under load (the threads test then skips in a second), about 35 s more when it runs.
+``llmperf compare --served`` (BASE's and HEAD's servers side by side, interleaved by request),
+against the known-schedule oracle servers: exact, fast checks (a known slowdown has the right
+sign and size; an A/A passes).
 
 Split by tier from tests/test_ab_flag.py: these are its sessions tests; the others are in
-tests/unit/run/test_ab_flag.py, tests/e2e/test_ab_flag_e2e.py.
+tests/unit/run/test_ab_flag.py, tests/e2e/test_ab_flag_e2e.py (the real engine, and the time
+the whole takes).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from helpers import git
+from helpers import AB_TEST_FILE as TEST_FILE
+from helpers import ab_entry
+from helpers import ab_metric as metric
+from helpers import compare_served as compare
 
 from pytest_llmperf.testing.oracle import OracleServer
-
-WORKLOAD = "Workload(input_tokens=8, output_tokens=6, requests=3)"
-TEST_FILE = f"""
-import pytest
-from pytest_llmperf import Workload
-
-@pytest.mark.llmperf(gate=["tpot_p50_ms"])
-def test_decode(llmperf_bench, llm_engine):
-    llmperf_bench(llm_engine, {WORKLOAD})
-"""
-
-
-def ab_entry(path: Path) -> dict[str, Any]:
-    (test,) = json.loads(path.read_text())["tests"]
-    (entry,) = test["ab"]
-    assert entry["interleave"] == "requests"
-    return dict(entry)
-
-
-def metric(entry: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(m for m in entry["metrics"] if m["metric"] == name)
 
 
 def test_unknown_key_and_save_are_usage_errors(llmperf_pytester: pytest.Pytester) -> None:
@@ -128,37 +100,6 @@ def test_aa_on_one_server_is_ok(
 
 
 # -- llmperf compare --served --------------------------------------------------------------------
-
-
-SERVER = """
-import json, sys
-from pytest_llmperf.testing.oracle import main
-itl = json.load(open("itl.json"))["itl_ms"]
-main(["--ttft-ms", "5", "--itl-ms", str(itl), *sys.argv[1:]])
-"""
-
-
-@pytest.fixture(scope="module")
-def served_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """c1: the server answers at 5 ms per token; c2: at 10 ms."""
-    root = tmp_path_factory.mktemp("served") / "repo"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "serve.py").write_text(textwrap.dedent(SERVER))
-    (root / "test_served.py").write_text(textwrap.dedent(TEST_FILE))
-    for itl, message in ((5, "c1: 5 ms per token"), (10, "c2: the server got slower")):
-        (root / "itl.json").write_text(json.dumps({"itl_ms": itl}))
-        git(root, "add", "-A")
-        git(root, "commit", "-q", "-m", message)
-    return root
-
-
-def compare(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    cmd = f"{sys.executable} serve.py --port {{port}}"
-    return subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", "compare", *args,
-                           "--served", cmd, "--", "test_served.py"], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def test_compare_served_aa_passes(served_repo: Path) -> None:

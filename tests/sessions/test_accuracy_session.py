@@ -46,9 +46,7 @@ def engine(tiny_model: Path):  # type: ignore[no-untyped-def]
     eng.close()
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLMPERF_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # LLMPERF_CACHE_DIR in tmp_path
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))

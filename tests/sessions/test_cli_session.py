@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import commit, git, make_repo
+from helpers import cli_exit_code, commit, git, make_repo
 
 from pytest_llmperf.cli import main
 from pytest_llmperf.store.baselines import BaselineStore
@@ -137,10 +137,7 @@ def test_prune(repo: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None
 def test_bad_usage_is_one_line_and_exit_2(
     repo: dict[str, Any], capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
 ) -> None:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = cli_exit_code(argv)
     assert code == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1

@@ -22,20 +22,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT
-
-MAX_RANGE = 262143328850  # what a real package zone reports as max_energy_range_uj
-
-
-def zone(root: Path, name: str, label: str, energy: int, max_range: int = MAX_RANGE) -> Path:
-    """A powercap zone directory as the kernel lays it out (name, energy_uj,
-    max_energy_range_uj, plus files we do not read)."""
-    d = root / name
-    d.mkdir(parents=True)
-    (d / "name").write_text(label + "\n")
-    (d / "energy_uj").write_text(f"{energy}\n")
-    (d / "max_energy_range_uj").write_text(f"{max_range}\n")
-    (d / "enabled").write_text("1\n")
-    return d
+from helpers import rapl_zone as zone
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Hugging Face tokenizers: ``--llmperf-tokenizer`` with a local directory or tokenizer.json
 (for servers without a tokenize endpoint), and exact-length prompts from any vocabulary.
 
-Every tokenizer here is trained offline by the ``tokenizers`` library on the text below:
+Every tokenizer here is trained offline by the ``tokenizers`` library (tests/helpers.py):
 WordLevel (no word-piece markers at all), byte-level BPE (``Ġ``) and a SentencePiece-like
 Unigram (``▁``, Metaspace). The server is the test oracle, which tokenizes by its own word
 list: the prompts' lengths are checked under the tokenizer given, as a server using it would
@@ -15,57 +15,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers import byte_level_bpe, unigram
+from helpers import save_tokenizer_dir as save_dir
 
 from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.engines.tokenizers import (
     HFTokenizer,
 )
 from pytest_llmperf.testing.oracle import OracleServer
-
-TEXT = """\
-The river ran past the old stone house, and the light on the water was green in the evening.
-She opened the window, put the paper on the table, and listened to the music from the garden.
-They had walked for three days before they came to the town, and the people there were kind.
-He said that the first year was the hardest, because there was little work and much to learn.
-A model turns a prompt into tokens, and each new token depends on every token before it.
-When many people send requests at the same time, the server puts them in one batch.
-Latency is the time a person waits for the first word; throughput is how many words the
-machine makes in a second. Both matter, and a change that helps one can hurt the other.
-"""
-
-
-def byte_level_bpe(merges: int = 300) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    tok.train_from_iterator([TEXT], trainers.BpeTrainer(
-        vocab_size=len(alphabet) + 2 + merges, special_tokens=["<s>", "</s>"],
-        initial_alphabet=alphabet, show_progress=False))
-    return tok
-
-
-def unigram() -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator([TEXT], trainers.UnigramTrainer(
-        vocab_size=200, special_tokens=["<unk>", "<s>"], unk_token="<unk>",
-        show_progress=False))
-    return tok
-
-
-def save_dir(tok: Any, path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    tok.save(str(path / "tokenizer.json"))
-    return path
 
 
 def test_a_served_session_builds_prompts_with_the_given_tokenizer(

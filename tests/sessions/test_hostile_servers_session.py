@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import git, no_internal_traceback
+from helpers import alive, git, no_internal_traceback
 
 from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.redact import SECRET_MARK
@@ -148,17 +148,6 @@ def test_a_server_refusing_our_key_fails_at_once(pytester: pytest.Pytester,
     no_internal_traceback(output)
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_wrapper_servers_grandchild_dies_with_pytest(tmp_path: Path, sig: int) -> None:
@@ -183,17 +172,17 @@ def test_a_wrapper_servers_grandchild_dies_with_pytest(tmp_path: Path, sig: int)
             assert time.monotonic() < deadline, "the server never came up"
             time.sleep(0.1)
         grandchild = int((tmp_path / "grandchild.pid").read_text())
-        assert _running(grandchild)
+        assert alive(grandchild)
         proc.send_signal(sig)
         proc.wait(30)
         deadline = time.monotonic() + 10
-        while _running(grandchild) and time.monotonic() < deadline:
+        while alive(grandchild) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _running(grandchild), "the wrapped server outlived pytest"
+        assert not alive(grandchild), "the wrapped server outlived pytest"
     finally:
         if proc.poll() is None:
             proc.kill()
-        if grandchild is not None and _running(grandchild):
+        if grandchild is not None and alive(grandchild):
             os.kill(grandchild, signal.SIGKILL)
 
 

@@ -15,30 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import STORE_NODE as NODE
+from helpers import STORE_SHA as SHA
+from helpers import baseline_doc_with_run as _with_run
 from helpers import git
+from helpers import hostile_run as run
+from helpers import hostile_save as save
 
 from pytest_llmperf.cli.main import main as llmperf_main
 from pytest_llmperf.store import baselines as store
 from pytest_llmperf.store.baselines import BaselineError, BaselineStore
 from pytest_llmperf.verdict.gate import Gate
-
-SHA = "c" * 40
-PROFILE = {"engine": {"kind": "fake", "version": "1"}, "hardware": {"cpu_cores": 2}}
-NODE = "t.py::test_x"
-
-
-def run(tag: str, value: float = 10.0, samples: int = 0) -> dict[str, Any]:
-    return {"summary": {"ttft_p50_ms": value, "tpot_p50_ms": 10.0, "output_tps": 100.0},
-            "started_at": "2026-01-01T00:00:00+00:00", "workload": {"requests": 2},
-            "engine": {"kind": "fake"}, "client": {"tag": tag},
-            "samples": [{"ttft_ms": float(i), "ok": True} for i in range(samples)]}
-
-
-def save(st: BaselineStore, runs: list[dict[str, Any]], sha: str = SHA,
-         dirty: bool = False) -> Path:
-    return st.save(profile_id="p1", profile=PROFILE, commit=sha, branch="main", dirty=dirty,
-                   committed_at="2026-01-01T00:00:00+00:00", tests={NODE: runs})
-
 
 # ------------------------------------------------------------ class 1: concurrent saves
 
@@ -119,23 +106,6 @@ def test_a_save_that_cannot_get_the_lock_says_so(tmp_path: Path,
 
 
 # ------------------------------------------------------------ class 6: mistyped files
-
-
-def _doc(**changes: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "schema": "pytest-llmperf/baseline", "schema_version": 1, "profile_id": "p1",
-        "profile": PROFILE, "commit": SHA, "branch": "main", "dirty": False,
-        "committed_at": "2026-01-01T00:00:00+00:00", "saved_at": "2026-01-01T00:00:00+00:00",
-        "tests": {NODE: {"runs": [run("a")]}},
-    }
-    doc.update(changes)
-    return doc
-
-
-def _with_run(**fields: Any) -> dict[str, Any]:
-    r = run("a")
-    r.update(fields)
-    return _doc(tests={NODE: {"runs": [r]}})
 
 
 @pytest.mark.parametrize("action", [["list"], ["show", SHA], ["diff", SHA, SHA],

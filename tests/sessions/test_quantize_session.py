@@ -6,12 +6,12 @@ tests/unit/models/test_quantize.py.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import hf_dir
 
 from pytest_llmperf.models.quantize import (
     QuantizeError,
@@ -30,10 +30,7 @@ EXPECTED = {"Q8_0": ("Q8_0", 8.5), "Q4_0": ("Q4_0", 4.5), "Q4_K_M": ("Q4_K", 4.5
             "F16": ("F16", 16.0)}
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LLMPERF_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # LLMPERF_CACHE_DIR in tmp_path
 
 
 def tensor_types(path: Path) -> dict[str, str]:
@@ -174,14 +171,6 @@ def test_vllm_formats_are_unavailable_without_vllm_with_the_reason(tiny_model: P
     with pytest.raises(QuantizeUnavailable, match="runs on vLLM, which is not installed"):
         materialize("awq", "Qwen/Qwen2.5-0.5B-Instruct")
 
-
-def hf_dir(path: Path, weights: bytes = b"weights") -> Path:
-    """A directory shaped as a Hugging Face checkpoint (its contents are not a model)."""
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"model_type": "llama",
-                                                  "torch_dtype": "bfloat16"}))
-    (path / "model.safetensors").write_bytes(weights)
-    return path
 
 
 def test_a_failed_checkpoint_quantization_names_the_error_and_leaves_nothing(

@@ -7,13 +7,12 @@ tests/unit/engines/test_servers.py, tests/e2e/test_servers_e2e.py.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import no_internal_traceback
+from helpers import alive, no_internal_traceback
 
 from pytest_llmperf.engines.servers import (
     ManagedServer,
@@ -25,18 +24,6 @@ from pytest_llmperf.engines.servers import (
 from pytest_llmperf.settings import Settings
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python's server extra")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose.
-    try:
-        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
-    except OSError:
-        return False
 
 
 NEVER_HEALTHY = (

@@ -16,12 +16,19 @@ import subprocess
 import sys
 import threading
 import uuid
-import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest  # inside them, and a re-imported fsspec has a new, empty memory:// store
+from helpers import STORE_NODE as NODE
+from helpers import STORE_PROFILE as PROFILE
+from helpers import STORE_REL as REL
+from helpers import STORE_SHA as SHA
+from helpers import STORE_SHA2 as SHA2
 from helpers import git
+from helpers import save_tagged as save
+from helpers import stored_tags as tags
+from helpers import tagged_run as run
 
 from pytest_llmperf.cli.main import main as llmperf_main
 from pytest_llmperf.store import backends as stores
@@ -31,47 +38,8 @@ from pytest_llmperf.store.backends import (
     StoreUsageError,
     open_store,
 )
-from pytest_llmperf.store.baselines import Baseline, BaselineStore
+from pytest_llmperf.store.baselines import BaselineStore
 from pytest_llmperf.testing.schedule_engine import CONFTEST as SCHEDULE_CONFTEST
-
-SHA = "c" * 40
-SHA2 = "d" * 40
-PROFILE = {"engine": {"kind": "fake", "version": "1"}, "hardware": {"cpu_cores": 2}}
-NODE = "t.py::test_x"
-REL = f"p1/{SHA}.json"
-
-
-def run(tag: str, started: str = "2026-01-01T00:00:00+00:00", value: float = 10.0
-        ) -> dict[str, Any]:
-    return {"summary": {"ttft_p50_ms": value, "tpot_p50_ms": 10.0}, "started_at": started,
-            "workload": {"requests": 2}, "engine": {"kind": "fake"}, "client": {"tag": tag},
-            "samples": []}
-
-
-def save(root: Path, tags: list[str], sha: str = SHA, node: str = NODE,
-         profile: dict[str, Any] | None = None) -> Path:
-    return BaselineStore(root).save(
-        profile_id="p1", profile=profile or PROFILE, commit=sha, branch="main", dirty=False,
-        committed_at="2026-01-01T00:00:00+00:00",
-        tests={node: [run(t, _started(t)) for t in tags]})
-
-
-def _started(tag: str) -> str:
-    """A start time that is the tag's own (the same run saved by two jobs is one run)."""
-    n = zlib.crc32(tag.encode())
-    return f"2026-01-01T{n % 24:02d}:{n // 24 % 60:02d}:{n // 1440 % 60:02d}+00:00"
-
-
-def tags(root: Path, sha: str = SHA, node: str = NODE) -> list[str]:
-    return [r["client"]["tag"] for r in BaselineStore(root).load("p1", sha).runs(node)]
-
-
-def baseline(path: str, runs: list[dict[str, Any]], saved: str,
-             profile: dict[str, Any] | None = None, outcome: str = "passed") -> Baseline:
-    return Baseline(path=Path(path), profile_id="p1", profile=profile or PROFILE, commit=SHA,
-                    branch="main", dirty=False, committed_at="2026-01-01T00:00:00+00:00",
-                    saved_at=saved, tests={NODE: {"runs": runs, "outcome": outcome}})
-
 
 # ---------------------------------------------------------- concurrent writers, one directory
 

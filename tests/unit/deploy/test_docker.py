@@ -1,25 +1,8 @@
-"""The images in docker/: hadolint-clean, built the way the Kubernetes manifests expect
-(non-root uid 1000, the commit carried for provenance, pinned bases), and the CPU image's RUN
-steps executed in order.
+"""The images in docker/, checked statically: built the way the Kubernetes manifests expect
+(non-root uid 1000, the commit carried for provenance, pinned bases).
 
-No container runtime exists on this machine (``docker`` is only the client, with no daemon), so
-nothing here builds an image. ``test_the_cpu_image_run_steps_succeed`` does what the build would
-do, step by step, in a temporary directory: ARG and ENV set the environment, WORKDIR and COPY
-act on a temporary root (``/workspace`` -> ``<tmp>/workspace``, every absolute path of the
-Dockerfile mapped the same way), and each RUN step runs with bash there. Substituted, and
-checked instead:
-
-- ``apt-get``: not run (it would change this machine); each package it installs must already be
-  installed here (``dpkg-query``). ``rm -rf /var/lib/apt/lists/*`` is skipped with it.
-- ``useradd`` / ``chown`` / ``getent``: no user is added to this machine; the steps run as the
-  current user, who owns the temporary root.
-- ``PIP_NO_CACHE_DIR``: the image builds without pip's cache; here it is left out so that pip's
-  wheel and HTTP caches make the step quick (the llama-cpp-python wheel is a 5-15 minute source
-  build without them).
-
-The vLLM image's base is a CUDA image of many gigabytes: it is linted and checked statically.
-
-Split by tier from tests/test_docker.py: these are its unit tests; the others are in
+Split by tier from tests/test_docker.py: these are its unit tests; the others (hadolint, the CPU
+image's RUN steps executed in order, and what stands in for what there) are in
 tests/e2e/test_docker_e2e.py.
 """
 
@@ -27,51 +10,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from helpers import ROOT
-
-DOCKER = ROOT / "docker"
-IMAGES = ("Dockerfile.cpu", "Dockerfile.vllm")
-
-
-@dataclass
-class Instruction:
-    keyword: str
-    args: str
-    line: int
-
-
-def parse(path: Path) -> list[Instruction]:
-    """The instructions of a Dockerfile: continuation lines joined, comments dropped."""
-    out: list[Instruction] = []
-    text, start = "", 0
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        stripped = raw.strip()
-        if stripped.startswith("#") or (not stripped and not text):
-            continue
-        if not text:
-            start = number
-        if stripped.endswith("\\"):
-            text += stripped[:-1] + " "
-            continue
-        text += stripped
-        keyword, _, args = text.partition(" ")
-        out.append(Instruction(keyword.upper(), args.strip(), start))
-        text = ""
-    assert not text, f"{path}: a continued line at the end"
-    return out
-
-
-def assignments(args: str) -> dict[str, str]:
-    """``K=V K2="V 2"`` (ENV, ARG, LABEL) as a mapping; an ARG without a default is ''."""
-    out = {}
-    for word in shlex.split(args):
-        key, _, value = word.partition("=")
-        out[key] = value
-    return out
+from helpers import DOCKER, ROOT
+from helpers import DOCKER_IMAGES as IMAGES
+from helpers import docker_assignments as assignments
+from helpers import parse_dockerfile as parse
 
 
 def ignored(patterns: list[str], rel: str) -> bool:

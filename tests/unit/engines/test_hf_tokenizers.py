@@ -1,14 +1,9 @@
 """Hugging Face tokenizers: ``--llmperf-tokenizer`` with a local directory or tokenizer.json
-(for servers without a tokenize endpoint), and exact-length prompts from any vocabulary.
+(for servers without a tokenize endpoint), and exact-length prompts from any vocabulary, under
+tokenizers trained offline (``helpers.wordlevel``, ``byte_level_bpe``, ``unigram``).
 
-Every tokenizer here is trained offline by the ``tokenizers`` library on the text below:
-WordLevel (no word-piece markers at all), byte-level BPE (``Ġ``) and a SentencePiece-like
-Unigram (``▁``, Metaspace). The server is the test oracle, which tokenizes by its own word
-list: the prompts' lengths are checked under the tokenizer given, as a server using it would
-count them.
-
-Split by tier from tests/test_hf_tokenizers.py: these are its unit tests; the others are in
-tests/sessions/test_hf_tokenizers_session.py.
+Split by tier from tests/test_hf_tokenizers.py: these are its unit tests; the others, against
+the test oracle's server, are in tests/sessions/test_hf_tokenizers_session.py.
 """
 
 from __future__ import annotations
@@ -24,6 +19,9 @@ import pytest
 # initialised twice in one interpreter, and pytester drops modules first imported inside it.
 tokenizers = pytest.importorskip("tokenizers", reason="needs the 'hf' extra (tokenizers)")
 
+from helpers import byte_level_bpe, unigram, wordlevel  # noqa: E402
+from helpers import save_tokenizer_dir as save_dir  # noqa: E402
+
 from pytest_llmperf.engines.base import EngineError  # noqa: E402
 from pytest_llmperf.engines.tokenizers import (  # noqa: E402
     HFTokenizer,
@@ -35,54 +33,6 @@ from pytest_llmperf.run.workload import (  # noqa: E402
     WorkloadError,
     synthetic_prompts,
 )
-
-TEXT = """\
-The river ran past the old stone house, and the light on the water was green in the evening.
-She opened the window, put the paper on the table, and listened to the music from the garden.
-They had walked for three days before they came to the town, and the people there were kind.
-He said that the first year was the hardest, because there was little work and much to learn.
-A model turns a prompt into tokens, and each new token depends on every token before it.
-When many people send requests at the same time, the server puts them in one batch.
-Latency is the time a person waits for the first word; throughput is how many words the
-machine makes in a second. Both matter, and a change that helps one can hurt the other.
-"""
-
-
-def wordlevel() -> Any:
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator([TEXT], trainers.WordLevelTrainer(special_tokens=["[UNK]", "<s>"]))
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    return tok
-
-
-def byte_level_bpe(merges: int = 300) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    tok.train_from_iterator([TEXT], trainers.BpeTrainer(
-        vocab_size=len(alphabet) + 2 + merges, special_tokens=["<s>", "</s>"],
-        initial_alphabet=alphabet, show_progress=False))
-    return tok
-
-
-def unigram() -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.Unigram())
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator([TEXT], trainers.UnigramTrainer(
-        vocab_size=200, special_tokens=["<unk>", "<s>"], unk_token="<unk>",
-        show_progress=False))
-    return tok
-
 
 KINDS: dict[str, Callable[[], Any]] = {
     "wordlevel": wordlevel, "byte_level_bpe": byte_level_bpe, "unigram": unigram}
@@ -138,12 +88,6 @@ def test_a_tokenizer_with_nothing_usable_is_a_clear_workload_error() -> None:
     bare.add_special_tokens(["[UNK]"])
     with pytest.raises(WorkloadError, match="no tokens that survive a round trip"):
         synthetic_prompts(HFTokenizer(bare), Workload(input_tokens=8, requests=1))
-
-
-def save_dir(tok: Any, path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    tok.save(str(path / "tokenizer.json"))
-    return path
 
 
 def test_local_tokenizer_reads_a_directory_or_a_tokenizer_json(tmp_path: Path) -> None:

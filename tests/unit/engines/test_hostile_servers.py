@@ -1,16 +1,8 @@
-"""Hostile and careless servers (issue 15, classes 2, 3 and 6, server side).
+"""Hostile and careless servers (issue 15, classes 2, 3 and 6, server side), what needs no
+server: secrets redacted (known values and credential shapes), malformed URLs said in one line.
 
-- Secrets: a gateway that echoes the request's headers into its error bodies (HTTP 401/500,
-  an error event mid-stream), a server started with a secret in its arguments that fails to
-  start: the key reaches no file a session writes and not the terminal.
-- Hangs and orphans: a managed server that requires an API key (the health probe sends it; a
-  wrong key fails at once), a wrapper command whose real server is a grandchild (gone after
-  pytest is killed), a tokenize endpoint that never answers (the request timeout holds, the
-  fallback is said).
-- Odd values from a server: negative or absurd ``usage`` counts, malformed URLs.
-
-Split by tier from tests/test_hostile_servers.py: these are its unit tests; the others are in
-tests/sessions/test_hostile_servers_session.py.
+Split by tier from tests/test_hostile_servers.py: these are its unit tests; the others, and the
+list of what is checked, are in tests/sessions/test_hostile_servers_session.py.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
-"""An answer shorter than the exact length the workload asked for is an error of its own kind,
-``truncated``, on every engine; a server that refuses because prompt + output exceed its
-context is a ``context`` error that says so. Both fail the test (unless ``max_errors`` allows
-them) and count in every report's errors.
+"""Truncated answers and context refusals, the rules alone: an answer shorter than the exact
+length asked for is a ``truncated`` error, and the refusals of known servers whose prompt +
+output exceed their context are ``context`` errors.
 
-Served: the test oracle cutting answers short (``truncate_at``) and answering as vLLM's server
-does when prompt + max_tokens exceed its max_model_len (``clamp_max_tokens``). Embedded: real
-llama.cpp on the tiny model with a context too small for prompt + output.
-
-Split by tier from tests/test_truncation.py: these are its unit tests; the others are in
+Split by tier from tests/test_truncation.py: these are its unit tests; the others (sessions on
+the oracle server and on real llama.cpp, and the whole rule) are in
 tests/sessions/test_truncation_session.py.
 """
 

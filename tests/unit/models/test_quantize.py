@@ -7,10 +7,10 @@ tests/sessions/test_quantize_session.py.
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
+from helpers import hf_dir
 
 from pytest_llmperf.models.quantize import (
     QuantizeError,
@@ -20,11 +20,7 @@ from pytest_llmperf.models.quantize import (
 )
 from pytest_llmperf.models.spec import materialize, parse_formats, vllm_installed
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("LLMPERF_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # LLMPERF_CACHE_DIR in tmp_path
 
 
 def test_parse_formats() -> None:
@@ -34,14 +30,6 @@ def test_parse_formats() -> None:
     with pytest.raises(QuantizeError, match="unknown model format 'int3'"):
         parse_formats("source,int3")
 
-
-def hf_dir(path: Path, weights: bytes = b"weights") -> Path:
-    """A directory shaped as a Hugging Face checkpoint (its contents are not a model)."""
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"model_type": "llama",
-                                                  "torch_dtype": "bfloat16"}))
-    (path / "model.safetensors").write_bytes(weights)
-    return path
 
 
 def test_a_local_checkpoint_directory_is_a_source(tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ tests/sessions/test_accuracy_session.py.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pytest_llmperf.quality.accuracy import (
@@ -22,10 +20,7 @@ from pytest_llmperf.quality.accuracy import (
 )
 from pytest_llmperf.quality.tasks import TASKS
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLMPERF_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_cache")  # LLMPERF_CACHE_DIR in tmp_path
 
 
 def test_task_data_is_well_formed() -> None:

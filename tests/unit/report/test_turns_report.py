@@ -9,44 +9,18 @@ tests/sessions/test_turns_report_session.py.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from helpers import metric_cells as cells
 from helpers import parse_page, table_rows
+from helpers import turns_run as run
 
 from pytest_llmperf.formatting import display as fmt
 from pytest_llmperf.report.html import render_html
 from pytest_llmperf.report.markdown import render_markdown
 from pytest_llmperf.report.view import build_report
-from pytest_llmperf.run.metrics import RequestRecord
-
-
-def cells(row: Any) -> dict[str, str]:
-    return {td.attrs["data-metric"]: td.text() for td in row.find_all("td")
-            if "data-metric" in td.attrs}
-
 
 # ----------------------------------------------------- hand-made results: errors, runs, gaps
-
-def record(session: int, turn: int, ttft_ms: float | None, prompt_tokens: int,
-           warmup: bool = False) -> dict[str, Any]:
-    send = (session * 10 + turn) * 1_000_000_000
-    r = RequestRecord(index=session * 10 + turn, prompt_tokens=prompt_tokens, warmup=warmup,
-                      send_ns=send, session=session, turn=turn)
-    if ttft_ms is None:
-        r.error, r.error_kind = "connection reset", "transport"
-    else:
-        first = send + int(ttft_ms * 1e6)
-        r.chunk_ns, r.chunk_tokens, r.done_ns = [first, first + 1_000_000], [1, 1], first + 2
-    return r.to_dict()
-
-
-def run(ttfts: dict[tuple[int, int], float | None], **summary: Any) -> dict[str, Any]:
-    samples = [record(s, t, v, 10 * t) for (s, t), v in sorted(ttfts.items())]
-    samples.append(record(9, 1, 999.0, 5, warmup=True))  # left out everywhere
-    return {"summary": {"requests": len(ttfts), "errors": 0, **summary}, "samples": samples,
-            "workload": {"requests": 2, "input_tokens": 10, "output_tokens": 2,
-                         "concurrency": 2, "turns": 3, "think_time_s": [0.5, 1.0]}}
 
 
 def test_errors_missing_turns_and_several_runs() -> None:

@@ -1,17 +1,8 @@
-"""``--llmperf-ab KEY=VALUE`` (a config change as a paired A/B in one flag) and
-``llmperf compare --served`` (BASE's and HEAD's servers side by side, interleaved by request).
+"""``--llmperf-ab KEY=VALUE`` (a config change as a paired A/B in one flag): the overrides
+parsed and checked like the options, and the B side's settings built from them.
 
-The known-schedule oracle servers give exact, fast checks (a known slowdown has the right
-sign and size; an A/A passes); the embedded llama.cpp engine runs the real thing (Gemma 3
-270M: an A/A of threads=2 passes; the packaged Gemma against the tiny random-weight model is
-a certain slowdown whatever the load; threads 2 -> 1 is a regression of tpot_p50 where a
-second core is free, checked only then: with other processes on the 2 cores a process gets
-about one core's worth of time whatever its thread count, and 1 thread is then no slower than
-2, the true answer there; see docs/compare.md for the measurements). About 60-90 s in all
-under load (the threads test then skips in a second), about 35 s more when it runs.
-
-Split by tier from tests/test_ab_flag.py: these are its unit tests; the others are in
-tests/sessions/test_ab_flag_session.py, tests/e2e/test_ab_flag_e2e.py.
+Split by tier from tests/test_ab_flag.py: these are its unit tests; the others, and what each
+engine shows, are in tests/sessions/test_ab_flag_session.py, tests/e2e/test_ab_flag_e2e.py.
 """
 
 from __future__ import annotations

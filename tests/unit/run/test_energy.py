@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import MAX_RANGE
+from helpers import rapl_zone as zone
 
 from pytest_llmperf.run.energy import (
     EnergyMeter,
@@ -25,20 +27,6 @@ from pytest_llmperf.run.energy import (
     usd_per_mtok,
 )
 from pytest_llmperf.run.metrics import RequestRecord, summarize
-
-MAX_RANGE = 262143328850  # what a real package zone reports as max_energy_range_uj
-
-
-def zone(root: Path, name: str, label: str, energy: int, max_range: int = MAX_RANGE) -> Path:
-    """A powercap zone directory as the kernel lays it out (name, energy_uj,
-    max_energy_range_uj, plus files we do not read)."""
-    d = root / name
-    d.mkdir(parents=True)
-    (d / "name").write_text(label + "\n")
-    (d / "energy_uj").write_text(f"{energy}\n")
-    (d / "max_energy_range_uj").write_text(f"{max_range}\n")
-    (d / "enabled").write_text("1\n")
-    return d
 
 
 @pytest.fixture
