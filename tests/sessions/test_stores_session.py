@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest  # inside them, and a re-imported fsspec has a new, empty memory:// store
+import pytest
 from helpers import STORE_NODE as NODE
 from helpers import STORE_PROFILE as PROFILE
 from helpers import STORE_REL as REL
