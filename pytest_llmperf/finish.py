@@ -111,7 +111,7 @@ def terminal_summary(terminalreporter: Any, tests: Sequence[Mapping[str, Any]], 
                      save_lines: Sequence[str], report_lines: Sequence[str]) -> None:
     """The results table and the A/B, capacity, baselines and reports sections."""
     if tests:
-        render_summary(terminalreporter, tests)
+        render_summary(terminalreporter, tests, ab=ab)
     ab_section = ab_lines(tests) if tests and ab else []
     if ab_section:
         terminalreporter.section("llmperf A/B (--llmperf-ab)")
@@ -123,7 +123,7 @@ def terminal_summary(terminalreporter: Any, tests: Sequence[Mapping[str, Any]], 
         terminalreporter.section("llmperf capacity")
         for line in capacity_lines:
             terminalreporter.write_line(line)
-    gate_section = [*gate_lines(tests), *save_lines]
+    gate_section = [*gate_lines(tests, ab=ab), *save_lines]
     if gate_section:
         terminalreporter.section("llmperf baselines")
         for line in gate_section:

@@ -9,6 +9,7 @@ them share lives here, fixtures in ``tests/conftest.py``.
   Shapes: the results JSON (report/json_report.py), each test's ``comparison`` (gate.py) and
   baseline files ``baselines/<profile_id>/<commit>.json`` (store.py). Timings are exact so
   that the numbers on the rendered page can be checked. ``parse_page()``, ``table_rows()``.
+  ``ab_results_doc()``: an --llmperf-ab test whose paired A/B regressed.
 - Chromium: ``chromium()``, ``run_chromium()``, ``probe()``, ``png_size()``.
 - ``llmperf compare``: ``llmperf()`` (the console entry as a process), ``worktrees()``.
 - Multi-turn: ``multiturn_oracle()`` and its schedule (``TTFT_MS``, ``ITL_MS``, ``PREFILL_MS``);
@@ -176,6 +177,56 @@ def results_doc(baseline_commit: str | None = None) -> dict[str, Any]:
     ]
     return {"schema": "pytest-llmperf/results", "schema_version": 1,
             "created": "2026-11-22T09:02:00+00:00", "host": dict(HOST), "tests": tests}
+
+
+AB_LABEL_B = "B (threads=1)"
+AB_UNDECIDED = ("undecided: tpot_p50_ms +8.0% vs baseline 05c0ffee05c0 (beyond the 5% "
+                "tolerance; inconclusive: one run on each side); rerun with repeats")
+
+
+def ab_results_doc() -> dict[str, Any]:
+    """One --llmperf-ab test, test_decode: A's last run kept as the test's run (``a_run`` 0),
+    B 70% slower in output tokens per second (a regression of the paired A/B, B's last run's
+    samples in ``samples_b``), and a stored-gate comparison of A's one run that decides
+    nothing (inconclusive metrics, an undecided warning)."""
+    a = make_run([20.0, 21.0, 22.0, 23.0], itl_ms=5.0, tokens=16,
+                 started_at="2026-11-22T09:00:00Z")
+    samples_b = make_samples([21.0, 22.0, 24.0, 26.0], itl_ms=50 / 3, tokens=16)
+
+    def metric(name: str, a_value: float, b_value: float, verdict: str, gated: bool = True,
+               ) -> dict[str, Any]:
+        change = (b_value - a_value) / a_value * 100
+        return {"metric": name, "baseline": a_value, "current": b_value, "change_pct": change,
+                "ci_low_pct": change - 3, "ci_high_pct": change + 3, "verdict": verdict,
+                "gated": gated, "tolerance_pct": 5.0, "method": "paired", "n_baseline": 10,
+                "n_current": 10, "pairs_run": 10}
+
+    entry = {
+        "verdict": "regression", "passed": False, "pairs": 10, "stages": 2, "alpha": 0.01,
+        "message": f"{AB_LABEL_B} vs A: regression after 10 interleaved pairs (2 stage(s))",
+        "elapsed_s": 4.0, "label_a": "A", "label_b": AB_LABEL_B, "interleave": "requests",
+        "pairs_per_metric": {"ttft_p50_ms": 10, "tpot_p50_ms": 10, "output_tps": 10},
+        "metrics": [metric("ttft_p50_ms", 21.5, 21.7, "ok"),
+                    metric("tpot_p50_ms", 5.0, 50 / 3, "regression"),
+                    metric("output_tps", 150.0, 45.0, "regression"),
+                    metric("e2e_p99_ms", 100.0, 270.0, "warn", gated=False)],
+        "a_run": 0, "samples_b": samples_b,
+    }
+    stored = [{"metric": m, "baseline": base, "current": cur,
+               "change_pct": (cur - base) / base * 100, "ci_low_pct": None,
+               "ci_high_pct": None, "verdict": "inconclusive", "gated": True,
+               "tolerance_pct": 5.0, "note": "one run on each side"}
+              for m, base, cur in (("ttft_p50_ms", 21.0, 21.5), ("tpot_p50_ms", 4.63, 5.0),
+                                   ("output_tps", 155.0, 150.0))]
+    test = {"nodeid": "test_suite.py::test_decode", "outcome": "passed",
+            "thresholds": {"gate": ["ttft_p50_ms", "tpot_p50_ms", "output_tps"]},
+            "message": "", "runs": [a], "ab": [entry],
+            "comparison": {"baseline_commit": "05c0ffee" * 5, "profile_id": PROFILE,
+                           "status": "compared", "gate": "undecided",
+                           "message": "compared with 05c0ffee05c0 (main): 1 run(s) vs 1",
+                           "warnings": [AB_UNDECIDED], "metrics": stored}}
+    return {"schema": "pytest-llmperf/results", "schema_version": 1,
+            "created": "2026-11-22T09:02:00+00:00", "host": dict(HOST), "tests": [test]}
 
 
 # ------------------------------------------------------------------ reading a rendered page

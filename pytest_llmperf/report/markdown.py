@@ -48,6 +48,8 @@ def _thresholds(test: TestView) -> str:
 
 
 def _baseline(test: TestView) -> str:
+    if not test.comparison and test.hidden_inconclusive:  # a paired A/B decides instead
+        return test.baseline_verdict[1]
     if test.regressions:
         return f"{FAIL} " + "; ".join(f"{r.metric} {r.change}" for r in test.regressions)
     if test.gate == "regression":  # against the last clean baseline: the message says so
@@ -71,9 +73,20 @@ def _baseline(test: TestView) -> str:
     return test.comparison_status or "-"
 
 
+AB_MARK = {"bad": FAIL, "good": "🟢", "ok": PASS, "warn": "❔"}
+
+
+def _ab(test: TestView) -> str:
+    """The test's paired A/B verdicts and their headline changes ("❌ regression:
+    output_tps -70.0%")."""
+    return "; ".join(f"{AB_MARK.get(css, '')} " + (f"{label}: " if label else "") + verdict
+                     + (f": {changes}" if changes else "")
+                     for css, verdict, changes, label in test.ab_verdicts) or "-"
+
+
 def render_markdown(report: Report, html_link: str | None = None) -> str:
     g = report.glance
-    status = FAIL if (g.failed or g.regressions) else PASS
+    status = FAIL if (g.failed or g.regression_count) else PASS
     lines = [
         f"### pytest-llmperf {status} {g.passed}/{g.tests} tests passed",
         "",
@@ -81,7 +94,8 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
     facts = [
         f"**thresholds** {g.thresholds_passed}/{g.thresholds_passed + g.thresholds_failed} "
         "passed",
-        f"**regressions** {len(g.regressions)}",
+        f"**regressions** {g.regression_count}"
+        + (f" ({len(g.ab_regressions)} in paired A/B)" if g.ab_tests else ""),
         "**baseline** " + (", ".join(f"`{c}`" for c in g.baseline_commits)
                            if g.baseline_commits else "none"),
     ]
@@ -98,14 +112,17 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
         return "\n".join(lines) + "\n"
     # Energy and cost columns only when some run has them.
     columns = with_optional(COLUMNS, (s for t in report.tests for s in t.summaries))
-    header = ["test", "result", *(title for _, title in columns), "thresholds", "vs baseline"]
+    with_ab = report.has_ab  # an A/B column only when some test has a paired A/B
+    header = ["test", "result", *(title for _, title in columns), "thresholds", "vs baseline",
+              *(["A/B"] if with_ab else [])]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join([":--", ":--", *("--:" for _ in columns), ":--", ":--"]) + "|")
+    lines.append("|" + "|".join([":--", ":--", *("--:" for _ in columns), ":--", ":--",
+                                 *([":--"] if with_ab else [])]) + "|")
     for t in report.tests:
         result = f"{FAIL if t.failed else PASS} {t.outcome}"
         runs = f" ({len(t.summaries)} runs, median)" if len(t.summaries) > 1 else ""
         row = [f"`{t.name}`{runs}", result, *(_median(t, key) for key, _ in columns),
-               _thresholds(t), _baseline(t)]
+               _thresholds(t), _baseline(t), *([_ab(t)] if with_ab else [])]
         lines.append("| " + " | ".join(cell(c) for c in row) + " |")
     warnings = [(t.name, label, text) for t in report.tests for label, text in t.warnings]
     if warnings:

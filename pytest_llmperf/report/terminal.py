@@ -55,7 +55,14 @@ def build_table(tests: Sequence[Test]) -> Table:
     return table
 
 
-def render_text(tests: Sequence[Test], width: int = 160, color: bool = False) -> str:
+def _paired(test: Test, ab: bool) -> bool:
+    """Whether a paired A/B decides the test (an --llmperf-ab session, or a test with an A/B
+    verdict): the stored gate's undecided lines are then left out."""
+    return ab or bool(test.get("ab"))
+
+
+def render_text(tests: Sequence[Test], width: int = 160, color: bool = False,
+                ab: bool = False) -> str:
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=color, color_system="standard"
                       if color else None, highlight=False)
@@ -73,32 +80,39 @@ def render_text(tests: Sequence[Test], width: int = 160, color: bool = False) ->
     warnings = [(t["nodeid"], str(w)) for t in tests for r in t["runs"]
                 for w in r.get("warnings") or []]
     warnings += [(t["nodeid"], str(w)) for t in tests  # the stored gate's undecided changes
+                 if not _paired(t, ab)
                  for w in ((t.get("comparison") or {}).get("warnings") or [])]
     for nodeid, warning in warnings:
         console.print(f"[yellow]warning[/yellow] {nodeid}: {warning}")
     return buf.getvalue()
 
 
-def render_summary(terminalreporter: Any, tests: Sequence[Test]) -> None:
+def render_summary(terminalreporter: Any, tests: Sequence[Test], ab: bool = False) -> None:
     tw = terminalreporter._tw
     terminalreporter.section("llmperf results")
-    text = render_text(tests, width=max(200, tw.fullwidth), color=tw.hasmarkup)
+    text = render_text(tests, width=max(200, tw.fullwidth), color=tw.hasmarkup, ab=ab)
     terminalreporter.write(text)
 
 
-def gate_lines(tests: Iterable[Test]) -> list[str]:
-    """Terminal lines: per test, the comparison status and its gated or flagged metrics."""
+def gate_lines(tests: Iterable[Test], ab: bool = False) -> list[str]:
+    """Terminal lines: per test, the comparison status and its gated or flagged metrics.
+
+    Where a paired A/B decides (``ab``: an --llmperf-ab session, or a test with A/B
+    verdicts) the stored gate's undecided warnings and inconclusive metrics are left out, and
+    the comparison's status line too when nothing decided remains."""
     lines: list[str] = []
     for test in tests:
         comp = test.get("comparison")
-        if comp:
+        paired = _paired(test, ab)
+        shown = [m for m in (comp or {}).get("metrics", None) or []
+                 if not (paired and m.get("verdict") == "inconclusive")
+                 and not (not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"))]
+        if comp and (shown or not paired):
             lines.append(f"{test['nodeid']}: {comp.get('status')}"
                          + (f" - {comp['message']}" if comp.get("message") else ""))
-            for warning in comp.get("warnings", None) or []:
+            for warning in [] if paired else comp.get("warnings", None) or []:
                 lines.append(f"  WARNING {warning}")
-            for m in comp.get("metrics", []):
-                if not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"):
-                    continue
+            for m in shown:
                 change = m.get("change_pct")
                 text = f"  {m['metric']}: {m['verdict']}"
                 if change is not None:
@@ -108,8 +122,8 @@ def gate_lines(tests: Iterable[Test]) -> list[str]:
                         text += f", interval {m['ci_low_pct']:+.1f}%..{m['ci_high_pct']:+.1f}%"
                     text += ")"
                 lines.append(text)
-        for ab in test.get("ab") or []:
-            lines.append(f"{test['nodeid']}: A/B {ab.get('message', '')}")
+        for entry in test.get("ab") or []:
+            lines.append(f"{test['nodeid']}: A/B {entry.get('message', '')}")
     return lines
 
 

@@ -155,6 +155,27 @@ def _check_test(where: str, test: Any) -> None:
                 _number(f"{where}.comparison.metrics[{i}].{key}", metric.get(key))
     for i, run in enumerate(_list(f"{where}.runs", test.get("runs", []))):
         _check_run(f"{where}.runs[{i}]", run)
+    for i, entry in enumerate(_list(f"{where}.ab", test.get("ab") or [])):
+        _check_ab(f"{where}.ab[{i}]", entry)
+
+
+def _check_ab(where: str, entry: Any) -> None:
+    """One paired A/B entry (``ABVerdict.to_dict``): its metrics' numbers, and the last pair's
+    samples the plots read."""
+    entry = _object(where, entry)
+    for key in ("verdict", "message", "label_a", "label_b"):
+        _optional(entry, key, where, _text)
+    _optional(entry, "a_run", where, _number)
+    for i, metric in enumerate(_list(f"{where}.metrics", entry.get("metrics") or [])):
+        metric = _object(f"{where}.metrics[{i}]", metric)
+        for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct"):
+            _number(f"{where}.metrics[{i}].{key}", metric.get(key))
+    for key in ("samples_a", "samples_b"):
+        for i, sample in enumerate(_list(f"{where}.{key}", entry.get(key) or [])):
+            try:
+                RequestRecord.from_dict(_object(f"{where}.{key}[{i}]", sample))
+            except RecordError as exc:
+                raise _Bad(f"{where}.{key}[{i}]: {exc}") from None
 
 
 def _check_results(path: Path, data: Any) -> None:
@@ -393,6 +414,10 @@ class TestView:
     gate: str = ""
     # Paired A/B verdicts (llmperf_bench.compare, --llmperf-ab): ABVerdict.to_dict() each.
     ab: list[dict[str, Any]] = field(default_factory=list)
+    # In a test with a paired A/B, the stored gate's metrics left inconclusive on one run are
+    # not shown (the A/B decides): how many there were.
+    hidden_inconclusive: int = 0
+    ab_plotted: bool = False  # the plots show B's last run beside A's
     # llmperf_bench.capacity searches (CapacityResult.to_dict()) and their sweep plots.
     capacity: list[dict[str, Any]] = field(default_factory=list)
     capacity_plots: list[list[str]] = field(default_factory=list)
@@ -420,8 +445,29 @@ class TestView:
         return [r for r in self.comparison if r.verdict == "regression"]
 
     @property
+    def ab_regressions(self) -> list[tuple[str, str]]:
+        """(metric, change) of every gated metric a paired A/B found regressed."""
+        return [(str(m.get("metric")), pct(m.get("change_pct")))
+                for e in self.ab for m in e.get("metrics") or []
+                if isinstance(m, Mapping) and m.get("gated") and m.get("verdict") == "regression"]
+
+    @property
+    def ab_verdicts(self) -> list[tuple[str, str, str, str]]:
+        """(css class, verdict, changes, label) per paired A/B, for the overview table: the
+        verdict, its headline changes ("output_tps -70.0%") and B's label when the test has
+        several A/Bs (else "")."""
+        out = []
+        for e in self.ab:
+            verdict, changes = ab_headline(e)
+            label = str(e.get("label_b") or "B") if len(self.ab) > 1 else ""
+            out.append((AB_CLASS.get(verdict, "muted"), verdict, changes, label))
+        return out
+
+    @property
     def baseline_verdict(self) -> tuple[str, str]:
         """(css class, words) summing up the comparison for the overview table."""
+        if not self.comparison and self.hidden_inconclusive:
+            return "muted", "not decided on one run (see A/B)"
         if not self.comparison:
             return "muted", self.comparison_status or "-"
         verdicts = [r.verdict for r in self.comparison]
@@ -460,6 +506,14 @@ class Glance:
     hardware: list[str]
     warnings: int
     compared: int
+    # Paired A/B: (test name, metric, change) of each gated regression, and the tests paired.
+    ab_regressions: list[tuple[str, str, str]] = field(default_factory=list)
+    ab_tests: int = 0
+
+    @property
+    def regression_count(self) -> int:
+        """Regressions against the baseline and in paired A/Bs, one per test and metric."""
+        return len(self.regressions) + len(self.ab_regressions)
 
 
 @dataclass
@@ -470,6 +524,36 @@ class Report:
     tests: list[TestView]
     sources: list[str]
     notes: list[str]
+
+    @property
+    def has_ab(self) -> bool:
+        """Some test has a paired A/B (the overview then has an A/B column)."""
+        return any(t.ab for t in self.tests)
+
+
+AB_CLASS: dict[str, str] = {"regression": "bad", "improvement": "good", "ok": "ok",
+                            "inconclusive": "warn"}
+AB_SHOWN = 3  # metrics named in an A/B headline at most
+
+
+def ab_headline(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """(verdict, changes) of one paired A/B (``ABVerdict.to_dict``): the verdict and the
+    changes of the gated metrics behind it, largest first ("regression", "output_tps -70.0%";
+    for "ok" the largest change measured; "" when none was measured)."""
+    verdict = str(entry.get("verdict") or "-")
+    gated = [m for m in entry.get("metrics") or []
+             if isinstance(m, Mapping) and m.get("gated")]
+    behind = [m for m in gated if m.get("verdict") == verdict] or (
+        gated if verdict == "ok" else [])
+    changed = [m for m in behind if is_finite_number(m.get("change_pct"))]
+    changed.sort(key=lambda m: -abs(float(m["change_pct"])))
+    if verdict == "ok":
+        changed = changed[:1]
+    shown = ", ".join(f"{m.get('metric')} {pct(m.get('change_pct'))}"
+                      for m in changed[:AB_SHOWN])
+    if len(changed) > AB_SHOWN:
+        shown += f" (+{len(changed) - AB_SHOWN} more)"
+    return verdict, shown
 
 
 def _checks(test: Mapping[str, Any]) -> list[CheckRow]:
@@ -688,6 +772,10 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
         ab=[dict(a) for a in test.get("ab") or [] if isinstance(a, Mapping)],
         capacity=[dict(c) for c in test.get("capacity") or [] if isinstance(c, Mapping)],
     )
+    if view.ab:  # the paired A/B decides: the stored gate's one-run noise is left out
+        view.hidden_inconclusive = sum(1 for r in rows if r.verdict == "inconclusive")
+        view.comparison = [r for r in rows if r.verdict != "inconclusive"]
+        view.gate_warnings = []
     labels = [f"run {i + 1}" if many else "" for i in range(len(runs))]
     # Each run's samples are read once, for the plots and the per-turn table alike; without
     # plots only a multi-turn run's are read, by multi_turn_view.
@@ -704,12 +792,14 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
             [(m.label, [(r.turn, r.ttft_p50_ms, r.ttft_p95_ms) for r in m.turns])
              for m in view.multi_turn])
     view.capacity_plots = [plots.capacity_svgs(c) for c in view.capacity]
-    view.ttft_cdf = plots.cdf_svg([(lbl, plots.ttft_ms(s)) for lbl, s in per_run],
+    series = _with_b(per_run, view.ab)
+    view.ab_plotted = len(series) > len(per_run)
+    view.ttft_cdf = plots.cdf_svg([(lbl, plots.ttft_ms(s)) for lbl, s in series],
                                   "TTFT distribution (CDF)", "TTFT (ms)", metric="ttft")
-    view.itl_cdf = plots.cdf_svg([(lbl, plots.itl_ms(s)) for lbl, s in per_run],
+    view.itl_cdf = plots.cdf_svg([(lbl, plots.itl_ms(s)) for lbl, s in series],
                                  "ITL distribution (CDF)", "inter-token latency (ms)",
                                  metric="itl")
-    view.tokens = plots.tokens_over_time_svg(per_run)
+    view.tokens = plots.tokens_over_time_svg(series)
     profile = view.profile_id
     if not profile:
         candidates = history.profiles_with(results_key(test))
@@ -730,6 +820,34 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
     if docs and not view.trends:
         view.trend_note = f"no baselines of this test yet in profile {profile}"
     return view
+
+
+PLOT_LABEL_CHARS = 40  # a plot legend's label at most (B's label names its overrides)
+
+
+def _plot_label(text: str) -> str:
+    return text if len(text) <= PLOT_LABEL_CHARS else text[:PLOT_LABEL_CHARS - 1] + "…"
+
+
+def _with_b(per_run: Sequence[tuple[str, list[RequestRecord]]],
+            ab: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[RequestRecord]]]:
+    """The runs to plot: the test's runs, and for each paired A/B with B's samples, B's last
+    run beside A's (A's: the test's run ``a_run`` (--llmperf-ab keeps it), renamed A, else
+    the entry's own ``samples_a``)."""
+    series = list(per_run)
+    for entry in ab:
+        b = plots.records(entry.get("samples_b") or [])
+        if not b:
+            continue
+        label_a = str(entry.get("label_a") or "A")
+        a_run = entry.get("a_run")
+        if isinstance(a_run, int) and not isinstance(a_run, bool) and 0 <= a_run < len(per_run):
+            label, records = series[a_run]
+            series[a_run] = (f"{label}: {label_a}" if label else label_a, records)
+        elif entry.get("samples_a"):
+            series.append((label_a, plots.records(entry["samples_a"])))
+        series.append((_plot_label(str(entry.get("label_b") or "B")), b))
+    return series
 
 
 def build_report(doc: Mapping[str, Any], history: History | None = None,
@@ -763,6 +881,9 @@ def build_report(doc: Mapping[str, Any], history: History | None = None,
         hardware=_hardware(doc, history, profiles),
         warnings=sum(len(t.warnings) for t in tests),
         compared=sum(1 for t in tests if t.comparison_status == "compared"),
+        ab_regressions=[(t.name, metric, change) for t in tests
+                        for metric, change in t.ab_regressions],
+        ab_tests=sum(1 for t in tests if t.ab),
     )
     return Report(title=title, created=str(doc.get("created", "")), glance=glance,
                   tests=tests, sources=list(doc.get("sources", [])),

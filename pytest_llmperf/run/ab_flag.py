@@ -154,7 +154,9 @@ def run_flag_ab(bench: LLMPerfBench, engine: Engine, workload: Any) -> RunResult
                             labels=("A", f"B ({describe(overrides)})"),
                             fail=session.settings.ab_fail)
     result = verdict.runs_a[-1]
-    return bench._keep(result)
+    kept = bench._keep(result)
+    verdict.a_run = len(bench.runs) - 1  # the reports take A's samples from the test's run
+    return kept
 
 
 # -- reporting ------------------------------------------------------------------------------

@@ -56,6 +56,9 @@ class ABVerdict:
     label_a: str = "A"
     label_b: str = "B"
     interleave: str = "requests"  # how a pair's runs were made: "requests" or "runs"
+    # Which of the test's runs is A's last run, when it was kept as one (--llmperf-ab): the
+    # reports then take A's samples from there instead of a second copy here.
+    a_run: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -105,7 +108,21 @@ class ABVerdict:
             # What each metric's verdict rests on: its pairs with a usable value on both sides.
             "pairs_per_metric": {m.metric: m.n_current for m in self.metrics},
             "metrics": [m.to_dict() for m in self.metrics],
+            **self._last_pair(),
         }
+
+    def _last_pair(self) -> dict[str, Any]:
+        """The last pair's per-request samples, for the reports to plot B beside A:
+        ``samples_b``, and ``samples_a`` unless A's run is the test's run ``a_run``. One run
+        per side, not all of them: the document grows by about one run's samples."""
+        out: dict[str, Any] = {}
+        if self.a_run is not None:
+            out["a_run"] = self.a_run
+        elif self.runs_a:
+            out["samples_a"] = [r.to_dict() for r in self.runs_a[-1].samples]
+        if self.runs_b:
+            out["samples_b"] = [r.to_dict() for r in self.runs_b[-1].samples]
+        return out
 
 
 def _summary(run: RunResult | Summary) -> Summary:

@@ -10,6 +10,7 @@ the whole takes).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -70,6 +71,16 @@ def test_url_override_detects_the_slower_server_with_the_right_sign(
     page = html.read_text()
     assert 'data-metric="tpot_p50_ms" data-verdict="regression"' in page
     assert f"Paired A/B: B (url={slow.url}) against A" in page
+    # The A/B is in the overview and the tests table, and B's last run is plotted beside A's
+    # (A's is the test's run, a_run; B's samples are in the entry).
+    (run_a,) = json.loads(out.read_text())["tests"][0]["runs"]
+    assert entry["a_run"] == 0 and "samples_a" not in entry
+    assert len(entry["samples_b"]) == len(run_a["samples"]) >= 3
+    assert '<th>A/B</th>' in page and 'class="ab-headline" data-verdict="regression"' in page
+    assert 'data-label="A"' in page and f'data-label="B (url={slow.url})"' in page
+    md_head = next(ln for ln in md.read_text().splitlines() if ln.startswith("| test | result"))
+    assert md_head.endswith("| vs baseline | A/B |")
+    assert "inconclusive" not in text.split("llmperf baselines")[-1]
     # The other way round it is an improvement; with --llmperf-ab-fail a regression fails.
     result = llmperf_pytester.runpytest("--llmperf", "--llmperf-url", slow.url,
                                         "--llmperf-ab", f"url={fast.url}",
