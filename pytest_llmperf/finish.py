@@ -21,7 +21,7 @@ from .files import os_reason
 from .redact import Redactor, env_secrets, header_secrets
 from .report.json_report import session_provenance, write_json
 from .report.publish import publish
-from .report.terminal import ab_lines, gate_lines, render_summary
+from .report.terminal import ab_lines, engine_lines, gate_lines, render_summary
 from .results import TestRecord, results_document
 from .settings import Settings
 from .store.backends import push_after_save
@@ -109,9 +109,15 @@ def finish(settings: Settings, tests: Sequence[TestRecord], gate: Gate | None, *
 
 def terminal_summary(terminalreporter: Any, tests: Sequence[Mapping[str, Any]], *, ab: bool,
                      save_lines: Sequence[str], report_lines: Sequence[str]) -> None:
-    """The results table and the A/B, capacity, baselines and reports sections."""
+    """The results table, the engines the runs used (once each: their effective settings),
+    and the A/B, capacity, baselines and reports sections."""
     if tests:
         render_summary(terminalreporter, tests, ab=ab)
+    engines = engine_lines(tests)
+    if engines:
+        terminalreporter.section("llmperf engines")
+        for line in engines:
+            terminalreporter.write_line(line)
     ab_section = ab_lines(tests) if tests and ab else []
     if ab_section:
         terminalreporter.section("llmperf A/B (--llmperf-ab)")

@@ -353,6 +353,10 @@ class LLMPerfSession:
     # -- the end ---------------------------------------------------------------------------
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Every test has run (and every fixture is torn down): the engines are closed now,
+        # before pytest's terminal summary, so what they print when they stop (vLLM's
+        # shutdown lines) does not come after it. The results already hold their records.
+        self.close()
         if self.empty_shard and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK  # a Kubernetes Job index must not fail
         if hasattr(session.config, "workerinput"):
@@ -396,4 +400,4 @@ class LLMPerfSession:
                          save_lines=self.save_lines, report_lines=self.report_lines)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        self.close()
+        self.close()  # a session that ended before sessionfinish (a usage error)

@@ -268,9 +268,11 @@ class Settings:
     engine: str = setting(
         "llama_cpp", "engine to benchmark: llama_cpp, openai, vllm, trtllm, or one a plugin "
         "adds (engines/registry.py)", engine=True)
-    model: str = setting(DEFAULT_MODEL,
-                         f"model: a path to a .gguf file, or the packaged {DEFAULT_MODEL!r}",
-                         engine=True)
+    model: str = setting(
+        DEFAULT_MODEL, f"model: llama.cpp (embedded or served): a path to a .gguf file, or the "
+        f"packaged {DEFAULT_MODEL!r}; vllm, trtllm and their --llmperf-server recipes: a "
+        "Hugging Face model directory (config.json, weights, tokenizer) or hub id",
+        engine=True)
     threads: int | None = setting(None, "llama.cpp threads (default: all cores)", engine=True)
     n_ctx: int = setting(
         2048, "llama.cpp's own context size in tokens (--llmperf-context-len, when given, "
@@ -282,7 +284,9 @@ class Settings:
                                "environment variable that holds the server's API key")
     server_model: str | None = setting(None, "model name to send to the server", engine=True)
     endpoint: str = setting("completions",
-                            "OpenAI endpoint to stream: completions (/v1/completions) or chat",
+                            "OpenAI endpoint to stream: completions (/v1/completions) or chat "
+                            "(/v1/chat/completions: the server applies the model's chat "
+                            "template; one without needs the server's --chat-template)",
                             choices=("completions", "chat"), engine=True)
     headers: str | None = setting(
         None, "extra HTTP headers for the server: 'Name: value; Other: value'", engine=True)
@@ -302,7 +306,8 @@ class Settings:
         None, "custom server command line; {port}, {host} and {model} are filled in",
         engine=True)
     server_args: str | None = setting(
-        None, "extra arguments appended to the server command", engine=True)
+        None, "extra arguments appended to the server command, e.g. '--chat-template "
+        "FILE.jinja' for vLLM serving a model without a chat template", engine=True)
     server_timeout: float = setting(300.0, "seconds to wait for the server to be healthy",
                                     check=positive)
     json: str | None = setting(None, "write every result, with samples, to this JSON file")

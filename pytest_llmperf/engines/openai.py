@@ -163,6 +163,18 @@ def context_refusal(text: str, prompt_tokens: int, max_tokens: int) -> RequestEr
         f"(--llmperf-context-len) or ask for fewer tokens (the server said: {excerpt(text)})")
 
 
+def chat_template_hint(text: str) -> str:
+    """What to do when a chat request was refused for the model's missing chat template (a
+    server's error text mentioning one); empty for any other refusal."""
+    lowered = text.lower()
+    if "chat template" not in lowered and "chat_template" not in lowered:
+        return ""
+    return ("; the model has no chat template: give the server one (vLLM: --chat-template "
+            "FILE.jinja; a server the plugin starts: --llmperf-server-args "
+            "\"--chat-template FILE.jinja\"), or stream /v1/completions instead "
+            "(--llmperf-endpoint completions, Workload(chat=False))")
+
+
 def _local_listener_pids(url: str) -> list[int]:
     """Processes (and their children) listening on a localhost URL's port; [] when unknown."""
     u = urllib.parse.urlsplit(url)
@@ -572,9 +584,10 @@ class OpenAIEngine(Engine):
                                                   params.max_tokens)
                         if refusal is not None and 400 <= resp.status < 500:
                             raise refusal
+                        hint = chat_template_hint(text) if chat else ""
                         raise RequestError(
                             f"http_{resp.status}",
-                            f"HTTP {resp.status} {resp.reason}: {excerpt(text)}")
+                            f"HTTP {resp.status} {resp.reason}: {excerpt(text)}{hint}")
                     # Parsed as the segments arrive, each stamped on receipt (http_client).
                     await stream.pipe(parser)
                 finally:

