@@ -56,7 +56,7 @@ value() {  # value KEY FILE: KEY=... from a marker
     sed -n "s/^$1=//p" "$2" | head -n 1
 }
 
-passed="" failed="" errored="" files=""
+passed="" failed="" errored="" have=""  # have: the indexes with a results file
 summary="$run_dir/summary.txt.tmp.$$"
 : >"$summary"
 i=0
@@ -76,7 +76,7 @@ while [ "$i" -lt "$shards" ]; do
     esac
     if [ "$status" = passed ] || [ "$status" = failed ]; then
         if [ -f "$run_dir/shard-$i.json" ]; then
-            files="$files $run_dir/shard-$i.json"
+            have="$have $i"
         else
             errored="$errored $i"
             status="$status-no-results"
@@ -96,12 +96,17 @@ if [ -n "${LLMPERF_STORE:-}" ]; then
     fi
 fi
 report=0
-if [ -n "$files" ]; then
+if [ -n "$have" ]; then
     [ -z "$errored" ] || set -- "$@" --allow-partial
+    # The files as words of their own ("$@", sh's one array): a path may hold a space.
+    set -- "$@" --json
+    for i in $have; do
+        set -- "$@" "$run_dir/shard-$i.json"
+    done
     # shellcheck disable=SC2086
     ${LLMPERF_CLI:-llmperf} report --title "pytest-llmperf run $run_id" \
         --html "$run_dir/report.html" --markdown "$run_dir/report.md" \
-        --merged "$run_dir/results.json" "$@" --json $files \
+        --merged "$run_dir/results.json" "$@" \
         || report=$?
 else
     echo "llmperf merge: no index wrote results" >&2

@@ -2,8 +2,10 @@
 
 ``cli/main.py`` calls ``add_parser(subparsers)``; the parser's ``func`` default is the handler,
 which returns the exit status: 0 (no regression), 1 (HEAD regressed against BASE), 2 (bad
-usage: a bad ref, impossible ``--pairs``/``--alpha``, an unwritable output, a session that
-produced no numbers; one line, then a session's output tail when there is one).
+usage or a broken set-up: a bad ref, impossible ``--pairs``/``--alpha``, an unwritable
+output, a ``--served`` command that cannot be split or a server that does not speak HTTP, a
+session that produced no numbers; one line, then a session's output tail when there is one).
+An unexpected exception is exit 2 too (its traceback, then one line): never 1, "regressed".
 
 Outputs: the terminal table (stdout: one row per test and metric with the change, its
 interval, the p-value and the verdict), progress lines on stderr while the sessions run, and
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -103,6 +106,11 @@ def cmd_compare(args: argparse.Namespace, out: TextIO | None = None,
         write_outputs(outcome)
     except CompareError as exc:
         print(f"llmperf: error: {exc}", file=err)
+        return 2
+    except Exception as exc:  # a bug, not a verdict: Python's own exit status 1 says "regressed"
+        traceback.print_exc(file=err)
+        print(f"llmperf: error: internal error ({type(exc).__name__}: {exc}); no verdict "
+              "(exit 2)", file=err)
         return 2
     print(outcome.headline(), file=out)
     print("", file=out)

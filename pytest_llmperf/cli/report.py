@@ -6,12 +6,14 @@ With no ``--json``, the page shows each profile's newest baseline and its trend.
 
 ``cli.py`` calls ``add_parser(subparsers)``; the parser's ``func`` default is the handler,
 which returns the exit status (0 ok, 2 unusable input or output path, or results files that
-are not the shards of one run: see ``report/provenance.py``).
+are not the shards of one run, or two files holding the same test: see
+``report/provenance.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any, TextIO
 from ..files import ReportPathError, atomic_write_text, check_path, dumps, os_reason
 from ..report.html import render_html
 from ..report.markdown import render_markdown
+from ..report.provenance import ProvenanceError, check_disjoint
 from ..report.view import (
     ReportInputError,
     build_report,
@@ -79,6 +82,19 @@ def merged_document(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _nodeids(paths: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Each results file's node ids (files ``load_results`` has read and checked)."""
+    out = []
+    for raw in paths:
+        try:
+            tests = json.loads(Path(raw).read_text(encoding="utf-8")).get("tests") or []
+        except (OSError, ValueError) as exc:  # changed since it was read
+            raise ReportInputError(f"{raw}: cannot read it: {exc}") from None
+        out.append((str(Path(raw)), [str(t.get("nodeid", "")) for t in tests
+                                     if isinstance(t, dict) and t.get("nodeid")]))
+    return out
+
+
 def _error(stream: TextIO, message: str) -> int:
     print(f"llmperf report: error: {message}", file=stream)
     return 2
@@ -107,6 +123,8 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
         history = load_history(baselines)
         if args.json:
             doc = load_results(args.json, allow_partial=args.allow_partial)
+            if len(args.json) > 1:
+                check_disjoint(_nodeids(args.json))
             for warning in doc.get("warnings", []):
                 print(f"llmperf report: warning: {warning}", file=err)
         else:
@@ -115,7 +133,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
                 return _error(err, f"no results given (--json RESULTS) and no baselines in "
                                    f"{where}")
             doc = document_from_history(history)
-    except (ReportInputError, ReportPathError) as exc:
+    except (ReportInputError, ReportPathError, ProvenanceError) as exc:
         return _error(err, str(exc))
     report = build_report(doc, history, title=args.title, with_plots=bool(args.html))
     for note in report.notes:

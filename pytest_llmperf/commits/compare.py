@@ -266,12 +266,23 @@ def session_points(outcome: CompareOutcome) -> dict[str, list[dict[str, DataPoin
 # --served CMD: interleave by request.
 
 
+def _server_argv(cmd: str, port: int) -> list[str]:
+    """CMD split as a shell would (``{port}`` filled in); a CompareError when it cannot be
+    (an unbalanced quote, a trailing backslash). The command is not repeated: it may hold a
+    secret."""
+    try:
+        return shlex.split(cmd.replace("{port}", str(port)))
+    except ValueError as exc:
+        raise CompareError(f"--served: the server command cannot be split as a shell would: "
+                           f"{str(exc).lower()} (check its quotes)") from None
+
+
 def _server(name: str, commit: Commit, worktree: Path, cmd: str, log: Path) -> ManagedServer:
     """One side's server: CMD (``{port}`` filled in) started in its worktree, in its own
     process group, with the sessions' environment; healthy when ``/v1/models`` answers 200.
     Its log and command line are redacted wherever they are shown."""
     port = free_port()
-    argv = shlex.split(cmd.replace("{port}", str(port)))
+    argv = _server_argv(cmd, port)
     if not argv:
         raise CompareError("--served: an empty server command")
     return ManagedServer(argv, name=f"{name} ({commit.short})", port=port,
@@ -339,6 +350,7 @@ def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcom
                            "gets its own port)")
     if not opts.server_timeout > 0:
         raise CompareError("--server-timeout must be > 0")
+    _server_argv(served, 0)  # bad quoting is bad usage: said before any worktree is made
     opts = validate(opts)
     base, head, dirty, tmp, worktrees = _prepare(opts)
 

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -561,6 +562,11 @@ class ManagedServer:
                 # else up but not ready (503 while loading)
             except (OSError, ValueError):
                 pass  # not listening yet
+            except http.client.HTTPException as exc:  # after OSError: not RemoteDisconnected
+                raise ServerError(
+                    f"the {self.name} server at {self.url} does not speak HTTP: "
+                    f"{self.health_path} was answered with {type(exc).__name__} "
+                    f"({str(exc)[:80]!r})") from None
             if time.monotonic() >= deadline:
                 raise self._fail(
                     f"did not become healthy ({url}) within {timeout_s:g} s; raise "

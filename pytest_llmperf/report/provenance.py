@@ -8,7 +8,8 @@ Every ``--llmperf-json`` file (schema version 2 on) carries a top-level ``proven
 
 ``llmperf report --json F1 F2 ...`` merges the shards of ONE run: ``check_merge`` refuses files
 of different commits, profiles or runs, the same shard twice and shard counts that disagree,
-and names the missing shards. Pure logic: no pytest, no I/O.
+and names the missing shards; ``check_disjoint`` refuses two files holding the same test (each
+test of a run is in one shard: merged, it would count twice). Pure logic: no pytest, no I/O.
 """
 
 from __future__ import annotations
@@ -160,6 +161,20 @@ def check_merge(files: Sequence[tuple[str, Mapping[str, Any] | None]],
         "started_at": min(p["started_at"] for _, p in have),
     }
     return out
+
+
+def check_disjoint(files: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """ProvenanceError when two of the files (name, the node ids of its tests) hold the same
+    test: every test of a run is in one shard, and merged it would be counted twice."""
+    seen: dict[str, str] = {}
+    for name, nodeids in files:
+        for nodeid in dict.fromkeys(nodeids):
+            if nodeid in seen:
+                raise ProvenanceError(
+                    f"test {nodeid} is in two files: {seen[nodeid]} and {name}; each test of "
+                    "a run is in one shard (was a shard run twice, or the suite split two "
+                    "ways?)")
+            seen[nodeid] = name
 
 
 def _check_same(have: Sequence[tuple[str, Mapping[str, Any]]]) -> None:

@@ -28,6 +28,12 @@ just above the true capacity can pass a short run (its queue has not grown enoug
 but its completions cannot outpace the service. The true capacity lies in the interval when
 the decisions were right, and at both ends the goodput's 95% Wilson interval says how sure
 each decision was (``decided``: both intervals lie on their side of the target).
+
+A failed request (``RequestRecord.error``: refused, cut, an error status) is not a slow one: a
+rate whose run had more failed requests than allowed (``max_errors``, 0 unless the marker's
+``max_errors`` says) ends the search with a ``CapacityError`` naming how many failed at which
+rate, instead of counting them as goodput below the target (a server that died mid-search
+would otherwise bracket a capacity just under the rate it died at).
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ CAPACITY_VERSION = 1
 
 
 class CapacityError(ValueError):
-    """Bad capacity-search arguments (one line)."""
+    """Bad capacity-search arguments, or a search ended by failed requests (one line)."""
 
 
 def check_slo(slo: Mapping[str, Any]) -> dict[str, float]:
@@ -98,6 +104,8 @@ class RatePoint:
     latency_ms: dict[str, float | None] = field(default_factory=dict)  # ttft/tpot/e2e p50/p95
     tps_per_user: float | None = None  # median per request: output tokens / its e2e seconds
     total_tps: float | None = None  # output tokens / measured window
+    errors: int = 0  # measured requests that failed (RequestRecord.error)
+    first_error: str = ""  # the first failed request's error
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -226,6 +234,7 @@ def point_from_records(
 
             queue_growth = bool(mannwhitneyu(last, first, alternative="greater").pvalue < 0.01)
     goodput = good / n if n else 0.0
+    failed = [r for r in measured if r.error is not None]
     reasons = []
     if goodput < goodput_target:
         reasons.append(f"goodput {goodput:.3f} < {goodput_target:g}")
@@ -247,11 +256,12 @@ def point_from_records(
         goodput_low=low, goodput_high=high, achieved_rps=achieved, scheduled_rps=scheduled_rps,
         saturated=saturated, queue_growth=queue_growth, passed=not reasons,
         why="; ".join(reasons), latency_ms=latency,
-        tps_per_user=float(np.median(tps_user)) if tps_user else None, total_tps=total_tps)
+        tps_per_user=float(np.median(tps_user)) if tps_user else None, total_tps=total_tps,
+        errors=len(failed), first_error=str(failed[0].error) if failed else "")
 
 
 def _check_args(goodput: float, start_rps: float, growth: float, rel_tol: float,
-                min_rps: float, max_rps: float, max_runs: int) -> None:
+                min_rps: float, max_rps: float, max_runs: int, max_errors: int) -> None:
     def positive(name: str, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not (
                 math.isfinite(value) and value > 0):
@@ -271,6 +281,8 @@ def _check_args(goodput: float, start_rps: float, growth: float, rel_tol: float,
                             f"max_rps={max_rps:g}]")
     if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 2:
         raise CapacityError(f"max_runs={max_runs!r} must be a whole number >= 2")
+    if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0:
+        raise CapacityError(f"max_errors={max_errors!r} must be a whole number >= 0")
 
 
 def search_capacity(
@@ -284,19 +296,28 @@ def search_capacity(
     min_rps: float = 0.05,
     max_rps: float = 1e4,
     max_runs: int = 12,
+    max_errors: int = 0,
 ) -> CapacityResult:
     """Bracket, then bisect: the highest rate whose ``measure(rate).passed``.
 
     From ``start_rps`` the rate grows x``growth`` while it passes (at most ``max_rps``) or
     shrinks /``growth`` while it fails (at least ``min_rps``); once a passing rate lies under
     a failing one, the bracket is halved (geometric midpoint) until ``high/low <= 1 + rel_tol``
-    or ``max_runs`` runs were made."""
-    _check_args(goodput, start_rps, growth, rel_tol, min_rps, max_rps, max_runs)
+    or ``max_runs`` runs were made. A run with more than ``max_errors`` failed requests ends
+    the search with a ``CapacityError``: a failure is not a slow answer."""
+    _check_args(goodput, start_rps, growth, rel_tol, min_rps, max_rps, max_runs, max_errors)
     points: list[RatePoint] = []
 
     def run(rate: float) -> bool:
         p = measure(rate)
         points.append(p)
+        if p.errors > max_errors:
+            first = f"; first error: {p.first_error}" if p.first_error else ""
+            allowed = f" (more than max_errors={max_errors})" if max_errors else ""
+            raise CapacityError(
+                f"{p.errors} of {p.requests} request(s) failed at {rate:.3g} req/s{allowed}"
+                f"{first}; the search stopped: failed requests are errors, not goodput below "
+                "the target")
         return p.passed
 
     lo: float | None = None

@@ -103,6 +103,9 @@ class OracleConfig:
     drop_after: int | None = None  # close the connection after this many tokens
     malformed_after: int | None = None  # send a data line that is not JSON after this many
     stall_after: int | None = None  # stop sending (keep the connection) after this many
+    # A server that dies: once this many generations were taken, every later generation
+    # request's connection is cut without an answer.
+    die_after: int | None = None
     api_key: str | None = None  # require "Authorization: Bearer <api_key>"
     # Hostile modes.
     echo_headers: bool = False  # error bodies (fail_status, error_after) carry the headers
@@ -375,6 +378,9 @@ class _Oracle:
                                       {"prompt": self.tokenizer.detokenize(req.get("tokens", []))})
         if path not in ("/v1/completions", "/v1/chat/completions"):
             return await self.respond(writer, 404, {"error": {"message": f"no route {path}"}})
+        if cfg.die_after is not None and len(self.logs) >= cfg.die_after:
+            writer.transport.abort()
+            return False
         if cfg.fail_status is not None:
             error: dict[str, Any] = {"message": "oracle: injected failure"}
             if cfg.echo_headers:  # what a careless gateway answers

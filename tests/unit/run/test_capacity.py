@@ -156,3 +156,28 @@ def test_edges_of_the_search() -> None:
                                                               "tpot_ms": 50.0}
     low, high = wilson_interval(90, 100)
     assert 0.82 < low < 0.83 and 0.94 < high < 0.95  # Wilson 95%: [0.826, 0.945]
+
+
+def test_failed_requests_end_the_search_with_an_error() -> None:
+    """Issue 23, class 1: a server that dies at 8 req/s (its later requests fail) is no
+    capacity of 4 req/s: the failed requests end the search, naming how many at which rate,
+    unless ``max_errors`` allows them (then they count as goodput below the target)."""
+    slo = {"e2e_ms": 500.0}
+
+    def dying(rate: float) -> RatePoint:
+        records = mm1_records(rate, 1000.0, 100, seed=1)
+        if rate >= 8.0:
+            for r in records[40:]:
+                r.error, r.error_kind = "connection refused", "connect"
+        return point_from_records(rate, records, slo, 0.9)
+
+    with pytest.raises(CapacityError, match=r"^60 of 100 request\(s\) failed at 8 req/s; "
+                                            r"first error: connection refused; the search "
+                                            r"stopped"):
+        search_capacity(dying, slo=slo, goodput=0.9, start_rps=4.0, max_rps=16.0)
+    allowed = search_capacity(dying, slo=slo, goodput=0.9, start_rps=4.0, max_rps=16.0,
+                              max_errors=60)
+    assert 4.0 <= allowed.capacity_rps < 8.0 and allowed.high_rps == 8.0
+    assert allowed.point(8.0).errors == 60  # type: ignore[union-attr]
+    with pytest.raises(CapacityError, match="max_errors"):
+        search_capacity(dying, slo=slo, max_errors=-1)

@@ -1,0 +1,63 @@
+"""``llmperf report`` merging results files that hold the same test (issue 23, class 4): every
+test of a run is in one shard, so two shards of one run that both hold a node id (a shard run
+twice under two indexes, the suite split two ways) would count it twice ("2/2 tests passed" for
+one test). Refused: exit 2, one line naming the test and the two files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import no_internal_traceback, results_doc
+
+from pytest_llmperf.cli import main as cli_main
+from pytest_llmperf.report.provenance import ProvenanceError, check_disjoint, make_provenance
+from pytest_llmperf.results import SCHEMA_VERSION
+
+
+def shard_file(path: Path, index: int, nodeids: list[str]) -> Path:
+    doc = results_doc()
+    template = doc["tests"][0]
+    doc["tests"] = [{**template, "nodeid": n, "outcome": "passed"} for n in nodeids]
+    doc["schema_version"] = SCHEMA_VERSION
+    doc["provenance"] = make_provenance(
+        commit="c0ffee1", branch="main", dirty=False, profiles=[], shard=(index, 2),
+        run_id="run-1", host="h", started_at="2026-12-06T00:00:00Z")
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_two_shards_holding_the_same_test_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    a = shard_file(tmp_path / "shard-0.json", 0, ["t.py::test_one"])
+    b = shard_file(tmp_path / "shard-1.json", 1, ["t.py::test_one"])
+    merged = tmp_path / "results.json"
+    code = cli_main(["report", "--merged", str(merged), "--json", str(a), str(b)])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    no_internal_traceback(out + err)
+    (line,) = err.strip().splitlines()
+    assert line == (f"llmperf report: error: test t.py::test_one is in two files: {a} and {b}; "
+                    "each test of a run is in one shard (was a shard run twice, or the suite "
+                    "split two ways?)")
+    assert not merged.exists()
+
+
+def test_shards_holding_different_tests_merge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    a = shard_file(tmp_path / "shard-0.json", 0, ["t.py::test_one"])
+    b = shard_file(tmp_path / "shard-1.json", 1, ["t.py::test_two"])
+    merged = tmp_path / "results.json"
+    code = cli_main(["report", "--merged", str(merged), "--json", str(a), str(b)])
+    assert code == 0, capsys.readouterr()
+    assert [t["nodeid"] for t in json.loads(merged.read_text())["tests"]] == [
+        "t.py::test_one", "t.py::test_two"]
+
+
+def test_check_disjoint() -> None:
+    check_disjoint([("a", ["x", "y"]), ("b", ["z"])])
+    with pytest.raises(ProvenanceError, match=r"^test y is in two files: a and c;"):
+        check_disjoint([("a", ["x", "y"]), ("b", ["z"]), ("c", ["y"])])
