@@ -21,6 +21,7 @@ from .files import ReportPathError, check_report_paths
 from .report.junit import failure_text
 from .report.progress import ProgressLine
 from .results import TestRecord
+from .run.ab_flag import close_b_engines
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -183,6 +184,7 @@ class LLMPerfSession:
         engine.close()
 
     def close(self) -> None:
+        close_b_engines(self.config)  # --llmperf-ab's B engines
         for engine in self.engines.values():
             with contextlib.suppress(Exception):  # closing must not mask the outcome
                 engine.close()

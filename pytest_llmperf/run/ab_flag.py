@@ -22,7 +22,6 @@ Imports nothing heavy: ``settings`` reads the option through ``overrides_text``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
@@ -42,8 +41,7 @@ if TYPE_CHECKING:
     import pytest
 
     from ..engines.base import Engine
-    from ..fixtures.bench import LLMPerfBench
-    from .metrics import RunResult
+
 
 def describe(overrides: Mapping[str, str]) -> str:
     """``threads=1 n_batch=64``: the change, as the reports name B."""
@@ -89,8 +87,6 @@ _B_ENGINES: pytest.StashKey[dict[tuple[Any, ...], Engine]] | None = None
 
 def _b_cache(config: pytest.Config) -> dict[tuple[Any, ...], Engine]:
     """B engines of this session, by engine key: closed with the session."""
-    import contextlib
-
     import pytest
 
     global _B_ENGINES
@@ -100,14 +96,21 @@ def _b_cache(config: pytest.Config) -> dict[tuple[Any, ...], Engine]:
     if cache is None:
         cache = config.stash[_B_ENGINES] = {}
 
-        def close() -> None:
-            for engine in cache.values():
-                with contextlib.suppress(Exception):
-                    engine.close()
-            cache.clear()
-
-        config.add_cleanup(close)
+        config.add_cleanup(lambda: close_b_engines(config))
     return cache
+
+
+def close_b_engines(config: pytest.Config) -> None:
+    """Close this session's B engines (the session does it at its end, before pytest's
+    summary, so what they print when they stop comes before it; again at config cleanup)."""
+    import contextlib
+
+    cache = config.stash.get(_B_ENGINES, None) if _B_ENGINES is not None else None
+    for engine in (cache or {}).values():
+        with contextlib.suppress(Exception):  # closing must not mask the outcome
+            engine.close()
+    if cache:
+        cache.clear()
 
 
 def engine_b(session: Any, engine_a: Engine, overrides: Mapping[str, str]) -> Engine:
@@ -141,22 +144,6 @@ def engine_b(session: Any, engine_a: Engine, overrides: Mapping[str, str]) -> En
     if problem:
         pytest.fail(problem, pytrace=False)
     return cache[key]
-
-
-def run_flag_ab(bench: LLMPerfBench, engine: Engine, workload: Any) -> RunResult:
-    """The test's ``llmperf_bench(engine, workload)`` under --llmperf-ab: the paired A/B
-    (recorded on the test), and A's last run kept as the test's run (for its thresholds and
-    the reports); returns that run."""
-    session = bench._session
-    overrides = json.loads(session.settings.ab or "{}")
-    other = engine_b(session, engine, overrides)
-    verdict = bench.compare(engine, other, workload,
-                            labels=("A", f"B ({describe(overrides)})"),
-                            fail=session.settings.ab_fail)
-    result = verdict.runs_a[-1]
-    kept = bench._keep(result)
-    verdict.a_run = len(bench.runs) - 1  # the reports take A's samples from the test's run
-    return kept
 
 
 # -- reporting ------------------------------------------------------------------------------

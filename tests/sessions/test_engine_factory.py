@@ -239,3 +239,28 @@ def test_the_session_lists_its_engines_once_and_closes_them_before_the_summary(
     shutdowns = [i for i, line in enumerate(lines) if "SHUTDOWN of the engine" in line]
     results = next(i for i, line in enumerate(lines) if "llmperf results" in line)
     assert len(shutdowns) == 2 and max(shutdowns) < results, lines
+
+
+def test_the_ab_flags_second_engine_is_closed_before_the_summary(
+        llmperf_pytester: pytest.Pytester) -> None:
+    """Issue 27, point 6: --llmperf-ab's B engine is closed at the end of the session with
+    the others, so its shutdown output does not come after pytest's summary either."""
+    pt = llmperf_pytester
+    pt.makeconftest(DESCRIBED_ENGINE)
+    pt.makepyfile(
+        """
+        from pytest_llmperf import Workload, llmperf
+
+        @llmperf(max_errors=0)
+        def test_one(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, Workload(input_tokens=8, output_tokens=3, requests=2))
+        """
+    )
+    res = pt.runpytest("--llmperf", "--llmperf-engine=schedule", "--llmperf-model=5",
+                       "--llmperf-ab", "engine_arg.max_num_seqs=1", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1)
+    lines = res.stdout.lines
+    shutdowns = [i for i, line in enumerate(lines) if "SHUTDOWN of the engine" in line]
+    results = next(i for i, line in enumerate(lines) if "llmperf results" in line)
+    assert any("max_num_seqs" in lines[i] for i in shutdowns), lines  # B's was printed
+    assert len(shutdowns) == 2 and max(shutdowns) < results, lines
