@@ -765,11 +765,12 @@ main(["--ttft-ms", "5", "--itl-ms", str(itl), *sys.argv[1:]])
 """
 
 
-def ab_entry(path: Path) -> dict[str, Any]:
-    """The one A/B of the one test in the results file at ``path`` (interleaved by request)."""
+def ab_entry(path: Path, interleave: str = "requests") -> dict[str, Any]:
+    """The one A/B of the one test in the results file at ``path`` (interleaved by request,
+    unless ``interleave`` says otherwise)."""
     (test,) = json.loads(path.read_text())["tests"]
     (entry,) = test["ab"]
-    assert entry["interleave"] == "requests"
+    assert entry["interleave"] == interleave, entry["message"]
     return dict(entry)
 
 

@@ -23,6 +23,10 @@ from .metrics import RunResult, summarize
 from .workload import Workload, build_prompts
 
 T = TypeVar("T")
+# What else of this session's was loaded while a run was measured, for the CPU contention
+# warning: (what, advice), e.g. ("the A/B's own second engine, B (threads=1), was loaded
+# beside A", "..."); the warning then names it instead of blaming another job.
+Sharing = tuple[str, str]
 
 
 def client_warnings(result: RunResult, stamps_on_loop: bool = True) -> list[str]:
@@ -80,11 +84,12 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
 def run_benchmark(
     engine: Engine, workload: Workload, progress: Progress | None = None, *,
-    cost_per_hour: float | None = None, load_workers: int = 1,
+    cost_per_hour: float | None = None, load_workers: int = 1, sharing: Sharing | None = None,
 ) -> RunResult:
     """One run; ``cost_per_hour`` (USD) gives usd_per_mtok, ``load_workers`` spreads the load
-    over processes (loadgen). The energy counters (run/energy.py) are read at the edges of
-    the measured window."""
+    over processes (loadgen), ``sharing`` names what of this session's was loaded beside the
+    engine (``Sharing``). The energy counters (run/energy.py) are read at the edges of the
+    measured window."""
     prompts = build_prompts(engine.tokenizer, workload)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     with (PeakRSS(engine.memory_pids()) as rss, GPUSampler(engine.memory_pids()) as gpu,
@@ -105,14 +110,15 @@ def run_benchmark(
                                        window=(window_start, window_stop)))
     load.client.update(energy.summary())
     return _result(engine, workload, load, started, rss.peak_mb, gpu, cpu, server.figures(),
-                   energy_j=energy.joules, cost_per_hour=cost_per_hour)
+                   energy_j=energy.joules, cost_per_hour=cost_per_hour, sharing=sharing)
 
 
 def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
             peak_rss_mb: float | None, gpu: GPUSampler | None,
             cpu: CPUContention | None = None,
             server: Mapping[str, float | None] | None = None,
-            energy_j: float | None = None, cost_per_hour: float | None = None) -> RunResult:
+            energy_j: float | None = None, cost_per_hour: float | None = None,
+            sharing: Sharing | None = None) -> RunResult:
     """A run's records summarized (with the server's own figures, when it has metrics), with
     the client's warnings about its own measurement and about the machine (oversubscribed
     CPUs; GPU memory of the whole device instead of the engine's processes)."""
@@ -137,7 +143,7 @@ def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
             result.warnings.append(scope)
     if cpu is not None:
         result.client.update(cpu.summary())
-        contention = cpu.warning()
+        contention = cpu.warning(*sharing) if sharing else cpu.warning()
         if contention:
             result.warnings.append(contention)
     return result
@@ -150,9 +156,11 @@ def run_benchmark_interleaved(
     *,
     b_first: bool = False,
     progress: Progress | None = None,
+    sharing: Sharing | None = None,
 ) -> tuple[RunResult, RunResult]:
     """One run of each engine, made together request by request (see
-    ``loadgen.run_interleaved_load``): one pair of a paired A/B comparison."""
+    ``loadgen.run_interleaved_load``): one pair of a paired A/B comparison. ``sharing``: how
+    the CPU contention warning names the two engines side by side (``Sharing``)."""
     prompts = (build_prompts(engine_a.tokenizer, workload),
                build_prompts(engine_b.tokenizer, workload))
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -165,6 +173,6 @@ def run_benchmark_interleaved(
         loads = _run_coroutine(run_interleaved_load((engine_a, engine_b), prompts, workload,
                                                     b_first=b_first, progress=progress))
     return (_result(engine_a, workload, loads[0], started, rss_a.peak_mb, gpu, cpu,
-                    server_a.figures()),
+                    server_a.figures(), sharing=sharing),
             _result(engine_b, workload, loads[1], started, rss_b.peak_mb, gpu, cpu,
-                    server_b.figures()))
+                    server_b.figures(), sharing=sharing))

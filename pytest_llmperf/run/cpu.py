@@ -112,8 +112,12 @@ class CPUContention:
                 "cpu_runnable_mean": None if mean is None else round(mean, 2),
                 "cpu_steal_pct": None if self.steal_pct is None else round(self.steal_pct, 1)}
 
-    def warning(self) -> str | None:
-        """One line when the run's CPUs were oversubscribed or stolen, else None."""
+    def warning(self, beside: str | None = None, advice: str | None = None) -> str | None:
+        """One line when the run's CPUs were oversubscribed or stolen, else None. ``beside``
+        says what the session itself ran beside the measured engine, in place of "another job
+        or session competed with the engine" (the A/B's other engine: "the A/B's own second
+        engine, B (threads=1), was loaded beside A, and its threads competed with A's"), so the
+        line does not blame another job for it; ``advice`` replaces the default advice."""
         parts: list[str] = []
         mean = self.mean_runnable
         if mean is not None and mean > OVERSUBSCRIBED * self.cores:
@@ -122,6 +126,7 @@ class CPUContention:
             parts.append(f"the hypervisor took {self.steal_pct:.0f}% of the CPU time")
         if not parts:
             return None
+        cause = beside or "another job or session competed with the engine"
         return ("the CPUs were oversubscribed during the run (" + "; ".join(parts) + "): "
-                "another job or session competed with the engine, so latencies and throughput "
-                "include waiting for a CPU; run it alone, or give each session fewer threads")
+                + cause + ", so latencies and throughput include waiting for a CPU; "
+                + (advice or "run it alone, or give each session fewer threads"))

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..engines.base import Engine, EngineError, Prompt
 from .conversation import run_sessions
+from .cpu import usable_cores
 from .metrics import RequestRecord
 from .schedule import (
     Job,
@@ -113,6 +114,77 @@ def interleave_problem(workload: Workload) -> str | None:
         return ("request-level interleaving needs a sequential workload (concurrency=1, no "
                 "rate, no duration_s); use interleave='runs' for concurrent or open-loop load")
     return None
+
+
+@dataclass(frozen=True)
+class HostLoad:
+    """What an engine keeps busy on this host: ``what`` it is, in words, and its threads
+    (None: unknown, e.g. an in-process vLLM engine or a server the session started)."""
+
+    what: str
+    threads: int | None = None
+
+
+# Engines that run on this host with a thread count they do not report.
+_IN_PROCESS = {"vllm": "an in-process vLLM engine", "trtllm": "an in-process TensorRT-LLM engine"}
+
+
+def host_load(info: Mapping[str, Any]) -> HostLoad | None:
+    """What the engine of this ``info()`` keeps busy on this host: llama.cpp's ``n_threads``
+    (any engine's ``settings.n_threads``); an in-process vLLM or TensorRT-LLM engine, or a
+    server the session started (``info()['server']``), with their threads unknown; None for
+    what runs elsewhere or says nothing (a server at a URL, an engine without threads)."""
+    settings = info.get("settings")
+    threads = settings.get("n_threads") if isinstance(settings, Mapping) else None
+    kind = str(info.get("kind") or "engine")
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
+        return HostLoad(f"{kind} with {threads} thread(s)", threads)
+    if kind in _IN_PROCESS:
+        return HostLoad(_IN_PROCESS[kind])
+    server = info.get("server")
+    if isinstance(server, Mapping):
+        return HostLoad(f"a {server.get('recipe') or 'model'} server started on this host")
+    return None
+
+
+# Up to this many usable cores, two engines of unknown thread counts (in-process vLLM, a
+# started server) cannot be busy at once: two vLLM engines on 2 cores kept 5 runnable threads
+# in-process, 8-17 served, and a served concurrency-1 test's TTFT p95 reached 989 ms.
+SMALL_HOST_CORES = 2
+
+
+def choose_interleave(workload: Workload, loads: tuple[HostLoad | None, HostLoad | None],
+                      cores: int | None = None, asked: str = "auto",
+                      one_engine: bool = False) -> tuple[str, str]:
+    """How a paired A/B interleaves, and why, in words: ("requests" | "runs", reason).
+
+    ``asked`` "requests" or "runs" is taken as asked (a workload that cannot take turns
+    request by request is the caller's error, ``interleave_problem``). "auto": by runs when
+    the workload cannot take turns request by request, or when the host cannot hold both
+    engines busy at once: their threads (``loads``, from ``host_load``) together exceed the
+    ``cores`` (default ``usable_cores()``), or, their threads unknown, both run on a host of
+    at most ``SMALL_HOST_CORES`` cores; else by requests. ``one_engine``: A and B are the
+    same engine (an A/A of one instance), which shares nothing.
+    """
+    if asked in ("requests", "runs"):
+        return asked, f"asked for (interleave={asked!r})"
+    if interleave_problem(workload):
+        what = "multi-turn sessions" if workload.multi_turn else "concurrent or open-loop load"
+        return "runs", f"{what} cannot take turns request by request"
+    a, b = loads
+    if one_engine or a is None or b is None:
+        return "requests", "a sequential workload, A and B taking turns request by request"
+    n = usable_cores() if cores is None else cores
+    if a.threads is not None and b.threads is not None:
+        if a.threads + b.threads > n:
+            return "runs", (f"{n} core(s) cannot run A's {a.threads} and B's {b.threads} "
+                            "threads side by side")
+        return "requests", (f"a sequential workload, and {n} core(s) hold A's {a.threads} "
+                            f"and B's {b.threads} threads side by side")
+    if n <= SMALL_HOST_CORES:
+        return "runs", f"{n} core(s) cannot run A ({a.what}) and B ({b.what}) side by side"
+    return "requests", (f"a sequential workload, and {n} cores hold A ({a.what}) and B "
+                        f"({b.what}) side by side")
 
 
 async def run_interleaved_load(

@@ -56,6 +56,8 @@ class ABVerdict:
     label_a: str = "A"
     label_b: str = "B"
     interleave: str = "requests"  # how a pair's runs were made: "requests" or "runs"
+    # Why, in words ("2 core(s) cannot run A's 2 and B's 2 threads side by side"); "" unknown.
+    interleave_reason: str = ""
     # Which of the test's runs is A's last run, when it was kept as one (--llmperf-ab): the
     # reports then take A's samples from there instead of a second copy here.
     a_run: int | None = None
@@ -105,6 +107,7 @@ class ABVerdict:
             "label_a": self.label_a,
             "label_b": self.label_b,
             "interleave": self.interleave,
+            "interleave_reason": self.interleave_reason,
             # What each metric's verdict rests on: its pairs with a usable value on both sides.
             "pairs_per_metric": {m.metric: m.n_current for m in self.metrics},
             "metrics": [m.to_dict() for m in self.metrics],
@@ -217,12 +220,14 @@ def run_ab(
     label_a: str = "A",
     label_b: str = "B",
     on_pair: Callable[[int, int], None] | None = None,
+    interleave_reason: str = "",
 ) -> ABVerdict:
     """Interleave whole runs of A and B (A B, B A, ...), adding pairs only while the answer is
     unclear; return the verdict.
 
     run_a / run_b: one run each call (a RunResult, or a bare summary mapping).
     thresholds: the marker's keywords (``gate``, ``max_regression_pct``).
+    interleave_reason: why by runs, for the message (``run_paired``).
     """
 
     def pair(i: int) -> tuple[RunResult | Summary, RunResult | Summary]:
@@ -233,7 +238,8 @@ def run_ab(
         return run_a(), rb
 
     return run_paired(pair, thresholds, alpha=alpha, stage1=stage1, stage2=stage2,
-                      label_a=label_a, label_b=label_b, on_pair=on_pair, interleave="runs")
+                      label_a=label_a, label_b=label_b, on_pair=on_pair, interleave="runs",
+                      interleave_reason=interleave_reason)
 
 
 def run_paired(
@@ -247,13 +253,15 @@ def run_paired(
     label_b: str = "B",
     on_pair: Callable[[int, int], None] | None = None,
     interleave: str = "requests",
+    interleave_reason: str = "",
 ) -> ABVerdict:
     """The two-stage paired gate over pairs made by ``pair(i)`` -> (A's run, B's run).
 
     ``pair`` decides how a pair is made: two whole runs in alternating order (``run_ab``) or
     one run of each engine interleaved request by request (``bench.run_benchmark_interleaved``);
-    i counts from 0 so it can alternate which side goes first. ``interleave`` names which
-    (for the message and the reports).
+    i counts from 0 so it can alternate which side goes first. ``interleave`` names which,
+    and ``interleave_reason`` why (for the message and the reports: "pairs interleaved by
+    runs: 2 core(s) cannot run A's 2 and B's 2 threads side by side").
     """
     if stage1 < 2:
         raise ValueError("stage1 must be >= 2 pairs (one pair cannot show the noise)")
@@ -302,11 +310,14 @@ def run_paired(
     per_metric = pairs_line(metrics, n)
     message = (f"{label_b} vs {label_a}: {verdict_words(verdict, metrics, n)} after {n} "
                f"interleaved pairs ({how}; alpha {alpha:g} spent over {looks} look(s); pairs "
-               f"interleaved by {interleave})" + (f"; {per_metric}" if per_metric else ""))
+               f"interleaved by {interleave}"
+               + (f": {interleave_reason}" if interleave_reason else "") + ")"
+               + (f"; {per_metric}" if per_metric else ""))
     return ABVerdict(
         verdict=verdict, metrics=metrics, pairs=n, stages=stages, alpha=alpha, message=message,
         elapsed_s=time.perf_counter() - t0,
         runs_a=[r for r in runs_a if isinstance(r, RunResult)],
         runs_b=[r for r in runs_b if isinstance(r, RunResult)],
         label_a=label_a, label_b=label_b, interleave=interleave,
+        interleave_reason=interleave_reason,
     )
