@@ -174,13 +174,12 @@ def choose_interleave(workload: Workload, loads: tuple[HostLoad | None, HostLoad
     a, b = loads
     if one_engine or a is None or b is None:
         return "requests", "a sequential workload, A and B taking turns request by request"
-    n = usable_cores() if cores is None else cores
     if a.threads is not None and b.threads is not None:
-        if a.threads + b.threads > n:
-            return "runs", (f"{n} core(s) cannot run A's {a.threads} and B's {b.threads} "
-                            "threads side by side")
-        return "requests", (f"a sequential workload, and {n} core(s) hold A's {a.threads} "
-                            f"and B's {b.threads} threads side by side")
+        # Engines that compute only while they answer (llama.cpp): taking turns request by
+        # request keeps one of them busy at a time, whatever their thread counts.
+        return "requests", (f"a sequential workload: A ({a.threads} threads) and B "
+                            f"({b.threads}) take turns, one busy at a time")
+    n = usable_cores() if cores is None else cores
     if n <= SMALL_HOST_CORES:
         return "runs", f"{n} core(s) cannot run A ({a.what}) and B ({b.what}) side by side"
     return "requests", (f"a sequential workload, and {n} cores hold A ({a.what}) and B "

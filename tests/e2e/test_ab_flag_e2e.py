@@ -24,14 +24,6 @@ from helpers import ab_entry, git
 from helpers import ab_metric as metric
 from helpers import compare_served as compare
 
-from pytest_llmperf.run.cpu import usable_cores
-
-
-def interleaving(threads_a: int, threads_b: int) -> str:
-    """How --llmperf-ab interleaves two llama.cpp engines here: by runs when their threads
-    together exceed the usable cores (run/loadgen.py ``choose_interleave``)."""
-    return "runs" if threads_a + threads_b > usable_cores() else "requests"
-
 # -- the embedded engine: real -----------------------------------------------------------------
 
 
@@ -53,7 +45,7 @@ def test_embedded_aa_threads_passes(llmperf_pytester: pytest.Pytester) -> None:
         "--llmperf", "--llmperf-model", "gemma3-270m-q4_k_m", "--llmperf-threads", "2",
         "--llmperf-ab", "threads=2", "--llmperf-ab-fail", "--llmperf-json", str(out))
     assert result.ret == 0, result.stdout.str()[-2000:]
-    entry = ab_entry(out, interleaving(2, 2))
+    entry = ab_entry(out)
     assert entry["verdict"] in ("ok", "inconclusive")
     assert metric(entry, "tpot_p50_ms")["verdict"] != "regression"
 
@@ -69,7 +61,7 @@ def test_embedded_model_change_shows_up_as_slower(
         "--llmperf", "--llmperf-model", str(tiny_model), "--llmperf-threads", "2",
         "--llmperf-ab", "model=gemma3-270m-q4_k_m", "--llmperf-json", str(out))
     assert result.ret == 0, result.stdout.str()[-2000:]
-    entry = ab_entry(out, interleaving(2, 2))
+    entry = ab_entry(out)
     assert entry["verdict"] == "regression"
     assert metric(entry, "tpot_p50_ms")["change_pct"] > 50
 
@@ -141,7 +133,7 @@ def test_embedded_threads_halved_is_a_regression(llmperf_pytester: pytest.Pytest
         "--llmperf", "--llmperf-model", "gemma3-270m-q4_k_m", "--llmperf-threads", "2",
         "--llmperf-ab", "threads=1", "--llmperf-json", str(out))
     assert result.ret == 0, result.stdout.str()[-2000:]  # reported, not failed
-    entry = ab_entry(out, interleaving(2, 1))
+    entry = ab_entry(out)
     tpot = metric(entry, "tpot_p50_ms")
     if entry["verdict"] != "regression":
         after = two_thread_speedup()
