@@ -53,6 +53,11 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Third-party modules (top-level names) that loading the plugin must not import
+#: (tests/unit/test_layout.py reads it from the source, tests/sessions/test_layout_session.py
+#: checks it in a real session).
+HEAVY = ("numpy", "scipy", "git", "jinja2", "rich", "psutil", "llama_cpp")
+
 # A suite of two marked tests on the tiny model: one passes, one breaks its TTFT limit.
 SUITE = """
 from pytest_llmperf import Workload, llmperf

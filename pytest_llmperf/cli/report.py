@@ -65,11 +65,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def default_baselines() -> Path:
-    """baselines/ at the root of the git checkout around the working directory, else here."""
-    return gitinfo.default_baselines_dir()
-
-
 def merged_document(doc: dict[str, Any]) -> dict[str, Any]:
     """The merged results in the shape of one ``--llmperf-json`` file (so every reader of
     those reads it), with ``sources`` (the files merged) and ``hosts`` (each file's host)."""
@@ -118,7 +113,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
             check_baselines_dir(args.baselines)
             baselines: Path | None = Path(args.baselines)
         else:
-            default = default_baselines()
+            default = gitinfo.default_baselines_dir()
             baselines = default if default.is_dir() else None
         history = load_history(baselines)
         if args.json:
@@ -129,7 +124,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
                 print(f"llmperf report: warning: {warning}", file=err)
         else:
             if not history.profiles:
-                where = baselines or default_baselines()
+                where = baselines or gitinfo.default_baselines_dir()
                 return _error(err, f"no results given (--json RESULTS) and no baselines in "
                                    f"{where}")
             doc = document_from_history(history)

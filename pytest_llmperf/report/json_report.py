@@ -22,14 +22,6 @@ from .provenance import RUN_ID_ENV, make_provenance
 if TYPE_CHECKING:
     from ..results import TestRecord
 
-
-
-class _Process:
-    """The key of a run id made without a session object (one per process)."""
-
-
-_PROCESS = _Process()
-
 # The run id generated for a session without LLMPERF_RUN_ID: one per session, however many
 # documents (JSON, HTML) it writes.
 _RUN_IDS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
@@ -52,11 +44,11 @@ def _profiles(tests: Sequence[TestRecord]) -> list[str]:
 
 
 def session_provenance(tests: Sequence[TestRecord], *, root: str | Path,
-                       shard: str | None = None, session_key: object = None,
+                       shard: str | None = None, session_key: object,
                        env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A session's provenance: git at ``root`` (or LLMPERF_COMMIT / LLMPERF_BRANCH), the
     profiles of ``tests``' runs, the ``--llmperf-shard`` I/N, the run id (LLMPERF_RUN_ID, else
-    one made once per ``session_key``), host and start time."""
+    one made once per ``session_key``, the session object), host and start time."""
     env = os.environ if env is None else env
     commit, branch, dirty = gitinfo.origin(root, env)
     parsed: tuple[int, int] | None = None
@@ -65,10 +57,8 @@ def session_provenance(tests: Sequence[TestRecord], *, root: str | Path,
             parsed = parse_shard(shard)
         except ShardError:  # refused at collection already
             parsed = None
-    run_id = env.get(RUN_ID_ENV, "").strip()
-    if not run_id:
-        key = session_key if session_key is not None else _PROCESS
-        run_id = _RUN_IDS.setdefault(key, uuid.uuid4().hex[:16])
+    run_id = (env.get(RUN_ID_ENV, "").strip()
+              or _RUN_IDS.setdefault(session_key, uuid.uuid4().hex[:16]))
     return make_provenance(
         commit=commit, branch=branch, dirty=dirty, profiles=_profiles(tests), shard=parsed,
         run_id=run_id,

@@ -170,7 +170,8 @@ def compare_runs(
     (Bonferroni), so a test with three gated metrics alarms falsely at most ``alpha`` of the
     time, not three times that.
     """
-    gated, watched = gated_metrics(thresholds)
+    parsed = Thresholds.of(thresholds)
+    gated, watched = gated_metrics(parsed)
     alpha = stats.per_metric_alpha(alpha, len(gated))
     out = []
     for metric, is_gated in [(m, True) for m in gated] + [(m, False) for m in watched]:
@@ -183,7 +184,7 @@ def compare_runs(
             cur,
             [[run_value(r, metric) for r in h] for h in history],
             alpha=alpha,
-            tolerance_pct=Thresholds.of(thresholds).tolerance_for(metric),
+            tolerance_pct=parsed.tolerance_for(metric),
             gated=is_gated,
         ))
     return out

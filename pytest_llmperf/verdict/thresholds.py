@@ -232,11 +232,6 @@ class Thresholds:
         return gated, [m for m in DEFAULT_WATCHED if m not in gated]
 
 
-def parse_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Thresholds:
-    """``validate_marker`` and ``Thresholds.of`` in one: the marker, checked and parsed."""
-    return Thresholds.of(validate_marker(args, kwargs))
-
-
 @dataclass(frozen=True)
 class ThresholdCheck:
     name: str  # threshold keyword, e.g. ttft_p95_ms

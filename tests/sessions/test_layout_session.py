@@ -17,11 +17,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import HEAVY
 
 PACKAGE = "pytest_llmperf"
 
-#: Third-party modules (top-level names) that loading the plugin must not import.
-HEAVY = ("numpy", "scipy", "git", "jinja2", "rich", "psutil", "llama_cpp")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,12 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import ROOT
+from helpers import HEAVY, ROOT
 
 PACKAGE = "pytest_llmperf"
 
-#: Third-party modules (top-level names) that loading the plugin must not import.
-HEAVY = ("numpy", "scipy", "git", "jinja2", "rich", "psutil", "llama_cpp")
 
 #: What a lazy import of the package's own modules may keep off the plugins' load path: these,
 #: the engines' packages (seconds to import, or absent), and the standard library's costly
