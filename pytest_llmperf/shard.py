@@ -16,10 +16,15 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# The most shards a suite is split into: a COUNT read from a results file (its
+# ``provenance.shard``) decides how much the merge of its shards holds, so it is bounded here,
+# where every shard spec, from the command line or from a file, is parsed.
+MAX_SHARDS = 10_000
+
 
 class ShardError(ValueError):
-    """A shard spec that is not INDEX/COUNT with 0 <= INDEX < COUNT, or a durations file
-    that is not a results file."""
+    """A shard spec that is not INDEX/COUNT with 0 <= INDEX < COUNT <= MAX_SHARDS, or a
+    durations file that is not a results file."""
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -27,10 +32,18 @@ def parse_shard(spec: str) -> tuple[int, int]:
         index_text, count_text = spec.split("/")
         index, count = int(index_text), int(count_text)
     except ValueError:
-        raise ShardError(f"shard {spec!r} is not INDEX/COUNT, e.g. 0/4") from None
+        raise ShardError(f"shard {_shown(spec)} is not INDEX/COUNT, e.g. 0/4") from None
     if count < 1 or not 0 <= index < count:
-        raise ShardError(f"shard {spec!r}: INDEX must be 0..COUNT-1 and COUNT >= 1")
+        raise ShardError(f"shard {_shown(spec)}: INDEX must be 0..COUNT-1 and COUNT >= 1")
+    if count > MAX_SHARDS:
+        raise ShardError(f"shard {_shown(spec)}: COUNT {count} is more than the "
+                         f"{MAX_SHARDS:,} shards a suite may be split into")
     return index, count
+
+
+def _shown(spec: str) -> str:
+    text = repr(spec)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def assign(nodeids: Sequence[str], count: int,

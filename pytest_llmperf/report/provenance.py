@@ -18,11 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..shard import ShardError, parse_shard
+from ..shard import MAX_SHARDS, ShardError, parse_shard
 
 RUN_ID_ENV = "LLMPERF_RUN_ID"
 COMMIT_ENV = "LLMPERF_COMMIT"
 BRANCH_ENV = "LLMPERF_BRANCH"
+MISSING_SHOWN = 10  # missing shards named in the refusal or the warning at most
 FIELDS = ("branch", "commit", "dirty", "host", "profiles", "run_id", "shard", "started_at")
 
 
@@ -75,7 +76,8 @@ def check_provenance(value: Any) -> None:
         try:
             parse_shard(value["shard"])
         except ShardError:
-            raise bad("shard", "must be 'INDEX/COUNT' with 0 <= INDEX < COUNT") from None
+            raise bad("shard", "must be 'INDEX/COUNT' with 0 <= INDEX < COUNT <= "
+                               f"{MAX_SHARDS:,}") from None
 
 
 @dataclass
@@ -141,9 +143,12 @@ def check_merge(files: Sequence[tuple[str, Mapping[str, Any] | None]],
         for index, names in sorted(seen.items()):
             if len(names) > 1:
                 raise ProvenanceError(f"shard {index}/{count} given twice: {_names(names)}")
+        # count <= MAX_SHARDS (parse_shard): the list is bounded, and the line names a few.
         missing = [f"{i}/{count}" for i in range(count) if i not in seen]
         if missing:
-            which = ", ".join(missing)
+            which = ", ".join(missing[:MISSING_SHOWN])
+            if len(missing) > MISSING_SHOWN:
+                which += f" and {len(missing) - MISSING_SHOWN} more"
             line = (f"missing shard(s) {which}: the files given ({_names([n for n, _ in have])})"
                     f" hold {len(seen)} of {count} shards")
             if not allow_partial:

@@ -11,6 +11,7 @@ import random
 import pytest
 
 from pytest_llmperf.shard import (
+    MAX_SHARDS,
     ShardError,
     assign,
     durations_from_results,
@@ -90,3 +91,18 @@ def test_bad_shard_specs(spec: str) -> None:
 
 def test_good_shard_spec() -> None:
     assert parse_shard("2/5") == (2, 5)
+
+
+def test_a_shard_count_above_the_maximum_is_refused_naming_it() -> None:
+    """Issue 23, item 16: a COUNT read from a results file (``provenance.shard``) sizes the
+    merge's list of missing shards: ``1/999999999999`` filled 1.7 GB before a MemoryError."""
+    assert MAX_SHARDS == 10_000
+    assert parse_shard(f"9999/{MAX_SHARDS}") == (9999, MAX_SHARDS)
+    for spec in (f"0/{MAX_SHARDS + 1}", "1/999999999999"):
+        with pytest.raises(ShardError) as info:
+            parse_shard(spec)
+        count = spec.split("/")[1]
+        assert str(info.value) == (f"shard {spec!r}: COUNT {count} is more than the 10,000 "
+                                   "shards a suite may be split into")
+    with pytest.raises(ShardError, match=r"^shard '0/9999999999999999999999999999999999\.\.\.: "):
+        parse_shard("0/" + "9" * 100)

@@ -12,7 +12,12 @@ import pytest
 from helpers import no_internal_traceback, results_doc
 
 from pytest_llmperf.cli import main as cli_main
-from pytest_llmperf.report.provenance import ProvenanceError, check_disjoint, make_provenance
+from pytest_llmperf.report.provenance import (
+    ProvenanceError,
+    check_disjoint,
+    check_merge,
+    make_provenance,
+)
 from pytest_llmperf.results import SCHEMA_VERSION
 
 
@@ -61,3 +66,20 @@ def test_check_disjoint() -> None:
     check_disjoint([("a", ["x", "y"]), ("b", ["z"])])
     with pytest.raises(ProvenanceError, match=r"^test y is in two files: a and c;"):
         check_disjoint([("a", ["x", "y"]), ("b", ["z"]), ("c", ["y"])])
+
+
+def test_missing_shards_are_named_a_few_and_counted() -> None:
+    """Issue 23, item 16: the refusal names the first missing shards and counts the rest
+    (one line, whatever the count; the count itself is bounded by ``shard.MAX_SHARDS``)."""
+    files = [(f"s{i}.json", make_provenance(
+        commit="c0ffee1", branch="main", dirty=False, profiles=[], shard=(i, 40),
+        run_id="run-1", host="h", started_at="2026-12-06T00:00:00Z")) for i in (0, 5)]
+    with pytest.raises(ProvenanceError) as info:
+        check_merge(files)
+    assert str(info.value) == (
+        "missing shard(s) 1/40, 2/40, 3/40, 4/40, 6/40, 7/40, 8/40, 9/40, 10/40, 11/40 and 28 "
+        "more: the files given (s0.json, s5.json) hold 2 of 40 shards; give every shard's "
+        "file, or --allow-partial to merge what is there")
+    check = check_merge(files, allow_partial=True)
+    assert check.warnings == [f"partial merge: {str(info.value).split('; give')[0]}"]
+    assert check.provenance is not None and len(check.provenance["missing_shards"]) == 38
