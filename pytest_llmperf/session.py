@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import reading
 from .engines.base import EngineError
 from .files import ReportPathError, check_report_paths
+from .reading import ReadLimitError
 from .report.junit import failure_text
 from .report.progress import ProgressLine
 from .results import TestRecord
@@ -266,17 +268,16 @@ class LLMPerfSession:
 
     def shard_durations(self) -> dict[str, float]:
         """Seconds per node id from the ``--llmperf-shard-durations`` results file."""
-        import json
-
         from .shard import ShardError, durations_from_results
 
         path = self.settings.shard_durations
-        try:
-            with open(str(path), encoding="utf-8") as fh:
-                return durations_from_results(json.load(fh))
+        try:  # the bounded reader: a regular file, size and nesting limited, no NaN
+            return durations_from_results(reading.read_json(str(path)))
         except OSError as exc:
             reason = exc.strerror or str(exc)
-        except (ValueError, ShardError) as exc:  # JSONDecodeError is a ValueError
+        except ReadLimitError as exc:  # its message starts with the path, given below
+            reason = str(exc).removeprefix(f"{path}: ")
+        except (ValueError, ShardError) as exc:
             reason = str(exc).splitlines()[0]
         raise pytest.UsageError(f"pytest-llmperf: --llmperf-shard-durations {path}: {reason}")
 

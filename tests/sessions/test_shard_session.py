@@ -61,7 +61,11 @@ def test_shards_balance_by_an_earlier_results_file(pytester: pytest.Pytester) ->
 
 @pytest.mark.parametrize(("content", "reason"), [
     (None, "No such file or directory"),
-    ("{not json", "Expecting property name"),
+    ("{not json", "not valid JSON (Expecting property name"),
+    # Issue 23, item 16: read through the bounded reader, not json.load.
+    ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply to read"),
+    ('{"tests": [{"nodeid": "t", "duration_s": NaN}]}',
+     "not valid JSON (NaN is not a JSON number this tool accepts)"),
     ('{"runs": []}', 'is not a pytest-llmperf results file (no "tests" list)'),
 ])
 def test_a_bad_durations_file_is_a_usage_error(
