@@ -15,21 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..files import ReportPathError, atomic_write_text, check_path, dumps, os_reason
-from ..report.html import render_html
+from ..report.html import html_chunks
 from ..report.markdown import render_markdown
-from ..report.provenance import ProvenanceError, check_disjoint
+from ..report.provenance import ProvenanceError
 from ..report.view import (
+    ReportBuilder,
     ReportInputError,
-    build_report,
+    ResultsFile,
     check_baselines_dir,
+    checked_tests,
     document_from_history,
     load_history,
-    load_results,
+    merge_header,
+    read_results,
+    reread_tests,
 )
 from ..results import SCHEMA, SCHEMA_VERSION
 from ..store import gitinfo
@@ -65,7 +69,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def merged_document(doc: dict[str, Any]) -> dict[str, Any]:
+def merged_document(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The merged results in the shape of one ``--llmperf-json`` file (so every reader of
     those reads it), with ``sources`` (the files merged) and ``hosts`` (each file's host)."""
     out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": doc.get("created", ""),
@@ -77,22 +81,58 @@ def merged_document(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _nodeids(paths: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """Each results file's node ids (files ``load_results`` has read and checked)."""
-    out = []
-    for raw in paths:
-        try:
-            tests = json.loads(Path(raw).read_text(encoding="utf-8")).get("tests") or []
-        except (OSError, ValueError) as exc:  # changed since it was read
-            raise ReportInputError(f"{raw}: cannot read it: {exc}") from None
-        out.append((str(Path(raw)), [str(t.get("nodeid", "")) for t in tests
-                                     if isinstance(t, dict) and t.get("nodeid")]))
-    return out
+_TESTS_MARK = '\n "tests": []'
+
+
+def merged_chunks(header: Mapping[str, Any], tests: Iterable[Any]) -> Iterator[str]:
+    """``files.dumps(merged_document({**header, "tests": [...tests]}))``, the same text, in
+    pieces: one test encoded at a time, so the whole document is never one string (nor all
+    the tests in memory, when ``tests`` reads them file by file)."""
+    head, tail = dumps(merged_document({**header, "tests": []})).split(_TESTS_MARK)
+    yield head + _TESTS_MARK[:-1]  # '... "tests": ['; in JSON strings quotes are escaped
+    encoder = json.JSONEncoder(sort_keys=True, indent=1, allow_nan=False)
+    first = True
+    for test in tests:
+        yield "\n  " if first else ",\n  "
+        first = False
+        # Newlines only start the indentation (JSON strings escape theirs): two levels more.
+        for chunk in encoder.iterencode(test):
+            yield chunk.replace("\n", "\n  ")
+    yield ("]" if first else "\n ]") + tail
 
 
 def _error(stream: TextIO, message: str) -> int:
     print(f"llmperf report: error: {message}", file=stream)
     return 2
+
+
+def _read(paths: Sequence[str], builder: ReportBuilder | None,
+          keep: bool) -> tuple[list[ResultsFile], list[Any] | None]:
+    """Every results file read and checked, one at a time: each test goes to ``builder`` (with
+    its samples read once) and only what the merge needs of the file is kept, so memory holds
+    one file at a time. ``keep``: also return the (only) file's tests, for ``--merged``."""
+    files: list[ResultsFile] = []
+    kept: list[Any] | None = None
+    for raw in paths:
+        data, digest = read_results(raw)
+        for test, records in checked_tests(raw, data):
+            if builder is not None:
+                builder.add(test, records)
+        files.append(ResultsFile.of(raw, data, digest))
+        if keep:
+            kept = data["tests"]
+        del data
+    return files, kept
+
+
+def _all_tests(files: Sequence[ResultsFile], kept: list[Any] | None) -> Iterator[Any]:
+    """The tests of every file, in file order: the one file's kept tests, else each file read
+    again (and refused if it changed since it was checked), one file in memory at a time."""
+    if kept is not None:
+        yield from kept
+        return
+    for f in files:
+        yield from reread_tests(f)
 
 
 def run(args: argparse.Namespace, stdout: TextIO | None = None,
@@ -104,6 +144,8 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
                            "--merged OUT")
     if args.merged and not args.json:
         return _error(err, "--merged OUT merges results files: give them with --json")
+    files: list[ResultsFile] = []
+    kept: list[Any] | None = None
     try:
         for option, path in (("--html", args.html), ("--markdown", args.markdown),
                              ("--merged", args.merged)):
@@ -116,10 +158,11 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
             default = gitinfo.default_baselines_dir()
             baselines = default if default.is_dir() else None
         history = load_history(baselines)
+        builder = ReportBuilder(history, with_plots=bool(args.html))
         if args.json:
-            doc = load_results(args.json, allow_partial=args.allow_partial)
-            if len(args.json) > 1:
-                check_disjoint(_nodeids(args.json))
+            files, kept = _read(args.json, builder if args.html or args.markdown else None,
+                                keep=bool(args.merged) and len(args.json) == 1)
+            doc = merge_header(files, allow_partial=args.allow_partial)
             for warning in doc.get("warnings", []):
                 print(f"llmperf report: warning: {warning}", file=err)
         else:
@@ -128,22 +171,26 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
                 return _error(err, f"no results given (--json RESULTS) and no baselines in "
                                    f"{where}")
             doc = document_from_history(history)
+            for test in doc["tests"]:
+                builder.add(test)
     except (ReportInputError, ReportPathError, ProvenanceError) as exc:
         return _error(err, str(exc))
-    report = build_report(doc, history, title=args.title, with_plots=bool(args.html))
+    report = builder.report(doc, title=args.title)
     for note in report.notes:
         print(f"llmperf report: warning: skipped {note}", file=err)
     try:
         if args.merged:
-            atomic_write_text(args.merged, dumps(merged_document(doc)))
-            print(f"Merged results: {args.merged} ({len(doc['tests'])} test(s) from "
-                  f"{len(doc['sources'])} file(s))", file=out)
+            atomic_write_text(args.merged, merged_chunks(doc, _all_tests(files, kept)))
+            print(f"Merged results: {args.merged} ({sum(len(f.nodeids) for f in files)} "
+                  f"test(s) from {len(files)} file(s))", file=out)
         if args.html:
-            atomic_write_text(args.html, render_html(report))
+            atomic_write_text(args.html, html_chunks(report))
             print(f"HTML report: {args.html} ({len(report.tests)} test(s))", file=out)
         if args.markdown:
             atomic_write_text(args.markdown, render_markdown(report, html_link=args.html))
             print(f"Markdown summary: {args.markdown}", file=out)
+    except ReportInputError as exc:  # a file changed between its check and the merge
+        return _error(err, str(exc))
     except OSError as exc:
         return _error(err, f"cannot write the report: {os_reason(exc)}")
     return 0

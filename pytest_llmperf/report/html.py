@@ -6,6 +6,7 @@ builds the same page from stored results files and baselines.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import jinja2
@@ -30,10 +31,16 @@ def _environment() -> jinja2.Environment:
     return _ENV
 
 
-def render_html(report: Report) -> str:
+def html_chunks(report: Report) -> Iterator[str]:
+    """The page in pieces, as the template makes them (written to a file as they come: the
+    page is never one string)."""
     template = _environment().get_template("report.html.j2")
     # Energy and cost columns only when some run has them.
     columns = with_optional(TABLE_METRICS, (s for t in report.tests for s in t.summaries))
     context: dict[str, Any] = {"report": report, "fmt": display, "table_metrics": columns}
-    return template.render(**context)
+    return template.generate(**context)
+
+
+def render_html(report: Report) -> str:
+    return "".join(html_chunks(report))
 

@@ -7,7 +7,10 @@ scripts can read the numbers back from the page.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -15,7 +18,13 @@ from typing import Any
 
 from ..formatting import num
 from ..metric_table import higher_is_better
-from ..run.metrics import NS_PER_S, RequestRecord, latency_series, measured_window_ns
+from ..run.metrics import (
+    NS_PER_S,
+    RequestRecord,
+    itl_counted,
+    latency_series,
+    measured_window_ns,
+)
 
 WIDTH = 410
 HEIGHT = 250
@@ -171,35 +180,68 @@ def _legend(ax: _Axes, labels: Sequence[tuple[str, str]], corner: str) -> list[s
     return out
 
 
-def _downsample_sorted(values: Sequence[float], n: int = MAX_POINTS) -> list[tuple[float, float]]:
+@dataclass(frozen=True)
+class Counted:
+    """Sorted values, each with how many times it occurs (a chunk of k tokens gives k equal
+    inter-token latencies): the empirical CDF and percentiles of the list it stands for,
+    without making that list (its length is a count read from a file, not data present)."""
+
+    values: list[float]
+    ends: list[int]  # the list's positions ends[j-1] .. ends[j]-1 hold values[j]
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[float, int]]) -> Counted:
+        """From (value, count) pairs; values that are not finite, and counts below 1, are
+        left out."""
+        kept = [(v, k) for v, k in pairs if math.isfinite(v) and k >= 1]
+        kept.sort(key=operator.itemgetter(0))
+        return cls([v for v, _ in kept], list(itertools.accumulate(k for _, k in kept)))
+
+    @classmethod
+    def each(cls, values: Iterable[float]) -> Counted:
+        """Every value once."""
+        kept = sorted(v for v in values if math.isfinite(v))
+        return cls(kept, list(range(1, len(kept) + 1)))
+
+    def __len__(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def at(self, i: int) -> float:
+        """The value at position i of the sorted list."""
+        return self.values[bisect.bisect_right(self.ends, i)]
+
+
+def _downsample_sorted(values: Counted, n: int = MAX_POINTS) -> list[tuple[float, float]]:
     """(value, cumulative fraction) points of the empirical CDF, at most about n of them."""
     count = len(values)
     if count <= n:
-        return [(v, (i + 1) / count) for i, v in enumerate(values)]
+        return [(values.at(i), (i + 1) / count) for i in range(count)]
     out: list[tuple[float, float]] = []
     for k in range(n):
         i = round(k * (count - 1) / (n - 1))
-        out.append((values[i], (i + 1) / count))
+        out.append((values.at(i), (i + 1) / count))
     return out
 
 
-def _percentile_sorted(values: Sequence[float], q: float) -> float:
+def _percentile_sorted(values: Counted, q: float) -> float:
     pos = (len(values) - 1) * q / 100
     lo = math.floor(pos)
     hi = min(lo + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+    return values.at(lo) + (values.at(hi) - values.at(lo)) * (pos - lo)
 
 
-def cdf_svg(series: Sequence[tuple[str, Sequence[float]]], title: str, xlabel: str,
+def cdf_svg(series: Sequence[tuple[str, Sequence[float] | Counted]], title: str, xlabel: str,
             metric: str = "") -> str:
-    """Empirical CDFs, one line per (label, values); p50 and p95 marked for one series."""
-    data = [(label, sorted(v for v in values if math.isfinite(v))) for label, values in series]
-    data = [(label, values) for label, values in data if values]
+    """Empirical CDFs, one line per (label, values); p50 and p95 marked for one series.
+    Values: a list, or a ``Counted`` (each value with how many times it occurs)."""
+    data = [(label, values if isinstance(values, Counted) else Counted.each(values))
+            for label, values in series]
+    data = [(label, values) for label, values in data if len(values)]
     kind = "cdf"
     if not data:
         return _empty(kind, title, "no samples", {"metric": metric})
-    lo = min(values[0] for _, values in data)
-    hi = max(values[-1] for _, values in data)
+    lo = min(values.values[0] for _, values in data)
+    hi = max(values.values[-1] for _, values in data)
     xticks = nice_ticks(lo, hi)
     ax = _Axes(xticks[0], xticks[-1], 0.0, 1.0)
     total = sum(len(values) for _, values in data)
@@ -252,9 +294,10 @@ def ttft_ms(samples: Sequence[RequestRecord]) -> list[float]:
     return latency_series(samples, ("ttft",))["ttft"]
 
 
-def itl_ms(samples: Sequence[RequestRecord]) -> list[float]:
-    """The measured successful requests' inter-token latencies (ms), per token."""
-    return latency_series(samples, ("itl",))["itl"]
+def itl_ms(samples: Sequence[RequestRecord]) -> Counted:
+    """The measured successful requests' inter-token latencies (ms), per token (counted: a
+    chunk's tokens are a number from the file, so they are not listed one by one)."""
+    return Counted.of(itl_counted(samples))
 
 
 def tokens_over_time_svg(runs: Sequence[tuple[str, Sequence[RequestRecord]]],

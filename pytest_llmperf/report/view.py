@@ -10,14 +10,16 @@ so that their absence only leaves a section empty.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import reading
+from ..files import os_reason
 from ..formatting import display, pct
 from ..metric_table import SERVER_METRICS, TREND_METRICS, higher_is_better
 from ..results import SCHEMA as RESULTS_SCHEMA
@@ -28,7 +30,13 @@ from ..store.keys import TestKey
 from ..values import is_finite_number
 from ..verdict.thresholds import THRESHOLDS, Thresholds
 from . import plots
-from .provenance import BadProvenance, ProvenanceError, check_merge, check_provenance
+from .provenance import (
+    BadProvenance,
+    ProvenanceError,
+    check_disjoint,
+    check_merge,
+    check_provenance,
+)
 
 VERDICT_CLASS: dict[str, str] = {
     "ok": "ok", "improvement": "good", "regression": "bad", "warn": "warn",
@@ -46,21 +54,28 @@ def short_commit(commit: Any) -> str:
 
 # --------------------------------------------------------------------------- inputs
 
-def _load_json(path: Path, what: str) -> Any:
+def read_results(path: str | Path) -> tuple[dict[str, Any], str]:
+    """A results file, read once through the bounded reader (``reading``: a regular file, at
+    most ``LLMPERF_MAX_FILE_MB``, JSON without NaN or unbounded nesting) and its top level
+    checked (``_check_header``): (the document, the SHA-256 of its bytes). The tests are
+    checked one by one by ``checked_tests``. ReportInputError naming the file otherwise.
+
+    Memory: the text is dropped once parsed (at most the text and the parsed document at a
+    time; the file's bytes only while they are decoded, and hashed)."""
+    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = reading.read_text(path)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        data = reading.loads(text, path)
     except FileNotFoundError:
-        raise ReportInputError(f"{path}: no such {what} file") from None
-    except IsADirectoryError:
-        raise ReportInputError(f"{path}: is a directory, not a {what} file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportInputError(f"{path}: cannot read it: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(
-            f"{path}: not a JSON file (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
+        raise ReportInputError(f"{path}: no such results file") from None
+    except OSError as exc:
+        raise ReportInputError(f"{path}: cannot read it: {os_reason(exc)}") from None
+    except reading.ReadLimitError as exc:  # its message starts with the path
+        raise ReportInputError(str(exc)) from None
+    del text
+    _check_header(path, data)
+    return data, digest
 
 
 class _Bad(ValueError):
@@ -106,15 +121,17 @@ def _optional(container: Mapping[str, Any], key: str, where: str, check: Any) ->
         check(f"{where}.{key}", container[key])
 
 
-def _check_run(where: str, run: Any) -> None:
+def _check_run(where: str, run: Any) -> list[RequestRecord]:
+    """The run's values checked; its samples as records (read once: the plots use them)."""
     run = _object(where, run)
     if "summary" not in run:
         raise _Bad(f"{where}: every run needs a 'summary' object")
     for key, value in _object(f"{where}.summary", run["summary"]).items():
         _number(f"{where}.summary.{key}", value)
+    records: list[RequestRecord] = []
     for i, sample in enumerate(_list(f"{where}.samples", run.get("samples", []))):
         try:
-            RequestRecord.from_dict(_object(f"{where}.samples[{i}]", sample))
+            records.append(RequestRecord.from_dict(_object(f"{where}.samples[{i}]", sample)))
         except RecordError as exc:
             raise _Bad(f"{where}.samples[{i}]: {exc}") from None
     for key in ("workload", "engine", "client"):
@@ -131,9 +148,11 @@ def _check_run(where: str, run: Any) -> None:
         check = _object(f"{where}.client.checks[{i}]", check)
         for key in ("limit", "measured", "baseline"):
             _number(f"{where}.client.checks[{i}].{key}", check.get(key))
+    return records
 
 
-def _check_test(where: str, test: Any) -> None:
+def _check_test(where: str, test: Any) -> list[list[RequestRecord]]:
+    """The test's values checked; each run's samples as records."""
     test = _object(where, test)
     if not isinstance(test.get("nodeid"), str):
         raise _Bad(f"{where} has no 'nodeid' string")
@@ -153,10 +172,11 @@ def _check_test(where: str, test: Any) -> None:
             metric = _object(f"{where}.comparison.metrics[{i}]", metric)
             for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct"):
                 _number(f"{where}.comparison.metrics[{i}].{key}", metric.get(key))
-    for i, run in enumerate(_list(f"{where}.runs", test.get("runs", []))):
-        _check_run(f"{where}.runs[{i}]", run)
+    records = [_check_run(f"{where}.runs[{i}]", run)
+               for i, run in enumerate(_list(f"{where}.runs", test.get("runs", [])))]
     for i, entry in enumerate(_list(f"{where}.ab", test.get("ab") or [])):
         _check_ab(f"{where}.ab[{i}]", entry)
+    return records
 
 
 def _check_ab(where: str, entry: Any) -> None:
@@ -178,10 +198,10 @@ def _check_ab(where: str, entry: Any) -> None:
                 raise _Bad(f"{where}.{key}[{i}]: {exc}") from None
 
 
-def _check_results(path: Path, data: Any) -> None:
-    """A results file as the report reads it: the schema, then every value the report uses
-    checked for its type (numbers finite); ReportInputError naming the file, where in it, and
-    the bad value."""
+def _check_header(path: Path, data: Any) -> None:
+    """A results file's top level as the report reads it: the schema, its version, the
+    provenance, the host and the creation time (the tests: ``checked_tests``);
+    ReportInputError naming the file, where in it, and the bad value."""
     if not isinstance(data, dict) or data.get("schema") != RESULTS_SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ReportInputError(
@@ -201,8 +221,7 @@ def _check_results(path: Path, data: Any) -> None:
         except BadProvenance as exc:
             raise ReportInputError(f"{path}: {exc}") from None
     try:
-        for i, test in enumerate(_list("tests", data.get("tests"))):
-            _check_test(f"tests[{i}]", test)
+        _list("tests", data.get("tests"))
         host = data.get("host")
         if host is not None:
             _optional(_object("host", host), "gpus", "host", _list)
@@ -211,38 +230,91 @@ def _check_results(path: Path, data: Any) -> None:
         raise ReportInputError(f"{path}: {str(exc).lstrip('.')}") from None
 
 
-def load_results(paths: Sequence[str | Path], allow_partial: bool = False) -> dict[str, Any]:
-    """Several results files merged into one document (tests in file order).
+def checked_tests(path: str | Path, data: Mapping[str, Any],
+                  ) -> Iterator[tuple[Mapping[str, Any], list[list[RequestRecord]]]]:
+    """Each test of a results document (``read_results``) checked, every value the report
+    uses of its type (numbers finite), with its runs' samples as records: one test's records
+    at a time. ReportInputError naming the file, where in it, and the bad value."""
+    for i, test in enumerate(data["tests"]):
+        try:
+            records = _check_test(f"tests[{i}]", test)
+        except _Bad as exc:
+            raise ReportInputError(f"{path}: {exc}") from None
+        yield test, records
+
+
+@dataclass
+class ResultsFile:
+    """What a merge keeps of one results file once its tests are read: where it is, the
+    SHA-256 of its bytes, its top level without the tests, and its tests' node ids."""
+
+    path: Path
+    digest: str
+    header: dict[str, Any]
+    nodeids: list[str]
+
+    @classmethod
+    def of(cls, path: str | Path, data: Mapping[str, Any], digest: str) -> ResultsFile:
+        return cls(Path(path), digest, {k: v for k, v in data.items() if k != "tests"},
+                   [str(t["nodeid"]) for t in data["tests"]])
+
+
+def merge_header(files: Sequence[ResultsFile], allow_partial: bool = False) -> dict[str, Any]:
+    """The merged document of several results files, without its tests (the tests are each
+    file's, in file order).
 
     The files must be the shards of one run (``provenance.check_merge``: same commit, profiles
-    and run id, each shard once, none missing unless ``allow_partial``); ReportInputError
-    otherwise. The merged document's ``warnings`` (older files without provenance, a partial
-    merge) are for the caller to print.
+    and run id, each shard once, none missing unless ``allow_partial``) and hold different
+    tests (``provenance.check_disjoint``); ReportInputError otherwise. The merged document's
+    ``warnings`` (older files without provenance, a partial merge) are for the caller to print.
     """
-    loaded: list[tuple[Path, dict[str, Any]]] = []
-    for raw in paths:
-        path = Path(raw)
-        data = _load_json(path, "results")
-        _check_results(path, data)
-        loaded.append((path, data))
     try:
-        check = check_merge([(str(p), d.get("provenance")) for p, d in loaded], allow_partial)
+        check = check_merge([(str(f.path), f.header.get("provenance")) for f in files],
+                            allow_partial)
+        if len(files) > 1:
+            check_disjoint([(str(f.path), f.nodeids) for f in files])
     except ProvenanceError as exc:
         raise ReportInputError(str(exc)) from None
-    merged: dict[str, Any] = {"tests": [], "hosts": [], "sources": [], "created": "",
+    merged: dict[str, Any] = {"hosts": [], "sources": [], "created": "",
                               "warnings": check.warnings}
     if check.provenance is not None:
         merged["provenance"] = check.provenance
-    for path, data in loaded:
-        merged["sources"].append(str(path))
+    for f in files:
+        data = f.header
+        merged["sources"].append(str(f.path))
         if data.get("host") and data["host"] not in merged["hosts"]:
             merged["hosts"].append(data["host"])
         merged["created"] = max(merged["created"], str(data.get("created", "")))
         for key in ("profile", "git"):
             if key in data and key not in merged:
                 merged[key] = data[key]
-        merged["tests"].extend(data["tests"])
     return merged
+
+
+def reread_tests(f: ResultsFile) -> list[Any]:
+    """The tests of a file read before (``read_results``), read again: ReportInputError when
+    its bytes are not the ones read and checked then."""
+    data, digest = read_results(f.path)
+    if digest != f.digest:
+        raise ReportInputError(f"{f.path}: changed while the report was being made; "
+                               "run the command again")
+    tests: list[Any] = data["tests"]
+    return tests
+
+
+def load_results(paths: Sequence[str | Path], allow_partial: bool = False) -> dict[str, Any]:
+    """Several results files merged into one document held in memory (tests in file order),
+    checked as ``merge_header`` does. ``llmperf report`` does not hold every file at once:
+    it reads them one at a time (``cli/report.py``)."""
+    files: list[ResultsFile] = []
+    tests: list[Any] = []
+    for raw in paths:
+        data, digest = read_results(raw)
+        for _ in checked_tests(raw, data):
+            pass
+        files.append(ResultsFile.of(raw, data, digest))
+        tests.extend(data["tests"])
+    return {**merge_header(files, allow_partial), "tests": tests}
 
 
 @dataclass
@@ -747,8 +819,10 @@ def _hardware(doc: Mapping[str, Any], history: History, profiles: Sequence[str])
     return out
 
 
-def _test_view(index: int, test: Mapping[str, Any], history: History,
-               with_plots: bool) -> TestView:
+def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots: bool,
+               records: Sequence[list[RequestRecord]] | None = None) -> TestView:
+    """The view of one test; ``records``: its runs' samples already read
+    (``checked_tests``), else read here."""
     nodeid = str(test["nodeid"])
     runs = test.get("runs", [])
     comp, rows = _comparison(test)
@@ -778,9 +852,11 @@ def _test_view(index: int, test: Mapping[str, Any], history: History,
         view.gate_warnings = []
     labels = [f"run {i + 1}" if many else "" for i in range(len(runs))]
     # Each run's samples are read once, for the plots and the per-turn table alike; without
-    # plots only a multi-turn run's are read, by multi_turn_view.
+    # plots (and not given) only a multi-turn run's are read, by multi_turn_view.
     per_run: list[tuple[str, list[RequestRecord]]] = []
-    if with_plots:
+    if records is not None:
+        per_run = list(zip(labels, records, strict=True))
+    elif with_plots:
         per_run = [(labels[i], plots.records(r.get("samples", []))) for i, r in enumerate(runs)]
     view.multi_turn = [m for i, r in enumerate(runs)
                        if (m := multi_turn_view(labels[i], r,
@@ -850,44 +926,67 @@ def _with_b(per_run: Sequence[tuple[str, list[RequestRecord]]],
     return series
 
 
-def build_report(doc: Mapping[str, Any], history: History | None = None,
-                 title: str = "pytest-llmperf report", with_plots: bool = True) -> Report:
-    history = history or History()
-    tests = [_test_view(i, t, history, with_plots) for i, t in enumerate(doc.get("tests", []))]
-    regressions = [(t.name, r.metric, r.change) for t in tests for r in t.regressions]
-    profiles = sorted({t.profile_id for t in tests if t.profile_id})
-    engines: list[str] = []
-    models: list[str] = []
-    for test in doc.get("tests", []):
+class ReportBuilder:
+    """The report, built one test at a time (``add``), so that the tests of a results file
+    need not all be in memory at once: a view keeps the test's figures and plots, not its
+    samples. ``report`` gives the page's content."""
+
+    def __init__(self, history: History | None = None, with_plots: bool = True) -> None:
+        self.history = history or History()
+        self.with_plots = with_plots
+        self.tests: list[TestView] = []
+        self.engines: list[str] = []
+        self.models: list[str] = []
+
+    def add(self, test: Mapping[str, Any],
+            records: Sequence[list[RequestRecord]] | None = None) -> None:
+        """One test of a results document (``records``: its runs' samples, when read)."""
+        self.tests.append(_test_view(len(self.tests), test, self.history, self.with_plots,
+                                     records))
         for run in test.get("runs", []):
             e = run.get("engine") or {}
             kind = f"{e.get('kind', '?')} {e.get('version', '')}".strip()
             model = str(e.get("model_desc") or e.get("model") or "")
-            if kind not in engines:
-                engines.append(kind)
-            if model and model not in models:
-                models.append(model)
-    glance = Glance(
-        tests=len(tests),
-        passed=sum(1 for t in tests if t.outcome == "passed"),
-        failed=sum(1 for t in tests if t.failed),
-        thresholds_passed=sum(t.checks_passed for t in tests),
-        thresholds_failed=sum(len(t.checks_failed) for t in tests),
-        regressions=regressions,
-        baseline_commits=sorted({t.baseline_commit for t in tests if t.baseline_commit}),
-        profiles=profiles,
-        engines=engines,
-        models=models,
-        hardware=_hardware(doc, history, profiles),
-        warnings=sum(len(t.warnings) for t in tests),
-        compared=sum(1 for t in tests if t.comparison_status == "compared"),
-        ab_regressions=[(t.name, metric, change) for t in tests
-                        for metric, change in t.ab_regressions],
-        ab_tests=sum(1 for t in tests if t.ab),
-    )
-    return Report(title=title, created=str(doc.get("created", "")), glance=glance,
-                  tests=tests, sources=list(doc.get("sources", [])),
-                  notes=list(history.skipped))
+            if kind not in self.engines:
+                self.engines.append(kind)
+            if model and model not in self.models:
+                self.models.append(model)
+
+    def report(self, doc: Mapping[str, Any], title: str = "pytest-llmperf report") -> Report:
+        """The report of the tests added, with ``doc``'s top level (a results document's, or
+        a merge's: ``merge_header``): its creation time, sources, hardware and hosts."""
+        tests = self.tests
+        profiles = sorted({t.profile_id for t in tests if t.profile_id})
+        glance = Glance(
+            tests=len(tests),
+            passed=sum(1 for t in tests if t.outcome == "passed"),
+            failed=sum(1 for t in tests if t.failed),
+            thresholds_passed=sum(t.checks_passed for t in tests),
+            thresholds_failed=sum(len(t.checks_failed) for t in tests),
+            regressions=[(t.name, r.metric, r.change) for t in tests for r in t.regressions],
+            baseline_commits=sorted({t.baseline_commit for t in tests if t.baseline_commit}),
+            profiles=profiles,
+            engines=list(self.engines),
+            models=list(self.models),
+            hardware=_hardware(doc, self.history, profiles),
+            warnings=sum(len(t.warnings) for t in tests),
+            compared=sum(1 for t in tests if t.comparison_status == "compared"),
+            ab_regressions=[(t.name, metric, change) for t in tests
+                            for metric, change in t.ab_regressions],
+            ab_tests=sum(1 for t in tests if t.ab),
+        )
+        return Report(title=title, created=str(doc.get("created", "")), glance=glance,
+                      tests=list(tests), sources=list(doc.get("sources", [])),
+                      notes=list(self.history.skipped))
+
+
+def build_report(doc: Mapping[str, Any], history: History | None = None,
+                 title: str = "pytest-llmperf report", with_plots: bool = True) -> Report:
+    """The report of a results document held in memory (a session's, or baselines')."""
+    builder = ReportBuilder(history, with_plots)
+    for test in doc.get("tests", []):
+        builder.add(test)
+    return builder.report(doc, title)
 
 
 def document_from_history(history: History) -> dict[str, Any]:

@@ -128,13 +128,23 @@ class RequestRecord:
         arrived in one read (E2E == TTFT)."""
         return self.ok and self.n_output >= 2 and self.tpot_ns is None
 
-    def itl_ns(self) -> list[float]:
-        """Per-token inter-token latencies: a chunk carrying k tokens gives k gaps of gap/k."""
-        out: list[float] = []
+    def itl_gaps_ns(self) -> list[tuple[float, int]]:
+        """The inter-token latencies as (gap per token, tokens) per chunk after the first: a
+        chunk carrying k tokens gives k gaps of gap/k, here once with its count k (so that a
+        reader of a stored record allocates by the chunks present, not by the count it
+        claims)."""
+        out: list[tuple[float, int]] = []
         for i in range(1, len(self.chunk_ns)):
             gap = self.chunk_ns[i] - self.chunk_ns[i - 1]
             k = max(1, self.chunk_tokens[i] if i < len(self.chunk_tokens) else 1)
-            out.extend([gap / k] * k)
+            out.append((gap / k, k))
+        return out
+
+    def itl_ns(self) -> list[float]:
+        """Per-token inter-token latencies: a chunk carrying k tokens gives k gaps of gap/k."""
+        out: list[float] = []
+        for gap, k in self.itl_gaps_ns():
+            out.extend([gap] * k)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,8 +208,7 @@ def latency_series(records: Iterable[RequestRecord],
     left out) for each of ``metrics``: "ttft", "tpot" (requests of more than one token) and
     "e2e" one per request (``request_latency``, ``from_due`` as there), "itl" one per token
     (``RequestRecord.itl_ns``)."""
-    ok = [r for r in records
-          if not r.warmup and r.ok and not (from_due and r.done_ns is None)]
+    ok = _measured_ok(records, from_due)
     out: dict[str, list[float]] = {}
     if {"ttft", "tpot", "e2e"} & set(metrics):
         lat = [x for r in ok if (x := request_latency(r, from_due=from_due)) is not None]
@@ -209,6 +218,19 @@ def latency_series(records: Iterable[RequestRecord],
     if "itl" in metrics:
         out["itl"] = [gap / NS_PER_MS for r in ok for gap in r.itl_ns()]
     return {m: out[m] for m in metrics}
+
+
+def itl_counted(records: Iterable[RequestRecord]) -> list[tuple[float, int]]:
+    """The "itl" series of ``latency_series`` (ms) as (value, how many times it occurs), one
+    pair per chunk (``RequestRecord.itl_gaps_ns``): its percentiles without expanding it."""
+    return [(gap / NS_PER_MS, k) for r in _measured_ok(records, False)
+            for gap, k in r.itl_gaps_ns()]
+
+
+def _measured_ok(records: Iterable[RequestRecord], from_due: bool) -> list[RequestRecord]:
+    """The successful measured requests (``from_due``: with a stream close, too)."""
+    return [r for r in records
+            if not r.warmup and r.ok and not (from_due and r.done_ns is None)]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -105,7 +105,8 @@ def test_unwritable_report_path_is_one_clear_error_before_running(
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("{not json", "not a JSON file (line 1, column 2"),
+        ("{not json", "not valid JSON (Expecting property name enclosed in double quotes: "
+                      "line 1 column 2"),
         ('{"schema": "something-else"}', "not a pytest-llmperf results file"),
         ('{"schema": "pytest-llmperf/results", "tests": [{"nodeid": "x", "runs": [{}]}]}',
          "every run needs a 'summary' object"),

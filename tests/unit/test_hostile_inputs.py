@@ -339,3 +339,63 @@ def test_a_baseline_with_a_bad_sample_is_left_out_of_the_report_with_a_note() ->
         "whole number"]
     report = build_report(doc, history, with_plots=True)
     assert [t.nodeid for t in report.tests] == ["t::good"] and report.notes == history.skipped
+
+
+# --------------------------------------------------------------------------- issue 23, item 16
+
+_NESTED = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    # A results file nested deeper than Python follows (was: RecursionError traceback).
+    (json.dumps(_results([]))[:-1] + ', "extra": ' + _NESTED + "}",
+     "JSON nested too deeply to read"),
+    # NaN where no check looks (was: accepted, then a ValueError traceback when --merged
+    # wrote it back).
+    (json.dumps({**_results([]), "host": {"cpu_count": float("nan")}}),
+     "not valid JSON (NaN is not a JSON number this tool accepts)"),
+])
+def test_llmperf_report_refuses_nested_or_nan_results_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, fragment: str,
+) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(content, encoding="utf-8")
+    outputs = {"--merged": tmp_path / "m.json", "--html": tmp_path / "r.html",
+               "--markdown": tmp_path / "r.md"}
+    status = cli_main(["report", "--json", str(path), "--baselines", str(tmp_path),
+                       *(str(a) for pair in outputs.items() for a in pair)])
+    out, err = capsys.readouterr()
+    assert status == 2, out + err
+    assert err.strip().splitlines() == [f"llmperf report: error: {path}: {fragment}"]
+    assert not any(p.exists() for p in outputs.values())
+
+
+def test_counted_itls_plot_as_the_list_they_stand_for() -> None:
+    """A chunk's token count is a number from the file: the ITL CDF counts it instead of
+    listing k equal gaps (a chunk claiming 10**12 tokens made a list of 10**12 floats), and
+    draws exactly what the list would."""
+    import random
+
+    import numpy as np
+
+    from pytest_llmperf.report import plots
+    from pytest_llmperf.run.metrics import itl_counted, latency_series
+
+    rng = random.Random(7)
+    for size in (1, 5, 299, 300, 301, 2000):
+        pairs = [(round(rng.uniform(1, 50), 3), rng.choice((1, 1, 2, 5))) for _ in range(size)]
+        expanded = [v for v, k in pairs for _ in range(k)]
+        counted = plots.Counted.of(pairs)
+        assert len(counted) == len(expanded)
+        assert [counted.at(i) for i in range(len(expanded))] == sorted(expanded)
+        for q in (0, 50, 95, 100):
+            assert plots._percentile_sorted(counted, q) == pytest.approx(
+                float(np.percentile(expanded, q)), rel=1e-12)
+        assert (plots.cdf_svg([("a", counted)], "ITL", "ms")
+                == plots.cdf_svg([("a", expanded)], "ITL", "ms"))
+    chunks = RequestRecord(index=0, prompt_tokens=3, send_ns=0, chunk_ns=[10, 40, 50, 90],
+                           chunk_tokens=[1, 3, 1, 2], output_tokens=7)
+    series = latency_series([chunks], ("itl",))["itl"]
+    assert [v for v, k in itl_counted([chunks]) for _ in range(k)] == series
+    huge = dataclasses.replace(chunks, chunk_tokens=[1, 10**12, 1, 1])
+    assert len(plots.itl_ms([huge])) == 10**12 + 2  # counted, not listed

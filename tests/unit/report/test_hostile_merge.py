@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import no_internal_traceback, results_doc
 
 from pytest_llmperf.cli import main as cli_main
+from pytest_llmperf.cli.report import merged_chunks, merged_document
+from pytest_llmperf.files import dumps
 from pytest_llmperf.report.provenance import (
     ProvenanceError,
     check_disjoint,
     check_merge,
     make_provenance,
 )
+from pytest_llmperf.report.view import ReportBuilder
 from pytest_llmperf.results import SCHEMA_VERSION
 
 
@@ -83,3 +87,45 @@ def test_missing_shards_are_named_a_few_and_counted() -> None:
     check = check_merge(files, allow_partial=True)
     assert check.warnings == [f"partial merge: {str(info.value).split('; give')[0]}"]
     assert check.provenance is not None and len(check.provenance["missing_shards"]) == 38
+
+
+@pytest.mark.parametrize("tests", [
+    [],
+    [{"nodeid": "t.py::a", "runs": []}],
+    [{"nodeid": 'odd "tests": [] \n\t', "x": [1, [2, {"b": None, "a": "\u00e9"}]], "e": {}},
+     {"nodeid": "t.py::b", "runs": [{"summary": {"ttft_p50_ms": 1.5}, "samples": []}]}],
+])
+def test_the_merged_file_is_written_in_pieces_as_one_dumps_would(tests: list[Any]) -> None:
+    """Issue 23, item 20: ``--merged`` encodes a test at a time (the whole document as one
+    string, from json's pure-Python indenting encoder, cost 8 times the file); the text is
+    the same."""
+    header = {"created": "2026-12-06T00:00:00Z", "sources": ["a.json", "b.json"],
+              "hosts": [{"machine": "x86_64"}], "warnings": ["w"],
+              "provenance": {"commit": "c0ffee1", "missing_shards": []}}
+    expected = dumps(merged_document({**header, "tests": tests}))
+    assert "".join(merged_chunks(header, iter(tests))) == expected
+    assert json.loads(expected)["tests"] == tests
+
+
+def test_a_shard_that_changes_before_it_is_merged_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Several files are read one at a time, then each again to write the merged file (one
+    file in memory at a time): a file whose bytes are not the ones checked is refused."""
+    a = shard_file(tmp_path / "shard-0.json", 0, ["t.py::test_one"])
+    b = shard_file(tmp_path / "shard-1.json", 1, ["t.py::test_two"])
+    original = ReportBuilder.report
+
+    def report(self: ReportBuilder, doc: Any, title: str = "") -> Any:
+        b.write_text(b.read_text().replace("t.py::test_two", "t.py::test_one"))
+        return original(self, doc, title)
+
+    monkeypatch.setattr(ReportBuilder, "report", report)
+    merged = tmp_path / "results.json"
+    code = cli_main(["report", "--merged", str(merged), "--json", str(a), str(b)])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert err.strip().splitlines() == [
+        f"llmperf report: error: {b}: changed while the report was being made; run the "
+        "command again"]
+    assert not merged.exists() and not list(tmp_path.glob(".results.json.*"))
