@@ -8,8 +8,9 @@ tests of three runs (``results.TestRecord``), the document made by
 ``--llmperf-json`` writer), as many tests as the size needs. Then, each in a fresh process
 (``python -m pytest_llmperf.cli report --json FILE ...``), it runs the command with
 ``--html OUT``, ``--markdown OUT`` and ``--merged OUT`` (the command has no terminal output of
-its own: it writes at least one of these), and prints each run's wall time and peak RSS (of
-that child alone: ``os.wait4``), the ratio of the peak to the file's size, and the exit
+its own: it writes at least one of these), and prints each run's wall time, CPU time (user
++ system: steadier than the wall time on a shared machine) and peak RSS (of that child
+alone: ``os.wait4``), the ratio of the peak to the (largest) file's size, and the exit
 status.
 
 Run: ``python benchmarks/bench_report_memory.py [SIZE_MB ...]`` (``--outputs html`` for
@@ -110,8 +111,9 @@ def make_document(target_bytes: int, shard: tuple[int, int] | None = None) -> st
                                   hardware={"cpu_model": "bench", "cpu_cores": 4}))
 
 
-def measure(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
-    """(wall s, peak RSS MB of this child alone, exit status, stderr's last line)."""
+def measure(argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
+    """(wall s, CPU s (user + system), peak RSS MB of this child alone, exit status, stderr's
+    last line)."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -120,7 +122,9 @@ def measure(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     lines = err.strip().splitlines()
-    return wall, usage.ru_maxrss * 1024 / 1_000_000, proc.returncode, lines[-1] if lines else ""
+    cpu = usage.ru_utime + usage.ru_stime
+    return (wall, cpu, usage.ru_maxrss * 1024 / 1_000_000, proc.returncode,
+            lines[-1] if lines else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     where = subprocess.run([python, "-c", "import pytest_llmperf; print(pytest_llmperf.__file__)"],
                            capture_output=True, text=True, check=True).stdout.strip()
     print(f"pytest_llmperf imported by the children: {where}")
-    print(f"{'size MB':>8} {'files':>5} {'output':>9} {'wall s':>8} {'peak RSS MB':>12} "
-          f"{'RSS/file':>9} {'exit':>5}")
+    print(f"{'size MB':>8} {'files':>5} {'output':>9} {'wall s':>8} {'CPU s':>7} "
+          f"{'peak RSS MB':>12} {'RSS/file':>9} {'exit':>5}")
     with tempfile.TemporaryDirectory(prefix="llmperf-bench-report-") as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
@@ -160,10 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                 out = root / f"out-{size:g}MB.{SUFFIX[output]}"
                 cmd = [python, "-m", "pytest_llmperf.cli", "report",
                        "--json", *map(str, paths), f"--{output}", str(out)]
-                wall, rss, code, last = measure(cmd, root)
+                wall, cpu, rss, code, last = measure(cmd, root)
                 note = f"  {last}" if code else ""
-                print(f"{mb:8.1f} {len(paths):5d} {output:>9} {wall:8.2f} {rss:12.0f} "
-                      f"{rss / mb:9.1f} {code:5d}{note}", flush=True)
+                print(f"{mb:8.1f} {len(paths):5d} {output:>9} {wall:8.2f} {cpu:7.2f} "
+                      f"{rss:12.0f} {rss / mb:9.1f} {code:5d}{note}", flush=True)
     return 0
 
 
