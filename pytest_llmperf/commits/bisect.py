@@ -41,6 +41,7 @@ import git
 
 from ..decision import alpha_problem
 from ..files import ReportPathError, atomic_write_text, check_path, dumps, os_reason
+from ..redact import redact_argv
 from ..store import gitinfo
 from ..verdict import ab, stats
 from ..verdict.thresholds import Thresholds
@@ -588,7 +589,7 @@ def result_document(opts: Options, good: Commit, bad: Commit, commits: Sequence[
         "candidates": [c.sha for c in commits],
         "settings": {"pairs": opts.pairs, "alpha": opts.alpha,
                      "max_regression_pct": opts.max_regression_pct,
-                     "pytest_args": list(opts.pytest_args), "python": opts.python},
+                     "pytest_args": redact_argv(opts.pytest_args), "python": opts.python},
         "comparisons": [comp.to_dict() for comp in tested],
     })
 

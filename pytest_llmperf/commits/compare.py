@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 from ..engines.servers import ManagedServer, ServerError, free_port
 from ..files import ReportPathError, check_path
+from ..redact import redact_argv, redact_command
 from ..store import gitinfo
 from ..verdict import ab, stats
 from . import bisect
@@ -249,8 +250,8 @@ def result_document(outcome: CompareOutcome) -> dict[str, Any]:
         "settings": {"pairs": opts.pairs, "alpha": opts.alpha,
                      "alpha_per_test": comp.alpha_per_test,
                      "max_regression_pct": opts.max_regression_pct,
-                     "pytest_args": list(opts.pytest_args), "python": opts.python,
-                     "served": opts.served},
+                     "pytest_args": redact_argv(opts.pytest_args), "python": opts.python,
+                     "served": redact_command(opts.served) if opts.served else opts.served},
         "left_out": list(comp.left_out),
         "tests": tests,
     })

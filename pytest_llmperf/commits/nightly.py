@@ -41,6 +41,7 @@ import numpy as np
 from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT, alpha_problem
 from ..files import atomic_write_text, dumps
 from ..metric_table import DEFAULT_GATED, higher_is_better
+from ..redact import redact_argv
 from ..store import gitinfo
 from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
 from ..store.keys import canonical_keys
@@ -107,7 +108,7 @@ class Finding:
 
     @property
     def bisect_command(self) -> str:
-        args = " ".join(shlex.quote(a) for a in self.pytest_args)
+        args = " ".join(shlex.quote(a) for a in redact_argv(self.pytest_args))
         return f"llmperf bisect {self.last_good[:12]} {self.first_bad[:12]} -- {args}".rstrip()
 
     @property
@@ -128,7 +129,7 @@ class Finding:
             "ci_low_pct": _finite(self.ci_low_pct), "ci_high_pct": _finite(self.ci_high_pct),
             "p_value": _finite(self.p_value), "index": self.index,
             "higher_is_better": higher_is_better(self.metric),
-            "pytest_args": list(self.pytest_args), "args_recorded": self.args_recorded,
+            "pytest_args": redact_argv(self.pytest_args), "args_recorded": self.args_recorded,
             "bisect_command": self.bisect_command, "note": self.args_note,
             "bisect": self.bisect,
         }

@@ -46,7 +46,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..redact import Redactor, header_secrets, redact
+from ..redact import Redactor, header_secrets, redact, strip_controls
 from .auth import parse_headers
 from .base import (
     Engine,
@@ -454,7 +454,7 @@ class OpenAIEngine(Engine):
         return {
             "kind": self.kind,
             "url": self.redactor(self.root),
-            "model": self.model,
+            "model": strip_controls(self.model) if self.model else self.model,
             "endpoint": "chat" if self.chat_default else "completions",
             "tokenizer": (
                 "none" if tok is None else

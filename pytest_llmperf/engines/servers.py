@@ -563,10 +563,10 @@ class ManagedServer:
             except (OSError, ValueError):
                 pass  # not listening yet
             except http.client.HTTPException as exc:  # after OSError: not RemoteDisconnected
-                raise ServerError(
+                raise ServerError(self.redactor(
                     f"the {self.name} server at {self.url} does not speak HTTP: "
                     f"{self.health_path} was answered with {type(exc).__name__} "
-                    f"({str(exc)[:80]!r})") from None
+                    f"({str(exc)[:80]!r})")) from None
             if time.monotonic() >= deadline:
                 raise self._fail(
                     f"did not become healthy ({url}) within {timeout_s:g} s; raise "

@@ -10,9 +10,9 @@ compared with what the server really did (both sides use the same monotonic cloc
 It also has a word-level tokenizer (``/tokenize``, ``/detokenize`` in vLLM's shape) so synthetic
 prompts of exact token lengths can be built against it, and fault modes (HTTP error, dropped
 connection, malformed SSE, stall, answers cut short, vLLM's context refusals) for the error
-paths, and hostile modes a gateway or a broken
-server shows (error bodies that echo the request's headers, an error event mid-stream, absurd
-``usage`` counts, a tokenize endpoint that never answers). With ``metrics=True`` it serves
+paths, and hostile modes a gateway or a broken server shows (error bodies that echo the
+request's headers or carry terminal escapes, an error event mid-stream, absurd ``usage``
+counts, a tokenize endpoint that never answers). With ``metrics=True`` it serves
 vLLM's Prometheus metrics on ``/metrics`` (prefix cache, KV-cache usage, preemptions,
 speculative decoding), moving by known amounts per request (``_OracleMetrics``). Raw
 asyncio, HTTP/1.1 keep-alive with chunked transfer encoding: nothing heavy between the
@@ -109,6 +109,9 @@ class OracleConfig:
     api_key: str | None = None  # require "Authorization: Bearer <api_key>"
     # Hostile modes.
     echo_headers: bool = False  # error bodies (fail_status, error_after) carry the headers
+    # Error text sent as is (terminal escapes, control characters): with fail_status the
+    # whole body (text/plain, as a broken proxy answers), with error_after the event's message.
+    error_text: str | None = None
     error_after: int | None = None  # send an {"error": ...} event after this many tokens
     usage_tokens: int | None = None  # report this completion_tokens, whatever was sent
     stall_tokenize: bool = False  # /tokenize and /detokenize never answer
@@ -327,6 +330,13 @@ class _Oracle:
         await writer.drain()
         return True
 
+    async def respond_text(self, writer: asyncio.StreamWriter, status: int, text: str) -> bool:
+        data = text.encode()
+        writer.write(b"HTTP/1.1 %d Error\r\nContent-Type: text/plain\r\nContent-Length: %d"
+                     b"\r\n\r\n%s" % (status, len(data), data))
+        await writer.drain()
+        return True
+
     async def route(
         self, method: str, path: str, headers: dict[str, str], body: bytes, recv_ns: int,
         writer: asyncio.StreamWriter,
@@ -381,6 +391,8 @@ class _Oracle:
         if cfg.die_after is not None and len(self.logs) >= cfg.die_after:
             writer.transport.abort()
             return False
+        if cfg.fail_status is not None and cfg.error_text is not None:
+            return await self.respond_text(writer, cfg.fail_status, cfg.error_text)
         if cfg.fail_status is not None:
             error: dict[str, Any] = {"message": "oracle: injected failure"}
             if cfg.echo_headers:  # what a careless gateway answers
@@ -489,7 +501,8 @@ class _Oracle:
             if cfg.stall_after is not None and sent >= cfg.stall_after:
                 await asyncio.sleep(3600)
             if cfg.error_after is not None and sent >= cfg.error_after:
-                message = "oracle: upstream failed mid-stream"
+                message = ("oracle: upstream failed mid-stream" if cfg.error_text is None
+                           else cfg.error_text)
                 if cfg.echo_headers:
                     message += f"; request headers: {headers}"
                 writer.write(_chunked(b"data: " + json.dumps(

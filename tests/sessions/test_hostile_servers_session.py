@@ -98,6 +98,77 @@ def test_echoed_headers_reach_no_report(pytester: pytest.Pytester,
     assert files_containing(pytester.path, API_KEY, GATEWAY_TOKEN) == []
 
 
+def saved_session(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """A session of SUITE in a fresh git repository, with every output and a save."""
+    pytester.makepyfile(test_gateway=SUITE)
+    (pytester.path / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n")
+    git(pytester.path, "init", "-q", "-b", "main")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "tests")
+    return pytester.runpytest(
+        "--llmperf", *args, "--llmperf-json=out/results.json", "--llmperf-html=out/report.html",
+        "--llmperf-markdown=out/summary.md", "--llmperf-save", "--llmperf-save-dirty", "-rA")
+
+
+def test_credentials_in_the_url_query_reach_no_record(pytester: pytest.Pytester,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 23, item 7: a key in the URL's query (not named api_key) is no more stored than
+    one in a header: engine.url and the recorded pytest arguments keep the URL's scheme, host,
+    port, path and parameter names, never a value."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    key, sig = "plainQueryKey0815", "plainQuerySig4711"
+    with OracleServer(OracleConfig(ttft_ms=1, itl_ms=1)) as oracle:
+        res = saved_session(pytester, f"--llmperf-url={oracle.url}/?key={key}&sig={sig}")
+    res.assert_outcomes(passed=1)
+    shown = f"{oracle.url}/?key={SECRET_MARK}&sig={SECRET_MARK}"
+    data = json.loads((pytester.path / "out/results.json").read_text())
+    assert data["tests"][0]["runs"][0]["engine"]["url"] == shown
+    (saved,) = (pytester.path / "baselines").rglob("*.json")
+    (test,) = json.loads(saved.read_text())["tests"].values()
+    run = test["runs"][0]
+    assert run["engine"]["url"] == shown
+    assert f"--llmperf-url={shown}" in run["client"]["pytest_args"]
+    output = res.stdout.str() + res.stderr.str()
+    assert key not in output and sig not in output
+    assert files_containing(pytester.path, key, sig) == []
+
+
+# A server's error text that would drive a terminal: set its title (OSC), colour it (CSI),
+# erase the screen, ring the bell, reverse what follows (a bidi override).
+ESCAPES = "\x1b]0;pwned\x07\x1b[31mred alert\x1b[0m\x1b[2J\x07 \u202eevil\x9b1m done"
+
+
+@pytest.mark.parametrize("mode", [
+    OracleConfig(ttft_ms=1, itl_ms=1, fail_status=500, error_text=ESCAPES,
+                 model="oracle\x1b]0;model\x07"),
+    OracleConfig(ttft_ms=1, itl_ms=1, error_after=2, error_text=ESCAPES),
+], ids=["http_500", "mid_stream"])
+def test_terminal_escapes_from_a_server_reach_no_output(pytester: pytest.Pytester,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         mode: OracleConfig) -> None:
+    """Issue 23, item 10: what a server says reaches the records without its control
+    characters (the text kept), so neither the terminal nor a report replays them."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    with OracleServer(mode) as oracle:
+        res = saved_session(pytester, f"--llmperf-url={oracle.url}")
+    res.assert_outcomes(failed=1)
+    data = json.loads((pytester.path / "out/results.json").read_text())
+    run = data["tests"][0]["runs"][0]
+    errors = [s["error"] for s in run["samples"] if s.get("error")]
+    assert errors and all("red alert" in e and "evil" in e and "done" in e for e in errors)
+    assert run["engine"]["model"] == "oracle"
+    output = res.stdout.str() + res.stderr.str()
+    assert "red alert" in output
+    written = {name: (pytester.path / name).read_text() for name in
+               ("out/results.json", "out/report.html", "out/summary.md")}
+    (saved,) = (pytester.path / "baselines").rglob("*.json")
+    written["baseline"] = saved.read_text()
+    for name, text in {"terminal": output, **written}.items():
+        for bad in ("\x1b", "\x07", "\x9b", "\u202e", "\\u001b", "\\u0007", "\\u202e",
+                    "&#27;", "&#x1b;", "pwned"):
+            assert bad not in text, (name, bad)
+
+
 def test_secret_in_server_args_is_not_printed_when_the_server_fails(
         pytester: pytest.Pytester) -> None:
     secret, token = "k3yArgValue0042", "hfTokenArgValue0042"

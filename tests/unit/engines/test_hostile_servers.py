@@ -7,11 +7,25 @@ list of what is checked, are in tests/sessions/test_hostile_servers_session.py.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from pytest_llmperf.commits import bisect
+from pytest_llmperf.commits.nightly import Finding
 from pytest_llmperf.engines.base import EngineError
 from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.redact import SECRET_MARK, Redactor, redact, redact_argv
+from pytest_llmperf.engines.servers import ManagedServer
+from pytest_llmperf.redact import (
+    SECRET_MARK,
+    Redactor,
+    redact,
+    redact_argv,
+    redact_url,
+    strip_controls,
+)
+from pytest_llmperf.run.ab_flag import describe
 
 # Deliberately shapeless: only knowing the value (not a pattern) can redact it.
 API_KEY = "Zq8wPlainValue4711Kx"
@@ -49,6 +63,119 @@ def test_redact_known_values_and_credential_shapes() -> None:
         assert redact(text) == text
     assert redact_argv(["serve", "--api-key", "v a l", "--token=t0k", "-m", "m.gguf"]) == [
         "serve", "--api-key", SECRET_MARK, f"--token={SECRET_MARK}", "-m", "m.gguf"]
+
+
+# Issue 23, item 7: every credential a URL can carry, in its query (whatever the parameter is
+# named), its user information or its fragment.
+URL_CASES = {
+    "https://gw.example.com:8443/v1?key=K1": "https://gw.example.com:8443/v1?key=***",
+    "https://h/v1?sig=S1&token=T1&access_token=A1&code=C1":
+        "https://h/v1?sig=***&token=***&access_token=***&code=***",
+    "https://b.s3.amazonaws.com/o?X-Amz-Signature=ab12&X-Amz-Credential=AKX%2F1":
+        "https://b.s3.amazonaws.com/o?X-Amz-Signature=***&X-Amz-Credential=***",
+    "https://user:p4ss@h:1/p?q": "https://user:***@h:1/p?***",
+    "https://ghp_tokenAsUser@h/": "https://***@h/",
+    "https://h/cb#access_token=F1&state=x": "https://h/cb#access_token=***&state=***",
+    "http://127.0.0.1:8000/v1": "http://127.0.0.1:8000/v1",
+    "http://h/p#section": "http://h/p#section",
+    "http://[::1": "http://[::1",
+    "not a url ?key=1": "not a url ?key=1",
+}
+
+
+@pytest.mark.parametrize(("url", "stored"), URL_CASES.items())
+def test_a_url_keeps_its_place_but_not_its_credentials(url: str, stored: str) -> None:
+    assert redact_url(url) == stored
+    assert redact_url(stored) == stored  # redacting twice changes nothing
+    # The redactor finds URLs in any text (an error message, a JSON string, an argument).
+    assert redact(f"cannot reach {url}; is it up?") == f"cannot reach {stored}; is it up?"
+    assert redact(f'{{"url": "{url}"}}') == f'{{"url": "{stored}"}}'
+    assert redact_argv(["--llmperf-url", url]) == ["--llmperf-url", stored]
+    assert redact_argv([f"--llmperf-url={url}"]) == [f"--llmperf-url={stored}"]
+
+
+def test_a_url_in_a_sentence_keeps_the_punctuation_after_it() -> None:
+    assert redact("(see https://h/x?key=abc).") == "(see https://h/x?key=***)."
+
+
+# Issue 23, item 10.
+def test_control_characters_and_terminal_escapes_are_removed_whole() -> None:
+    text = ("a\x1b]0;title\x07b\x1b[1;31mred\x1b[0m\tc\nd\re\x00\x7f\x9b2J"
+            "\x1b]8;;http://x\x1b\\link\x1b(B \u202eevil\u2066\u2069 \u00e9\u4e2d \x1b")
+    assert strip_controls(text) == "abred\tc\ndelink evil \u00e9\u4e2d "
+    plain = "HTTP 500 Internal Server Error: {\"error\": \"über\"}\n\tat line 2"
+    assert strip_controls(plain) is plain
+    # The redactor strips them before anything else: every server text it sees.
+    assert Redactor()("\x1b[31mHTTP 500\x1b[0m token=\x1b[1mabc") == "HTTP 500 token=***"
+
+
+def test_a_server_log_is_shown_without_its_escapes(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text("starting\n\x1b[32mINFO\x1b[0m ready at http://h/?token=plainT\n"
+                   "ERROR \x1b]0;pwned\x07boom\n")
+    server = ManagedServer(["serve"], port=1, log_path=log)
+    tail = server.log_tail()
+    assert tail.splitlines() == ["    starting", "    INFO ready at http://h/?token=***",
+                                 "    ERROR boom"]
+
+
+# Issue 23, item 6: the flags whose value is structured.
+HEADERS = "X-Gateway-Token: plainGw0815; Authorization: Bearer plainBe4711; Accept: text/plain"
+HIDDEN = f"X-Gateway-Token: {SECRET_MARK}; Authorization: Bearer {SECRET_MARK}; Accept: text/plain"
+
+
+def test_header_lists_and_command_lines_in_an_argv_are_redacted() -> None:
+    r = Redactor()
+    assert r.argv(["--llmperf-headers", HEADERS]) == ["--llmperf-headers", HIDDEN]
+    assert r.argv([f"--llmperf-headers={HEADERS}"]) == [f"--llmperf-headers={HIDDEN}"]
+    assert r.argv(["-o", f"llmperf_headers={HEADERS}"]) == ["-o", f"llmperf_headers={HIDDEN}"]
+    assert r.argv([f"--override-ini=llmperf_headers={HEADERS}"]) == [
+        f"--override-ini=llmperf_headers={HIDDEN}"]
+    assert r.argv(["--llmperf-ab", "headers=X-Key: plainV"]) == [
+        "--llmperf-ab", f"headers=X-Key: {SECRET_MARK}"]
+    assert r.headers('{"X-Key": "plainV", "Content-Type": "a/b"}') == (
+        f'{{"X-Key": "{SECRET_MARK}", "Content-Type": "a/b"}}')
+    assert r.argv(["--llmperf-server-cmd", "serve --api-key 'plain v' --port 1"]) == [
+        "--llmperf-server-cmd", f"serve --api-key {SECRET_MARK} --port 1"]
+    assert r.command("env HF_TOKEN=plainHf python s.py --port {port} --name 'a b'") == (
+        f"env HF_TOKEN={SECRET_MARK} python s.py --port {{port}} --name 'a b'")
+    assert r.command("python s.py --port {port}") == "python s.py --port {port}"
+    assert r.command("python 's.py --token=plainX") == f"python 's.py --token={SECRET_MARK}"
+    # What is no secret stays as it was: a flag that merely mentions headers, its argument.
+    args = ["--no-header", "tests/test_x.py", "-o", "llmperf_repeats=3", "--llmperf-ab",
+            "threads=2", "-k", "chat"]
+    assert r.argv(args) == args
+
+
+def test_an_ab_label_is_redacted() -> None:
+    assert describe({"url": "https://h/v1?key=plainK", "headers": "X-Key: plainV",
+                     "threads": "2"}) == (
+        f"headers=X-Key: {SECRET_MARK} threads=2 url=https://h/v1?key={SECRET_MARK}")
+
+
+def test_the_nightly_shows_no_secret_an_older_store_recorded() -> None:
+    """Baselines saved before the URL rule hold the key: the nightly's bisect command, issue
+    body and JSON show the arguments redacted (the replay still gets them as stored)."""
+    args = ("--llmperf", "--llmperf-url=https://h/v1?key=plainOld", "--llmperf-headers",
+            "X-Key: plainOld2", "tests/test_perf.py")
+    finding = Finding("p", "tests/test_perf.py::t", "ttft_p50_ms", "regression", "a" * 40, "s",
+                      "b" * 40, "s", 0, 1.0, 2.0, 100.0, 50.0, 150.0, 0.01, 3, 3, args, True)
+    shown = json.dumps(finding.to_dict())
+    assert "plainOld" not in shown and "plainOld" not in finding.bisect_command
+    assert f"key={SECRET_MARK}" in finding.bisect_command
+    assert finding.pytest_args == args
+
+
+def test_bisect_json_stores_no_secret_of_its_command_line() -> None:
+    args = ["tests/test_perf.py", "--llmperf-url=https://h/v1?key=plainK", "--llmperf-headers",
+            "X-Key: plainV"]
+    opts = bisect.Options(good="a", bad="b", pytest_args=args)
+    good, bad = bisect.Commit("a" * 40, "good"), bisect.Commit("b" * 40, "bad")
+    doc = bisect.result_document(opts, good, bad, [bad], {}, False, None)
+    assert doc["settings"]["pytest_args"] == [
+        "tests/test_perf.py", f"--llmperf-url=https://h/v1?key={SECRET_MARK}",
+        "--llmperf-headers", f"X-Key: {SECRET_MARK}"]
+    assert opts.pytest_args == args  # what the sessions run is the user's
 
 
 @pytest.mark.parametrize("url", [
