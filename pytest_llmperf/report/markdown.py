@@ -16,7 +16,7 @@ from pathlib import Path
 from ..formatting import display, num, pct
 from ..metric_table import MARKDOWN_METRICS, with_optional
 from .md import md_cell, md_code, md_text
-from .view import Report, TestView
+from .view import ComparisonRow, Report, TestView
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 COLUMNS = MARKDOWN_METRICS
@@ -43,18 +43,24 @@ def _thresholds(test: TestView) -> str:
     names: list[str] = []
     for c in failed:
         op = ">" if c.op == "≤" else "<"
-        text = (f"{c.name} not measured" if c.measured == "-"
-                else f"{c.name} {c.measured} {op} {c.limit}")
+        name = md_text(c.name)
+        text = (f"{name} not measured" if c.measured == "-"
+                else f"{name} {md_text(c.measured)} {op} {md_text(c.limit)}")
         if text not in names:
             names.append(text)
     return f"{FAIL} {total - len(failed)}/{total}: " + "; ".join(names)
+
+
+def _change(row: ComparisonRow) -> str:
+    """A comparison row's metric and change ("ttft_p50_ms +21.2%"), escaped."""
+    return f"{md_text(row.metric)} {md_text(row.change)}"
 
 
 def _baseline(test: TestView) -> str:
     if not test.comparison and test.hidden_inconclusive:  # a paired A/B decides instead
         return test.baseline_verdict[1]  # our own words
     if test.regressions:
-        return f"{FAIL} " + "; ".join(f"{r.metric} {r.change}" for r in test.regressions)
+        return f"{FAIL} " + "; ".join(_change(r) for r in test.regressions)
     if test.gate == "regression":  # against the last clean baseline: the message says so
         return f"{FAIL} regression vs the last clean baseline"
     if test.gate_warnings:  # an undecided change beyond the tolerance
@@ -62,9 +68,9 @@ def _baseline(test: TestView) -> str:
     if test.comparison:
         warned = [r for r in test.comparison if r.verdict == "warn"]
         if warned:
-            return f"{WARN} " + "; ".join(f"{r.metric} {r.change}" for r in warned)
+            return f"{WARN} " + "; ".join(_change(r) for r in warned)
         gated = [r for r in test.comparison if r.gated and r.change != "-"]
-        shown = ", ".join(f"{r.metric} {r.change}" for r in gated[:3])
+        shown = ", ".join(_change(r) for r in gated[:3])
         verdicts = {r.verdict for r in gated}
         if "inconclusive" in verdicts:
             mark, word = "❔", "inconclusive"
