@@ -30,6 +30,8 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from .decision import DEFAULT_ALPHA, alpha_problem
+from .engines.auth import parse_headers
+from .engines.base import EngineError
 from .models.packaged import DEFAULT_MODEL
 from .values import is_finite_number
 
@@ -263,6 +265,20 @@ def overrides_text(raw: Any, source: str) -> str | None:
     return json.dumps(parsed, sort_keys=True, separators=(",", ":")) if parsed else None
 
 
+def headers_text(raw: Any, source: str) -> str | None:
+    """``--llmperf-headers`` as given, once every header in it parses and can be sent (a name
+    that is an HTTP token, a value of Latin-1 text on one line): refused here, before any
+    request, naming the header but not its value."""
+    if raw is None:
+        return None
+    text = json.dumps(dict(raw)) if isinstance(raw, Mapping) else str(raw)
+    try:
+        parse_headers(text, source)
+    except EngineError as exc:
+        raise ConfigError(str(exc)) from None
+    return text or None
+
+
 @dataclass(frozen=True)
 class Settings:
     engine: str = setting(
@@ -289,7 +305,8 @@ class Settings:
                             "template; one without needs the server's --chat-template)",
                             choices=("completions", "chat"), engine=True)
     headers: str | None = setting(
-        None, "extra HTTP headers for the server: 'Name: value; Other: value'", engine=True)
+        None, "extra HTTP headers for the server: 'Name: value; Other: value'", engine=True,
+        parse=headers_text)
     request_timeout: float = setting(600.0, "seconds one request may take in all", engine=True,
                                      check=positive)
     tls_verify: str = setting(

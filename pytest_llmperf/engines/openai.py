@@ -32,6 +32,15 @@ A malformed ``--llmperf-url`` is a one-line ``EngineError`` when the engine is m
 server's tokenizer cannot be used (no endpoint, or it does not answer within
 ``--llmperf-request-timeout``), the engine says so in ``warnings``, which every run's result
 carries.
+
+Every call has a deadline for its whole answer: a streamed request ``--llmperf-request-timeout``
+(``asyncio.timeout`` around the request and its body); the model list, the tokenizer and
+``/metrics`` go through ``blocking_http``, whose deadline holds against a server that answers a
+byte at a time (the model list: 30 s at most). A server that does not speak HTTP is a one-line
+``EngineError`` (the model list) or a ``malformed`` request; a server-sent-event line longer than
+``MAX_SSE_LINE`` is the request's ``malformed_sse``. Headers (``--llmperf-headers``, the API
+key) that HTTP cannot carry are an ``EngineError`` naming the header before any request
+(``auth.check_headers``).
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..redact import Redactor, header_secrets, redact, strip_controls
-from .auth import parse_headers
+from .auth import check_headers, parse_headers
 from .base import (
     Engine,
     EngineError,
@@ -58,6 +67,7 @@ from .base import (
     RequestError,
     Tokenizer,
 )
+from .blocking_http import FetchError, fetch
 from .http_client import Client, HTTPError
 from .server_metrics import scrape
 from .servers import start_server_from_settings
@@ -73,6 +83,11 @@ except ImportError:  # pragma: no cover - orjson is a dependency; json if it is 
 if TYPE_CHECKING:
     from ..settings import Settings
     from .servers import ManagedServer
+
+# The longest server-sent-event line read (a data line is one chunk: a token or a few, with
+# their logprobs); a longer one is the request's malformed_sse error, not unbounded memory.
+MAX_SSE_LINE = 16 << 20
+MODELS_TIMEOUT_S = 30.0  # GET /v1/models in all, at most (less with --llmperf-request-timeout)
 
 
 def ssl_context(verify: str | bool | None) -> ssl.SSLContext | bool:
@@ -199,15 +214,21 @@ class _SSEParser:
     called synchronously by ``http_client.Stream.pipe`` with each piece and the time its
     segment was received). Collects each token-carrying chunk's arrival time, text and token
     hint, the ``usage`` count, the finish reason and ``[DONE]``; raises RequestError for what a
-    server must not send."""
+    server must not send.
+
+    A piece holding one whole ``data:`` event is parsed as it is. Otherwise a line begun is kept
+    as its pieces (``pieces``, ``held`` bytes) and joined once, when its newline arrives: the
+    cost is linear in the line's length, however many pieces it comes in. A line longer than
+    ``MAX_SSE_LINE`` is the request's ``malformed_sse`` error as soon as it gets there."""
 
     __slots__ = (
-        "buf",
         "chat",
         "done",
         "finish",
+        "held",
         "hints",
         "max_tokens",
+        "pieces",
         "prev_usage",
         "prompt_tokens",
         "texts",
@@ -224,22 +245,42 @@ class _SSEParser:
         self.prev_usage = 0
         self.finish: str | None = None
         self.done = False
-        self.buf = b""
+        self.pieces: list[bytes] = []  # the line begun and not yet ended, as received
+        self.held = 0  # its length
 
     def body(self, t: int, data: bytes) -> None:
-        if not self.buf and data[:5] == b"data:" and data.find(b"\n") == len(data) - 2 \
+        if not self.held and data[:5] == b"data:" and data.find(b"\n") == len(data) - 2 \
                 and data[-1:] == b"\n":  # the common piece: one whole event, "data: ...\n\n"
             self._event(t, data[5:-2].strip())
             return
-        buf = self.buf + data if self.buf else data
-        if b"\n" not in data:
-            self.buf = buf
+        end = data.find(b"\n")
+        if end < 0:  # the line goes on: kept as a piece, joined once when it ends (linear)
+            self._hold(data)
             return
-        *lines, self.buf = buf.split(b"\n")
+        if self.held:
+            if self.held + end > MAX_SSE_LINE:
+                self._too_long()
+            self.pieces.append(data)
+            data = b"".join(self.pieces)
+            self.pieces, self.held = [], 0
+        *lines, rest = data.split(b"\n")
         for line in lines:
             if line[:5] == b"data:":
                 self._event(t, line[5:].strip())
             # else: comments (": ping"), event names, blank separators
+        if rest:
+            self._hold(rest)
+
+    def _hold(self, piece: bytes) -> None:
+        if self.held + len(piece) > MAX_SSE_LINE:
+            self._too_long()
+        self.held += len(piece)
+        self.pieces.append(piece)
+
+    def _too_long(self) -> None:
+        raise RequestError(
+            "malformed_sse", f"the server sent an SSE line longer than "
+            f"{MAX_SSE_LINE / (1 << 20):g} MiB ({len(self.times)} chunk(s) before it)")
 
     def _event(self, t: int, raw: bytes) -> None:
         if raw == b"[DONE]":
@@ -317,9 +358,10 @@ class OpenAIEngine(Engine):
         self._ssl = ssl_context(tls_verify)
         self._tls_verify = tls_verify
         self._headers: dict[str, str] = {"Content-Type": "application/json",
-                                         **dict(headers or {})}
+                                         **check_headers(headers or {}, "headers")}
         if api_key and not any(k.lower() == "authorization" for k in self._headers):
-            self._headers["Authorization"] = f"Bearer {api_key}"
+            self._headers.update(check_headers({"Authorization": f"Bearer {api_key}"},
+                                               "the API key (--llmperf-api-key-env)"))
         # Every message from this engine passes through it (see the module docstring).
         self.redactor = Redactor([api_key, *header_secrets(self._headers)])
         self.warnings: list[str] = []  # about the engine itself; every run's result has them
@@ -386,24 +428,32 @@ class OpenAIEngine(Engine):
             raise
 
     def _sync_get(self, path: str) -> tuple[int, Any]:
-        import urllib.error
-        import urllib.request
-
-        req = urllib.request.Request(self.root + path, headers=self._headers)
-        ctx = None
-        if self.root.startswith("https://"):
-            ctx = self._ssl if isinstance(self._ssl, ssl.SSLContext) else (
-                ssl.create_default_context() if self._ssl else ssl._create_unverified_context())
+        """GET ``path`` within ``--llmperf-request-timeout`` (30 s at most) in all: (status,
+        the JSON body) on 200, (status, an excerpt of the body) otherwise; EngineError in one
+        line when there is no usable answer."""
+        limit = min(self.timeout_s, MODELS_TIMEOUT_S)
         try:
-            with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, excerpt(exc.read().decode("utf-8", "replace"))
-        except (OSError, ValueError) as exc:
+            reply = fetch(self.root + path, headers=self._headers, ssl_ctx=self._ssl,
+                          timeout_s=limit)
+        except FetchError as exc:
+            if exc.kind == "connection":
+                raise EngineError(f"cannot reach the server at {self.root} ({exc}); is it "
+                                  "running? Check --llmperf-url") from None
+            if exc.kind == "timeout":
+                raise EngineError(f"{exc} (--llmperf-request-timeout, at most "
+                                  f"{MODELS_TIMEOUT_S:g} s for the model list)") from None
+            if exc.kind == "tls":
+                raise EngineError(str(exc)) from None
+            raise EngineError(f"{exc}; is --llmperf-url an OpenAI-compatible server?") from None
+        if reply.status != 200:
+            return reply.status, excerpt(reply.text())
+        try:
+            return reply.status, json.loads(reply.body or b"null")
+        except (ValueError, RecursionError):
             raise EngineError(
-                f"cannot reach the server at {self.root} ({exc}); is it running? "
-                "Check --llmperf-url"
-            ) from None
+                f"the server at {self.root} answered GET {path} with a body that is not JSON "
+                f"({excerpt(reply.text(), 80)}); is --llmperf-url an OpenAI-compatible "
+                "server?") from None
 
     def _discover_model(self) -> str | None:
         status, data = self._sync_get("/v1/models")

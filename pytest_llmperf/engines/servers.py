@@ -13,7 +13,9 @@ SIGTERM from the kernel when pytest dies.) No server outlives the session, even 
 The health probe sends the headers every request will send (``Authorization: Bearer
 $OPENAI_API_KEY``, ``--llmperf-headers``): a server that requires a key becomes healthy, and
 one that answers 401/403 refuses our credentials, which fails the start at once in one line
-instead of waiting for ``--llmperf-server-timeout``.
+instead of waiting for ``--llmperf-server-timeout``, as does one that does not speak HTTP.
+Each probe has a deadline for its whole answer (``blocking_http``: 5 s, less when less of
+``--llmperf-server-timeout`` is left), so a server answering a byte at a time cannot hold it.
 
 Every recipe renders ``--llmperf-engine-arg KEY=VALUE`` as flags after its own: ``key_name``
 becomes ``--key-name VALUE`` (``--key_name VALUE`` for the recipes whose CLIs spell flags with
@@ -62,7 +64,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import http.client
 import json
 import os
 import re
@@ -75,8 +76,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,9 +87,12 @@ from ..redact import Redactor, argv_secrets, env_secrets, header_secrets
 from ..settings import SERVER_RECIPES, Settings
 from .auth import auth_headers
 from .base import EngineError
+from .blocking_http import FetchError, fetch
 from .llama_server_bin import ENV_VAR, find_llama_server
 
 HOST = "127.0.0.1"
+PROBE_TIMEOUT_S = 5.0  # one health probe in all, at most
+PROBE_MAX_BODY = 1 << 20  # bytes of a health answer read at most
 
 
 class ServerError(EngineError):
@@ -537,40 +539,42 @@ class ManagedServer:
         self.startup_s = time.monotonic() - self._t0
 
     def _wait_healthy(self, timeout_s: float) -> None:
+        """Probe the health path until it answers 200; each probe has a total deadline
+        (``PROBE_TIMEOUT_S``, less when less is left), so a server that answers a byte at a
+        time cannot hold the wait past ``timeout_s``."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         delay = 0.05
         url = self.url + self.health_path
+        last = ""  # why the last probe failed
         while True:
             code = self.proc.poll()
             if code is not None:
                 how = f"signal {-code}" if code < 0 else f"code {code}"
                 raise self._fail(f"exited with {how} before it became healthy")
+            left = deadline - time.monotonic()
             try:
-                probe = urllib.request.Request(url, headers=self.headers)
-                with urllib.request.urlopen(probe, timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            except urllib.error.HTTPError as exc:
-                if exc.code in (401, 403):
+                reply = fetch(url, headers=self.headers, max_body=PROBE_MAX_BODY,
+                              timeout_s=max(0.05, min(PROBE_TIMEOUT_S, left)))
+            except FetchError as exc:
+                if exc.kind in ("not_http", "malformed", "usage"):
+                    raise ServerError(self.redactor(f"the {self.name} server: {exc}")) from None
+                last = str(exc)  # not listening yet, or too slow: probed again
+            else:
+                if reply.status == 200:
+                    return
+                if reply.status in (401, 403):
                     raise ServerError(
                         f"the {self.name} server at {self.url} is up but refuses our "
-                        f"credentials (HTTP {exc.code} on {self.health_path}): give the key "
+                        f"credentials (HTTP {reply.status} on {self.health_path}): give the key "
                         "it expects in the environment variable named by "
                         "--llmperf-api-key-env (default OPENAI_API_KEY) or in "
-                        "--llmperf-headers") from None
-                # else up but not ready (503 while loading)
-            except (OSError, ValueError):
-                pass  # not listening yet
-            except http.client.HTTPException as exc:  # after OSError: not RemoteDisconnected
-                raise ServerError(self.redactor(
-                    f"the {self.name} server at {self.url} does not speak HTTP: "
-                    f"{self.health_path} was answered with {type(exc).__name__} "
-                    f"({str(exc)[:80]!r})")) from None
+                        "--llmperf-headers")
+                last = f"HTTP {reply.status}"  # up but not ready (503 while loading)
             if time.monotonic() >= deadline:
                 raise self._fail(
-                    f"did not become healthy ({url}) within {timeout_s:g} s; raise "
-                    "--llmperf-server-timeout if it is only slow")
+                    f"did not become healthy ({url}) within {timeout_s:g} s (the last probe: "
+                    f"{last}); raise --llmperf-server-timeout if it is only slow")
             time.sleep(delay)
             delay = min(0.5, delay * 1.5)
 

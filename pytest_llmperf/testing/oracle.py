@@ -12,7 +12,9 @@ prompts of exact token lengths can be built against it, and fault modes (HTTP er
 connection, malformed SSE, stall, answers cut short, vLLM's context refusals) for the error
 paths, and hostile modes a gateway or a broken server shows (error bodies that echo the
 request's headers or carry terminal escapes, an error event mid-stream, absurd ``usage``
-counts, a tokenize endpoint that never answers). With ``metrics=True`` it serves
+counts, a tokenize endpoint that never answers, answers a byte at a time
+(``drip_paths``), a port that does not speak HTTP (``not_http``), a huge response header, a
+huge streamed event). With ``metrics=True`` it serves
 vLLM's Prometheus metrics on ``/metrics`` (prefix cache, KV-cache usage, preemptions,
 speculative decoding), moving by known amounts per request (``_OracleMetrics``). Raw
 asyncio, HTTP/1.1 keep-alive with chunked transfer encoding: nothing heavy between the
@@ -115,6 +117,15 @@ class OracleConfig:
     error_after: int | None = None  # send an {"error": ...} event after this many tokens
     usage_tokens: int | None = None  # report this completion_tokens, whatever was sent
     stall_tokenize: bool = False  # /tokenize and /detokenize never answer
+    # A server that answers a byte at a time: requests for these paths get their head at once,
+    # then a body (Content-Length 1 MB) of one byte every ``drip_ms``.
+    drip_paths: tuple[str, ...] = ()
+    drip_ms: float = 100.0
+    not_http: bool = False  # every request is answered with an SSH banner, then closed
+    huge_header_bytes: int = 0  # > 0: every answer's head carries a header this long
+    # > 0: every streamed answer's first token event is a data line this long (its text
+    # padded with spaces), written 64 KiB at a time.
+    huge_event_bytes: int = 0
     model: str = "oracle"
     # False: the model has no chat template, and chat requests get vLLM's HTTP 400 for it.
     chat_template: bool = True
@@ -324,8 +335,8 @@ class _Oracle:
         reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}.get(
             status, "Error")
         writer.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (status, reason.encode(), len(data), data)
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (status, reason.encode(), len(data), self._padding(), data)
         )
         await writer.drain()
         return True
@@ -337,12 +348,39 @@ class _Oracle:
         await writer.drain()
         return True
 
+    def _padding(self) -> bytes:
+        """``huge_header_bytes``: a header line that long (else nothing)."""
+        n = self.config.huge_header_bytes
+        return b"X-Padding: " + b"a" * n + b"\r\n" if n > 0 else b""
+
+    async def hostile(self, writer: asyncio.StreamWriter, path: str) -> bool | None:
+        """The answer of a hostile mode to a request for ``path`` (keep the connection?);
+        None when no hostile mode applies."""
+        cfg = self.config
+        if cfg.not_http:
+            writer.write(b"SSH-2.0-OpenSSH_9.6 not http\r\n")
+            await writer.drain()
+            return False
+        if path in cfg.drip_paths:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000000\r\n\r\n{")
+            await writer.drain()
+            for _ in range(1000000):
+                await asyncio.sleep(cfg.drip_ms / 1000)
+                writer.write(b" ")
+                await writer.drain()
+            return False
+        return None
+
     async def route(
         self, method: str, path: str, headers: dict[str, str], body: bytes, recv_ns: int,
         writer: asyncio.StreamWriter,
     ) -> bool:
         cfg = self.config
         path, _, query = path.partition("?")
+        hostile = await self.hostile(writer, path)
+        if hostile is not None:
+            return hostile
         if path == "/metrics" and method == "GET":
             self.metrics_requests += 1
             if self.metrics is not None:
@@ -350,8 +388,8 @@ class _Oracle:
                     await asyncio.sleep(cfg.metrics_delay_ms / 1000)
                 exposed = self.metrics.exposition(query)
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
-                             b"charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(exposed), exposed))
+                             b"charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
+                             % (len(exposed), self._padding(), exposed))
                 await writer.drain()
                 return True
             return await self.respond(writer, 404, {"detail": "Not Found"})
@@ -471,7 +509,8 @@ class _Oracle:
             return _chunked(b"data: " + json.dumps(payload).encode() + b"\n\n")
 
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+                     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n%s\r\n"
+                     % self._padding())
         if chat and cfg.role_chunk:
             writer.write(event({"index": 0, "delta": {"role": "assistant", "content": ""},
                                 "finish_reason": None}))
@@ -513,7 +552,15 @@ class _Oracle:
             words = " " + " ".join(WORDS[(sent + j) % len(WORDS)] for j in range(k))
             choice = ({"index": 0, "delta": {"content": words}, "finish_reason": None} if chat
                       else {"index": 0, "text": words, "finish_reason": None})
-            if one_read:
+            if cfg.huge_event_bytes > 0 and sent == 0:  # one long data line, in pieces
+                line = event(choice)[:-2].split(b"\r\n", 1)[1]  # the event, unchunked
+                pad = b" " * max(0, cfg.huge_event_bytes - len(line) + 2)
+                text = json.dumps(words + pad.decode()).encode()
+                line = line.replace(json.dumps(words).encode(), text, 1)
+                for i in range(0, len(line), 1 << 16):
+                    writer.write(_chunked(line[i:i + (1 << 16)]))
+                    await writer.drain()
+            elif one_read:
                 held += event(choice)
                 if sent + k >= n_out:
                     writer.write(held)
@@ -641,10 +688,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="serve vLLM's Prometheus metrics on /metrics")
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' on /v1/ (/v1/models included)")
+    p.add_argument("--drip", action="append", default=[], metavar="PATH",
+                   help="answer PATH a byte at a time (repeatable; hostile mode)")
+    p.add_argument("--drip-ms", type=float, default=100.0,
+                   help="milliseconds between the bytes of a dripped answer")
+    p.add_argument("--not-http", action="store_true",
+                   help="answer every request with an SSH banner (hostile mode)")
     args = p.parse_args(argv)
     cfg = OracleConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
                        tokens_per_chunk=args.tokens_per_chunk, api_key=args.api_key,
-                       metrics=args.metrics, slots=args.slots)
+                       metrics=args.metrics, slots=args.slots, drip_paths=tuple(args.drip),
+                       drip_ms=args.drip_ms, not_http=args.not_http)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg, args.port))
     sys.exit(0)

@@ -61,7 +61,7 @@ def test_a_server_that_does_not_speak_http_is_a_broken_set_up(served_repo: Path,
     assert proc.returncode == 2, proc.stderr
     no_internal_traceback(proc.stderr)
     (line,) = error_lines(proc)
-    assert "does not speak HTTP" in line and "BadStatusLine" in line, line
+    assert "does not speak HTTP" in line and "SSH-2.0-OpenSSH_9.6" in line, line
     assert len(worktrees(served_repo)) == 1
 
 
