@@ -43,8 +43,10 @@ import git
 from ..decision import alpha_problem
 from ..engines.servers import die_with_parent
 from ..files import ReportPathError, atomic_write_text, check_path, dumps, os_reason
+from ..limits import PAIRS
 from ..reading import ReadLimitError, is_regular_file, read_json
 from ..store import gitinfo
+from ..values import show
 from ..verdict import ab, stats
 from ..verdict.thresholds import Thresholds
 
@@ -324,6 +326,8 @@ def validate(opts: Options) -> Options:
     if opts.pairs < 2:
         raise BisectError(f"--pairs {opts.pairs}: need at least 2 pairs "
                           "(one pair cannot show the noise)")
+    if opts.pairs > PAIRS.maximum:
+        raise BisectError(f"--pairs {show(opts.pairs)} is above the limit: {PAIRS.words()}")
     problem = alpha_problem(opts.alpha)
     if problem:
         raise BisectError(f"--alpha {opts.alpha:g}: {problem}")
