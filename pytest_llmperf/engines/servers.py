@@ -2,13 +2,15 @@
 
 A started server runs in its own process group on 127.0.0.1 and a free port, with its output
 in a log file. Teardown kills the whole group (SIGTERM, then SIGKILL); a server is also stopped
-at interpreter exit. If the pytest process itself dies (SIGTERM, SIGKILL, a crash), a watchdog
-kills the whole group: a tiny process started beside each server holds the read end of a pipe
-whose only writer is pytest, so the kernel closes it (EOF) the moment pytest is gone, however
-it died; the watchdog then sends SIGTERM to the group, and SIGKILL to what is left after 10 s.
-The group holds the server's own children, so a wrapper command (``sh -c "..."``, a script)
-does not leave the real server running as an orphan. (On Linux the direct child also gets
-SIGTERM from the kernel when pytest dies.) No server outlives the session, even on Ctrl-C.
+at interpreter exit. If the process that started it (pytest, ``llmperf compare --served``)
+dies (SIGTERM, SIGKILL, a crash), a watchdog kills the whole group: a tiny process started
+just before each server holds the read end of a pipe whose only writer is that process, so the
+kernel closes it (EOF) the moment the owner is gone, however it died; the watchdog then sends
+SIGTERM to the group, and SIGKILL to what is left after 10 s. The group holds the server's own
+children, so a wrapper command (``sh -c "..."``, a script) does not leave the real server
+running as an orphan. (On Linux the direct child also gets SIGTERM from the kernel when its
+owner dies: ``die_with_parent``.) Every ``ManagedServer`` has this, whoever starts it: no
+server outlives its owner, even on Ctrl-C or SIGKILL.
 
 The health probe sends the headers every request will send (``Authorization: Bearer
 $OPENAI_API_KEY``, ``--llmperf-headers``): a server that requires a key becomes healthy, and
@@ -64,6 +66,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import re
@@ -76,7 +79,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,22 +284,58 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux only)
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux), loaded in this process, never between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
-# The watchdog (see the module docstring): argv[1] the group to kill, argv[2] pytest's pid;
-# stdin the read end of a pipe only pytest writes to. One byte: stand down (a normal stop).
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for a child that must not outlive this process: on Linux the kernel
+    sends it SIGTERM when the thread that started it ends (``PR_SET_PDEATHSIG``), however
+    this process dies, SIGKILL included; None elsewhere. If this process is already gone
+    when the child sets the flag (it died during the fork), the child exits instead of
+    running unowned. It covers the child itself, not its own children: a server's process
+    group is the watchdog's (``_Watchdog``). libc is loaded before the fork, so nothing is
+    imported between fork and exec (an import there can deadlock on a lock another thread
+    held when it forked)."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+# The watchdog (see the module docstring): argv[1] the pid of its owner (this process); stdin
+# the read end of a pipe only the owner writes to. It is started before the server, so the
+# owner's death is seen from the server's first instant. The owner writes the group to kill,
+# one line, once the server is started; EOF before that line: the owner died or gave up
+# before any server was started (a started leader has die_with_parent). Then
+# one byte: stand down (a normal stop); EOF: the owner is gone, however it died.
 _WATCHDOG = r"""
 import os, select, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-pgid, parent = int(sys.argv[1]), int(sys.argv[2])
+parent = int(sys.argv[1])
+line = b""
+while not line.endswith(b"\n"):
+    byte = os.read(0, 1)
+    if not byte or not (byte.isdigit() or byte == b"\n"):
+        sys.exit(0)
+    line += byte
+pgid = int(line)
 while True:
     ready = select.select([0], [], [], 1.0)[0]
     if ready:
@@ -324,19 +363,26 @@ except OSError:
 
 
 class _Watchdog:
-    """Kills process group ``pgid`` when this process dies; ``release()`` on a normal stop."""
+    """Kills a process group when this process dies: started first, told the group with
+    ``watch(pgid)`` once the server is started; ``release()`` on a normal stop."""
 
-    def __init__(self, pgid: int) -> None:
+    def __init__(self) -> None:
         read_end, self._fd = os.pipe()  # both ends non-inheritable: no other child gets them
         try:
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid), str(os.getpid())],
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(os.getpid())],
                 stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True)
         except OSError:
             self.proc = None
         finally:
             os.close(read_end)
+
+    def watch(self, pgid: int) -> None:
+        """The group to kill if this process dies from now on."""
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._fd, f"{pgid}\n".encode())
 
     def release(self) -> None:
         if self._fd < 0:
@@ -511,19 +557,21 @@ class ManagedServer:
                 f"cannot start the {self.name} server: {exe!r} is not on PATH"))
         env = dict(self.env) if self.replace_env else {**os.environ, **self.env}
         log = self.log_path.open("ab")
+        watchdog = _Watchdog()  # before the server: no instant when our death goes unseen
         self._t0 = time.monotonic()
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=self.cwd, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                env=env, cwd=self.cwd, start_new_session=True, preexec_fn=die_with_parent(),
             )
         except OSError as exc:
+            watchdog.release()
             raise ServerError(self.redactor(
                 f"cannot start the {self.name} server ({exc.strerror or exc})")) from None
         finally:
             log.close()
-        self._watchdog = _Watchdog(self.proc.pid)  # its group: start_new_session above
+        watchdog.watch(self.proc.pid)  # its group: start_new_session above
+        self._watchdog = watchdog
         with _LIVE_LOCK:
             _LIVE.add(self)
         return self
