@@ -28,7 +28,10 @@ message leaves the engine through its ``Redactor`` (``pytest_llmperf.redact``), 
 API key and the ``--llmperf-headers`` values, so a gateway that echoes the request's headers
 into its error body cannot put the key into a report or a baseline.
 
-A malformed ``--llmperf-url`` is a one-line ``EngineError`` when the engine is made. When the
+A malformed ``--llmperf-url`` (a fragment included: it is never sent) is a one-line
+``EngineError`` when the engine is made. Its query (``?key=...``, ``?api-version=...``: a
+gateway that authenticates or versions through it) goes with every request, each at its own
+path (``request_target``); records show the parameter names, not their values. When the
 server's tokenizer cannot be used (no endpoint, or it does not answer within
 ``--llmperf-request-timeout``), the engine says so in ``warnings``, which every run's result
 carries.
@@ -111,17 +114,21 @@ def ssl_context(verify: str | bool | None) -> ssl.SSLContext | bool:
 
 def check_url(base_url: str) -> str:
     """``base_url`` without a trailing slash, or a one-line EngineError naming what is wrong
-    with it (a scheme other than http/https, no host, a bad port, spaces)."""
-    def bad(why: str) -> EngineError:
+    with it (a scheme other than http/https, no host, a bad port, spaces, a fragment). A
+    query (``?key=...``, ``?api-version=...``) is kept: every request carries it."""
+    def bad(why: str, shown: str = base_url) -> EngineError:
         return EngineError(
-            f"--llmperf-url {redact(base_url)!r} {why}: give the server's address as "
-            "http://HOST:PORT or https://HOST[:PORT][/PATH]")
+            f"--llmperf-url {redact(shown)!r} {why}: give the server's address as "
+            "http://HOST:PORT or https://HOST[:PORT][/PATH][?QUERY]")
 
     if not isinstance(base_url, str) or not base_url.strip():
         raise bad("is empty")
     url = base_url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise bad("must start with http:// or https://")
+    if "#" in url:  # what follows is the fragment's: not shown
+        raise bad("has a fragment (#...), which is never sent to a server",
+                  url.partition("#")[0] + "#...")
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise bad("contains spaces or control characters")
     try:
@@ -350,9 +357,21 @@ class OpenAIEngine(Engine):
         owns_server: bool = False,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
-        url = check_url(base_url)
-        self.root = url[:-3] if url.endswith("/v1") else url
+        # The URL split once: the server's root (scheme, host, port, path without a trailing
+        # /v1) and its query, which every request carries (request_target).
+        parts = urllib.parse.urlsplit(check_url(base_url))
+        path = parts.path.rstrip("/")
+        if path.endswith("/v1"):
+            path = path[:-3]
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._path = path  # the server's root path: "" or "/PREFIX"
+        self._query = parts.query
+        self.root = self._origin + path  # no query: for messages and the listener's port
         self.base_url = self.root + "/v1"
+        # The whole URL (an empty path written as "/" before a query): what info() shows,
+        # through the redactor, and what a load worker's engine is made from.
+        self.url = (self.root + ("" if path else "/") + "?" + parts.query if parts.query
+                    else self.root)
         self.chat_default = chat
         self.timeout_s = timeout_s
         self._ssl = ssl_context(tls_verify)
@@ -363,12 +382,13 @@ class OpenAIEngine(Engine):
             self._headers.update(check_headers({"Authorization": f"Bearer {api_key}"},
                                                "the API key (--llmperf-api-key-env)"))
         # Every message from this engine passes through it (see the module docstring).
-        self.redactor = Redactor([api_key, *header_secrets(self._headers)])
+        # The query's values too: the server may echo the request line into an error.
+        self.redactor = Redactor([api_key, *header_secrets(self._headers),
+                                  *(v for _, v in urllib.parse.parse_qsl(self._query))])
         self.warnings: list[str] = []  # about the engine itself; every run's result has them
         self.server = server
         self.owns_server = owns_server
         self.extra_body = dict(extra_body or {})
-        self._path = urllib.parse.urlsplit(self.root).path.rstrip("/")
         self._client: Client | None = None
         self._metrics_ok: bool | None = None  # None: /metrics not tried yet
         if timeout_s <= 0:
@@ -427,14 +447,22 @@ class OpenAIEngine(Engine):
                 server.stop()
             raise
 
+    def request_target(self, path: str) -> str:
+        """What a request for ``path`` (``/v1/models``, ``/metrics``) asks the server for: the
+        server's root path in front (``https://gw/llm`` -> ``/llm/v1/models``), the
+        ``--llmperf-url`` query after (``?key=...``). Every request of the engine, its
+        server tokenizer and its metrics scrape is made with it."""
+        target = self._path + path
+        return f"{target}?{self._query}" if self._query else target
+
     def _sync_get(self, path: str) -> tuple[int, Any]:
         """GET ``path`` within ``--llmperf-request-timeout`` (30 s at most) in all: (status,
         the JSON body) on 200, (status, an excerpt of the body) otherwise; EngineError in one
         line when there is no usable answer."""
         limit = min(self.timeout_s, MODELS_TIMEOUT_S)
         try:
-            reply = fetch(self.root + path, headers=self._headers, ssl_ctx=self._ssl,
-                          timeout_s=limit)
+            reply = fetch(self._origin + self.request_target(path), headers=self._headers,
+                          ssl_ctx=self._ssl, timeout_s=limit)
         except FetchError as exc:
             if exc.kind == "connection":
                 raise EngineError(f"cannot reach the server at {self.root} ({exc}); is it "
@@ -478,7 +506,7 @@ class OpenAIEngine(Engine):
             return local_tokenizer(spec)
         tok = ServerTokenizer(self.root, self.model, {k: v for k, v in self._headers.items()
                                                       if k != "Content-Type"}, self._ssl,
-                              timeout_s=self.timeout_s)
+                              timeout_s=self.timeout_s, target=self.request_target)
         if tok.probe():
             return tok
         tok.close()
@@ -503,7 +531,7 @@ class OpenAIEngine(Engine):
         tok = self._tokenizer
         return {
             "kind": self.kind,
-            "url": self.redactor(self.root),
+            "url": self.redactor(self.url),
             "model": strip_controls(self.model) if self.model else self.model,
             "endpoint": "chat" if self.chat_default else "completions",
             "tokenizer": (
@@ -524,7 +552,7 @@ class OpenAIEngine(Engine):
             return None
         headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
         snap = scrape(self.root, headers, self._ssl, timeout_s=min(self.timeout_s, 5.0),
-                      names=names)
+                      names=names, target=self.request_target)
         if self._metrics_ok is None:  # none of the metrics read here: as good as none
             self._metrics_ok = bool(snap)
             if not snap:
@@ -555,7 +583,7 @@ class OpenAIEngine(Engine):
         headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
         tls = self._tls_verify if isinstance(self._tls_verify, str | bool | None) else True
         return (type(self).__module__, type(self).__name__, {
-            "base_url": self.root, "model": self.model, "chat": self.chat_default,
+            "base_url": self.url, "model": self.model, "chat": self.chat_default,
             "headers": headers, "timeout_s": self.timeout_s, "tls_verify": tls,
             "tokenizer": tok, "extra_body": self.extra_body})
 
@@ -620,7 +648,7 @@ class OpenAIEngine(Engine):
             async with self.run_context():
                 return await self._generate(prompt, params, on_chunk)
         chat = params.chat or self.chat_default
-        path = self._path + ("/v1/chat/completions" if chat else "/v1/completions")
+        path = self.request_target("/v1/chat/completions" if chat else "/v1/completions")
         payload = json.dumps(self.body(prompt, params, chat)).encode()
         parser = _SSEParser(chat, params.max_tokens, prompt.input_tokens)
         try:

@@ -131,15 +131,26 @@ def registry_snapshot(names: Collection[str] | None = None) -> Snapshot | None:
 
 def scrape(root: str, headers: Mapping[str, str] | None = None,
            ssl_ctx: ssl.SSLContext | bool = True, timeout_s: float = SCRAPE_TIMEOUT_S,
-           names: Collection[str] | None = None) -> Snapshot | None:
+           names: Collection[str] | None = None, *,
+           target: Callable[[str], str] | None = None) -> Snapshot | None:
     """GET ``<root>/metrics`` and its snapshot; None on any failure (no server metrics, an
     error status, no complete answer within ``timeout_s`` in all, more than
     ``SCRAPE_MAX_BODY``, a body that is not Prometheus text). With ``names``, asks
     prometheus_client's exporter (vLLM) for those metrics alone (``?name[]=``); a server that
-    ignores the filter sends everything, which is read the same."""
-    url = root.rstrip("/") + "/metrics"
+    ignores the filter sends everything, which is read the same.
+
+    ``target`` makes the request target of a path (the engine's ``request_target``: the
+    server's root path in front, the ``--llmperf-url`` query after); without it, ``root``'s
+    path and query."""
+    u = urllib.parse.urlsplit(root)
+    if target is not None:
+        path = target("/metrics")
+    else:
+        path = u.path.rstrip("/") + "/metrics" + (f"?{u.query}" if u.query else "")
     if names:
-        url += "?" + urllib.parse.urlencode([("name[]", n) for n in sorted(names)])
+        path += ("&" if "?" in path else "?") + urllib.parse.urlencode(
+            [("name[]", n) for n in sorted(names)])
+    url = f"{u.scheme}://{u.netloc}{path}"
     try:  # within timeout_s in all (a server answering a byte at a time included)
         reply = fetch(url, headers=headers, ssl_ctx=ssl_ctx, timeout_s=timeout_s,
                       max_body=SCRAPE_MAX_BODY)

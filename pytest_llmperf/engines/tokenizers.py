@@ -11,7 +11,7 @@ import json
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,10 +206,16 @@ class ServerTokenizer:
     )
 
     def __init__(self, base_url: str, model: str | None, headers: Mapping[str, str],
-                 ssl_ctx: ssl.SSLContext | bool, timeout_s: float = 60.0) -> None:
-        self._prefix = urllib.parse.urlsplit(base_url).path.rstrip("/")
-        if self._prefix.endswith("/v1"):
-            self._prefix = self._prefix[:-3]
+                 ssl_ctx: ssl.SSLContext | bool, timeout_s: float = 60.0, *,
+                 target: Callable[[str], str] | None = None) -> None:
+        u = urllib.parse.urlsplit(base_url)
+        prefix = u.path.rstrip("/")
+        if prefix.endswith("/v1"):
+            prefix = prefix[:-3]
+        query = f"?{u.query}" if u.query else ""
+        # The request target of a path: the engine's ``request_target`` (the server's root
+        # path in front, the --llmperf-url query after), else the same from base_url.
+        self._target: Callable[[str], str] = target or (lambda path: prefix + path + query)
         self._model = model
         self._headers = {"Content-Type": "application/json", **headers}
         self._redact = Redactor(header_secrets(headers))
@@ -227,7 +233,7 @@ class ServerTokenizer:
         body = json.dumps(payload).encode()
         with self._lock:
             try:
-                reply = self._conn.request("POST", self._prefix + path, headers=self._headers,
+                reply = self._conn.request("POST", self._target(path), headers=self._headers,
                                            body=body, timeout_s=self._timeout)
             except FetchError as exc:
                 if exc.kind == "timeout":

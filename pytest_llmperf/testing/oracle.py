@@ -5,7 +5,8 @@ It answers ``/v1/completions`` and ``/v1/chat/completions`` (SSE), sends the fir
 ``tokens_per_chunk`` tokens), reports ``usage`` when asked for it, and records for every request
 when it arrived and how late each of its own sends went out, so a client's measurement can be
 compared with what the server really did (both sides use the same monotonic clock,
-``time.perf_counter_ns``, which on Linux is system-wide).
+``time.perf_counter_ns``, which on Linux is system-wide); ``seen_targets`` keeps every
+request's target as received (path and query).
 
 It also has a word-level tokenizer (``/tokenize``, ``/detokenize`` in vLLM's shape) so synthetic
 prompts of exact token lengths can be built against it, and fault modes (HTTP error, dropped
@@ -289,6 +290,7 @@ class _Oracle:
         self.logs: list[RequestLog] = []
         self._cached: list[list[int]] = []  # prefix_cache: prompts and answers seen, as ids
         self.tokenize_requests = 0  # requests to /tokenize (answered or not)
+        self.seen_targets: list[str] = []  # every request's raw target (path and query)
         self._writers: set[asyncio.StreamWriter] = set()
         self._slots = asyncio.Semaphore(config.slots) if config.slots else None  # FIFO
         self.streamed = 0  # streamed answers begun (``OracleConfig.one_read`` counts them)
@@ -377,6 +379,7 @@ class _Oracle:
         writer: asyncio.StreamWriter,
     ) -> bool:
         cfg = self.config
+        self.seen_targets.append(path)
         path, _, query = path.partition("?")
         hostile = await self.hostile(writer, path)
         if hostile is not None:
@@ -617,6 +620,11 @@ class OracleServer:
     @property
     def tokenize_requests(self) -> int:
         return self._oracle.tokenize_requests
+
+    @property
+    def seen_targets(self) -> list[str]:
+        """Every request's target as received (``/v1/models?key=K``), in order."""
+        return self._oracle.seen_targets
 
     @property
     def metrics_requests(self) -> int:
