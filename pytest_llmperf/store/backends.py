@@ -310,8 +310,8 @@ def merge_file(local: BaselineStore, src: Source, out: Transfer) -> None:
     written streamed. A local file that cannot be read is left untouched and named in
     ``out.errors``. Memory: the two files parsed, never a third copy as text."""
     path = local.root / src.rel
-    digest = src.digest()
-    if digest is not None and digest == file_digest(path):
+    have = file_digest(path)  # None when there is no such file: the source's is not needed
+    if have is not None and src.digest() == have:
         return
     got = src.read()
     out.errors += got.errors
