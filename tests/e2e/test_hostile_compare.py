@@ -75,6 +75,34 @@ def test_a_server_that_does_not_speak_http_is_a_broken_set_up(served_repo: Path,
     assert len(worktrees(served_repo)) == 1
 
 
+# Prints the credentials it was started with, as a failing server's log does, and exits.
+LEAKY_SERVER = """
+import os, sys
+print("starting with api_key=plainApiKey0815 and " + os.environ["MY_TOKEN"], flush=True)
+print("OPENAI_API_KEY=sk-plainOpenAiKey0123456789abcd", flush=True)
+print("\\x1b]0;pwned\\x07\\x1b[31mfatal: cannot bind\\x1b[0m", flush=True)
+sys.exit(3)
+"""
+
+
+def test_a_failing_served_servers_log_is_shown_redacted(served_repo: Path,
+                                                        tmp_path: Path) -> None:
+    """Class 5: the log tail of a ``--served`` server that fails to start is shown with its
+    secrets as ``***`` and without its terminal escapes, as ``--llmperf-server-cmd`` shows
+    it."""
+    script = tmp_path / "leaky.py"
+    script.write_text(textwrap.dedent(LEAKY_SERVER))
+    proc = compare(served_repo, f"env MY_TOKEN=MY_TOKEN=plainEnvTok4711 {sys.executable} "
+                                f"{script} {{port}}")
+    assert proc.returncode == 2, proc.stderr
+    no_internal_traceback(proc.stderr)
+    output = proc.stdout + proc.stderr
+    for secret in ("plainApiKey0815", "plainEnvTok4711", "sk-plainOpenAiKey", "\x1b", "\x07"):
+        assert secret not in output, secret
+    assert "fatal: cannot bind" in output and "exited with code 3" in output, output
+    assert "api_key=***" in output and "OPENAI_API_KEY=***" in output, output
+
+
 def test_compare_json_stores_no_secret_of_its_command_line(served_repo: Path,
                                                            tmp_path: Path) -> None:
     token, gateway, bearer = "plainEnvTok0815", "plainGateway4711", "plainBearer2342"
