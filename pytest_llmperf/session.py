@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import sys
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -313,6 +315,9 @@ class LLMPerfSession:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        line = bad_workload_line(item, call)
+        if line is not None:
+            report.longrepr = line
         record = item.stash.get(ITEM, None)
         if call.when == "call" and record is not None and record.runs:
             # Results travel on the report: plain data, so pytest-xdist carries them too.
@@ -404,3 +409,28 @@ class LLMPerfSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.close()  # a session that ended before sessionfinish (a usage error)
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def bad_workload_line(item: pytest.Item, call: pytest.CallInfo[None]) -> str | None:
+    """A ``Workload(...)`` the test (or a fixture) built with a bad value, as one line: where
+    in the user's code, and the value refused (``test_x.py:7: llmperf: bad workload:
+    Workload.requests=... is above the limit: ...``), instead of a traceback through the
+    dataclass's checks. None for any other outcome."""
+    # A WorkloadError can only have been raised once its module is loaded: looked up there,
+    # so the plugin's load path does not import it (and numpy).
+    module = sys.modules.get("pytest_llmperf.run.workload")
+    if call.excinfo is None or module is None or not call.excinfo.errisinstance(
+            module.WorkloadError):
+        return None
+    where = ""
+    for entry in reversed(call.excinfo.traceback):
+        path = Path(str(entry.path))
+        if path.is_absolute() and not path.resolve().is_relative_to(_PACKAGE_DIR):
+            with contextlib.suppress(ValueError):
+                path = path.relative_to(item.config.rootpath)
+            where = f"{path}:{entry.lineno + 1}: "
+            break
+    return f"{where}llmperf: bad workload: {call.excinfo.value}"

@@ -29,7 +29,10 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from . import limits
 from .decision import DEFAULT_ALPHA, alpha_problem
+from .engines.auth import parse_headers
+from .engines.base import EngineError
 from .models.packaged import DEFAULT_MODEL
 from .values import is_finite_number
 
@@ -51,6 +54,16 @@ def positive(value: float) -> str | None:
 
 def at_least_one(value: float) -> str | None:
     return None if value >= 1 else "must be >= 1"
+
+
+def count(limit: limits.Limit) -> Check:
+    """A whole count from 1 up to ``limit`` (its reason in the message)."""
+    def check(value: float) -> str | None:
+        if value < 1:
+            return "must be >= 1"
+        return None if value <= limit.maximum else f"must be {limit.words()}"
+
+    return check
 
 
 def between(low: float, high: float, *, high_inclusive: bool = False,
@@ -263,6 +276,20 @@ def overrides_text(raw: Any, source: str) -> str | None:
     return json.dumps(parsed, sort_keys=True, separators=(",", ":")) if parsed else None
 
 
+def headers_text(raw: Any, source: str) -> str | None:
+    """``--llmperf-headers`` as given, once every header in it parses and can be sent (a name
+    that is an HTTP token, a value of Latin-1 text on one line): refused here, before any
+    request, naming the header but not its value."""
+    if raw is None:
+        return None
+    text = json.dumps(dict(raw)) if isinstance(raw, Mapping) else str(raw)
+    try:
+        parse_headers(text, source)
+    except EngineError as exc:
+        raise ConfigError(str(exc)) from None
+    return text or None
+
+
 @dataclass(frozen=True)
 class Settings:
     engine: str = setting(
@@ -289,7 +316,8 @@ class Settings:
                             "template; one without needs the server's --chat-template)",
                             choices=("completions", "chat"), engine=True)
     headers: str | None = setting(
-        None, "extra HTTP headers for the server: 'Name: value; Other: value'", engine=True)
+        None, "extra HTTP headers for the server: 'Name: value; Other: value'", engine=True,
+        parse=headers_text)
     request_timeout: float = setting(600.0, "seconds one request may take in all", engine=True,
                                      check=positive)
     tls_verify: str = setting(
@@ -315,14 +343,14 @@ class Settings:
         None, "write a self-contained HTML report (plots, baseline comparison, trends)")
     markdown: str | None = setting(
         None, "write a compact Markdown table (for pull-request comments)")
-    repeats: int = setting(1, "default runs per marked test")
+    repeats: int = setting(1, "default runs per marked test", check=count(limits.REPEATS))
     cost_per_hour: float | None = setting(
         None, "the machine's price in USD per hour: gives usd_per_mtok (USD per million "
         "output tokens at the measured throughput)", check=positive)
     load_workers: int = setting(
         1, "load-generator processes: the connections of a run spread over N processes "
         "(timestamps on the shared monotonic clock, results merged), for loads one Python "
-        "process cannot keep up with")
+        "process cannot keep up with", check=count(limits.LOAD_WORKERS))
     shard: str | None = setting(
         None, "run one shard of the suite, INDEX/COUNT (e.g. a Kubernetes Indexed Job's "
         "$JOB_COMPLETION_INDEX/4); sorted node ids are dealt round-robin, or balanced by "

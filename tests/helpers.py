@@ -374,6 +374,50 @@ def table_rows(text: str) -> list[list[str]]:
     return rows
 
 
+def code_spans(text: str) -> tuple[str, list[str]]:
+    """CommonMark's reading of ``text``'s code: (the text outside fenced code blocks and code
+    spans, the contents of the code spans). A fence of n >= 3 backticks ends at a line of n or
+    more; a run of n backticks ends at the next run of exactly n (none: it is literal); a
+    backslash outside code escapes the next character."""
+    lines: list[str] = []
+    fence = ""
+    for line in text.split("\n"):
+        run = re.match(r"`{3,}", line)
+        if fence:
+            if run and len(run.group()) >= len(fence) and not line.strip("`").strip():
+                fence = ""
+            continue
+        if run and "`" not in line[run.end():]:  # an info string holds no backtick
+            fence = run.group()
+            continue
+        lines.append(line)
+    flat = "\n".join(lines)
+    outside: list[str] = []
+    spans: list[str] = []
+    i = 0
+    while i < len(flat):
+        if flat[i] == "\\":
+            outside.append(flat[i:i + 2])
+            i += 2
+            continue
+        if flat[i] != "`":
+            outside.append(flat[i])
+            i += 1
+            continue
+        opening = re.compile(r"`+").match(flat, i)
+        assert opening is not None
+        closing = next((m for m in re.finditer(r"`+", flat[opening.end():])
+                        if len(m.group()) == len(opening.group())), None)
+        if closing is None:
+            outside.append(opening.group())
+            i = opening.end()
+            continue
+        spans.append(flat[opening.end(): opening.end() + closing.start()])
+        outside.append(" ")
+        i = opening.end() + closing.end()
+    return "".join(outside), spans
+
+
 # ---------------------------------------------------------------------------------------------
 # Chromium (tests/e2e/test_browser.py; skipped without it)
 

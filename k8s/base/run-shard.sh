@@ -13,7 +13,11 @@
 # the index has (LLMPERF_INDEX_FAILURES >= LLMPERF_BACKOFF_PER_INDEX). An attempt Kubernetes
 # will retry, or one stopped by SIGTERM (eviction, deadline, deletion), writes no marker, and
 # a pod killed outright writes none: merge.sh's deadline reports such an index.
-# Exit status: pytest's (an empty shard of a non-empty suite is 0: pytest-llmperf says so).
+# A results directory this pod cannot write (a read-only or full volume, wrong ownership) fails
+# the index before pytest starts, and a marker that cannot be written fails it after: both say
+# why and exit 4, which the podFailurePolicy makes a failed Job (every index shares the volume).
+# Exit status: pytest's (an empty shard of a non-empty suite is 0: pytest-llmperf says so), or
+# 4 as above.
 set -u
 
 fail() {  # a usage error of the run: exit 4, which the podFailurePolicy makes a failed Job
@@ -40,7 +44,21 @@ run_dir="${LLMPERF_RESULTS_DIR:-/results}/$run_id"
 if [ -e "$run_dir/merged.status" ]; then
     fail "run $run_id was merged already ($run_dir/merged.status): give the new run its own run id"
 fi
-mkdir -p "$run_dir" || fail "cannot create $run_dir"
+why() {  # the reason in a shell's or a tool's error line: "sh: 1: cannot create X: Reason"
+    case $1 in
+        *': '*) echo "${1##*: }" ;;
+        '') echo "no reason given" ;;
+        *) echo "$1" ;;
+    esac
+}
+reason=$(mkdir -p "$run_dir" 2>&1) || fail "cannot create $run_dir ($(why "$reason"))"
+# Every file of this index goes there: find out now, not after an hour of pytest.
+probe="$run_dir/.write-test-$index.$$"
+if ! reason=$( { : >"$probe"; } 2>&1 ); then
+    fail "the results directory $run_dir is not writable ($(why "$reason")): this index could" \
+        "keep neither its results nor the status marker the merge waits for"
+fi
+rm -f "$probe"
 
 json="$run_dir/shard-$index.json"
 junit="$run_dir/junit-$index.xml"
@@ -94,19 +112,26 @@ if [ "$terminated" = 1 ]; then
     # it), the Job's deadline or a deletion (the merge's deadline reports the index).
     final=0
 fi
+marker_lines() {
+    echo "status=$status"
+    echo "exit_code=$code"
+    echo "index=$index"
+    echo "shards=$shards"
+    echo "run_id=$run_id"
+    echo "commit=${LLMPERF_COMMIT:-}"
+    echo "attempt=$failures"
+    echo "host=$(hostname 2>/dev/null || echo unknown)"
+    echo "finished_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+}
 if [ "$final" = 1 ]; then
     tmp="$marker.tmp.$$"
-    {
-        echo "status=$status"
-        echo "exit_code=$code"
-        echo "index=$index"
-        echo "shards=$shards"
-        echo "run_id=$run_id"
-        echo "commit=${LLMPERF_COMMIT:-}"
-        echo "attempt=$failures"
-        echo "host=$(hostname 2>/dev/null || echo unknown)"
-        echo "finished_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    } >"$tmp" && mv -f "$tmp" "$marker"
+    if ! reason=$( { marker_lines >"$tmp" && mv -f "$tmp" "$marker"; } 2>&1 ); then
+        rm -f "$tmp" 2>/dev/null
+        echo "llmperf shard $index/$shards: error: could not write the status marker $marker" \
+            "($(why "$reason")): the merge cannot see this index's outcome ($status, exit" \
+            "$code); exit 4" >&2
+        exit 4
+    fi
     echo "llmperf shard $index/$shards: $status (exit $code): $marker"
 else
     echo "llmperf shard $index/$shards: exit $code, attempt $failures: no marker (retried or stopped)"

@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,8 +41,13 @@ from typing import Any, Literal, TextIO, TypeVar
 import git
 
 from ..decision import alpha_problem
+from ..engines.servers import die_with_parent
 from ..files import ReportPathError, atomic_write_text, check_path, dumps, os_reason
+from ..limits import PAIRS
+from ..reading import ReadLimitError, is_regular_file, read_json
+from ..redact import redact_argv
 from ..store import gitinfo
+from ..values import show
 from ..verdict import ab, stats
 from ..verdict.thresholds import Thresholds
 
@@ -321,6 +327,8 @@ def validate(opts: Options) -> Options:
     if opts.pairs < 2:
         raise BisectError(f"--pairs {opts.pairs}: need at least 2 pairs "
                           "(one pair cannot show the noise)")
+    if opts.pairs > PAIRS.maximum:
+        raise BisectError(f"--pairs {show(opts.pairs)} is above the limit: {PAIRS.words()}")
     problem = alpha_problem(opts.alpha)
     if problem:
         raise BisectError(f"--alpha {opts.alpha:g}: {problem}")
@@ -369,6 +377,85 @@ def candidates(repo: git.Repo, good: Commit, bad: Commit) -> list[Commit]:
     return [Commit(c.hexsha, str(c.summary)) for c in found]
 
 
+# The file in a run's worktree directory naming the process that owns it (``Worktrees.create``):
+# a run killed outright (SIGKILL, an OOM kill) cannot remove its worktrees, so the next run of
+# compare or bisect in the repository removes those whose owner is gone.
+OWNER_FILE = "llmperf-owner.json"
+OWNER_SCHEMA = "pytest-llmperf/worktrees-owner"
+
+
+def _process_stat(pid: int) -> tuple[str, str] | None:
+    """``(state, start time)`` of a process from ``/proc`` (Linux), None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields_ = fh.read().rpartition(")")[2].split()
+        return fields_[0], fields_[19]  # fields 3 and 22 of proc(5)
+    except (OSError, IndexError):
+        return None
+
+
+def _owner_gone(owner: Mapping[str, Any]) -> bool:
+    """True when the process an owner file names is certainly gone: not running (or a
+    zombie), or its pid now belongs to a process started at another time. An owner on
+    another host, or one asked to keep its worktrees, is never gone."""
+    pid = owner.get("pid")
+    if (owner.get("keep") or owner.get("host") != socket.gethostname()
+            or isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    now = _process_stat(pid)
+    if now is None:
+        return False
+    return now[0] == "Z" or (owner.get("started") is not None and now[1] != owner["started"])
+
+
+def _owner(run_dir: Path) -> dict[str, Any] | None:
+    """The owner file of a run's worktree directory, when it is one of ours."""
+    path = run_dir / OWNER_FILE
+    if not is_regular_file(path):
+        return None
+    try:
+        doc = read_json(path, limit=1 << 16)
+    except (OSError, ReadLimitError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("schema") == OWNER_SCHEMA else None
+
+
+def remove_stale_worktrees(repo: git.Repo) -> dict[Path, int]:
+    """Remove the worktrees (and their whole run directory) that runs of compare or bisect
+    killed before they could clean up left in ``repo``; returns each removed run directory
+    with its dead owner's pid. Worktrees of a live run, of another host, kept with
+    ``--keep-worktrees`` or not made by this tool are left alone."""
+    try:
+        listing = str(repo.git.worktree("list", "--porcelain"))
+    except git.GitCommandError:
+        return {}
+    trees: dict[Path, list[Path]] = {}
+    for line in listing.splitlines():
+        if line.startswith("worktree "):
+            path = Path(line[len("worktree "):])
+            trees.setdefault(path.parent, []).append(path)
+    removed: dict[Path, int] = {}
+    for run_dir, paths in trees.items():
+        owner = _owner(run_dir)
+        if owner is None or not _owner_gone(owner):
+            continue
+        for path in paths:
+            with contextlib.suppress(git.GitCommandError):
+                repo.git.worktree("remove", "--force", "--force", str(path))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        removed[run_dir] = int(owner["pid"])
+    if removed:
+        with contextlib.suppress(git.GitCommandError):
+            repo.git.worktree("prune")
+    return removed
+
+
 class Worktrees:
     """Detached ``git worktree``s under one temporary directory, removed on ``close()``."""
 
@@ -377,6 +464,25 @@ class Worktrees:
         self.base = base
         self.keep = keep
         self._paths: dict[str, Path] = {}
+
+    @classmethod
+    def create(cls, repo: git.Repo, command: str, *, keep: bool, err: TextIO) -> Worktrees:
+        """A new temporary directory for a run of ``command`` (compare, bisect) holding its
+        owner file (this process). First the worktrees that earlier runs killed outright
+        left in the repository are removed (``remove_stale_worktrees``), said in one line."""
+        removed = remove_stale_worktrees(repo)
+        if removed:
+            pids = ", ".join(str(pid) for pid in sorted(set(removed.values())))
+            print(f"[{command}] removed the worktrees of {len(removed)} earlier run(s) "
+                  f"killed before they could clean up (process {pids} gone): "
+                  + ", ".join(str(d) for d in removed), file=err, flush=True)
+        base = Path(tempfile.mkdtemp(prefix=f"llmperf-{command}-"))
+        me = _process_stat(os.getpid())
+        owner = {"schema": OWNER_SCHEMA, "command": command, "pid": os.getpid(),
+                 "started": me[1] if me else None, "host": socket.gethostname(),
+                 "keep": keep, "repo": str(repo.working_tree_dir or repo.git_dir)}
+        atomic_write_text(base / OWNER_FILE, dumps(owner))
+        return cls(repo, base, keep=keep)
 
     def get(self, commit: Commit) -> Path:
         """The worktree of a commit, checked out on first use."""
@@ -443,7 +549,7 @@ def run_session(python: str, worktree: Path, pytest_args: Sequence[str], json_pa
     try:
         proc = subprocess.run(cmd, cwd=worktree, env=session_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, errors="replace",
-                              check=False)
+                              check=False, preexec_fn=die_with_parent())
     except OSError as exc:
         raise BisectError(f"cannot run {python} -m pytest at {commit.short}: {exc}") from None
     why = ""
@@ -588,7 +694,7 @@ def result_document(opts: Options, good: Commit, bad: Commit, commits: Sequence[
         "candidates": [c.sha for c in commits],
         "settings": {"pairs": opts.pairs, "alpha": opts.alpha,
                      "max_regression_pct": opts.max_regression_pct,
-                     "pytest_args": list(opts.pytest_args), "python": opts.python},
+                     "pytest_args": redact_argv(opts.pytest_args), "python": opts.python},
         "comparisons": [comp.to_dict() for comp in tested],
     })
 
@@ -625,8 +731,8 @@ def run(opts: Options, out: TextIO | None = None, err: TextIO | None = None) -> 
     repo = open_repo(opts.repo)
     good, bad = resolve(repo, opts.good, "GOOD"), resolve(repo, opts.bad, "BAD")
     commits = candidates(repo, good, bad)
-    base = Path(tempfile.mkdtemp(prefix="llmperf-bisect-"))
-    worktrees = Worktrees(repo, base, keep=opts.keep_worktrees)
+    worktrees = Worktrees.create(repo, "bisect", keep=opts.keep_worktrees, err=err)
+    base = worktrees.base
     results_dir = base / "results"
     results_dir.mkdir()
     try:

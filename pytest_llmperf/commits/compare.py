@@ -19,15 +19,15 @@ import contextlib
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..engines.servers import ManagedServer, ServerError, free_port
+from ..engines.servers import ManagedServer, ServerError, die_with_parent, free_port
 from ..files import ReportPathError, check_path
+from ..redact import redact_argv, redact_command
 from ..store import gitinfo
 from ..verdict import ab, stats
 from . import bisect
@@ -162,10 +162,12 @@ def _resolve(repo: Any, ref: str, name: str) -> Commit:
         raise CompareError(str(exc)) from None
 
 
-def _prepare(opts: CompareOptions) -> tuple[Commit, Commit, bool, Path, bisect.Worktrees]:
+def _prepare(opts: CompareOptions, err: TextIO
+             ) -> tuple[Commit, Commit, bool, Path, bisect.Worktrees]:
     """What both modes start from: BASE and HEAD resolved in the repository, whether its
     working tree is dirty, a temporary directory with ``results/`` in it, and the worktrees
-    kept there. CompareError for a missing repository or a ref that does not resolve."""
+    kept there (the worktrees earlier runs killed outright left are removed first, said on
+    ``err``). CompareError for a missing repository or a ref that does not resolve."""
     try:
         repo = bisect.open_repo(opts.repo)
     except BisectError as exc:
@@ -174,9 +176,9 @@ def _prepare(opts: CompareOptions) -> tuple[Commit, Commit, bool, Path, bisect.W
     dirty = False
     with contextlib.suppress(gitinfo.GitError):
         dirty = gitinfo.repo_info(opts.repo).dirty
-    tmp = Path(tempfile.mkdtemp(prefix="llmperf-compare-"))
-    (tmp / "results").mkdir()
-    return base, head, dirty, tmp, bisect.Worktrees(repo, tmp, keep=opts.keep_worktrees)
+    worktrees = bisect.Worktrees.create(repo, "compare", keep=opts.keep_worktrees, err=err)
+    (worktrees.base / "results").mkdir()
+    return base, head, dirty, worktrees.base, worktrees
 
 
 def run(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcome:
@@ -184,7 +186,7 @@ def run(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcome:
     sessions that produced no numbers. Progress lines go to ``err``."""
     err = err or sys.stderr
     opts = validate(opts)
-    base, head, dirty, tmp, worktrees = _prepare(opts)
+    base, head, dirty, tmp, worktrees = _prepare(opts, err)
     results_dir = tmp / "results"
     bopts = replace(opts.bisect_options(), python=opts.python)
     comparer = bisect.Bisector(bopts, worktrees, results_dir, base, err, prefix="compare")
@@ -249,8 +251,8 @@ def result_document(outcome: CompareOutcome) -> dict[str, Any]:
         "settings": {"pairs": opts.pairs, "alpha": opts.alpha,
                      "alpha_per_test": comp.alpha_per_test,
                      "max_regression_pct": opts.max_regression_pct,
-                     "pytest_args": list(opts.pytest_args), "python": opts.python,
-                     "served": opts.served},
+                     "pytest_args": redact_argv(opts.pytest_args), "python": opts.python,
+                     "served": redact_command(opts.served) if opts.served else opts.served},
         "left_out": list(comp.left_out),
         "tests": tests,
     })
@@ -352,7 +354,7 @@ def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcom
         raise CompareError("--server-timeout must be > 0")
     _server_argv(served, 0)  # bad quoting is bad usage: said before any worktree is made
     opts = validate(opts)
-    base, head, dirty, tmp, worktrees = _prepare(opts)
+    base, head, dirty, tmp, worktrees = _prepare(opts, err)
 
     def say(text: str) -> None:
         print(f"[compare] {text}", file=err, flush=True)
@@ -379,7 +381,7 @@ def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcom
             say("one session, every request sent to both servers (interleaved by request)")
             proc = subprocess.run(cmd, cwd=head_tree, env=bisect.session_env(),
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  errors="replace", check=False)
+                                  errors="replace", check=False, preexec_fn=die_with_parent())
             why = ""
             tests: dict[str, list[stats.MetricVerdict]] = {}
             left_out: list[str] = []

@@ -22,7 +22,14 @@ one commit later (or earlier) as more nights arrive is the same regression.
 Provenance: ``Gate.save`` records, with every run, the pytest arguments of the session
 (``recorded_args``: the options that only name outputs or saving are left out; test paths are
 made relative to the repository root, where bisect runs its sessions) as
-``client.pytest_args``, and the metrics the marker gated as ``client.gated``.
+``client.pytest_args``, and the metrics the marker gated as ``client.gated``. The store is
+not trusted to name commands or files: the command shown and ``--bisect`` use only the stored
+arguments ``replay.check`` allows; a finding whose arguments hold another names it
+(``refused``) and is not bisected.
+
+The state file is read through ``reading`` (a regular file, bounded, strict JSON) and every
+entry is checked; a state that cannot be read or holds a bad entry is refused whole
+(``NightlyError``, exit 2) and never overwritten, so no reported regression is forgotten.
 """
 
 from __future__ import annotations
@@ -38,14 +45,18 @@ from typing import Any
 
 import numpy as np
 
+from .. import reading
 from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT, alpha_problem
-from ..files import atomic_write_text, dumps
+from ..files import atomic_write_text, dumps, os_reason
 from ..metric_table import DEFAULT_GATED, higher_is_better
+from ..redact import redact_argv
 from ..store import gitinfo
 from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
 from ..store.keys import canonical_keys
 from ..store.provenance import run_args, run_gated
+from ..values import is_finite_number
 from ..verdict import changepoints
+from . import replay
 
 SCHEMA = "pytest-llmperf/nightly"
 STATE_SCHEMA = "pytest-llmperf/nightly-state"
@@ -100,6 +111,7 @@ class Finding:
     args_recorded: bool
     new: bool = True
     bisect: dict[str, Any] | None = None
+    refused: tuple[replay.Refused, ...] = ()  # stored arguments nightly does not replay
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -107,7 +119,7 @@ class Finding:
 
     @property
     def bisect_command(self) -> str:
-        args = " ".join(shlex.quote(a) for a in self.pytest_args)
+        args = " ".join(shlex.quote(a) for a in redact_argv(self.pytest_args))
         return f"llmperf bisect {self.last_good[:12]} {self.first_bad[:12]} -- {args}".rstrip()
 
     @property
@@ -115,6 +127,17 @@ class Finding:
         return "" if self.args_recorded else (
             "the pytest arguments were not recorded in these baselines (saved before "
             "pytest-llmperf recorded them): the command runs the test by its node id")
+
+    @property
+    def replay_note(self) -> str:
+        """Why ``--bisect`` does not run the stored arguments ("" when it may)."""
+        if not self.refused:
+            return ""
+        return ("bisect does not run these stored arguments: the baseline store is not "
+                "trusted to name commands or files, and it holds "
+                + "; ".join(str(r) for r in self.refused) + ". Check them before you run "
+                "the command yourself, or give the pytest arguments with llmperf nightly "
+                "--bisect --bisect-args '...'")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,8 +151,11 @@ class Finding:
             "ci_low_pct": _finite(self.ci_low_pct), "ci_high_pct": _finite(self.ci_high_pct),
             "p_value": _finite(self.p_value), "index": self.index,
             "higher_is_better": higher_is_better(self.metric),
-            "pytest_args": list(self.pytest_args), "args_recorded": self.args_recorded,
+            "pytest_args": redact_argv(self.pytest_args), "args_recorded": self.args_recorded,
             "bisect_command": self.bisect_command, "note": self.args_note,
+            "replay_refused": [{"argument": r.argument, "reason": r.reason}
+                               for r in self.refused],
+            "replay_note": self.replay_note,
             "bisect": self.bisect,
         }
 
@@ -308,25 +334,50 @@ def default_state_path(store_dir: str | Path) -> Path:
     return Path(store_dir) / STATE_NAME
 
 
+_STATE_KEYS = ("profile_id", "nodeid", "metric", "first_bad")  # the key: text, required
+_STATE_TEXT = ("last_good", "reported_at", "bisect_first_bad")  # text when present
+
+
 def load_state(path: str | Path) -> list[dict[str, Any]]:
     """The regressions already reported; [] when the file does not exist. NightlyError (one
-    line) when it exists but is not a state file."""
+    line) when it exists but cannot be read (not a regular file, too large, not JSON, NaN,
+    nested too deeply) or is not a state file whose every entry is well formed: the caller
+    then stops before writing anything, so the file is kept as it is."""
     path = Path(path)
     if not path.exists():
         return []
+    keep = "; it was not changed: fix or delete it (every regression is then reported again)"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise NightlyError(f"--state {path}: unreadable ({exc}); delete it to start "
-                           "afresh (every regression is then reported again)") from None
+        data = reading.read_json(path)
+    except (OSError, ValueError) as exc:
+        reason = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+        raise NightlyError(f"--state {path}: unreadable ({reason}){keep}") from None
     reported = data.get("reported") if isinstance(data, dict) else None
     if (not isinstance(data, dict) or data.get("schema") != STATE_SCHEMA
-            or not isinstance(reported, list)
-            or not all(isinstance(r, dict) and all(isinstance(r.get(k), str) for k in
-                       ("profile_id", "nodeid", "metric", "first_bad")) for r in reported)):
-        raise NightlyError(f"--state {path}: not a pytest-llmperf nightly state file; "
-                           "delete it or give another --state")
+            or not isinstance(reported, list)):
+        raise NightlyError(f"--state {path}: not a pytest-llmperf nightly state file{keep}")
+    for i, entry in enumerate(reported):
+        problem = _entry_problem(entry)
+        if problem:
+            raise NightlyError(f"--state {path}: entry {i} of \"reported\" {problem}{keep}")
     return [dict(r) for r in reported]
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """What is wrong with one state entry, or None."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    for key in _STATE_KEYS:
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            return f"has no text {key!r}"
+    for key, value in entry.items():
+        if key in _STATE_TEXT and not isinstance(value, str):
+            return f"has a {key!r} that is not text"
+        if key == "change_pct" and value is not None and not is_finite_number(value):
+            return "has a 'change_pct' that is not a finite number"
+        if not isinstance(value, str | bool | None) and not is_finite_number(value):
+            return f"has a {key!r} that is not a plain value"
+    return None
 
 
 def save_state(path: str | Path, reported: Iterable[Mapping[str, Any]]) -> None:
@@ -382,6 +433,8 @@ def analyse(store_dir: str | Path, *, repo: str | Path | None = None,
                                         min_change_pct=min_change_pct)
         s.status, s.note = detection.status, detection.note
         args = args_of.get(f"{s.profile_id}\0{s.nodeid}")
+        stored = tuple(args) if args is not None else (s.nodeid,)
+        replayed = replay.check(stored)
         for cp in detection.change_points:
             if not 0 < cp.index < len(s.points):
                 continue
@@ -396,8 +449,9 @@ def analyse(store_dir: str | Path, *, repo: str | Path | None = None,
                 before=cp.before, after=cp.after, change_pct=cp.change_pct,
                 ci_low_pct=cp.ci_low_pct, ci_high_pct=cp.ci_high_pct, p_value=cp.p_value,
                 index=cp.index, order=position.get(bad.commit, 0),
-                pytest_args=tuple(args) if args is not None else (s.nodeid,),
+                pytest_args=replayed.args if replayed.ok else stored,
                 args_recorded=args is not None,
+                refused=replayed.refused,
                 new=kind == "regression" and not _known(reported, s, cp.index)))
         s.findings.sort(key=lambda f: -f.order)  # newest first
     head = history[0][0] if history else ""

@@ -11,6 +11,9 @@ never delays another segment's stamp.
 
 It speaks what OpenAI-compatible servers answer with: a status line, headers, and a
 body framed by ``Transfer-Encoding: chunked``, ``Content-Length``, or the connection's close.
+An answer that does not begin as HTTP is a ``malformed`` error at once, naming what the server
+said ("does not speak HTTP"); a head over 64 KiB, or a chunk-size or trailer line over 64 KiB,
+is ``malformed`` too. The caller's ``asyncio.timeout`` is the request's deadline.
 Connections are kept alive and reused (a pool per run); TLS through ``ssl``.
 
 Plain-TCP connections on Linux skip asyncio's transports (``_Poller``): their sockets sit in a
@@ -48,6 +51,12 @@ class HTTPError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+def _http_start(buf: bytes) -> bool:
+    """Whether ``buf`` (the start of an answer) can be the start of an HTTP response."""
+    head = buf.lstrip(b"\r\n")[:5]
+    return b"HTTP/".startswith(head)
 
 
 class BodySink(Protocol):
@@ -424,7 +433,9 @@ class Stream:
                     break
                 pos += 2
                 self._csize = None
-        self._cbuf = buf[pos:]
+        self._cbuf = buf[pos:]  # a chunk-size or trailer line begun, or a CRLF
+        if len(self._cbuf) > MAX_HEADER:
+            raise HTTPError("malformed", "a chunk-size or trailer line longer than 64 KiB")
         return bytes(out)
 
     async def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
@@ -582,10 +593,14 @@ class Client:
         while True:
             seg = await conn.segment()
             if seg is None:
+                if buf and not _http_start(buf):
+                    raise self._not_http(buf)
                 raise HTTPError("stale" if not buf else "dropped",
                                 "the server closed the connection before the headers ended")
             t, data = seg
             buf += data
+            if not _http_start(buf):  # said at once, not at the timeout: no HTTP will come
+                raise self._not_http(buf)
             i = buf.find(b"\r\n\r\n")
             if i >= 0:
                 break
@@ -596,7 +611,7 @@ class Client:
         lines = head_text.split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-            raise HTTPError("malformed", f"not an HTTP response: {lines[0][:80]!r}")
+            raise self._not_http(buf)
         try:
             status = int(parts[1])
         except ValueError:
@@ -608,6 +623,12 @@ class Client:
                 headers[k.strip().lower()] = v.strip()
         resp = Response(status, parts[2] if len(parts) > 2 else "", headers, sent_ns)
         return resp, Stream(conn, rest, t, headers, head)
+
+    def _not_http(self, buf: bytes) -> HTTPError:
+        first = buf.lstrip(b"\r\n").split(b"\n", 1)[0][:80].decode("latin-1")
+        shown = "".join(c if c.isprintable() else " " for c in first).strip()
+        return HTTPError("malformed", f"{self.host_header} does not speak HTTP: it answered "
+                                      f"{shown!r}")
 
     def release(self, conn: _Receiver, stream: Stream) -> None:
         """Return a connection after its response; reused only when fully read and kept alive."""

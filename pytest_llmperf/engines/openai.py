@@ -28,10 +28,22 @@ message leaves the engine through its ``Redactor`` (``pytest_llmperf.redact``), 
 API key and the ``--llmperf-headers`` values, so a gateway that echoes the request's headers
 into its error body cannot put the key into a report or a baseline.
 
-A malformed ``--llmperf-url`` is a one-line ``EngineError`` when the engine is made. When the
+A malformed ``--llmperf-url`` (a fragment included: it is never sent) is a one-line
+``EngineError`` when the engine is made. Its query (``?key=...``, ``?api-version=...``: a
+gateway that authenticates or versions through it) goes with every request, each at its own
+path (``request_target``); records show the parameter names, not their values. When the
 server's tokenizer cannot be used (no endpoint, or it does not answer within
 ``--llmperf-request-timeout``), the engine says so in ``warnings``, which every run's result
 carries.
+
+Every call has a deadline for its whole answer: a streamed request ``--llmperf-request-timeout``
+(``asyncio.timeout`` around the request and its body); the model list, the tokenizer and
+``/metrics`` go through ``blocking_http``, whose deadline holds against a server that answers a
+byte at a time (the model list: 30 s at most). A server that does not speak HTTP is a one-line
+``EngineError`` (the model list) or a ``malformed`` request; a server-sent-event line longer than
+``MAX_SSE_LINE`` is the request's ``malformed_sse``. Headers (``--llmperf-headers``, the API
+key) that HTTP cannot carry are an ``EngineError`` naming the header before any request
+(``auth.check_headers``).
 """
 
 from __future__ import annotations
@@ -46,8 +58,8 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..redact import Redactor, header_secrets, redact
-from .auth import parse_headers
+from ..redact import Redactor, header_secrets, redact, strip_controls
+from .auth import check_headers, parse_headers
 from .base import (
     Engine,
     EngineError,
@@ -58,6 +70,7 @@ from .base import (
     RequestError,
     Tokenizer,
 )
+from .blocking_http import FetchError, fetch
 from .http_client import Client, HTTPError
 from .server_metrics import scrape
 from .servers import start_server_from_settings
@@ -73,6 +86,11 @@ except ImportError:  # pragma: no cover - orjson is a dependency; json if it is 
 if TYPE_CHECKING:
     from ..settings import Settings
     from .servers import ManagedServer
+
+# The longest server-sent-event line read (a data line is one chunk: a token or a few, with
+# their logprobs); a longer one is the request's malformed_sse error, not unbounded memory.
+MAX_SSE_LINE = 16 << 20
+MODELS_TIMEOUT_S = 30.0  # GET /v1/models in all, at most (less with --llmperf-request-timeout)
 
 
 def ssl_context(verify: str | bool | None) -> ssl.SSLContext | bool:
@@ -96,17 +114,21 @@ def ssl_context(verify: str | bool | None) -> ssl.SSLContext | bool:
 
 def check_url(base_url: str) -> str:
     """``base_url`` without a trailing slash, or a one-line EngineError naming what is wrong
-    with it (a scheme other than http/https, no host, a bad port, spaces)."""
-    def bad(why: str) -> EngineError:
+    with it (a scheme other than http/https, no host, a bad port, spaces, a fragment). A
+    query (``?key=...``, ``?api-version=...``) is kept: every request carries it."""
+    def bad(why: str, shown: str = base_url) -> EngineError:
         return EngineError(
-            f"--llmperf-url {redact(base_url)!r} {why}: give the server's address as "
-            "http://HOST:PORT or https://HOST[:PORT][/PATH]")
+            f"--llmperf-url {redact(shown)!r} {why}: give the server's address as "
+            "http://HOST:PORT or https://HOST[:PORT][/PATH][?QUERY]")
 
     if not isinstance(base_url, str) or not base_url.strip():
         raise bad("is empty")
     url = base_url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise bad("must start with http:// or https://")
+    if "#" in url:  # what follows is the fragment's: not shown
+        raise bad("has a fragment (#...), which is never sent to a server",
+                  url.partition("#")[0] + "#...")
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise bad("contains spaces or control characters")
     try:
@@ -199,15 +221,21 @@ class _SSEParser:
     called synchronously by ``http_client.Stream.pipe`` with each piece and the time its
     segment was received). Collects each token-carrying chunk's arrival time, text and token
     hint, the ``usage`` count, the finish reason and ``[DONE]``; raises RequestError for what a
-    server must not send."""
+    server must not send.
+
+    A piece holding one whole ``data:`` event is parsed as it is. Otherwise a line begun is kept
+    as its pieces (``pieces``, ``held`` bytes) and joined once, when its newline arrives: the
+    cost is linear in the line's length, however many pieces it comes in. A line longer than
+    ``MAX_SSE_LINE`` is the request's ``malformed_sse`` error as soon as it gets there."""
 
     __slots__ = (
-        "buf",
         "chat",
         "done",
         "finish",
+        "held",
         "hints",
         "max_tokens",
+        "pieces",
         "prev_usage",
         "prompt_tokens",
         "texts",
@@ -224,22 +252,42 @@ class _SSEParser:
         self.prev_usage = 0
         self.finish: str | None = None
         self.done = False
-        self.buf = b""
+        self.pieces: list[bytes] = []  # the line begun and not yet ended, as received
+        self.held = 0  # its length
 
     def body(self, t: int, data: bytes) -> None:
-        if not self.buf and data[:5] == b"data:" and data.find(b"\n") == len(data) - 2 \
+        if not self.held and data[:5] == b"data:" and data.find(b"\n") == len(data) - 2 \
                 and data[-1:] == b"\n":  # the common piece: one whole event, "data: ...\n\n"
             self._event(t, data[5:-2].strip())
             return
-        buf = self.buf + data if self.buf else data
-        if b"\n" not in data:
-            self.buf = buf
+        end = data.find(b"\n")
+        if end < 0:  # the line goes on: kept as a piece, joined once when it ends (linear)
+            self._hold(data)
             return
-        *lines, self.buf = buf.split(b"\n")
+        if self.held:
+            if self.held + end > MAX_SSE_LINE:
+                self._too_long()
+            self.pieces.append(data)
+            data = b"".join(self.pieces)
+            self.pieces, self.held = [], 0
+        *lines, rest = data.split(b"\n")
         for line in lines:
             if line[:5] == b"data:":
                 self._event(t, line[5:].strip())
             # else: comments (": ping"), event names, blank separators
+        if rest:
+            self._hold(rest)
+
+    def _hold(self, piece: bytes) -> None:
+        if self.held + len(piece) > MAX_SSE_LINE:
+            self._too_long()
+        self.held += len(piece)
+        self.pieces.append(piece)
+
+    def _too_long(self) -> None:
+        raise RequestError(
+            "malformed_sse", f"the server sent an SSE line longer than "
+            f"{MAX_SSE_LINE / (1 << 20):g} MiB ({len(self.times)} chunk(s) before it)")
 
     def _event(self, t: int, raw: bytes) -> None:
         if raw == b"[DONE]":
@@ -309,24 +357,38 @@ class OpenAIEngine(Engine):
         owns_server: bool = False,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
-        url = check_url(base_url)
-        self.root = url[:-3] if url.endswith("/v1") else url
+        # The URL split once: the server's root (scheme, host, port, path without a trailing
+        # /v1) and its query, which every request carries (request_target).
+        parts = urllib.parse.urlsplit(check_url(base_url))
+        path = parts.path.rstrip("/")
+        if path.endswith("/v1"):
+            path = path[:-3]
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._path = path  # the server's root path: "" or "/PREFIX"
+        self._query = parts.query
+        self.root = self._origin + path  # no query: for messages and the listener's port
         self.base_url = self.root + "/v1"
+        # The whole URL (an empty path written as "/" before a query): what info() shows,
+        # through the redactor, and what a load worker's engine is made from.
+        self.url = (self.root + ("" if path else "/") + "?" + parts.query if parts.query
+                    else self.root)
         self.chat_default = chat
         self.timeout_s = timeout_s
         self._ssl = ssl_context(tls_verify)
         self._tls_verify = tls_verify
         self._headers: dict[str, str] = {"Content-Type": "application/json",
-                                         **dict(headers or {})}
+                                         **check_headers(headers or {}, "headers")}
         if api_key and not any(k.lower() == "authorization" for k in self._headers):
-            self._headers["Authorization"] = f"Bearer {api_key}"
+            self._headers.update(check_headers({"Authorization": f"Bearer {api_key}"},
+                                               "the API key (--llmperf-api-key-env)"))
         # Every message from this engine passes through it (see the module docstring).
-        self.redactor = Redactor([api_key, *header_secrets(self._headers)])
+        # The query's values too: the server may echo the request line into an error.
+        self.redactor = Redactor([api_key, *header_secrets(self._headers),
+                                  *(v for _, v in urllib.parse.parse_qsl(self._query))])
         self.warnings: list[str] = []  # about the engine itself; every run's result has them
         self.server = server
         self.owns_server = owns_server
         self.extra_body = dict(extra_body or {})
-        self._path = urllib.parse.urlsplit(self.root).path.rstrip("/")
         self._client: Client | None = None
         self._metrics_ok: bool | None = None  # None: /metrics not tried yet
         if timeout_s <= 0:
@@ -385,25 +447,41 @@ class OpenAIEngine(Engine):
                 server.stop()
             raise
 
-    def _sync_get(self, path: str) -> tuple[int, Any]:
-        import urllib.error
-        import urllib.request
+    def request_target(self, path: str) -> str:
+        """What a request for ``path`` (``/v1/models``, ``/metrics``) asks the server for: the
+        server's root path in front (``https://gw/llm`` -> ``/llm/v1/models``), the
+        ``--llmperf-url`` query after (``?key=...``). Every request of the engine, its
+        server tokenizer and its metrics scrape is made with it."""
+        target = self._path + path
+        return f"{target}?{self._query}" if self._query else target
 
-        req = urllib.request.Request(self.root + path, headers=self._headers)
-        ctx = None
-        if self.root.startswith("https://"):
-            ctx = self._ssl if isinstance(self._ssl, ssl.SSLContext) else (
-                ssl.create_default_context() if self._ssl else ssl._create_unverified_context())
+    def _sync_get(self, path: str) -> tuple[int, Any]:
+        """GET ``path`` within ``--llmperf-request-timeout`` (30 s at most) in all: (status,
+        the JSON body) on 200, (status, an excerpt of the body) otherwise; EngineError in one
+        line when there is no usable answer."""
+        limit = min(self.timeout_s, MODELS_TIMEOUT_S)
         try:
-            with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            return exc.code, excerpt(exc.read().decode("utf-8", "replace"))
-        except (OSError, ValueError) as exc:
+            reply = fetch(self._origin + self.request_target(path), headers=self._headers,
+                          ssl_ctx=self._ssl, timeout_s=limit)
+        except FetchError as exc:
+            if exc.kind == "connection":
+                raise EngineError(f"cannot reach the server at {self.root} ({exc}); is it "
+                                  "running? Check --llmperf-url") from None
+            if exc.kind == "timeout":
+                raise EngineError(f"{exc} (--llmperf-request-timeout, at most "
+                                  f"{MODELS_TIMEOUT_S:g} s for the model list)") from None
+            if exc.kind == "tls":
+                raise EngineError(str(exc)) from None
+            raise EngineError(f"{exc}; is --llmperf-url an OpenAI-compatible server?") from None
+        if reply.status != 200:
+            return reply.status, excerpt(reply.text())
+        try:
+            return reply.status, json.loads(reply.body or b"null")
+        except (ValueError, RecursionError):
             raise EngineError(
-                f"cannot reach the server at {self.root} ({exc}); is it running? "
-                "Check --llmperf-url"
-            ) from None
+                f"the server at {self.root} answered GET {path} with a body that is not JSON "
+                f"({excerpt(reply.text(), 80)}); is --llmperf-url an OpenAI-compatible "
+                "server?") from None
 
     def _discover_model(self) -> str | None:
         status, data = self._sync_get("/v1/models")
@@ -428,7 +506,7 @@ class OpenAIEngine(Engine):
             return local_tokenizer(spec)
         tok = ServerTokenizer(self.root, self.model, {k: v for k, v in self._headers.items()
                                                       if k != "Content-Type"}, self._ssl,
-                              timeout_s=self.timeout_s)
+                              timeout_s=self.timeout_s, target=self.request_target)
         if tok.probe():
             return tok
         tok.close()
@@ -453,8 +531,8 @@ class OpenAIEngine(Engine):
         tok = self._tokenizer
         return {
             "kind": self.kind,
-            "url": self.redactor(self.root),
-            "model": self.model,
+            "url": self.redactor(self.url),
+            "model": strip_controls(self.model) if self.model else self.model,
             "endpoint": "chat" if self.chat_default else "completions",
             "tokenizer": (
                 "none" if tok is None else
@@ -474,7 +552,7 @@ class OpenAIEngine(Engine):
             return None
         headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
         snap = scrape(self.root, headers, self._ssl, timeout_s=min(self.timeout_s, 5.0),
-                      names=names)
+                      names=names, target=self.request_target)
         if self._metrics_ok is None:  # none of the metrics read here: as good as none
             self._metrics_ok = bool(snap)
             if not snap:
@@ -505,7 +583,7 @@ class OpenAIEngine(Engine):
         headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
         tls = self._tls_verify if isinstance(self._tls_verify, str | bool | None) else True
         return (type(self).__module__, type(self).__name__, {
-            "base_url": self.root, "model": self.model, "chat": self.chat_default,
+            "base_url": self.url, "model": self.model, "chat": self.chat_default,
             "headers": headers, "timeout_s": self.timeout_s, "tls_verify": tls,
             "tokenizer": tok, "extra_body": self.extra_body})
 
@@ -570,7 +648,7 @@ class OpenAIEngine(Engine):
             async with self.run_context():
                 return await self._generate(prompt, params, on_chunk)
         chat = params.chat or self.chat_default
-        path = self._path + ("/v1/chat/completions" if chat else "/v1/completions")
+        path = self.request_target("/v1/chat/completions" if chat else "/v1/completions")
         payload = json.dumps(self.body(prompt, params, chat)).encode()
         parser = _SSEParser(chat, params.max_tokens, prompt.input_tokens)
         try:

@@ -37,11 +37,13 @@ from __future__ import annotations
 import math
 import ssl
 import threading
+import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from ..metric_table import SERVER_KEYS  # the summary keys this module fills
 from ..periodic import Periodic
+from .blocking_http import FetchError, fetch
 
 PREFIX_HITS = "vllm:prefix_cache_hits"
 PREFIX_QUERIES = "vllm:prefix_cache_queries"
@@ -65,7 +67,8 @@ COUNTERS: frozenset[str] = frozenset({PREFIX_HITS, PREFIX_QUERIES, PREEMPTIONS, 
 NAMES: frozenset[str] = COUNTERS | frozenset(KV_USAGE)
 GAUGES: tuple[str, ...] = KV_USAGE
 SAMPLE_INTERVAL_S = 0.5
-SCRAPE_TIMEOUT_S = 5.0
+SCRAPE_TIMEOUT_S = 5.0  # one scrape in all, at most
+SCRAPE_MAX_BODY = 16 << 20  # bytes of /metrics read at most (larger: no snapshot)
 
 Snapshot = dict[str, float]
 
@@ -128,30 +131,34 @@ def registry_snapshot(names: Collection[str] | None = None) -> Snapshot | None:
 
 def scrape(root: str, headers: Mapping[str, str] | None = None,
            ssl_ctx: ssl.SSLContext | bool = True, timeout_s: float = SCRAPE_TIMEOUT_S,
-           names: Collection[str] | None = None) -> Snapshot | None:
+           names: Collection[str] | None = None, *,
+           target: Callable[[str], str] | None = None) -> Snapshot | None:
     """GET ``<root>/metrics`` and its snapshot; None on any failure (no server metrics, an
-    error status, a timeout, a body that is not Prometheus text). With ``names``, asks
+    error status, no complete answer within ``timeout_s`` in all, more than
+    ``SCRAPE_MAX_BODY``, a body that is not Prometheus text). With ``names``, asks
     prometheus_client's exporter (vLLM) for those metrics alone (``?name[]=``); a server that
-    ignores the filter sends everything, which is read the same."""
-    import urllib.parse
-    import urllib.request
+    ignores the filter sends everything, which is read the same.
 
-    url = root.rstrip("/") + "/metrics"
+    ``target`` makes the request target of a path (the engine's ``request_target``: the
+    server's root path in front, the ``--llmperf-url`` query after); without it, ``root``'s
+    path and query."""
+    u = urllib.parse.urlsplit(root)
+    if target is not None:
+        path = target("/metrics")
+    else:
+        path = u.path.rstrip("/") + "/metrics" + (f"?{u.query}" if u.query else "")
     if names:
-        url += "?" + urllib.parse.urlencode([("name[]", n) for n in sorted(names)])
-    request = urllib.request.Request(url, headers=dict(headers or {}))
-    ctx: ssl.SSLContext | None = None
-    if url.startswith("https://"):
-        ctx = ssl_ctx if isinstance(ssl_ctx, ssl.SSLContext) else (
-            ssl.create_default_context() if ssl_ctx else ssl._create_unverified_context())
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s, context=ctx) as resp:
-            if resp.status != 200:
-                return None
-            body = resp.read(16 << 20).decode("utf-8", "replace")
-    except Exception:  # HTTPError (404: no metrics), URLError, timeout, reset
+        path += ("&" if "?" in path else "?") + urllib.parse.urlencode(
+            [("name[]", n) for n in sorted(names)])
+    url = f"{u.scheme}://{u.netloc}{path}"
+    try:  # within timeout_s in all (a server answering a byte at a time included)
+        reply = fetch(url, headers=headers, ssl_ctx=ssl_ctx, timeout_s=timeout_s,
+                      max_body=SCRAPE_MAX_BODY)
+    except FetchError:  # refused, a timeout, not HTTP, more than SCRAPE_MAX_BODY
         return None
-    return parse_text(body, names)
+    if reply.status != 200:  # 404: no metrics
+        return None
+    return parse_text(reply.text(), names)
 
 
 def _delta(before: Mapping[str, float], after: Mapping[str, float], name: str) -> float | None:

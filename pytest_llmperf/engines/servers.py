@@ -2,18 +2,22 @@
 
 A started server runs in its own process group on 127.0.0.1 and a free port, with its output
 in a log file. Teardown kills the whole group (SIGTERM, then SIGKILL); a server is also stopped
-at interpreter exit. If the pytest process itself dies (SIGTERM, SIGKILL, a crash), a watchdog
-kills the whole group: a tiny process started beside each server holds the read end of a pipe
-whose only writer is pytest, so the kernel closes it (EOF) the moment pytest is gone, however
-it died; the watchdog then sends SIGTERM to the group, and SIGKILL to what is left after 10 s.
-The group holds the server's own children, so a wrapper command (``sh -c "..."``, a script)
-does not leave the real server running as an orphan. (On Linux the direct child also gets
-SIGTERM from the kernel when pytest dies.) No server outlives the session, even on Ctrl-C.
+at interpreter exit. If the process that started it (pytest, ``llmperf compare --served``)
+dies (SIGTERM, SIGKILL, a crash), a watchdog kills the whole group: a tiny process started
+just before each server holds the read end of a pipe whose only writer is that process, so the
+kernel closes it (EOF) the moment the owner is gone, however it died; the watchdog then sends
+SIGTERM to the group, and SIGKILL to what is left after 10 s. The group holds the server's own
+children, so a wrapper command (``sh -c "..."``, a script) does not leave the real server
+running as an orphan. (On Linux the direct child also gets SIGTERM from the kernel when its
+owner dies: ``die_with_parent``.) Every ``ManagedServer`` has this, whoever starts it: no
+server outlives its owner, even on Ctrl-C or SIGKILL.
 
 The health probe sends the headers every request will send (``Authorization: Bearer
 $OPENAI_API_KEY``, ``--llmperf-headers``): a server that requires a key becomes healthy, and
 one that answers 401/403 refuses our credentials, which fails the start at once in one line
-instead of waiting for ``--llmperf-server-timeout``.
+instead of waiting for ``--llmperf-server-timeout``, as does one that does not speak HTTP.
+Each probe has a deadline for its whole answer (``blocking_http``: 5 s, less when less of
+``--llmperf-server-timeout`` is left), so a server answering a byte at a time cannot hold it.
 
 Every recipe renders ``--llmperf-engine-arg KEY=VALUE`` as flags after its own: ``key_name``
 becomes ``--key-name VALUE`` (``--key_name VALUE`` for the recipes whose CLIs spell flags with
@@ -62,7 +66,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import http.client
+import functools
 import json
 import os
 import re
@@ -75,9 +79,7 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,9 +90,12 @@ from ..redact import Redactor, argv_secrets, env_secrets, header_secrets
 from ..settings import SERVER_RECIPES, Settings
 from .auth import auth_headers
 from .base import EngineError
+from .blocking_http import FetchError, fetch
 from .llama_server_bin import ENV_VAR, find_llama_server
 
 HOST = "127.0.0.1"
+PROBE_TIMEOUT_S = 5.0  # one health probe in all, at most
+PROBE_MAX_BODY = 1 << 20  # bytes of a health answer read at most
 
 
 class ServerError(EngineError):
@@ -279,22 +284,58 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux only)
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux), loaded in this process, never between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
-# The watchdog (see the module docstring): argv[1] the group to kill, argv[2] pytest's pid;
-# stdin the read end of a pipe only pytest writes to. One byte: stand down (a normal stop).
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for a child that must not outlive this process: on Linux the kernel
+    sends it SIGTERM when the thread that started it ends (``PR_SET_PDEATHSIG``), however
+    this process dies, SIGKILL included; None elsewhere. If this process is already gone
+    when the child sets the flag (it died during the fork), the child exits instead of
+    running unowned. It covers the child itself, not its own children: a server's process
+    group is the watchdog's (``_Watchdog``). libc is loaded before the fork, so nothing is
+    imported between fork and exec (an import there can deadlock on a lock another thread
+    held when it forked)."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+# The watchdog (see the module docstring): argv[1] the pid of its owner (this process); stdin
+# the read end of a pipe only the owner writes to. It is started before the server, so the
+# owner's death is seen from the server's first instant. The owner writes the group to kill,
+# one line, once the server is started; EOF before that line: the owner died or gave up
+# before any server was started (a started leader has die_with_parent). Then
+# one byte: stand down (a normal stop); EOF: the owner is gone, however it died.
 _WATCHDOG = r"""
 import os, select, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-pgid, parent = int(sys.argv[1]), int(sys.argv[2])
+parent = int(sys.argv[1])
+line = b""
+while not line.endswith(b"\n"):
+    byte = os.read(0, 1)
+    if not byte or not (byte.isdigit() or byte == b"\n"):
+        sys.exit(0)
+    line += byte
+pgid = int(line)
 while True:
     ready = select.select([0], [], [], 1.0)[0]
     if ready:
@@ -322,19 +363,26 @@ except OSError:
 
 
 class _Watchdog:
-    """Kills process group ``pgid`` when this process dies; ``release()`` on a normal stop."""
+    """Kills a process group when this process dies: started first, told the group with
+    ``watch(pgid)`` once the server is started; ``release()`` on a normal stop."""
 
-    def __init__(self, pgid: int) -> None:
+    def __init__(self) -> None:
         read_end, self._fd = os.pipe()  # both ends non-inheritable: no other child gets them
         try:
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid), str(os.getpid())],
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(os.getpid())],
                 stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True)
         except OSError:
             self.proc = None
         finally:
             os.close(read_end)
+
+    def watch(self, pgid: int) -> None:
+        """The group to kill if this process dies from now on."""
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._fd, f"{pgid}\n".encode())
 
     def release(self) -> None:
         if self._fd < 0:
@@ -509,19 +557,21 @@ class ManagedServer:
                 f"cannot start the {self.name} server: {exe!r} is not on PATH"))
         env = dict(self.env) if self.replace_env else {**os.environ, **self.env}
         log = self.log_path.open("ab")
+        watchdog = _Watchdog()  # before the server: no instant when our death goes unseen
         self._t0 = time.monotonic()
         try:
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=self.cwd, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                env=env, cwd=self.cwd, start_new_session=True, preexec_fn=die_with_parent(),
             )
         except OSError as exc:
+            watchdog.release()
             raise ServerError(self.redactor(
                 f"cannot start the {self.name} server ({exc.strerror or exc})")) from None
         finally:
             log.close()
-        self._watchdog = _Watchdog(self.proc.pid)  # its group: start_new_session above
+        watchdog.watch(self.proc.pid)  # its group: start_new_session above
+        self._watchdog = watchdog
         with _LIVE_LOCK:
             _LIVE.add(self)
         return self
@@ -537,40 +587,42 @@ class ManagedServer:
         self.startup_s = time.monotonic() - self._t0
 
     def _wait_healthy(self, timeout_s: float) -> None:
+        """Probe the health path until it answers 200; each probe has a total deadline
+        (``PROBE_TIMEOUT_S``, less when less is left), so a server that answers a byte at a
+        time cannot hold the wait past ``timeout_s``."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         delay = 0.05
         url = self.url + self.health_path
+        last = ""  # why the last probe failed
         while True:
             code = self.proc.poll()
             if code is not None:
                 how = f"signal {-code}" if code < 0 else f"code {code}"
                 raise self._fail(f"exited with {how} before it became healthy")
+            left = deadline - time.monotonic()
             try:
-                probe = urllib.request.Request(url, headers=self.headers)
-                with urllib.request.urlopen(probe, timeout=5) as resp:
-                    if resp.status == 200:
-                        return
-            except urllib.error.HTTPError as exc:
-                if exc.code in (401, 403):
+                reply = fetch(url, headers=self.headers, max_body=PROBE_MAX_BODY,
+                              timeout_s=max(0.05, min(PROBE_TIMEOUT_S, left)))
+            except FetchError as exc:
+                if exc.kind in ("not_http", "malformed", "usage"):
+                    raise ServerError(self.redactor(f"the {self.name} server: {exc}")) from None
+                last = str(exc)  # not listening yet, or too slow: probed again
+            else:
+                if reply.status == 200:
+                    return
+                if reply.status in (401, 403):
                     raise ServerError(
                         f"the {self.name} server at {self.url} is up but refuses our "
-                        f"credentials (HTTP {exc.code} on {self.health_path}): give the key "
+                        f"credentials (HTTP {reply.status} on {self.health_path}): give the key "
                         "it expects in the environment variable named by "
                         "--llmperf-api-key-env (default OPENAI_API_KEY) or in "
-                        "--llmperf-headers") from None
-                # else up but not ready (503 while loading)
-            except (OSError, ValueError):
-                pass  # not listening yet
-            except http.client.HTTPException as exc:  # after OSError: not RemoteDisconnected
-                raise ServerError(
-                    f"the {self.name} server at {self.url} does not speak HTTP: "
-                    f"{self.health_path} was answered with {type(exc).__name__} "
-                    f"({str(exc)[:80]!r})") from None
+                        "--llmperf-headers")
+                last = f"HTTP {reply.status}"  # up but not ready (503 while loading)
             if time.monotonic() >= deadline:
                 raise self._fail(
-                    f"did not become healthy ({url}) within {timeout_s:g} s; raise "
-                    "--llmperf-server-timeout if it is only slow")
+                    f"did not become healthy ({url}) within {timeout_s:g} s (the last probe: "
+                    f"{last}); raise --llmperf-server-timeout if it is only slow")
             time.sleep(delay)
             delay = min(0.5, delay * 1.5)
 

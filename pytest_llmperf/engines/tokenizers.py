@@ -7,17 +7,17 @@ path; ``HFTokenizer`` is also the in-process vLLM and TensorRT-LLM engines' toke
 
 from __future__ import annotations
 
-import http.client
 import json
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..redact import Redactor, header_secrets
 from .base import EngineError
+from .blocking_http import Connection, FetchError
 from .llama_cpp import LlamaCppTokenizer, import_llama_cpp
 from .vocabulary import PLAIN_WORDS, token_pool
 
@@ -206,66 +206,46 @@ class ServerTokenizer:
     )
 
     def __init__(self, base_url: str, model: str | None, headers: Mapping[str, str],
-                 ssl_ctx: ssl.SSLContext | bool, timeout_s: float = 60.0) -> None:
-        self._url = urllib.parse.urlsplit(base_url)
-        self._prefix = self._url.path.rstrip("/")
-        if self._prefix.endswith("/v1"):
-            self._prefix = self._prefix[:-3]
+                 ssl_ctx: ssl.SSLContext | bool, timeout_s: float = 60.0, *,
+                 target: Callable[[str], str] | None = None) -> None:
+        u = urllib.parse.urlsplit(base_url)
+        prefix = u.path.rstrip("/")
+        if prefix.endswith("/v1"):
+            prefix = prefix[:-3]
+        query = f"?{u.query}" if u.query else ""
+        # The request target of a path: the engine's ``request_target`` (the server's root
+        # path in front, the --llmperf-url query after), else the same from base_url.
+        self._target: Callable[[str], str] = target or (lambda path: prefix + path + query)
         self._model = model
         self._headers = {"Content-Type": "application/json", **headers}
         self._redact = Redactor(header_secrets(headers))
-        self._ssl = ssl_ctx
         self._timeout = timeout_s
         self.failure: str | None = None  # why probe() found no usable endpoint
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn = Connection(base_url, ssl_ctx)  # kept alive, one request at a time
         self._lock = threading.Lock()  # one request at a time on the one connection
         self.flavour: tuple[str, str, str, str, str] | None = None
         self._words: list[int] | None = None
         self._special: list[int] | None = None
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            host = self._url.hostname or "127.0.0.1"
-            if self._url.scheme == "https":
-                ctx = self._ssl if isinstance(self._ssl, ssl.SSLContext) else (
-                    ssl.create_default_context() if self._ssl else ssl._create_unverified_context())
-                self._conn = http.client.HTTPSConnection(host, self._url.port, context=ctx,
-                                                         timeout=self._timeout)
-            else:
-                self._conn = http.client.HTTPConnection(host, self._url.port,
-                                                        timeout=self._timeout)
-        return self._conn
-
     def _post(self, path: str, payload: dict[str, Any]) -> tuple[int, Any]:
+        """(status, JSON body or None) within the request timeout in all; EngineError when
+        there is no answer."""
+        body = json.dumps(payload).encode()
         with self._lock:
-            return self._post_locked(path, json.dumps(payload))
-
-    def _post_locked(self, path: str, body: str) -> tuple[int, Any]:
-        for attempt in range(2):
-            reused = self._conn is not None
-            conn = self._connection()
             try:
-                conn.request("POST", self._prefix + path, body=body, headers=self._headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except TimeoutError:
-                conn.close()
-                self._conn = None
-                raise EngineError(
-                    f"the server's tokenizer at {path} did not answer within "
-                    f"{self._timeout:g} s (--llmperf-request-timeout)") from None
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                self._conn = None
-                if attempt or not reused:
-                    raise EngineError(self._redact(
-                        f"the server's tokenizer at {path} failed: {exc}")) from None
-                continue
-            try:
-                return resp.status, json.loads(data or b"null")
-            except ValueError:
-                return resp.status, None
-        raise AssertionError("unreachable")
+                reply = self._conn.request("POST", self._target(path), headers=self._headers,
+                                           body=body, timeout_s=self._timeout)
+            except FetchError as exc:
+                if exc.kind == "timeout":
+                    raise EngineError(
+                        f"the server's tokenizer at {path} did not answer within "
+                        f"{self._timeout:g} s (--llmperf-request-timeout)") from None
+                raise EngineError(self._redact(
+                    f"the server's tokenizer at {path} failed: {exc}")) from None
+        try:
+            return reply.status, json.loads(reply.body or b"null")
+        except (ValueError, RecursionError):
+            return reply.status, None
 
     def probe(self) -> bool:
         """Find which tokenize endpoint the server offers; False (and ``failure``) when none."""
@@ -338,6 +318,4 @@ class ServerTokenizer:
         return self._words
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._conn.close()

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from ..commits.compare import CompareOutcome
 from ..formatting import num, pct
 from ..verdict import stats
+from .md import md_cell, md_code, md_text
 
 PASS, FAIL, WARN = "✅", "❌", "⚠️"
 
@@ -63,12 +64,9 @@ def render_table(outcome: CompareOutcome) -> str:
     return "\n".join(lines)
 
 
-def _cell(text: str) -> str:
-    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
-
-
 def render_markdown(outcome: CompareOutcome, html_link: str | None = None) -> str:
-    """A summary for a pull-request comment or a CI step summary."""
+    """A summary for a pull-request comment or a CI step summary. Commit subjects and node ids
+    are escaped (``md``): they render as text, never as HTML, a link or a mention."""
     mark = FAIL if outcome.regressed else PASS
     n_reg = len({n for n, _ in outcome.regressions()})
     title = (f"{n_reg}/{len(outcome.tests)} tests regressed" if outcome.regressed
@@ -76,8 +74,8 @@ def render_markdown(outcome: CompareOutcome, html_link: str | None = None) -> st
     lines = [f"### pytest-llmperf compare {mark} {title}", ""]
     comp = outcome.comparison
     lines.append(" · ".join([
-        f"**BASE** `{outcome.base.short}` {_cell(outcome.base.subject)}",
-        f"**HEAD** `{outcome.head.short}` {_cell(outcome.head.subject)}",
+        f"**BASE** {md_code(outcome.base.short)} {md_text(outcome.base.subject)}",
+        f"**HEAD** {md_code(outcome.head.short)} {md_text(outcome.head.subject)}",
         f"**pairs** {comp.pairs} interleaved sessions",
         f"**alpha** {outcome.opts.alpha:g} ({comp.alpha_per_test:.3g} per test)",
     ]))
@@ -86,16 +84,16 @@ def render_markdown(outcome: CompareOutcome, html_link: str | None = None) -> st
     for n, v in rows(outcome):
         icon = {"regression": FAIL, "improvement": "🟢", "inconclusive": "❔",
                 "warn": WARN}.get(v.verdict, PASS)
-        cells = [f"`{n}`", v.metric, num(v.baseline), num(v.current), pct(v.change_pct),
-                 _interval(v), _p(v), f"{icon} {_verdict(v)}"]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        cells = [md_code(n), md_text(v.metric), num(v.baseline), num(v.current),
+                 pct(v.change_pct), _interval(v), _p(v), f"{icon} {_verdict(v)}"]
+        lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     if comp.left_out:
         lines.append("")
-        lines += [f"> {WARN} left out (no results in every session): `{n}`"
+        lines += [f"> {WARN} left out (no results in every session): {md_code(n)}"
                   for n in comp.left_out]
-    lines += ["", outcome.headline()]
+    lines += ["", md_text(outcome.headline())]
     if html_link:
-        lines += ["", f"Full report: `{html_link}`"]
+        lines += ["", f"Full report: {md_code(html_link)}"]
     return "\n".join(lines) + "\n"
 
 

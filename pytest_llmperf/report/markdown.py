@@ -1,7 +1,9 @@
 """A compact Markdown table for pull-request comments and CI step summaries.
 
 ``--llmperf-markdown PATH`` writes it; when ``GITHUB_STEP_SUMMARY`` is set (GitHub Actions),
-the same text is appended to that file so it shows on the job's summary page.
+the same text is appended to that file so it shows on the job's summary page. Text that comes
+from the results (node ids, labels, engines, warnings, profile ids) is escaped by ``md``: it
+renders as text, never as HTML, a link or a mention.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ from pathlib import Path
 
 from ..formatting import display, num, pct
 from ..metric_table import MARKDOWN_METRICS, with_optional
-from .view import Report, TestView
+from .md import md_cell, md_code, md_text
+from .view import ComparisonRow, Report, TestView
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 COLUMNS = MARKDOWN_METRICS
 PASS, FAIL, WARN = "✅", "❌", "⚠️"
 
 
-def cell(text: str) -> str:
-    """Text safe inside a table cell: no pipes or line breaks."""
-    return " ".join(str(text).replace("\\", "\\\\").replace("|", "\\|").split())
+def cell(text: object) -> str:
+    """Safe Markdown as a table cell: one line, no ``|`` that ends the cell (``md.md_cell``)."""
+    return md_cell(str(text))
 
 
 def _median(test: TestView, key: str) -> str:
@@ -40,28 +43,34 @@ def _thresholds(test: TestView) -> str:
     names: list[str] = []
     for c in failed:
         op = ">" if c.op == "≤" else "<"
-        text = (f"{c.name} not measured" if c.measured == "-"
-                else f"{c.name} {c.measured} {op} {c.limit}")
+        name = md_text(c.name)
+        text = (f"{name} not measured" if c.measured == "-"
+                else f"{name} {md_text(c.measured)} {op} {md_text(c.limit)}")
         if text not in names:
             names.append(text)
     return f"{FAIL} {total - len(failed)}/{total}: " + "; ".join(names)
 
 
+def _change(row: ComparisonRow) -> str:
+    """A comparison row's metric and change ("ttft_p50_ms +21.2%"), escaped."""
+    return f"{md_text(row.metric)} {md_text(row.change)}"
+
+
 def _baseline(test: TestView) -> str:
     if not test.comparison and test.hidden_inconclusive:  # a paired A/B decides instead
-        return test.baseline_verdict[1]
+        return test.baseline_verdict[1]  # our own words
     if test.regressions:
-        return f"{FAIL} " + "; ".join(f"{r.metric} {r.change}" for r in test.regressions)
+        return f"{FAIL} " + "; ".join(_change(r) for r in test.regressions)
     if test.gate == "regression":  # against the last clean baseline: the message says so
         return f"{FAIL} regression vs the last clean baseline"
     if test.gate_warnings:  # an undecided change beyond the tolerance
-        return f"{WARN} warning: " + "; ".join(test.gate_warnings)
+        return f"{WARN} warning: " + "; ".join(md_text(w) for w in test.gate_warnings)
     if test.comparison:
         warned = [r for r in test.comparison if r.verdict == "warn"]
         if warned:
-            return f"{WARN} " + "; ".join(f"{r.metric} {r.change}" for r in warned)
+            return f"{WARN} " + "; ".join(_change(r) for r in warned)
         gated = [r for r in test.comparison if r.gated and r.change != "-"]
-        shown = ", ".join(f"{r.metric} {r.change}" for r in gated[:3])
+        shown = ", ".join(_change(r) for r in gated[:3])
         verdicts = {r.verdict for r in gated}
         if "inconclusive" in verdicts:
             mark, word = "❔", "inconclusive"
@@ -70,7 +79,7 @@ def _baseline(test: TestView) -> str:
         else:
             mark, word = PASS, "no regression"
         return f"{mark} {word}: {shown}" if shown else f"{mark} {word}"
-    return test.comparison_status or "-"
+    return md_text(test.comparison_status) or "-"
 
 
 AB_MARK = {"bad": FAIL, "good": "🟢", "ok": PASS, "warn": "❔"}
@@ -79,8 +88,8 @@ AB_MARK = {"bad": FAIL, "good": "🟢", "ok": PASS, "warn": "❔"}
 def _ab(test: TestView) -> str:
     """The test's paired A/B verdicts and their headline changes ("❌ regression:
     output_tps -70.0%")."""
-    return "; ".join(f"{AB_MARK.get(css, '')} " + (f"{label}: " if label else "") + verdict
-                     + (f": {changes}" if changes else "")
+    return "; ".join(f"{AB_MARK.get(css, '')} " + (f"{md_text(label)}: " if label else "")
+                     + md_text(verdict) + (f": {md_text(changes)}" if changes else "")
                      for css, verdict, changes, label in test.ab_verdicts) or "-"
 
 
@@ -96,15 +105,15 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
         "passed",
         f"**regressions** {g.regression_count}"
         + (f" ({len(g.ab_regressions)} in paired A/B)" if g.ab_tests else ""),
-        "**baseline** " + (", ".join(f"`{c}`" for c in g.baseline_commits)
+        "**baseline** " + (", ".join(md_code(c) for c in g.baseline_commits)
                            if g.baseline_commits else "none"),
     ]
     if g.profiles:
-        facts.append("**profile** " + ", ".join(f"`{p}`" for p in g.profiles))
+        facts.append("**profile** " + ", ".join(md_code(p) for p in g.profiles))
     if g.engines or g.models:
-        facts.append(", ".join(g.engines + g.models))
+        facts.append(", ".join(md_text(e) for e in g.engines + g.models))
     if g.hardware:
-        facts.append("; ".join(g.hardware))
+        facts.append("; ".join(md_text(h) for h in g.hardware))
     lines.append(" · ".join(facts))
     lines.append("")
     if not report.tests:
@@ -121,20 +130,20 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
     for t in report.tests:
         result = f"{FAIL if t.failed else PASS} {t.outcome}"
         runs = f" ({len(t.summaries)} runs, median)" if len(t.summaries) > 1 else ""
-        row = [f"`{t.name}`{runs}", result, *(_median(t, key) for key, _ in columns),
+        row = [f"{md_code(t.name)}{runs}", result, *(_median(t, key) for key, _ in columns),
                _thresholds(t), _baseline(t), *([_ab(t)] if with_ab else [])]
         lines.append("| " + " | ".join(cell(c) for c in row) + " |")
     warnings = [(t.name, label, text) for t in report.tests for label, text in t.warnings]
     if warnings:
         lines.append("")
         for name, label, text in warnings:
-            where = f"`{name}`" + (f" ({label})" if label else "")
-            lines.append(f"> {WARN} **client warning** {where}: {cell(text)}")
+            where = md_code(name) + (f" ({md_text(label)})" if label else "")
+            lines.append(f"> {WARN} **client warning** {where}: {md_text(text)}")
     lines += _multi_turn_lines(report)
     lines += _ab_lines(report)
     if html_link:
         lines.append("")
-        lines.append(f"Full report: `{html_link}`")
+        lines.append(f"Full report: {md_code(html_link)}")
     return "\n".join(lines) + "\n"
 
 
@@ -143,7 +152,7 @@ def _multi_turn_lines(report: Report) -> list[str]:
     rows = []
     for t in report.tests:
         for m in t.multi_turn:
-            name = f"`{t.name}`" + (f" ({m.label})" if m.label else "")
+            name = md_code(t.name) + (f" ({md_text(m.label)})" if m.label else "")
             rows.append([name, display(m.sessions), display(m.turns_mean),
                          display(m.duration_p50_s), display(m.duration_max_s),
                          " / ".join(display(r.ttft_p50_ms) for r in m.turns)])
@@ -168,11 +177,11 @@ def _ab_lines(report: Report) -> list[str]:
                 interval = "-" if lo is None or hi is None else f"{pct(lo)} .. {pct(hi)}"
                 mark = FAIL if m.get("verdict") == "regression" else (
                     WARN if m.get("verdict") == "warn" else PASS)
-                rows.append([f"`{t.name}`", f"{entry.get('label_b', 'B')} vs "
-                             f"{entry.get('label_a', 'A')}", str(m.get("metric")),
+                rows.append([md_code(t.name), f"{md_text(entry.get('label_b', 'B'))} vs "
+                             f"{md_text(entry.get('label_a', 'A'))}", md_text(m.get("metric")),
                              num(m.get("baseline")), num(m.get("current")),
                              pct(m.get("change_pct")), interval,
-                             f"{mark} {m.get('verdict')}"
+                             f"{mark} {md_text(m.get('verdict'))}"
                              + ("" if m.get("gated") else " (not gated)")])
     if not rows:
         return []

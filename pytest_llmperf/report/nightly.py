@@ -20,6 +20,7 @@ from ..formatting import num, pct
 from ..metric_table import BY_KEY
 from . import plots
 from .html import _environment
+from .md import md_block, md_cell, md_code, md_text, no_mention, one_line
 
 
 def _interval(f: Finding) -> str:
@@ -81,37 +82,45 @@ def render_html(report: NightlyReport, title: str = "pytest-llmperf nightly") ->
                            num=num, pct=pct, interval=_interval, p=_p, unit=_unit)
 
 
+def _commit(sha: str, subject: str) -> str:
+    """A commit for Markdown: its short hash in code, its subject as escaped text."""
+    return f"{md_code(sha[:12])} {md_text(subject)}".rstrip()
+
+
 def _finding_rows(findings: Sequence[Finding]) -> list[str]:
     rows = ["| test | metric | change (interval) | p | last good | first bad |",
             "|---|---|---|---|---|---|"]
     for f in findings:
-        rows.append(f"| `{f.nodeid}` | {f.metric} | {num(f.before)} → {num(f.after)}"
-                    f"{_unit(f.metric)}, {pct(f.change_pct)} ({_interval(f)}) | {_p(f.p_value)}"
-                    f" | `{f.last_good[:12]}` | `{f.first_bad[:12]}` {f.first_bad_subject} |")
+        cells = [md_code(f.nodeid), f.metric,
+                 f"{num(f.before)} → {num(f.after)}{_unit(f.metric)}, {pct(f.change_pct)} "
+                 f"({_interval(f)})", _p(f.p_value), md_code(f.last_good[:12]),
+                 _commit(f.first_bad, f.first_bad_subject)]
+        rows.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     return rows
 
 
 def finding_markdown(f: Finding) -> str:
-    """One regression, for an issue: what changed, between which commits, and the bisect."""
+    """One regression, for an issue: what changed, between which commits, and the bisect.
+    Every text from the store or the history (node id, profile, subjects, arguments) is
+    escaped (``md``): it renders as text, never as HTML, a link or a mention."""
     lines = [
-        f"**{f.metric}** of `{f.nodeid}` (profile `{f.profile_id}`) changed by "
-        f"**{pct(f.change_pct)}** (interval {_interval(f)}, p {_p(f.p_value)}): "
+        f"**{f.metric}** of {md_code(f.nodeid)} (profile {md_code(f.profile_id)}) "
+        f"changed by **{pct(f.change_pct)}** (interval {_interval(f)}, p {_p(f.p_value)}): "
         f"{num(f.before)} → {num(f.after)}{_unit(f.metric)}.",
         "",
-        f"- last good: `{f.last_good[:12]}` {f.last_good_subject}",
-        f"- first bad: `{f.first_bad[:12]}` {f.first_bad_subject}"
+        f"- last good: {_commit(f.last_good, f.last_good_subject)}",
+        f"- first bad: {_commit(f.first_bad, f.first_bad_subject)}"
         + (f" ({f.between} commit(s) without a baseline in between)" if f.between > 0 else ""),
         "",
         "Pin it with:",
         "",
-        "```",
-        f.bisect_command,
-        "```",
+        md_block(f.bisect_command),
     ]
-    if f.args_note:
-        lines += ["", f"_{f.args_note}._"]
+    for note in (f.args_note, f.replay_note):
+        if note:
+            lines += ["", f"_{md_text(note)}._"]
     if f.bisect is not None:
-        lines += ["", f"Bisect: {f.bisect.get('message', '')}"]
+        lines += ["", f"Bisect: {md_text(f.bisect.get('message', ''))}"]
     return "\n".join(lines)
 
 
@@ -121,7 +130,7 @@ def render_markdown(report: NightlyReport, html_link: str | None = None) -> str:
     old = [f for f in report.regressions if not f.new]
     lines = ["## pytest-llmperf nightly", ""]
     head = report.head[:12] or "-"
-    lines.append(f"{len(report.series)} series up to `{head}`: **{len(new)} new "
+    lines.append(f"{len(report.series)} series up to {md_code(head)}: **{len(new)} new "
                  f"regression(s)**, {len(old)} already reported, "
                  f"{len(report.improvements)} improvement(s), "
                  f"{len(report.too_short)} too short to decide "
@@ -136,23 +145,29 @@ def render_markdown(report: NightlyReport, html_link: str | None = None) -> str:
         lines += ["", "### Improvements", "", *_finding_rows(report.improvements)]
     if report.too_short:
         lines += ["", "### Too short to decide", ""]
-        lines += [f"- `{s.nodeid}` {s.metric} ({s.profile_id}): {s.note}"
-                  for s in report.too_short]
+        lines += [f"- {md_code(s.nodeid)} {s.metric} ({md_code(s.profile_id)}): "
+                  f"{md_text(s.note)}" for s in report.too_short]
     if report.notes:
-        lines += ["", "### Notes", ""] + [f"- {n}" for n in report.notes]
+        lines += ["", "### Notes", ""] + [f"- {md_text(n)}" for n in report.notes]
     if html_link:
-        lines += ["", f"Full report with the trends: `{html_link}`"]
+        lines += ["", f"Full report with the trends: {md_code(html_link)}"]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n"
+
+
+TITLE_LIMIT = 200  # GitHub takes 256 characters
 
 
 def issue_title(f: Finding) -> str:
     """The title of the issue one regression opens (or updates): stable per test and metric,
-    so a later regression of the same metric comments on the open issue."""
-    return f"llmperf regression: {f.metric} of {f.nodeid}"
+    so a later regression of the same metric comments on the open issue. One line (a title
+    file is read whole), no mention that notifies, at most ``TITLE_LIMIT`` characters."""
+    title = no_mention(one_line(f"llmperf regression: {f.metric} of {f.nodeid}"))
+    return title if len(title) <= TITLE_LIMIT else title[: TITLE_LIMIT - 1] + "…"
 
 
 def issue_body(f: Finding, html_link: str | None = None) -> str:
-    text = f"### {f.metric} {pct(f.change_pct)} at `{f.first_bad[:12]}`\n\n" + finding_markdown(f)
+    text = (f"### {f.metric} {pct(f.change_pct)} at {md_code(f.first_bad[:12])}\n\n"
+            + finding_markdown(f))
     if html_link:
-        text += f"\n\nThe nightly page: {html_link}"
+        text += f"\n\nThe nightly page: {md_code(html_link)}"
     return text + "\n"

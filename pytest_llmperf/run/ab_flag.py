@@ -27,6 +27,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from ..engines.base import EngineError
+from ..redact import redact_argv
 from ..settings import (
     ARG_PREFIX,
     OPTION_BY_NAME,
@@ -44,8 +45,10 @@ if TYPE_CHECKING:
 
 
 def describe(overrides: Mapping[str, str]) -> str:
-    """``threads=1 n_batch=64``: the change, as the reports name B."""
-    return " ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    """``threads=1 n_batch=64``: the change, as the reports name B; redacted as a command
+    line's ``--llmperf-ab`` values are (``headers=X-Key: ***``, ``url=https://h/v1?key=***``)."""
+    argv = [a for k, v in sorted(overrides.items()) for a in ("--llmperf-ab", f"{k}={v}")]
+    return " ".join(redact_argv(argv)[1::2])
 
 
 def b_settings(a: Settings, overrides: Mapping[str, str],

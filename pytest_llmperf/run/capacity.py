@@ -45,7 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from ..limits import CAPACITY_RUNS, DURATION_S, RATE
 from ..metric_table import LATENCY_KEYS, SLO_KEYS
+from ..values import is_finite_number, show
 from .metrics import RequestRecord, latency_series, meets_slo, percentile, request_latency
 
 DEFAULT_SLO: dict[str, float] = {"ttft_ms": 500.0, "tpot_ms": 50.0}
@@ -280,9 +282,29 @@ def _check_args(goodput: float, start_rps: float, growth: float, rel_tol: float,
         raise CapacityError(f"start_rps={start_rps:g} must lie in [min_rps={min_rps:g}, "
                             f"max_rps={max_rps:g}]")
     if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 2:
-        raise CapacityError(f"max_runs={max_runs!r} must be a whole number >= 2")
+        raise CapacityError(f"max_runs={show(max_runs)} must be a whole number >= 2")
+    for name, value, limit in (("max_rps", max_rps, RATE), ("max_runs", max_runs,
+                                                            CAPACITY_RUNS)):
+        problem = limit.problem(name, value)
+        if problem:
+            raise CapacityError(problem)
     if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0:
         raise CapacityError(f"max_errors={max_errors!r} must be a whole number >= 0")
+
+
+def check_duration_per_rate(value: Any) -> float | None:
+    """``duration_per_rate_s`` (seconds of load at each rate, sizing its run), checked: None
+    or a positive number within ``limits.DURATION_S``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            is_finite_number(value) and value > 0):
+        raise CapacityError(f"duration_per_rate_s={show(value)} must be a positive number "
+                            "of seconds")
+    problem = DURATION_S.problem("duration_per_rate_s", value)
+    if problem:
+        raise CapacityError(problem)
+    return float(value)
 
 
 def search_capacity(

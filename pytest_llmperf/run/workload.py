@@ -15,36 +15,47 @@ from typing import Any
 
 import numpy as np
 
+from .. import limits
 from ..engines.base import Prompt, Tokenizer
 from ..engines.vocabulary import token_pool
+from ..limits import Limit
 from ..metric_table import SLO_KEYS
-from ..values import is_finite_number
+from ..values import is_finite_number, show
 
 
 class WorkloadError(ValueError):
     """A workload that cannot be run as asked."""
 
 
-def _whole(name: str, value: Any, minimum: int) -> int:
-    """A whole number >= minimum (bools are not numbers here)."""
+def _whole(name: str, value: Any, minimum: int, limit: Limit | None = None) -> int:
+    """A whole number >= minimum (bools are not numbers here), within ``limit``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise WorkloadError(f"{name}={value!r} must be a whole number >= {minimum}")
+        raise WorkloadError(f"{name}={show(value)} must be a whole number >= {minimum}")
+    _within(name, value, limit)
     return value
 
 
+def _within(name: str, value: int | float, limit: Limit | None) -> None:
+    problem = limit.problem(name, value) if limit is not None else None
+    if problem:
+        raise WorkloadError(problem)
+
+
 def _number(name: str, value: Any, *, above: float | None = None,
-            at_least: float | None = None, unit: str = "") -> float:
-    """A finite int or float (not a bool) in range: ``> above`` and/or ``>= at_least``.
-    The one number check of this module's edge (the Workload fields)."""
+            at_least: float | None = None, unit: str = "", limit: Limit | None = None
+            ) -> float:
+    """A finite int or float (not a bool) in range: ``> above`` and/or ``>= at_least``, and
+    within ``limit``. The one number check of this module's edge (the Workload fields)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise WorkloadError(f"{name}={value!r} is not a number{unit}")
+        raise WorkloadError(f"{name}={show(value)} is not a number{unit}")
     if not is_finite_number(value):
-        raise WorkloadError(f"{name}={value!r} is not a finite number{unit}")
+        raise WorkloadError(f"{name}={show(value)} is not a finite number{unit}")
     number = float(value)
     if above is not None and not number > above:
         raise WorkloadError(f"{name}={value!r} must be > {above:g}{unit}")
     if at_least is not None and not number >= at_least:
         raise WorkloadError(f"{name}={value!r} must be >= {at_least:g}{unit}")
+    _within(name, value, limit)
     return number
 
 
@@ -94,22 +105,26 @@ class Workload:
     def __post_init__(self) -> None:
         """Check every field where it enters: type, finiteness and range, one line naming
         the bad value (``WorkloadError``); nothing is reinterpreted."""
-        for name, minimum in (("input_tokens", 1), ("output_tokens", 1), ("requests", 1),
-                              ("warmup", 0), ("concurrency", 1), ("seed", 0),
-                              ("shared_prefix_tokens", 0)):
-            _whole(f"Workload.{name}", getattr(self, name), minimum)
+        for name, minimum, limit in (
+                ("input_tokens", 1, limits.TOKENS), ("output_tokens", 1, limits.TOKENS),
+                ("requests", 1, limits.REQUESTS), ("warmup", 0, limits.REQUESTS),
+                ("concurrency", 1, limits.CONCURRENCY), ("seed", 0, limits.SEED),
+                ("shared_prefix_tokens", 0, limits.TOKENS)):
+            _whole(f"Workload.{name}", getattr(self, name), minimum, limit)
         if self.shared_prefix_tokens >= self.input_tokens:
             raise WorkloadError(
                 f"Workload.shared_prefix_tokens={self.shared_prefix_tokens} must be less than "
                 f"input_tokens={self.input_tokens}"
             )
         if self.rate is not None:
-            _number("Workload.rate", self.rate, above=0, unit=" (requests/s)")
+            _number("Workload.rate", self.rate, above=0, unit=" (requests/s)",
+                    limit=limits.RATE)
         if not isinstance(self.arrival, str) or self.arrival not in ("poisson", "gamma"):
             raise WorkloadError(f"Workload.arrival={self.arrival!r} must be 'poisson' or 'gamma'")
         _number("Workload.burstiness", self.burstiness, above=0)
         if self.duration_s is not None:
-            _number("Workload.duration_s", self.duration_s, above=0)
+            _number("Workload.duration_s", self.duration_s, above=0,
+                    limit=limits.DURATION_S)
         _number("Workload.temperature", self.temperature, at_least=0)
         for name in ("ignore_eos", "chat"):
             if not isinstance(getattr(self, name), bool):
@@ -134,23 +149,46 @@ class Workload:
                 raise WorkloadError(f"Workload.prompts_file {str(self.prompts_file)!r} does "
                                     "not exist")
         self._check_multi_turn()
+        self._check_totals()
+
+    def _check_totals(self) -> None:
+        """What the counts add up to before the run starts: every request's record (a
+        session's each turn), and the synthetic prompts' tokens, built up front."""
+        turns = self.turns or 1
+        total = self.total_requests * turns
+        what = "(warmup + requests)" + (" x turns" if self.turns else "")
+        values = f"({self.warmup:,} + {self.requests:,})" + (
+            f" x {self.turns:,}" if self.turns else "")
+        if total > limits.REQUESTS.maximum:
+            raise WorkloadError(f"Workload: {what} = {values} = {total:,} requests is above "
+                                f"the limit: {limits.REQUESTS.words()}")
+        if self.prompts_file is None and self.conversations_file is None:
+            tokens = total * self.input_tokens
+            if tokens > limits.PROMPT_TOKENS.maximum:
+                raise WorkloadError(
+                    f"Workload: {what} x input_tokens = {values} x {self.input_tokens:,} = "
+                    f"{tokens:,} prompt tokens is above the limit: "
+                    f"{limits.PROMPT_TOKENS.words()}")
 
     def _check_multi_turn(self) -> None:
         """The multi-turn fields (run/conversation.py), checked as the others are."""
         if self.turns is not None:
-            _whole("Workload.turns", self.turns, 1)
+            _whole("Workload.turns", self.turns, 1, limits.TURNS)
         think = self.think_time_s
         if isinstance(think, list | tuple):
             if len(think) != 2:
                 raise WorkloadError(f"Workload.think_time_s={think!r} must be seconds or "
                                     "[low, high] (a seeded uniform draw)")
-            low = _number("Workload.think_time_s[0]", think[0], at_least=0, unit=" (s)")
-            high = _number("Workload.think_time_s[1]", think[1], at_least=0, unit=" (s)")
+            low = _number("Workload.think_time_s[0]", think[0], at_least=0, unit=" (s)",
+                          limit=limits.THINK_TIME_S)
+            high = _number("Workload.think_time_s[1]", think[1], at_least=0, unit=" (s)",
+                           limit=limits.THINK_TIME_S)
             if low > high:
                 raise WorkloadError(
                     f"Workload.think_time_s={list(think)!r}: low must be <= high")
         else:
-            _number("Workload.think_time_s", think, at_least=0, unit=" (s)")
+            _number("Workload.think_time_s", think, at_least=0, unit=" (s)",
+                    limit=limits.THINK_TIME_S)
         if self.conversations_file is not None:
             if not isinstance(self.conversations_file, str | os.PathLike):
                 raise WorkloadError(f"Workload.conversations_file={self.conversations_file!r} "

@@ -16,12 +16,23 @@ A store is named by one string (``--llmperf-store STORE``, ``llmperf baselines p
   it writes the merged object first, then deletes only the objects it read, so a push made
   meanwhile survives and two compactions at once leave duplicates that the merge removes;
 - ``git:BRANCH`` or ``git:REMOTE/BRANCH`` (default remote ``origin``; ``REMOTE/`` counts only
-  when REMOTE is a remote of the repository): a dedicated branch holding the local layout.
+  when REMOTE is a remote of the repository; BRANCH as ``git check-ref-format --branch``
+  accepts it, and neither ``HEAD``, ``-...`` nor ``refs/...``, see ``branch_problem``): a
+  dedicated branch holding the local layout.
   A push fetches the branch, merges each file with the branch's copy, writes blobs, a tree
   (through a temporary index file) and a commit with git's plumbing, and pushes it without
   force; a push rejected because another job pushed first starts again from the fetch, at
   most ``GIT_ATTEMPTS`` times. The working tree, the index and the current branch are never
   touched; the branch is created (without history) when the remote lacks it.
+
+The store is a trust boundary, read one file at a time (``Source``, ``merge_file``): memory
+is that of the largest file, never of the store; a file whose destination already holds the
+same bytes (the same git blob id) is not read at all; only regular files are read, and no
+file or object larger than ``LLMPERF_MAX_FILE_MB`` (its size is checked before it is read). An
+empty (0-byte) file or object, the leftover of a write interrupted where writes are not
+atomic, holds no run: it is skipped with a warning (not an error), and ``compact`` removes
+the empty objects older than ``EMPTY_STALE_S``. ``memory://`` lives only inside one process:
+the ``llmperf`` commands refuse it (sessions and tests use it).
 
 Merging (``merge_baselines``) is the union of the runs per test, deduplicated by the run's
 identity (the hash of its canonical JSON, which includes ``started_at``) and sorted by
@@ -41,26 +52,36 @@ import os
 import random
 import re
 import socket
+import stat
 import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..files import atomic_write_text, dumps
+from ..reading import MAX_FILE_ENV, max_file_bytes
 from . import gitinfo
 from .baselines import (
     DIRTY_SUFFIX,
     Baseline,
     BaselineError,
     BaselineStore,
+    EmptyBaselineError,
+    decode,
+    encode_json,
+    is_empty,
     load,
     now_iso,
     parse,
+    read_file,
+    text_of,
+    write_json,
+    write_text,
 )
 
 if TYPE_CHECKING:
@@ -135,8 +156,11 @@ def merge_baselines(a: Baseline, b: Baseline) -> Baseline:
 
 
 def _normal(b: Baseline) -> Baseline:
-    """``b`` with its runs deduplicated and sorted (the form a merge writes)."""
-    return merge_baselines(b, b)
+    """``b`` with its runs deduplicated and sorted (the form a merge writes: what
+    ``merge_baselines(b, b)`` gives, each run's identity computed once)."""
+    tests = {nodeid: {**entry, "runs": _union(b.runs(nodeid))}
+             for nodeid, entry in sorted(b.tests.items())}
+    return replace(b, profile=dict(b.profile), tests=tests, extra=dict(b.extra))
 
 
 def relpath(b: Baseline) -> str:
@@ -163,12 +187,18 @@ def _new_runs(have: Baseline | None, b: Baseline) -> Baseline | None:
 
 @dataclass
 class Transfer:
-    """What a push or pull moved: files changed (store-relative path, runs added), and one
-    message per file that could not be read (left as it was)."""
+    """What a push, pull or compaction did: files changed (store-relative path, runs added;
+    objects folded, for a compaction), one message per file that could not be read (left as it
+    was; ``errors`` make a command exit 1), one per empty object or file (``warnings``: the
+    leftover of an interrupted write, holding no run: named, not a failure); a compaction also
+    lists the empty objects it removed and the files it left as they were."""
 
     files: list[tuple[str, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     attempts: int = 1  # git: pushes tried (rejected ones included)
+    removed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
 
     @property
     def runs(self) -> int:
@@ -182,63 +212,143 @@ class Transfer:
         return out
 
 
-def merge_into_dir(root: str | Path, baselines: Sequence[Baseline]) -> Transfer:
-    """Merge baselines into a baseline directory, under its save lock (the one
-    ``BaselineStore.save`` holds), writing atomically only the files that gain runs. A local
-    file that cannot be read is left untouched and named in ``errors``."""
-    local = BaselineStore(root)
-    out = Transfer()
-    if not baselines:
-        return out
-    with local.locked():
-        for b in sorted(baselines, key=relpath):
-            path = local.path_for(b.profile_id, b.commit, b.dirty)
-            if path.exists():
+@dataclass
+class Loaded:
+    """One baseline file of a store, read: its baseline (its objects merged; None when none
+    could be used), its text when it is the file as it is (one copy of it), and what went
+    wrong (``errors``: unreadable, ``warnings``: empty)."""
+
+    baseline: Baseline | None
+    raw: str | None = None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _unknown() -> str | None:
+    return None
+
+
+@dataclass
+class Source:
+    """One baseline file (``<profile>/<commit>[.dirty].json``) of a store or directory, read
+    only when a merge needs it: ``read`` reads and checks it; ``digest`` is the git blob id of
+    its bytes when that is cheap to know (None otherwise), so that a file whose destination
+    holds the very same bytes is not read at all."""
+
+    rel: str
+    read: Callable[[], Loaded]
+    digest: Callable[[], str | None] = _unknown
+
+
+def blob_id(data: bytes) -> str:
+    """The git blob id of ``data`` (what ``git hash-object`` prints for a file holding it)."""
+    digest = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str | None:
+    """The git blob id of a regular file's bytes, read in pieces; None for a missing, empty or
+    non-regular file (opened without blocking: a FIFO is never waited on) or one larger than
+    the size limit."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= max_file_bytes():
+            return None
+        digest = hashlib.sha1(b"blob %d\0" % st.st_size, usedforsecurity=False)
+        done = 0
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+            done += len(chunk)
+        return digest.hexdigest() if done == st.st_size else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_local(path: Path) -> Loaded:
+    try:
+        text = read_file(path)
+        return Loaded(load(path, text), text)
+    except EmptyBaselineError as exc:
+        return Loaded(None, warnings=[str(exc)])
+    except BaselineError as exc:
+        return Loaded(None, errors=[str(exc)])
+
+
+def dir_sources(root: Path) -> list[Source]:
+    """The baseline files of a directory (clean and dirty), each read when asked."""
+    return [Source(f"{e.profile_id}/{e.path.name}", partial(_read_local, e.path),
+                   partial(file_digest, e.path))
+            for e in BaselineStore(root).entries(dirty=None)]
+
+
+@contextlib.contextmanager
+def _holding(local: BaselineStore) -> Iterator[None]:
+    """The directory's save lock; StoreIOError when it cannot be had."""
+    lock = local.locked()
+    try:
+        lock.__enter__()
+    except BaselineError as exc:  # not had in time, or not writable
+        raise StoreIOError(str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def merge_file(local: BaselineStore, src: Source, out: Transfer) -> None:
+    """Merge one baseline file into the baseline directory ``local`` under its save lock (the
+    one ``BaselineStore.save`` holds), reading only what it needs: nothing when the local file
+    holds the very same bytes; into a missing (or empty) local file, the source's bytes as they
+    are (or its runs deduplicated, when it repeats one); else the two files' runs merged and
+    written streamed. A local file that cannot be read is left untouched and named in
+    ``out.errors``. Memory: the two files parsed, never a third copy as text."""
+    path = local.root / src.rel
+    have = file_digest(path)  # None when there is no such file: the source's is not needed
+    if have is not None and src.digest() == have:
+        return
+    got = src.read()
+    out.errors += got.errors
+    out.warnings += got.warnings
+    if got.baseline is None:
+        return
+    with _holding(local):
+        try:
+            if path.exists() and not is_empty(path):  # an empty file holds no run
                 try:
                     current = load(path)
-                    merged = merge_baselines(current, b)
+                    merged = merge_baselines(current, got.baseline)
                 except BaselineError as exc:
                     out.errors.append(str(exc))
-                    continue
+                    return
                 added = merged.n_runs - current.n_runs
                 if added == 0:
-                    continue
+                    return
+                write_json(path, merged.to_dict())
             else:
-                merged = _normal(replace(b, path=path))
+                merged = _normal(got.baseline)
                 added = merged.n_runs
-            merged.path = path
-            try:
-                atomic_write_text(path, dumps(merged.to_dict()))
-            except OSError as exc:
-                raise StoreIOError(f"cannot write {path}: {exc.strerror or exc}") from None
-            out.files.append((relpath(b), added))
-    return out
+                if got.raw is not None and added == got.baseline.n_runs:
+                    write_text(path, got.raw)
+                else:
+                    write_json(path, merged.to_dict())
+        except OSError as exc:
+            raise StoreIOError(f"cannot write {path}: {exc.strerror or exc}") from None
+    out.files.append((src.rel, added))
 
 
-def _group(found: Iterable[Baseline]) -> tuple[list[Baseline], list[str]]:
-    """One baseline per store file, copies of the same file merged; a file whose copies do
-    not belong together is left out and named."""
-    by_file: dict[str, Baseline] = {}
-    errors: dict[str, str] = {}
-    for b in found:
-        key = relpath(b)
-        if key in errors:
-            continue
-        try:
-            by_file[key] = merge_baselines(by_file[key], b) if key in by_file else b
-        except BaselineError as exc:
-            errors[key] = str(exc)
-            del by_file[key]
-    return [by_file[k] for k in sorted(by_file)], [errors[k] for k in sorted(errors)]
-
-
-def _parse_doc(name: str, data: bytes, profile_dir: str, stem: str) -> Baseline:
-    """A baseline from a store object's bytes, checked against where it lies (``name``)."""
+def _parse_doc(name: str, text: str, profile_dir: str, stem: str, empty_fix: str
+               ) -> Baseline:
+    """A baseline from a store object's text, checked against where it lies (``name``);
+    EmptyBaselineError (saying ``empty_fix``) for an empty object."""
     where = Path(name)
-    try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BaselineError(f"{name}: corrupt baseline, not valid JSON ({exc})") from None
+    doc = decode(name, text, empty_fix if not text else "repair or remove it in the store")
     try:
         b = parse(where, doc)
     except BaselineError as exc:  # parse names the file as a path: name the object
@@ -250,8 +360,10 @@ def _parse_doc(name: str, data: bytes, profile_dir: str, stem: str) -> Baseline:
     return b
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
+def _too_large(name: str, size: int, limit: int) -> BaselineError:
+    return BaselineError(f"{name}: {size / 2**20:.1f} MiB is larger than the "
+                         f"{limit / 2**20:g} MiB limit for a file this tool reads (raise "
+                         f"{MAX_FILE_ENV} if it is genuine); not read")
 
 
 _FILE = re.compile(r"^(?P<stem>[0-9a-f]{7,64}(?:\.dirty)?)\.json$")
@@ -261,33 +373,47 @@ _FILE = re.compile(r"^(?P<stem>[0-9a-f]{7,64}(?:\.dirty)?)\.json$")
 
 
 class Store(ABC):
-    """A place baselines are kept besides the local directory."""
+    """A place baselines are kept besides the local directory. Pulls, pushes and
+    compactions go one file at a time: memory is that of the largest file, not of the store."""
 
     name: str  # the store string, for messages
 
     @abstractmethod
-    def read_all(self) -> tuple[list[Baseline], list[str]]:
-        """Every baseline file of the store (copies merged), and one message per object that
-        cannot be read."""
+    def sources(self) -> list[Source]:
+        """The store's baseline files, each read when asked."""
 
     @abstractmethod
-    def merge_in(self, baselines: Sequence[Baseline]) -> Transfer:
-        """Add the runs of ``baselines`` the store lacks; never drop one it has."""
+    def merge_in(self, sources: Callable[[], Iterable[Source]]) -> Transfer:
+        """Add the runs of ``sources()`` the store lacks; never drop one it has. ``sources`` is
+        called again for each attempt (a git push beaten by another job's)."""
+
+    def read_all(self) -> tuple[list[Baseline], list[str]]:
+        """Every baseline file of the store (copies merged), and one message per object that
+        cannot be read or is empty: the whole store in memory at once, for tests and small
+        stores (pull, push and compact read one file at a time)."""
+        found: list[Baseline] = []
+        problems: list[str] = []
+        for src in self.sources():
+            got = src.read()
+            problems += got.errors + got.warnings
+            if got.baseline is not None:
+                found.append(got.baseline)
+        return found, problems
 
     def pull(self, local_dir: str | Path) -> Transfer:
-        """Merge the store into the local baseline directory."""
-        found, errors = self.read_all()
-        moved = merge_into_dir(local_dir, found)
-        moved.errors = errors + moved.errors
-        return moved
+        """Merge the store into the local baseline directory, file by file."""
+        local, out = BaselineStore(local_dir), Transfer()
+        for src in self.sources():
+            merge_file(local, src, out)
+        return out
 
     def push(self, local_dir: str | Path) -> Transfer:
-        """Merge the local baseline directory into the store (unreadable local files are
-        skipped and named)."""
-        found, errors = BaselineStore(local_dir).load_all(dirty=None)
-        moved = self.merge_in(found) if found else Transfer()
-        moved.errors = errors + moved.errors
-        return moved
+        """Merge the local baseline directory into the store, file by file (unreadable local
+        files are skipped and named)."""
+        root = Path(local_dir)
+        if not BaselineStore(root).entries(dirty=None):
+            return Transfer()
+        return self.merge_in(lambda: dir_sources(root))
 
 
 class DirectoryStore(Store):
@@ -298,16 +424,53 @@ class DirectoryStore(Store):
         self.root = Path(path).expanduser()
         self.name = name or str(self.root)
 
-    def read_all(self) -> tuple[list[Baseline], list[str]]:
+    def sources(self) -> list[Source]:
         if self.root.exists() and not self.root.is_dir():
             raise StoreUsageError(f"{self.name} is a file, not a baseline directory")
-        return BaselineStore(self.root).load_all(dirty=None)
+        return dir_sources(self.root)
 
-    def merge_in(self, baselines: Sequence[Baseline]) -> Transfer:
-        try:
-            return merge_into_dir(self.root, baselines)
-        except BaselineError as exc:  # the lock: not had in time, or not writable
-            raise StoreIOError(str(exc)) from None
+    def merge_in(self, sources: Callable[[], Iterable[Source]]) -> Transfer:
+        store, out = BaselineStore(self.root), Transfer()
+        for src in sources():
+            merge_file(store, src, out)
+        return out
+
+
+#: fsspec protocols whose store lives only inside the process that opened it.
+PROCESS_LOCAL = frozenset({"memory"})
+#: How old an empty object must be before ``compact`` removes it: no write of one object (at
+#: most LLMPERF_MAX_FILE_MB) lasts that long, so it is not one still being filled.
+EMPTY_STALE_S = 3600.0
+_TIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created", "modified")
+
+
+def _age_s(info: Mapping[str, Any]) -> float | None:
+    """Seconds since an object was last written, from what its backend reports (fsspec
+    backends name it differently); None when it reports nothing usable."""
+    for key in _TIME_KEYS:
+        value = info.get(key)
+        when: float | None = None
+        if isinstance(value, datetime):
+            when = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            when = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        if when is not None:
+            return max(0.0, time.time() - when)
+    return None
+
+
+@dataclass
+class _Objects:
+    """The objects of one store file, read: the readable ones parsed (full path, baseline),
+    the empty ones (full path, info), and the file as one ``Loaded``."""
+
+    pieces: list[tuple[str, Baseline]]
+    empty: list[tuple[str, Mapping[str, Any]]]
+    loaded: Loaded
 
 
 class FsspecStore(Store):
@@ -336,24 +499,32 @@ class FsspecStore(Store):
         self.fs = fs
         self.root = str(root).rstrip("/")
 
+    @property
+    def process_local(self) -> bool:
+        """Whether the store lives only inside this process (``memory://``): what a command
+        writes there is gone when it exits."""
+        protocol = self.fs.protocol
+        names = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        return any(p in PROCESS_LOCAL for p in names)
+
     def _rel(self, path: str) -> str:
         path = path.rstrip("/")
         root = self.root.lstrip("/")
         rel = path.lstrip("/")
         return rel[len(root):].lstrip("/") if rel.startswith(root) else rel
 
-    def _objects(self) -> tuple[list[tuple[str, Baseline]], list[str], set[str]]:
-        """Every object of the store that holds a baseline, as (full path, baseline), one
-        message per object that cannot be read, and the files (``<profile>/<stem>.json``)
-        those belong to."""
+    def _name(self, full: str) -> str:
+        return f"{self.name.rstrip('/')}/{self._rel(full)}"
+
+    def _listing(self) -> dict[str, list[tuple[str, Mapping[str, Any]]]]:
+        """The objects that hold baselines, by file (``<profile>/<stem>.json``), each as (full
+        path, what the backend says of it), in name order; nothing is read."""
         try:
-            names = sorted(self.fs.find(self.root)) if self.fs.exists(self.root) else []
+            found = self.fs.find(self.root, detail=True) if self.fs.exists(self.root) else {}
         except Exception as exc:
             raise StoreIOError(f"{self.name}: cannot list ({_one_line(exc)})") from None
-        found: list[tuple[str, Baseline]] = []
-        errors: list[str] = []
-        bad: set[str] = set()
-        for full in names:
+        out: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+        for full in sorted(found):
             parts = self._rel(full).split("/")
             if any(p.startswith(".") for p in parts) or not parts[-1].endswith(".json"):
                 continue
@@ -363,22 +534,99 @@ class FsspecStore(Store):
                 pdir, stem = parts[0], parts[1]
             else:
                 continue
-            name = f"{self.name.rstrip('/')}/{'/'.join(parts)}"
-            try:
-                data = self.fs.cat_file(full)
-            except Exception as exc:
-                raise StoreIOError(f"{name}: cannot read ({_one_line(exc)})") from None
-            try:
-                found.append((full, _parse_doc(name, data, pdir, stem)))
-            except BaselineError as exc:
-                errors.append(str(exc))
-                bad.add(f"{pdir}/{stem}.json")
-        return found, errors, bad
+            info = found[full] if isinstance(found[full], Mapping) else {}
+            out.setdefault(f"{pdir}/{stem}.json", []).append((full, info))
+        return dict(sorted(out.items()))
 
-    def read_all(self) -> tuple[list[Baseline], list[str]]:
-        found, errors, _ = self._objects()
-        grouped, conflicts = _group(b for _, b in found)
-        return grouped, errors + conflicts
+    def _read_object(self, full: str, info: Mapping[str, Any]) -> bytes:
+        """An object's bytes, at most the size limit (``LLMPERF_MAX_FILE_MB``): its listed
+        size is checked first, and no more than the limit is read whatever it said."""
+        name, limit = self._name(full), max_file_bytes()
+        size = info.get("size")
+        if isinstance(size, int) and size > limit:
+            raise _too_large(name, size, limit)
+        try:
+            with self.fs.open(full, "rb") as fh:
+                data = fh.read(limit + 1)
+        except Exception as exc:
+            raise StoreIOError(f"{name}: cannot read ({_one_line(exc)})") from None
+        if len(data) > limit:
+            raise _too_large(name, len(data), limit)
+        return bytes(data)
+
+    def _empty_fix(self) -> str:
+        return (f"llmperf baselines compact {self.name} removes it once it is "
+                f"{EMPTY_STALE_S / 3600:g} h old")
+
+    def _text_of(self, full: str, data: bytes) -> str:
+        return text_of(self._name(full), data, "repair or remove it in the store")
+
+    def _text(self, full: str, info: Mapping[str, Any]) -> str:
+        return self._text_of(full, self._read_object(full, info))
+
+    def _read_file(self, rel: str, objects: Sequence[tuple[str, Mapping[str, Any]]],
+                   text: str | None = None) -> _Objects:
+        """One file's objects read and merged (``text``: that of its only object, when
+        already read). An unreadable object is named and the others still count; objects that
+        do not belong together leave the file out, named."""
+        pdir, fname = rel.split("/")
+        stem = fname[: -len(".json")]
+        got = Loaded(None)
+        pieces: list[tuple[str, Baseline]] = []
+        empty: list[tuple[str, Mapping[str, Any]]] = []
+        for full, info in objects:
+            try:
+                raw = text if text is not None else self._text(full, info)
+                pieces.append((full, _parse_doc(self._name(full), raw, pdir, stem,
+                                                self._empty_fix())))
+            except EmptyBaselineError as exc:
+                got.warnings.append(str(exc))
+                empty.append((full, info))
+                continue
+            except BaselineError as exc:
+                got.errors.append(str(exc))
+                continue
+            if len(objects) == 1:
+                got.raw = raw
+            del raw
+        try:
+            for _, b in pieces:
+                got.baseline = b if got.baseline is None else merge_baselines(got.baseline, b)
+        except BaselineError as exc:
+            got.errors.append(str(exc))
+            got.baseline, got.raw = None, None
+        return _Objects(pieces, empty, got)
+
+    def _source(self, rel: str, objects: list[tuple[str, Mapping[str, Any]]]) -> Source:
+        if len(objects) != 1:
+            return Source(rel, lambda: self._read_file(rel, objects).loaded)
+        held: dict[str, Any] = {}  # the only object, read once for its digest and its text
+
+        def fetch() -> None:
+            if held:
+                return
+            held["digest"] = None
+            try:
+                data = self._read_object(*objects[0])
+                held["digest"] = blob_id(data) if data else None
+                held["text"] = self._text_of(objects[0][0], data)
+            except BaselineError as exc:
+                held["error"] = str(exc)
+
+        def digest() -> str | None:
+            fetch()
+            return held["digest"] if "error" not in held else None
+
+        def read() -> Loaded:
+            fetch()
+            if "error" in held:
+                return Loaded(None, errors=[held["error"]])
+            return self._read_file(rel, objects, held.pop("text", None)).loaded
+
+        return Source(rel, read, digest)
+
+    def sources(self) -> list[Source]:
+        return [self._source(rel, objects) for rel, objects in self._listing().items()]
 
     def _put(self, b: Baseline, rel: str) -> None:
         """One new object of ``rel``'s file, never over an existing one."""
@@ -387,36 +635,35 @@ class FsspecStore(Store):
                   f"/{stamp}-{uuid.uuid4().hex[:12]}.json")
         b.saved_at = now_iso()
         try:
-            self.fs.pipe_file(target, dumps(b.to_dict()).encode("utf-8"))
+            self.fs.pipe_file(target, encode_json(b.to_dict()))
         except Exception as exc:
             raise StoreIOError(f"{self.name}: cannot write {rel} ({_one_line(exc)}); "
                                "nothing was deleted") from None
 
     def compact(self) -> Transfer:
-        """Each file held in several objects rewritten as one; ``files``: (file, objects
-        folded). A file with an unreadable or conflicting object is left as it is."""
-        found, errors, bad = self._objects()
-        by_file: dict[str, list[tuple[str, Baseline]]] = {}
-        for full, b in found:
-            by_file.setdefault(relpath(b), []).append((full, b))
-        out = Transfer(errors=list(errors))
-        for rel in sorted(by_file):
-            pieces = by_file[rel]
-            if len(pieces) < 2:
+        """Each file held in several objects rewritten as one, file by file; ``files``: (file,
+        objects folded). A file with an unreadable or conflicting object is left as it is
+        (``left``). Empty objects hold no run: they do not stop a compaction, and those older
+        than EMPTY_STALE_S (not a write still under way) are removed (``removed``)."""
+        out = Transfer()
+        for rel, objects in self._listing().items():
+            read = self._read_file(rel, objects)
+            out.errors += read.loaded.errors  # its warnings are the empty objects: below
+            for full, info in read.empty:
+                self._remove_empty(full, info, out)
+            readable = len(objects) - len(read.empty)
+            if read.loaded.errors:  # a file with an unreadable or conflicting object
+                if readable > 1:
+                    reason = ("an object of it is unreadable" if len(read.pieces) < readable
+                              else "its objects do not belong together")
+                    out.left.append(rel)
+                    out.errors.append(f"{self.name}/{rel}: not compacted ({reason})")
                 continue
-            if rel in bad:
-                out.errors.append(f"{self.name}/{rel}: not compacted (an object of it is "
-                                  "unreadable)")
-                continue
-            try:
-                merged = pieces[0][1]
-                for _, b in pieces[1:]:
-                    merged = merge_baselines(merged, b)
-            except BaselineError as exc:
-                out.errors.append(f"{exc}; not compacted")
+            merged = read.loaded.baseline
+            if merged is None or len(read.pieces) < 2:
                 continue
             self._put(merged, rel)  # first the whole, then the pieces go
-            for full, _ in pieces:
+            for full, _ in read.pieces:
                 try:
                     self.fs.rm_file(full)
                 except FileNotFoundError:
@@ -425,27 +672,85 @@ class FsspecStore(Store):
                     raise StoreIOError(f"{self.name}: cannot delete {self._rel(full)} "
                                        f"({_one_line(exc)}); its runs are also in the new "
                                        "compacted object, so nothing is lost") from None
-            out.files.append((rel, len(pieces)))
+            out.files.append((rel, len(read.pieces)))
         return out
 
-    def merge_in(self, baselines: Sequence[Baseline]) -> Transfer:
-        have, _ = self.read_all()
-        by_file = {relpath(b): b for b in have}
+    def _remove_empty(self, full: str, info: Mapping[str, Any], out: Transfer) -> None:
+        """Remove an empty object that no write is filling (older than EMPTY_STALE_S, and
+        still empty now); else say why it stays."""
+        name, age = self._name(full), _age_s(info)
+        if age is None or age < EMPTY_STALE_S:
+            when = "its age is unknown" if age is None else f"it is {age / 60:.0f} min old"
+            out.warnings.append(f"{name}: empty object kept ({when}; a write may still be "
+                                f"filling it): compact removes it once it is "
+                                f"{EMPTY_STALE_S / 3600:g} h old, or remove it yourself when "
+                                "no push or compaction is running")
+            return
+        try:
+            if self.fs.info(full).get("size") != 0:
+                return  # written meanwhile: a pull reads it
+            self.fs.rm_file(full)
+        except FileNotFoundError:
+            return
+        except Exception as exc:
+            out.errors.append(f"{name}: cannot remove this empty object ({_one_line(exc)})")
+            return
+        out.removed.append(name)
+
+    def merge_in(self, sources: Callable[[], Iterable[Source]]) -> Transfer:
+        listing = self._listing()
         out = Transfer()
-        for b in sorted(baselines, key=relpath):
-            rel = relpath(b)
+        for src in sources():
+            got = src.read()
+            out.errors += got.errors
+            out.warnings += got.warnings
+            if got.baseline is None:
+                continue
+            have = (self._read_file(src.rel, listing[src.rel]).loaded.baseline
+                    if src.rel in listing else None)
             try:
-                if rel in by_file:
-                    merge_baselines(by_file[rel], b)  # refuse a foreign profile early
-                piece = _new_runs(by_file.get(rel), b)
+                if have is not None:
+                    merge_baselines(have, got.baseline)  # refuse a foreign profile early
+                piece = _new_runs(have, got.baseline)
             except BaselineError as exc:
                 out.errors.append(str(exc))
                 continue
             if piece is None:
                 continue
-            self._put(piece, rel)
-            out.files.append((rel, piece.n_runs))
+            self._put(piece, src.rel)
+            out.files.append((src.rel, piece.n_runs))
         return out
+
+
+def branch_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a store's branch (None when it can): the rules of ``git
+    check-ref-format --branch``, and also no name git reads as something else: one that
+    starts with ``-`` (an option), ``HEAD`` or ``@`` (the current commit), or ``refs/`` (a
+    full reference: ``refs/heads/HEAD`` on the remote would shadow ``origin/HEAD`` in every
+    clone)."""
+    if not name:
+        return "an empty branch name"
+    if name.startswith("-"):
+        return "a branch name cannot start with '-' (git would read it as an option)"
+    if name in ("HEAD", "@"):
+        return f"{name!r} names the current commit, not a branch"
+    if name.startswith("refs/"):
+        return ("give the branch's short name, not a reference under refs/ "
+                "(refs/heads/HEAD would shadow origin/HEAD in every clone)")
+    bad = sorted({c for c in name if ord(c) < 32 or ord(c) == 127 or c in " ~^:?*[\\"})
+    if bad:
+        return f"a branch name cannot contain {', '.join(repr(c) for c in bad)}"
+    for needle in ("..", "@{", "//"):
+        if needle in name:
+            return f"a branch name cannot contain {needle!r}"
+    if name.startswith("/") or name.endswith(("/", ".")):
+        return "a branch name cannot start with '/' nor end with '/' or '.'"
+    for part in name.split("/"):
+        if part.startswith("."):
+            return f"no part of a branch name can start with '.' ({part!r})"
+        if part.endswith(".lock"):
+            return f"no part of a branch name can end with '.lock' ({part!r})"
+    return None
 
 
 class GitBranchStore(Store):
@@ -473,18 +778,15 @@ class GitBranchStore(Store):
             self.remote, self.branch = first, rest
         else:
             self.remote, self.branch = DEFAULT_REMOTE, target
+        problem = branch_problem(self.branch)
+        if problem:
+            raise StoreUsageError(f"{spec}: {self.branch!r} is not a valid branch name: "
+                                  f"{problem}")
         if self.remote not in remotes:
             raise StoreUsageError(
                 f"{spec}: the repository at {self.repo.working_tree_dir or self.repo.git_dir} "
                 f"has no remote {self.remote!r} (remotes: {', '.join(remotes) or 'none'}); "
                 "add it (git remote add) or write git:REMOTE/BRANCH")
-        import git as gitmodule
-
-        try:
-            self.repo.git.check_ref_format(f"refs/heads/{self.branch}")
-        except gitmodule.GitCommandError:
-            raise StoreUsageError(f"{spec}: {self.branch!r} is not a valid branch name"
-                                  ) from None
         self.tracking = f"refs/remotes/{self.remote}/{self.branch}"
         self.attempts = attempts
         self.before_push = before_push
@@ -515,38 +817,43 @@ class GitBranchStore(Store):
                 raise self._git_error(f"git fetch {self.remote} {self.branch}", exc) from None
         return None  # pragma: no cover (the loop returns or raises)
 
-    def _files(self, commit: str | None) -> dict[str, bytes]:
-        """``<profile>/<file>.json`` -> contents, at ``commit``."""
+    def _tree(self, commit: str | None) -> dict[str, Any]:
+        """``<profile>/<file>.json`` -> its blob, at ``commit`` (nothing is read)."""
         if commit is None:
             return {}
         import git as gitmodule
 
-        out: dict[str, bytes] = {}
+        out: dict[str, Any] = {}
         for item in self.repo.commit(commit).tree.traverse():
             if not isinstance(item, gitmodule.Blob):
                 continue
             parts = str(item.path).split("/")
             if len(parts) == 2 and not parts[0].startswith(".") and _FILE.match(parts[1]):
-                out[str(item.path)] = item.data_stream.read()
-        return out
+                out[str(item.path)] = item
+        return dict(sorted(out.items()))
 
-    def _parse_all(self, files: Mapping[str, bytes]
-                   ) -> tuple[dict[str, Baseline], dict[str, str]]:
-        """The branch's baselines by path, and the error of each file that cannot be read."""
-        found: dict[str, Baseline] = {}
-        errors: dict[str, str] = {}
-        for rel, data in sorted(files.items()):
-            pdir, fname = rel.split("/")
-            try:
-                found[rel] = _normal(_parse_doc(f"{self.name}:{rel}", data, pdir,
-                                                fname[: -len(".json")]))
-            except BaselineError as exc:
-                errors[rel] = str(exc)
-        return found, errors
+    def _read_blob(self, rel: str, blob: Any) -> Loaded:
+        """A file of the branch, read: its size is checked against the limit
+        (``LLMPERF_MAX_FILE_MB``) before a byte of it is read."""
+        name, limit = f"{self.name}:{rel}", max_file_bytes()
+        pdir, fname = rel.split("/")
+        try:
+            size = int(blob.size)
+            if size > limit:
+                raise _too_large(name, size, limit)
+            text = text_of(name, blob.data_stream.read(), "repair or remove it on the branch")
+            return Loaded(_parse_doc(name, text, pdir, fname[: -len(".json")],
+                                     "a push to the branch writes over it"), text)
+        except EmptyBaselineError as exc:
+            return Loaded(None, warnings=[str(exc)])
+        except BaselineError as exc:
+            return Loaded(None, errors=[str(exc)])
+        except Exception as exc:  # git could not give the object
+            raise StoreIOError(f"{name}: cannot read ({_one_line(exc)})") from None
 
-    def read_all(self) -> tuple[list[Baseline], list[str]]:
-        found, errors = self._parse_all(self._files(self.fetch()))
-        return [found[k] for k in sorted(found)], [errors[k] for k in sorted(errors)]
+    def sources(self) -> list[Source]:
+        return [Source(rel, partial(self._read_blob, rel, blob), partial(str, blob.hexsha))
+                for rel, blob in self._tree(self.fetch()).items()]
 
     def _identity_env(self) -> dict[str, str]:
         """Author and committer for the branch's commits: git's configuration, else
@@ -563,66 +870,94 @@ class GitBranchStore(Store):
                                os.environ.get(f"GIT_{who}_EMAIL") or "pytest-llmperf@localhost")
         return env
 
-    def _commit(self, parent: str | None, blobs: Mapping[str, bytes], message: str) -> str:
-        """A commit of ``parent``'s tree with ``blobs`` written over it (a temporary index:
-        the user's index and working tree are not touched)."""
-        with tempfile.TemporaryDirectory(prefix="llmperf-store-") as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **self._identity_env()}
-            if parent is None:
-                self.repo.git.read_tree("--empty", env=env)
-                blobs = {**blobs, "README.md": README.encode("utf-8")}
-            else:
-                self.repo.git.read_tree(parent, env=env)
-            names = sorted(blobs)
-            files = []
-            for i, rel in enumerate(names):
-                f = Path(tmp) / f"blob{i}"
-                f.write_bytes(blobs[rel])
-                files.append(str(f))
-            shas = str(self.repo.git.hash_object("-w", "--no-filters", "--", *files)).split()
-            info = Path(tmp) / "index-info"
-            info.write_text("".join(f"100644 {sha}\t{rel}\n" for sha, rel in zip(shas, names,
-                                                                                 strict=True)),
-                            encoding="utf-8")
-            with info.open("rb") as fh:
-                self.repo.git.execute(["git", "update-index", "--index-info"], istream=fh,
-                                      env=env)
-            tree = str(self.repo.git.write_tree(env=env))
-            args = [tree, "-m", message] + (["-p", parent] if parent else [])
-            return str(self.repo.git.commit_tree(*args, env=env))
+    def _commit(self, parent: str | None, files: Mapping[str, Path], message: str,
+                tmp: Path) -> str:
+        """A commit of ``parent``'s tree with ``files`` (path in the branch -> a file holding
+        its new contents) written over it, through a temporary index in ``tmp``: the user's
+        index and working tree are not touched."""
+        env = {"GIT_INDEX_FILE": str(tmp / "index"), **self._identity_env()}
+        files = dict(files)
+        if parent is None:
+            self.repo.git.read_tree("--empty", env=env)
+            readme = tmp / "README.md"
+            readme.write_text(README, encoding="utf-8")
+            files["README.md"] = readme
+        else:
+            self.repo.git.read_tree(parent, env=env)
+        names = sorted(files)
+        paths = tmp / "paths"
+        paths.write_text("".join(f"{files[rel]}\n" for rel in names), encoding="utf-8")
+        with paths.open("rb") as fh:
+            shas = str(self.repo.git.execute(
+                ["git", "hash-object", "-w", "--no-filters", "--stdin-paths"], istream=fh)
+            ).split()
+        info = tmp / "index-info"
+        info.write_text("".join(f"100644 {sha}\t{rel}\n"
+                                for sha, rel in zip(shas, names, strict=True)),
+                        encoding="utf-8")
+        with info.open("rb") as fh:
+            self.repo.git.execute(["git", "update-index", "--index-info"], istream=fh, env=env)
+        tree = str(self.repo.git.write_tree(env=env))
+        args = [tree, "-m", message] + (["-p", parent] if parent else [])
+        return str(self.repo.git.commit_tree(*args, env=env))
 
-    def merge_in(self, baselines: Sequence[Baseline]) -> Transfer:
+    def _merge_one(self, src: Source, blob: Any, target: Path, out: Transfer) -> bool:
+        """Merge one local file with the branch's copy (``blob``, None when the branch lacks
+        it) into ``target``; whether it gained runs."""
+        if blob is not None and src.digest() == blob.hexsha:
+            return False  # the branch holds these very bytes
+        got = src.read()
+        out.errors += got.errors
+        out.warnings += got.warnings
+        if got.baseline is None:
+            return False
+        have: Baseline | None = None
+        if blob is not None:
+            stored = self._read_blob(src.rel, blob)
+            out.warnings += stored.warnings  # an empty file holds no run: written over
+            if stored.errors:
+                out.errors += stored.errors
+                out.errors.append(f"{self.name}:{src.rel} is unreadable on the branch; its "
+                                  "runs were not pushed (repair or remove it there)")
+                return False
+            have = _normal(stored.baseline) if stored.baseline is not None else None
+        try:
+            merged = merge_baselines(have, got.baseline) if have else _normal(got.baseline)
+        except BaselineError as exc:
+            out.errors.append(str(exc))
+            return False
+        added = merged.n_runs - (have.n_runs if have else 0)
+        if added == 0:
+            return False
+        if have is None and got.raw is not None and merged.n_runs == got.baseline.n_runs:
+            write_text(target, got.raw)
+        else:
+            write_json(target, merged.to_dict())
+        out.files.append((src.rel, added))
+        return True
+
+    def merge_in(self, sources: Callable[[], Iterable[Source]]) -> Transfer:
         import git as gitmodule
 
         for attempt in range(1, self.attempts + 1):
             parent = self.fetch()
-            have, broken = self._parse_all(self._files(parent))
-            out = Transfer(errors=[broken[k] for k in sorted(broken)], attempts=attempt)
-            blobs: dict[str, bytes] = {}
-            for b in sorted(baselines, key=relpath):
-                rel = relpath(b)
-                if rel in broken:
-                    out.errors.append(f"{self.name}:{rel} is unreadable on the branch; its "
-                                      "runs were not pushed (repair or remove it there)")
-                    continue
+            tree = self._tree(parent)
+            out = Transfer(attempts=attempt)
+            with tempfile.TemporaryDirectory(prefix="llmperf-store-") as name:
+                tmp = Path(name)
+                files: dict[str, Path] = {}
+                for src in sources():  # one file in memory at a time; the merged ones on disk
+                    target = tmp / f"file{len(files)}.json"
+                    if self._merge_one(src, tree.get(src.rel), target, out):
+                        files[src.rel] = target
+                if not files:
+                    return out
+                message = (f"llmperf: +{out.runs} run(s) in {len(out.files)} file(s) from "
+                           f"{socket.gethostname()}")
                 try:
-                    merged = merge_baselines(have[rel], b) if rel in have else _normal(b)
-                except BaselineError as exc:
-                    out.errors.append(str(exc))
-                    continue
-                added = merged.n_runs - (have[rel].n_runs if rel in have else 0)
-                if added == 0:
-                    continue
-                blobs[rel] = dumps(merged.to_dict()).encode("utf-8")
-                out.files.append((rel, added))
-            if not blobs:
-                return out
-            message = (f"llmperf: +{out.runs} run(s) in {len(out.files)} file(s) from "
-                       f"{socket.gethostname()}")
-            try:
-                new = self._commit(parent, blobs, message)
-            except gitmodule.GitCommandError as exc:
-                raise self._git_error("writing the baseline commit", exc) from None
+                    new = self._commit(parent, files, message, tmp)
+                except gitmodule.GitCommandError as exc:
+                    raise self._git_error("writing the baseline commit", exc) from None
             if self.before_push is not None:
                 self.before_push()
             try:
@@ -709,7 +1044,7 @@ def pull_for_gate(spec: str, baseline_dir: Path, repo_root: Path | None) -> list
     st = open_store(spec, repo_root)
     moved = st.pull(baseline_dir)
     lines = moved.lines("pulled", f"from {st.name} into {baseline_dir}")
-    return lines[:1] + [f"WARNING: {e}" for e in moved.errors]
+    return lines[:1] + [f"WARNING: {e}" for e in moved.errors + moved.warnings]
 
 
 def push_after_save(spec: str, baseline_dir: Path, repo_root: Path | None) -> list[str]:
@@ -723,4 +1058,4 @@ def push_after_save(spec: str, baseline_dir: Path, repo_root: Path | None) -> li
                 f"{baseline_dir}: push them with llmperf baselines push {spec} --dir "
                 f"{baseline_dir}"]
     lines = moved.lines("pushed", f"to {st.name}")
-    return lines[:1] + [f"WARNING: {e}" for e in moved.errors]
+    return lines[:1] + [f"WARNING: {e}" for e in moved.errors + moved.warnings]

@@ -34,22 +34,33 @@ commit and it has no clean file.
 
 Reading validates every field the plugin uses (types, finite numbers): a corrupt, foreign or
 mistyped file is a BaselineError that names the file and the field; the other files still
-load.
+load. A file is read through ``reading.read_bytes`` (regular files only, at most
+``LLMPERF_MAX_FILE_MB``) and may nest at most ``MAX_DEPTH`` levels. An empty file (0 bytes, the
+leftover of a write interrupted where writes are not atomic) holds no run: it is an
+``EmptyBaselineError``, and a save writes over it.
+
+Files are written streamed (``write_json``, ``encode_json``): the text of a large baseline is
+never built in memory as a whole (``json.dumps`` with ``indent`` keeps a list of every token,
+several times the file's size).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
+import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from ..files import atomic_write_text, dumps
+from ..files import atomic_write_text
+from ..reading import ReadLimitError, is_regular_file, read_bytes
 from ..values import is_finite_number
 
 SCHEMA = "pytest-llmperf/baseline"
@@ -59,10 +70,16 @@ DIRTY_SUFFIX = ".dirty"
 LOCK_NAME = ".llmperf-save.lock"
 LOCK_TIMEOUT_S = 60.0  # how long a save waits for another one; also when a .tmp is stale
 _GITIGNORE = "# written by pytest-llmperf: its save lock and interrupted saves\n.*.lock\n.*.tmp\n"
+MAX_DEPTH = 64  # nesting of a baseline document (its own is under 10 levels)
 
 
 class BaselineError(ValueError):
     """A baseline file that cannot be used; the message names the file and the fix."""
+
+
+class EmptyBaselineError(BaselineError):
+    """An empty (0-byte) baseline file or store object: the leftover of a write interrupted
+    on storage without atomic writes. It holds no run; readers skip it with a warning."""
 
 
 def now_iso() -> str:
@@ -166,9 +183,28 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests lists and objects more than ``limit`` levels (iteratively: a
+    document too deep for recursion is the case it is for)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        items = value.values() if isinstance(value, dict) else value
+        for item in items:
+            if isinstance(item, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((item, depth + 1))
+    return False
+
+
 def parse(path: Path, data: Any) -> Baseline:
     """Validate a decoded baseline document; BaselineError naming the file and the first bad
-    field otherwise (a wrong type anywhere the plugin reads, a number that is not finite)."""
+    field otherwise (a wrong type anywhere the plugin reads, a number that is not finite,
+    nesting deeper than MAX_DEPTH)."""
+    if isinstance(data, dict | list) and _too_deep(data, MAX_DEPTH):
+        raise BaselineError(f"{path}: nested deeper than {MAX_DEPTH} levels (the limit for a "
+                            f"baseline file); {_fix(path)}")
     if not isinstance(data, Mapping) or data.get("schema") != SCHEMA:
         raise BaselineError(f"{path}: not a pytest-llmperf baseline file (no \"schema\": "
                             f"\"{SCHEMA}\"); move it out of the baseline directory")
@@ -200,25 +236,60 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def load(path: str | Path) -> Baseline:
-    """Read and validate one baseline file; BaselineError naming the file otherwise."""
-    path = Path(path)
+def empty_message(where: str | Path, remove: str) -> str:
+    """The warning for an empty (0-byte) baseline file or store object; ``remove``: how."""
+    return (f"{where}: empty (0 bytes), the leftover of an interrupted write; it holds no run "
+            f"and was skipped: {remove}")
+
+
+def text_of(where: str | Path, data: bytes, fix: str) -> str:
+    """A baseline file's bytes as text; BaselineError when they are not UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BaselineError(f"{path}: cannot read ({exc.strerror})") from None
+        return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise BaselineError(f"{path}: not a text file; {_fix(path)}") from None
+        raise BaselineError(f"{where}: not a text file; {fix}") from None
+
+
+def decode(where: str | Path, text: str, fix: str) -> Any:
+    """The JSON document in a baseline file's text (``where`` names it in errors, ``fix``
+    says what to do); EmptyBaselineError for an empty file, BaselineError for anything that
+    is not JSON without NaN and with nesting Python can follow."""
+    if not text:
+        raise EmptyBaselineError(empty_message(where, fix))
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise BaselineError(
-            f"{path}: corrupt baseline, not valid JSON (line {exc.lineno}: {exc.msg}); "
-            f"{_fix(path)}"
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise BaselineError(f"{path}: corrupt baseline ({exc}); {_fix(path)}") from None
-    baseline = parse(path, data)
+        raise BaselineError(f"{where}: corrupt baseline, not valid JSON (line {exc.lineno}: "
+                            f"{exc.msg}); {fix}") from None
+    except RecursionError:
+        raise BaselineError(f"{where}: corrupt baseline, JSON nested too deeply to read; "
+                            f"{fix}") from None
+    except ValueError as exc:
+        raise BaselineError(f"{where}: corrupt baseline ({exc}); {fix}") from None
+
+
+def read_file(path: str | Path) -> str:
+    """The text of a baseline file: a regular file of at most ``LLMPERF_MAX_FILE_MB``
+    (``reading.read_bytes``: a FIFO or a device is refused without blocking), UTF-8;
+    BaselineError naming the file (and the limit it broke) otherwise. Only the text stays in
+    memory, not the bytes it was decoded from."""
+    try:
+        data = read_bytes(path)
+    except ReadLimitError as exc:
+        raise BaselineError(str(exc)) from None
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return text_of(path, data, _fix(Path(path)))
+
+
+def load(path: str | Path, text: str | None = None) -> Baseline:
+    """Read and validate one baseline file (``text``: its contents, when already read);
+    BaselineError naming the file otherwise (EmptyBaselineError for an empty one)."""
+    path = Path(path)
+    if text is None:
+        text = read_file(path)
+    fix = f"remove it (rm {path})" if not text else _fix(path)
+    baseline = parse(path, decode(path, text, fix))
     expected = baseline.commit + (DIRTY_SUFFIX if baseline.dirty and
                                   path.name.endswith(DIRTY_SUFFIX + ".json") else "")
     if path.stem != expected or path.parent.name != baseline.profile_id:
@@ -379,7 +450,7 @@ class BaselineStore:
         with self.locked():
             if path.parent.is_dir():
                 self.remove_stale_temporaries(path.parent)
-            if path.exists():
+            if path.exists() and not is_empty(path):  # an empty file holds no run
                 current = load(path)
                 if current.profile != dict(profile):
                     raise BaselineError(
@@ -399,7 +470,7 @@ class BaselineStore:
                     entry["outcome"] = outcomes[nodeid]
                 if gates and nodeid in gates:  # the gate verdict it got (gate.GATE_VERDICTS)
                     entry["gate"] = gates[nodeid]
-            atomic_write_text(path, dumps(current.to_dict()))
+            write_json(path, current.to_dict())
         return path
 
     def prune(self, keep: int, order: Mapping[str, int] | None = None,
@@ -438,6 +509,88 @@ class BaselineStore:
                     if not dry_run:
                         b.path.unlink(missing_ok=True)
         return removed, errors
+
+
+def is_empty(path: Path) -> bool:
+    """A regular file of 0 bytes (what an interrupted write leaves where writes are not
+    atomic); never opens it."""
+    try:
+        return is_regular_file(path) and path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+_CHUNK = 1 << 16  # characters written at once
+
+
+def _dump(data: Any, fh: IO[str]) -> None:
+    """``files.dumps(data)`` written to ``fh`` piece by piece."""
+    encoder = json.JSONEncoder(sort_keys=True, indent=1, allow_nan=False)
+    pending: list[str] = []
+    size = 0
+    for piece in encoder.iterencode(data):
+        pending.append(piece)
+        size += len(piece)
+        if size >= _CHUNK:
+            fh.write("".join(pending))
+            pending.clear()
+            size = 0
+    pending.append("\n")
+    fh.write("".join(pending))
+
+
+def encode_json(data: Any) -> bytes:
+    """``files.dumps(data)`` as UTF-8 bytes, without the token list ``json.dumps`` keeps."""
+    buf = io.BytesIO()
+    text = io.TextIOWrapper(buf, encoding="utf-8", newline="\n")
+    _dump(data, text)
+    text.flush()
+    out = buf.getvalue()
+    text.detach()
+    return out
+
+
+def _atomic(path: str | Path, fill: Callable[[IO[bytes]], object]) -> None:
+    """Write ``path`` as ``files.atomic_write_text`` does (a temporary file in its directory,
+    fsync, renamed over it, the user's usual permissions), ``fill`` writing the contents."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """``files.dumps(data)`` written atomically and streamed: memory stays that of ``data``."""
+
+    def fill(fh: IO[bytes]) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
+        _dump(data, text)
+        text.flush()
+        text.detach()
+
+    _atomic(path, fill)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """``text`` written atomically as UTF-8 (a baseline file copied as it is), encoded a piece
+    at a time."""
+
+    def fill(fh: IO[bytes]) -> None:
+        for start in range(0, len(text), _CHUNK * 16):
+            fh.write(text[start:start + _CHUNK * 16].encode("utf-8"))
+
+    _atomic(path, fill)
 
 
 def _neg(iso: str) -> str:

@@ -5,14 +5,17 @@ It answers ``/v1/completions`` and ``/v1/chat/completions`` (SSE), sends the fir
 ``tokens_per_chunk`` tokens), reports ``usage`` when asked for it, and records for every request
 when it arrived and how late each of its own sends went out, so a client's measurement can be
 compared with what the server really did (both sides use the same monotonic clock,
-``time.perf_counter_ns``, which on Linux is system-wide).
+``time.perf_counter_ns``, which on Linux is system-wide); ``seen_targets`` keeps every
+request's target as received (path and query).
 
 It also has a word-level tokenizer (``/tokenize``, ``/detokenize`` in vLLM's shape) so synthetic
 prompts of exact token lengths can be built against it, and fault modes (HTTP error, dropped
 connection, malformed SSE, stall, answers cut short, vLLM's context refusals) for the error
-paths, and hostile modes a gateway or a broken
-server shows (error bodies that echo the request's headers, an error event mid-stream, absurd
-``usage`` counts, a tokenize endpoint that never answers). With ``metrics=True`` it serves
+paths, and hostile modes a gateway or a broken server shows (error bodies that echo the
+request's headers or carry terminal escapes, an error event mid-stream, absurd ``usage``
+counts, a tokenize endpoint that never answers, answers a byte at a time
+(``drip_paths``), a port that does not speak HTTP (``not_http``), a huge response header, a
+huge streamed event). With ``metrics=True`` it serves
 vLLM's Prometheus metrics on ``/metrics`` (prefix cache, KV-cache usage, preemptions,
 speculative decoding), moving by known amounts per request (``_OracleMetrics``). Raw
 asyncio, HTTP/1.1 keep-alive with chunked transfer encoding: nothing heavy between the
@@ -109,9 +112,21 @@ class OracleConfig:
     api_key: str | None = None  # require "Authorization: Bearer <api_key>"
     # Hostile modes.
     echo_headers: bool = False  # error bodies (fail_status, error_after) carry the headers
+    # Error text sent as is (terminal escapes, control characters): with fail_status the
+    # whole body (text/plain, as a broken proxy answers), with error_after the event's message.
+    error_text: str | None = None
     error_after: int | None = None  # send an {"error": ...} event after this many tokens
     usage_tokens: int | None = None  # report this completion_tokens, whatever was sent
     stall_tokenize: bool = False  # /tokenize and /detokenize never answer
+    # A server that answers a byte at a time: requests for these paths get their head at once,
+    # then a body (Content-Length 1 MB) of one byte every ``drip_ms``.
+    drip_paths: tuple[str, ...] = ()
+    drip_ms: float = 100.0
+    not_http: bool = False  # every request is answered with an SSH banner, then closed
+    huge_header_bytes: int = 0  # > 0: every answer's head carries a header this long
+    # > 0: every streamed answer's first token event is a data line this long (its text
+    # padded with spaces), written 64 KiB at a time.
+    huge_event_bytes: int = 0
     model: str = "oracle"
     # False: the model has no chat template, and chat requests get vLLM's HTTP 400 for it.
     chat_template: bool = True
@@ -275,6 +290,7 @@ class _Oracle:
         self.logs: list[RequestLog] = []
         self._cached: list[list[int]] = []  # prefix_cache: prompts and answers seen, as ids
         self.tokenize_requests = 0  # requests to /tokenize (answered or not)
+        self.seen_targets: list[str] = []  # every request's raw target (path and query)
         self._writers: set[asyncio.StreamWriter] = set()
         self._slots = asyncio.Semaphore(config.slots) if config.slots else None  # FIFO
         self.streamed = 0  # streamed answers begun (``OracleConfig.one_read`` counts them)
@@ -321,18 +337,53 @@ class _Oracle:
         reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}.get(
             status, "Error")
         writer.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (status, reason.encode(), len(data), data)
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (status, reason.encode(), len(data), self._padding(), data)
         )
         await writer.drain()
         return True
+
+    async def respond_text(self, writer: asyncio.StreamWriter, status: int, text: str) -> bool:
+        data = text.encode()
+        writer.write(b"HTTP/1.1 %d Error\r\nContent-Type: text/plain\r\nContent-Length: %d"
+                     b"\r\n\r\n%s" % (status, len(data), data))
+        await writer.drain()
+        return True
+
+    def _padding(self) -> bytes:
+        """``huge_header_bytes``: a header line that long (else nothing)."""
+        n = self.config.huge_header_bytes
+        return b"X-Padding: " + b"a" * n + b"\r\n" if n > 0 else b""
+
+    async def hostile(self, writer: asyncio.StreamWriter, path: str) -> bool | None:
+        """The answer of a hostile mode to a request for ``path`` (keep the connection?);
+        None when no hostile mode applies."""
+        cfg = self.config
+        if cfg.not_http:
+            writer.write(b"SSH-2.0-OpenSSH_9.6 not http\r\n")
+            await writer.drain()
+            return False
+        if path in cfg.drip_paths:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000000\r\n\r\n{")
+            await writer.drain()
+            for _ in range(1000000):
+                await asyncio.sleep(cfg.drip_ms / 1000)
+                writer.write(b" ")
+                await writer.drain()
+            return False
+        return None
 
     async def route(
         self, method: str, path: str, headers: dict[str, str], body: bytes, recv_ns: int,
         writer: asyncio.StreamWriter,
     ) -> bool:
         cfg = self.config
+        self.seen_targets.append(path)
         path, _, query = path.partition("?")
+        hostile = await self.hostile(writer, path)
+        if hostile is not None:
+            return hostile
         if path == "/metrics" and method == "GET":
             self.metrics_requests += 1
             if self.metrics is not None:
@@ -340,8 +391,8 @@ class _Oracle:
                     await asyncio.sleep(cfg.metrics_delay_ms / 1000)
                 exposed = self.metrics.exposition(query)
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; "
-                             b"charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(exposed), exposed))
+                             b"charset=utf-8\r\nContent-Length: %d\r\n%s\r\n%s"
+                             % (len(exposed), self._padding(), exposed))
                 await writer.drain()
                 return True
             return await self.respond(writer, 404, {"detail": "Not Found"})
@@ -381,6 +432,8 @@ class _Oracle:
         if cfg.die_after is not None and len(self.logs) >= cfg.die_after:
             writer.transport.abort()
             return False
+        if cfg.fail_status is not None and cfg.error_text is not None:
+            return await self.respond_text(writer, cfg.fail_status, cfg.error_text)
         if cfg.fail_status is not None:
             error: dict[str, Any] = {"message": "oracle: injected failure"}
             if cfg.echo_headers:  # what a careless gateway answers
@@ -459,7 +512,8 @@ class _Oracle:
             return _chunked(b"data: " + json.dumps(payload).encode() + b"\n\n")
 
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
+                     b"Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n%s\r\n"
+                     % self._padding())
         if chat and cfg.role_chunk:
             writer.write(event({"index": 0, "delta": {"role": "assistant", "content": ""},
                                 "finish_reason": None}))
@@ -489,7 +543,8 @@ class _Oracle:
             if cfg.stall_after is not None and sent >= cfg.stall_after:
                 await asyncio.sleep(3600)
             if cfg.error_after is not None and sent >= cfg.error_after:
-                message = "oracle: upstream failed mid-stream"
+                message = ("oracle: upstream failed mid-stream" if cfg.error_text is None
+                           else cfg.error_text)
                 if cfg.echo_headers:
                     message += f"; request headers: {headers}"
                 writer.write(_chunked(b"data: " + json.dumps(
@@ -500,7 +555,15 @@ class _Oracle:
             words = " " + " ".join(WORDS[(sent + j) % len(WORDS)] for j in range(k))
             choice = ({"index": 0, "delta": {"content": words}, "finish_reason": None} if chat
                       else {"index": 0, "text": words, "finish_reason": None})
-            if one_read:
+            if cfg.huge_event_bytes > 0 and sent == 0:  # one long data line, in pieces
+                line = event(choice)[:-2].split(b"\r\n", 1)[1]  # the event, unchunked
+                pad = b" " * max(0, cfg.huge_event_bytes - len(line) + 2)
+                text = json.dumps(words + pad.decode()).encode()
+                line = line.replace(json.dumps(words).encode(), text, 1)
+                for i in range(0, len(line), 1 << 16):
+                    writer.write(_chunked(line[i:i + (1 << 16)]))
+                    await writer.drain()
+            elif one_read:
                 held += event(choice)
                 if sent + k >= n_out:
                     writer.write(held)
@@ -557,6 +620,11 @@ class OracleServer:
     @property
     def tokenize_requests(self) -> int:
         return self._oracle.tokenize_requests
+
+    @property
+    def seen_targets(self) -> list[str]:
+        """Every request's target as received (``/v1/models?key=K``), in order."""
+        return self._oracle.seen_targets
 
     @property
     def metrics_requests(self) -> int:
@@ -628,10 +696,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="serve vLLM's Prometheus metrics on /metrics")
     p.add_argument("--api-key", default=None,
                    help="require 'Authorization: Bearer KEY' on /v1/ (/v1/models included)")
+    p.add_argument("--drip", action="append", default=[], metavar="PATH",
+                   help="answer PATH a byte at a time (repeatable; hostile mode)")
+    p.add_argument("--drip-ms", type=float, default=100.0,
+                   help="milliseconds between the bytes of a dripped answer")
+    p.add_argument("--not-http", action="store_true",
+                   help="answer every request with an SSH banner (hostile mode)")
     args = p.parse_args(argv)
     cfg = OracleConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
                        tokens_per_chunk=args.tokens_per_chunk, api_key=args.api_key,
-                       metrics=args.metrics, slots=args.slots)
+                       metrics=args.metrics, slots=args.slots, drip_paths=tuple(args.drip),
+                       drip_ms=args.drip_ms, not_http=args.not_http)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg, args.port))
     sys.exit(0)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..limits import PAIRS
 from ..run.metrics import RunResult
 from . import paired, stats
 from .failure import Failure
@@ -267,6 +268,9 @@ def run_paired(
         raise ValueError("stage1 must be >= 2 pairs (one pair cannot show the noise)")
     if stage2 < 0:
         raise ValueError("stage2 must be >= 0")
+    problem = PAIRS.problem("stage1 + stage2", stage1 + stage2)
+    if problem:
+        raise ValueError(problem)
     thresholds = thresholds or {}
     gated_metrics(thresholds)  # fail fast on unknown metric names
     looks = 2 if stage2 > 0 else 1

@@ -20,9 +20,10 @@ from typing import Any
 
 from ..decision import DEFAULT_TOLERANCE_PCT
 from ..formatting import num
+from ..limits import REPEATS
 from ..metric_table import DEFAULT_GATED, DEFAULT_WATCHED, LATENCY_KEYS, SUMMARY_KEYS
 from ..settings import ConfigError, engine_args_mapping
-from ..values import is_finite_number
+from ..values import is_finite_number, show
 from .failure import Failure
 
 # Limits and measured values as a threshold message writes them: 1500, 812, 0.9, 1234.5.
@@ -71,16 +72,10 @@ def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MarkerError(f"{name}={value!r} is not a number")
     if not is_finite_number(value):
-        raise MarkerError(f"{name}={_show(value)} is not a finite number")
+        raise MarkerError(f"{name}={show(value)} is not a finite number")
     if value < 0:
         raise MarkerError(f"{name}={value!r} is negative")
     return float(value)
-
-
-def _show(value: Any) -> str:
-    """A value for a one-line message (an enormous int is abbreviated, not 400 digits)."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:12]}...({len(text)} digits)"
 
 
 def _metrics(name: str, names: Any) -> list[str]:
@@ -119,11 +114,14 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
             out[name] = {str(k): _number(f"{name}[{k!r}]", v) for k, v in value.items()}
         elif name == "repeats":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise MarkerError(f"repeats={value!r} must be a whole number >= 1")
+                raise MarkerError(f"repeats={show(value)} must be a whole number >= 1")
+            problem = REPEATS.problem("repeats", value)
+            if problem:
+                raise MarkerError(problem)
             out[name] = value
         elif name == "engine_args":  # the test's llm_engine gets these engine arguments
             if not isinstance(value, Mapping):
-                raise MarkerError(f"engine_args={_show(value)} must be a dict such as "
+                raise MarkerError(f"engine_args={show(value)} must be a dict such as "
                                   "{'max_num_seqs': 8}")
             try:
                 out[name] = engine_args_mapping(value, "engine_args")

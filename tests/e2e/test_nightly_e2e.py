@@ -373,7 +373,8 @@ def test_bisect_runs_for_each_new_regression(
     [reg] = json.loads(out_json.read_text())["regressions"]
     assert reg["bisect"]["first_bad"] == shas[8] and reg["bisect"]["status"] == "found"
     assert f"bisect: first bad commit {shas[8][:12]} change 8" in out
-    assert sorted(p.name for p in issues.iterdir()) == ["01.md", "01.title"]
+    assert sorted(p.name for p in issues.iterdir()) == [".llmperf-issues.json", "01.md",
+                                                        "01.title"]
     assert (issues / "01.title").read_text().strip() == (
         f"llmperf regression: tpot_p50_ms of {NODE}")
     body = (issues / "01.md").read_text()

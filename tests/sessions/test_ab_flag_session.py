@@ -67,7 +67,7 @@ def test_url_override_detects_the_slower_server_with_the_right_sign(
     result.stdout.fnmatch_lines(["*test_decode*tpot_p50_ms*+*%*regression*"])
     # ... and in every report: Markdown and HTML rows for the metric (JSON: above).
     (row,) = [ln for ln in md.read_text().splitlines() if "| tpot_p50_ms |" in ln]
-    assert f"B (url={slow.url}) vs A" in row and "❌ regression" in row
+    assert f"B (url={slow.url}) vs A" in row.replace("\\", "") and "❌ regression" in row
     page = html.read_text()
     assert 'data-metric="tpot_p50_ms" data-verdict="regression"' in page
     assert f"Paired A/B: B (url={slow.url}) against A" in page

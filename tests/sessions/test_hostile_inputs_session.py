@@ -110,6 +110,48 @@ def test_session_with_a_bad_temperature_fails_the_call_in_one_line(
     no_internal_traceback(out)
 
 
+def test_an_enormous_count_fails_at_once_in_one_line(
+    llmperf_pytester: pytest.Pytester,
+) -> None:
+    """Issue 23: ``Workload(requests=10**30)`` was accepted and then built prompts until the
+    machine's memory ran out. Every count has a limit (pytest_llmperf/limits.py), refused
+    before anything is built: in the test's own Workload(...), in llmperf_bench's keyword
+    arguments, in the marker."""
+    llmperf_pytester.makepyfile(test_huge="""
+        from pytest_llmperf import Workload, llmperf
+
+        @llmperf()
+        def test_requests(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, Workload(requests=10**30, warmup=0, input_tokens=8,
+                                               output_tokens=2))
+
+        @llmperf()
+        def test_kwargs(llmperf_bench, llm_engine):
+            llmperf_bench(llm_engine, requests=1, warmup=0, concurrency=10**9)
+        """, test_marker="""
+        from pytest_llmperf import llmperf
+
+        @llmperf(repeats=10**30)
+        def test_repeats(llmperf_bench, llm_engine):
+            raise AssertionError("the body ran")
+        """)
+    # A hang guard, not a timing: without the limits the first test never ends.
+    result = llmperf_pytester.runpytest_subprocess("--llmperf",
+                                                   "--continue-on-collection-errors",
+                                                   timeout=120)
+    result.assert_outcomes(failed=2, errors=1)
+    out = result.stdout.str()
+    assert ("test_huge.py:5: llmperf: bad workload: Workload.requests="
+            "1000000000000000000000000000000 is above the limit: at most 10,000,000 (every "
+            "request's prompt and record are held in memory") in out
+    assert ("llmperf: bad workload: Workload.concurrency=1000000000 is above the limit: at "
+            "most 100,000 (") in out
+    assert ("test_repeats: repeats=1000000000000000000000000000000 is above the limit: at "
+            "most 10,000 (") in out
+    assert "the body ran" not in out
+    no_internal_traceback(out)
+
+
 # ------------------------------------------------------------------- issue 23: llmperf report
 
 REPORT_MEMORY_LIMIT = 1 << 30  # address space of the command under test (it needs ~300 MiB)

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import STORE_NODE as NODE
 from helpers import STORE_SHA as SHA
+from helpers import STORE_SHA2 as SHA2
 from helpers import baseline_doc_with_run as _with_run
 from helpers import git
 from helpers import hostile_run as run
@@ -25,6 +29,7 @@ from helpers import hostile_save as save
 from pytest_llmperf.cli.main import main as llmperf_main
 from pytest_llmperf.store import baselines as store
 from pytest_llmperf.store.baselines import BaselineError, BaselineStore
+from pytest_llmperf.testing.schedule_engine import CONFTEST as SCHEDULE_CONFTEST
 from pytest_llmperf.verdict.gate import Gate
 
 # ------------------------------------------------------------ class 1: concurrent saves
@@ -295,3 +300,159 @@ def test_a_model_path_outside_the_repository_does_not_turn_the_gate_off(
     res, data = _results(pt, "--llmperf-model", str(tiny_model))
     comp = data["tests"][0]["comparison"]
     assert comp["status"] == "compared" and comp["baseline_commit"] == first
+
+
+# --------------------------------- issue 23: stores under hostile and careless use, round 2
+
+
+SCHEDULE_TEST = """
+from pytest_llmperf import Workload, llmperf
+
+@llmperf()
+def test_fast(llmperf_bench, llm_engine):
+    llmperf_bench(llm_engine, Workload(input_tokens=4, output_tokens=3, requests=2))
+"""
+
+
+def _limit_memory() -> None:  # pragma: no cover (in the child)
+    """At most 1 GiB of address space: a read without a limit fails fast, not the machine."""
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+def _cli(cwd: Path, *args: str, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    """``llmperf ARGS`` as a process, with a time limit (a read that blocks fails the test
+    instead of hanging it) and a memory limit."""
+    return subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=90,
+                          env={**os.environ, **(env or {})}, preexec_fn=_limit_memory)
+
+
+def _odd_file(path: Path, kind: str) -> str:
+    """A FIFO, or a symlink to /dev/zero, named like a baseline file; what a read says."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+        return "a FIFO (named pipe), not a regular file; not read"
+    path.symlink_to("/dev/zero")
+    return "a device, not a regular file; not read"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_fifo_or_a_device_in_a_store_is_named_and_never_read(tmp_path: Path,
+                                                                kind: str) -> None:
+    shared = tmp_path / "shared"
+    save(BaselineStore(shared), [run("good")], sha=SHA2)
+    odd = shared / "p1" / f"{SHA}.json"
+    said = _odd_file(odd, kind)
+    into = tmp_path / "into"
+    local_odd = into / "p1" / f"{SHA2}.dirty.json"  # and one in the directory pulled into
+    _odd_file(local_odd, kind)
+    res = _cli(tmp_path, "baselines", "pull", str(shared), "--dir", str(into))
+    assert res.returncode == 1, res.stderr
+    assert res.stdout.splitlines()[0] == (f"pulled 1 run(s) in 1 file(s) from {shared} into "
+                                          f"{into}")
+    assert res.stderr == f"llmperf: warning: {odd}: {said}\n"
+    res = _cli(tmp_path, "baselines", "list", "--dir", str(shared))
+    assert res.returncode == 1 and SHA2[:12] in res.stdout
+    assert res.stderr == f"llmperf: warning: {odd}: {said}\n"
+    res = _cli(tmp_path, "baselines", "list", "--dir", str(into))
+    assert res.stderr == f"llmperf: warning: {local_odd}: {said}\n"
+    res = _cli(tmp_path, "baselines", "push", str(tmp_path / "pushed"), "--dir", str(into))
+    assert res.returncode == 1 and res.stdout.startswith("pushed 1 run(s) in 1 file(s)")
+    assert res.stderr == f"llmperf: warning: {local_odd}: {said}\n"
+
+
+def test_a_session_whose_store_holds_a_fifo_runs_and_names_it(pytester: pytest.Pytester
+                                                              ) -> None:
+    pt = pytester
+    pt.makeconftest(SCHEDULE_CONFTEST)
+    pt.makepyfile(test_fast=SCHEDULE_TEST)
+    (pt.path / ".gitignore").write_text("__pycache__/\nbaselines/\n")
+    git(pt.path, "init", "-q", "-b", "main")
+    git(pt.path, "add", ".")
+    git(pt.path, "commit", "-q", "-m", "tests")
+    shared = pt.path.parent / "shared"
+    save(BaselineStore(shared), [run("good")], sha=SHA2)
+    fifo = shared / "p1" / f"{SHA}.json"
+    _odd_file(fifo, "fifo")
+    res = pt.runpytest_subprocess("--llmperf", "--llmperf-engine=schedule",
+                                  "--llmperf-model=3", f"--llmperf-store={shared}",
+                                  "-p", "no:cacheprovider", timeout=120)
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines([f"*pulled 1 run(s) in 1 file(s) from {shared} into*",
+                              f"*WARNING: {fifo}: a FIFO (named pipe), not a regular file*"])
+
+
+@pytest.mark.parametrize("action", [["push"], ["pull"], ["compact"]])
+def test_the_commands_refuse_a_memory_store_that_would_die_with_them(
+        tmp_path: Path, action: list[str]) -> None:
+    save(BaselineStore(tmp_path / "local"), [run("a"), run("b")])
+    url = "memory://llmperf/baselines"
+    extra = ["--dir", str(tmp_path / "local")] if action != ["compact"] else []
+    res = _cli(tmp_path, "baselines", *action, url, *extra)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr.startswith(f"llmperf: error: {url}: memory:// lives only inside one "
+                                 "process") and res.stderr.count("\n") == 1
+    assert "use it in a session or in tests" in res.stderr
+
+
+def _repo_with_origin(tmp_path: Path) -> Path:
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    repo = tmp_path / "repo"
+    _repo(repo)
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "-q", "origin", "main")
+    return repo
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("git:HEAD", "'HEAD' names the current commit"),
+    ("git:origin/HEAD", "'HEAD' names the current commit"),
+    ("git:-x", "cannot start with '-'"),
+    ("git:refs/heads/x", "not a reference under refs/"),
+    ("git:refs/heads/HEAD", "not a reference under refs/"),
+])
+def test_store_branches_git_reads_as_something_else_are_usage_errors(
+        tmp_path: Path, spec: str, needle: str) -> None:
+    repo = _repo_with_origin(tmp_path)
+    save(BaselineStore(repo / "baselines"), [run("a")])
+    for action in ("push", "pull"):
+        res = _cli(repo, "baselines", action, spec)
+        assert res.returncode == 2, res.stdout
+        assert res.stderr.startswith(f"llmperf: error: {spec}: ") and needle in res.stderr
+        assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert git(tmp_path / "remote.git", "for-each-ref", "--format=%(refname)") == (
+        "refs/heads/main")  # nothing was pushed anywhere
+
+
+def test_a_session_with_an_invalid_store_branch_stops_with_a_usage_error(
+        pytester: pytest.Pytester) -> None:
+    pt = pytester
+    pt.makeconftest(SCHEDULE_CONFTEST)
+    pt.makepyfile(test_fast=SCHEDULE_TEST)
+    git(pt.path, "init", "-q", "-b", "main")
+    git(pt.path, "add", ".")
+    git(pt.path, "commit", "-q", "-m", "tests")
+    git(pt.path, "remote", "add", "origin", str(pt.path.parent / "nowhere.git"))
+    res = pt.runpytest("--llmperf", "--llmperf-engine=schedule", "--llmperf-model=3",
+                       "--llmperf-store=git:HEAD", "-p", "no:cacheprovider")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    res.stderr.fnmatch_lines(["*--llmperf-store: git:HEAD: 'HEAD' is not a valid branch name:"
+                              " 'HEAD' names the current commit, not a branch"])
+
+
+def test_a_branch_file_over_the_size_limit_is_not_read(tmp_path: Path) -> None:
+    repo = _repo_with_origin(tmp_path)
+    save(BaselineStore(repo / "baselines"), [run("big", samples=2000)])
+    save(BaselineStore(repo / "baselines"), [run("small")], sha=SHA2)
+    res = _cli(repo, "baselines", "push", "git:llmperf-baselines")
+    assert res.returncode == 0, res.stderr
+    res = _cli(repo, "baselines", "pull", "git:llmperf-baselines", "--dir",
+               str(tmp_path / "into"), env={"LLMPERF_MAX_FILE_MB": "0.0625"})
+    assert res.returncode == 1
+    assert res.stdout.startswith("pulled 1 run(s) in 1 file(s)")
+    assert res.stderr.startswith(f"llmperf: warning: git:llmperf-baselines:p1/{SHA}.json: ")
+    assert "larger than the 0.0625 MiB limit" in res.stderr and res.stderr.count("\n") == 1

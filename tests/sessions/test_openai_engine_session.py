@@ -330,3 +330,69 @@ def test_the_servers_tokenizer_is_safe_from_threads() -> None:
             counts = list(pool.map(lambda t: len(tok.tokenize(t)), texts))
     # The oracle's tokenizer: one token per word after a BOS.
     assert counts == [len(WordTokenizer().tokenize(t)) for t in texts]
+
+
+QUERY = "key=K&x=1"  # what a gateway authenticates (?key=) or versions (?api-version=) by
+
+
+@pytest.mark.parametrize("tail", ["/?", "/v1?", "?"], ids=["root", "v1", "bare"])
+def test_the_url_query_reaches_every_request(tail: str) -> None:
+    """A query in --llmperf-url goes with every request, each at its own path: the model list,
+    the server's tokenizer, both streamed endpoints and /metrics (before the fix it swallowed
+    the path of the model list, the tokenizer and /metrics, and the streamed requests lost it:
+    no model, no tokenizer, no metrics)."""
+    from pytest_llmperf.engines.tokenizers import ServerTokenizer
+
+    wl = Workload(input_tokens=8, output_tokens=4, requests=2)
+    with OracleServer(OracleConfig(ttft_ms=1, itl_ms=1, metrics=True)) as oracle:
+        engine = OpenAIEngine(f"{oracle.url}{tail}{QUERY}")
+        try:
+            assert engine.model == "oracle"
+            assert isinstance(engine.tokenizer, ServerTokenizer)
+            assert engine.warnings == []
+            plain = run_benchmark(engine, wl)
+            chat = run_benchmark(engine, Workload(input_tokens=8, output_tokens=4, requests=2,
+                                                  chat=True))
+            assert engine.info()["url"] == f"{oracle.url}/?key=***&x=***"
+        finally:
+            engine.close()
+        targets = list(oracle.seen_targets)
+    assert plain.summary["errors"] == 0 and chat.summary["errors"] == 0
+    assert plain.summary["output_tokens"] == 2 * 4
+    assert plain.summary["prefix_hit_rate"] is not None  # /metrics was read
+    paths = {t.partition("?")[0] for t in targets}
+    asked = {"/v1/models", "/tokenize", "/v1/completions", "/v1/chat/completions", "/metrics"}
+    assert asked <= paths <= {*asked, "/detokenize"}, targets
+    for target in targets:
+        query = target.partition("?")[2]
+        assert query == QUERY or query.startswith(QUERY + "&name"), target
+
+
+@pytest.mark.parametrize("oracle", [OracleConfig(ttft_ms=1, itl_ms=1, metrics=True)],
+                         indirect=True)
+def test_a_session_with_a_url_query(pytester: pytest.Pytester, oracle: OracleServer) -> None:
+    """--llmperf-url with a query: the model is found, the run passes, every request had the
+    query, and the record shows the parameter names, not their values."""
+    pytester.makepyfile(
+        """
+        from pytest_llmperf import Workload, llmperf
+
+        @llmperf()
+        def test_served(llmperf_bench, llm_engine):
+            result = llmperf_bench(llm_engine, Workload(input_tokens=8, output_tokens=4,
+                                                        requests=3))
+            assert result.errors == 0
+        """
+    )
+    out = pytester.path / "out.json"
+    result = pytester.runpytest("--llmperf", f"--llmperf-url={oracle.url}/?{QUERY}",
+                                f"--llmperf-json={out}")
+    result.assert_outcomes(passed=1)
+    run_ = json.loads(out.read_text())["tests"][0]["runs"][0]
+    assert run_["engine"]["model"] == "oracle"
+    assert run_["engine"]["tokenizer"] == "server:vllm"
+    assert run_["engine"]["url"] == f"{oracle.url}/?key=***&x=***"
+    assert run_["summary"]["errors"] == 0 and run_["summary"]["prefix_hit_rate"] is not None
+    assert len(oracle.logs) == 4 and all(log.body["model"] == "oracle" for log in oracle.logs)
+    assert oracle.seen_targets and all(t.partition("?")[2].startswith(QUERY)
+                                       for t in oracle.seen_targets), oracle.seen_targets

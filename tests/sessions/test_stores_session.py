@@ -287,7 +287,7 @@ def test_cli_push_and_pull_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_cli_as_a_process(tmp_path: Path) -> None:
     save(tmp_path / "local", ["p"])
-    url = f"memory://x{uuid.uuid4().hex[:6]}/b"  # a new process: an empty memory store
+    url = f"file://{tmp_path / 'shared'}"
     res = subprocess.run([sys.executable, "-m", "pytest_llmperf.cli", "baselines", "push",
                           url, "--dir", str(tmp_path / "local")],
                          capture_output=True, text=True, check=False)

@@ -341,6 +341,136 @@ def test_a_baseline_with_a_bad_sample_is_left_out_of_the_report_with_a_note() ->
     assert [t.nodeid for t in report.tests] == ["t::good"] and report.notes == history.skipped
 
 
+# --------------------------------------------------------------------------- counts (issue 23)
+# Every count, size and rate a user gives has a named limit (pytest_llmperf/limits.py), checked
+# where it enters, before anything is built: Workload(requests=10**30) was accepted and then
+# built prompts for ever.
+
+ABOVE = [
+    ("requests", 10**30, "1000000000000000000000000000000", "10,000,000"),
+    ("warmup", 10_000_001, "10000001", "10,000,000"),
+    ("concurrency", 10**6, "1000000", "100,000"),
+    ("input_tokens", 10**8, "100000000", "10,000,000"),
+    ("output_tokens", 10**12, "1000000000000", "10,000,000"),
+    ("seed", 2**64, "18446744073709551616", "18,446,744,073,709,551,615"),
+    ("rate", 1e7, "10000000.0", "1,000,000"),
+    ("duration_s", 1e300, "1e+300", "2,592,000"),
+    ("turns", 10**5 + 1, "100001", "100,000"),
+    ("think_time_s", 1e9, "1000000000.0", "86,400"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "shown", "limit"), ABOVE,
+                         ids=[a[0] for a in ABOVE])
+def test_a_workload_count_above_its_limit_is_refused_in_one_line(
+        name: str, value: Any, shown: str, limit: str) -> None:
+    kwargs: dict[str, Any] = {name: value}
+    if name == "think_time_s":
+        kwargs["turns"] = 2
+    with pytest.raises(WorkloadError) as info:
+        Workload(**kwargs)
+    message = str(info.value)
+    assert message.startswith(f"Workload.{name}={shown} is above the limit: at most {limit} (")
+    assert message.endswith(")") and "\n" not in message
+
+
+def test_a_think_time_range_above_the_limit_names_its_end() -> None:
+    with pytest.raises(WorkloadError, match=r"^Workload\.think_time_s\[1\]=100000 is above "
+                                            r"the limit: at most 86,400 \(seconds"):
+        Workload(turns=2, think_time_s=[1, 100_000])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"requests": 10_000_000, "warmup": 1, "input_tokens": 8},
+     "Workload: (warmup + requests) = (1 + 10,000,000) = 10,000,001 requests is above the "
+     "limit: at most 10,000,000 ("),
+    ({"requests": 10_000, "warmup": 0, "turns": 1_001, "input_tokens": 1},
+     "Workload: (warmup + requests) x turns = (0 + 10,000) x 1,001 = 10,010,000 requests is "
+     "above the limit: at most 10,000,000 ("),
+    ({"requests": 1_000_000, "warmup": 0, "input_tokens": 1_000},
+     "Workload: (warmup + requests) x input_tokens = (0 + 1,000,000) x 1,000 = "
+     "1,000,000,000 prompt tokens is above the limit: at most 200,000,000 (the prompts are "
+     "built before the run starts"),
+])
+def test_what_a_workload_builds_before_its_run_is_bounded(kwargs: dict[str, Any],
+                                                          message: str) -> None:
+    with pytest.raises(WorkloadError) as info:
+        Workload(**kwargs)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_a_workload_at_its_limits_is_accepted() -> None:
+    w = Workload(requests=10_000_000, warmup=0, input_tokens=20, output_tokens=10_000_000,
+                 concurrency=100_000, seed=2**64 - 1, rate=1_000_000, duration_s=2_592_000)
+    assert w.total_requests == 10_000_000
+    assert Workload(turns=100_000, requests=100, warmup=0, input_tokens=1, think_time_s=86_400)
+
+
+def test_a_prompts_file_workload_is_bounded_by_requests_not_prompt_tokens(
+        tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "hi"}\n')
+    assert Workload(prompts_file=str(path), requests=10_000_000, warmup=0,
+                    input_tokens=10_000).requests == 10_000_000
+
+
+def test_an_int_too_long_to_print_is_described_not_a_traceback() -> None:
+    for value in (10**5000, -(10**5000)):
+        with pytest.raises(WorkloadError, match=r"^Workload\.requests=an integer of about "
+                                                r"5001 digits (is above|must be)"):
+            Workload(requests=value)
+
+
+def test_marker_repeats_above_the_limit_is_refused() -> None:
+    with pytest.raises(MarkerError, match=r"^repeats=1000000000000000000000000000000 is above "
+                                          r"the limit: at most 10,000 \(runs of one test"):
+        validate_marker((), {"repeats": 10**30})
+    assert validate_marker((), {"repeats": 10_000}) == {"repeats": 10_000}
+
+
+@pytest.mark.parametrize(("name", "limit"), [("repeats", "10,000"), ("load_workers", "1,024")])
+def test_count_options_above_their_limit_are_refused(name: str, limit: str) -> None:
+    with pytest.raises(ConfigError, match=rf"'100000' must be at most {limit} \("):
+        _convert(name, "100000")
+    with pytest.raises(ConfigError, match=r"'0' must be >= 1"):
+        _convert(name, "0")
+    assert _convert(name, limit.replace(",", "")) == int(limit.replace(",", ""))
+
+
+def test_capacity_and_ab_counts_are_bounded() -> None:
+    from pytest_llmperf.commits.bisect import BisectError, Options, validate
+    from pytest_llmperf.run.capacity import (
+        CapacityError,
+        check_duration_per_rate,
+        search_capacity,
+    )
+    from pytest_llmperf.verdict.ab import run_paired
+
+    def never(rate: float) -> Any:
+        raise AssertionError("measured")
+
+    for kwargs, fragment in (({"max_runs": 10**30}, "max_runs=1000000000000000000000000000000 "
+                                                    "is above the limit: at most 1,000"),
+                             ({"max_rps": 1e9}, "max_rps=1000000000.0 is above the limit")):
+        with pytest.raises(CapacityError, match=fragment):
+            search_capacity(never, slo={"ttft_ms": 100}, **kwargs)
+    with pytest.raises(CapacityError, match=r"duration_per_rate_s=1e\+300 is above the limit"):
+        check_duration_per_rate(1e300)
+    with pytest.raises(CapacityError, match=r"duration_per_rate_s=inf must be a positive"):
+        check_duration_per_rate(math.inf)
+    assert check_duration_per_rate(None) is None and check_duration_per_rate(2) == 2.0
+
+    def no_pair(i: int) -> Any:
+        raise AssertionError("paired")
+
+    with pytest.raises(ValueError, match=r"^stage1 \+ stage2=1000000000000000000000000000005 "
+                                         r"is above the limit: at most 10,000"):
+        run_paired(no_pair, stage1=10**30, stage2=5)
+    with pytest.raises(BisectError, match=r"^--pairs 1000000000000000000000000000000 is above "
+                                          r"the limit: at most 10,000"):
+        validate(Options(good="a", bad="b", pairs=10**30))
+
+
 # --------------------------------------------------------------------------- issue 23, item 16
 
 _NESTED = "[" * 100_000 + "]" * 100_000

@@ -127,3 +127,24 @@ def test_outside_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["bisect", "a", "b"]) == 2
     err = capsys.readouterr().err
     assert "is not inside a git repository" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_worktree_owner_is_gone_only_when_certainly_gone() -> None:
+    """The owner file of a run's worktrees (``Worktrees.create``): a later run removes them
+    only when the process it names is gone, or its pid now belongs to another process."""
+    import os
+    import socket
+
+    from pytest_llmperf.commits.bisect import _owner_gone, _process_stat
+
+    me = _process_stat(os.getpid())
+    assert me is not None and me[0] in "RS"
+    owner = {"pid": os.getpid(), "started": me[1], "host": socket.gethostname(),
+             "keep": False}
+    assert not _owner_gone(owner)  # this very process
+    assert _owner_gone({**owner, "started": str(int(me[1]) + 1)})  # the pid was reused
+    assert not _owner_gone({**owner, "started": None})  # alive, start unknown: kept
+    assert not _owner_gone({**owner, "started": "0", "keep": True})  # --keep-worktrees
+    assert not _owner_gone({**owner, "started": "0", "host": "another-host"})
+    for pid in (0, -1, True, "1", 2**80):
+        assert not _owner_gone({**owner, "pid": pid, "started": "0"})

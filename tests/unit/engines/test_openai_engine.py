@@ -59,3 +59,48 @@ def test_chunked_decoding_survives_any_segmentation() -> None:
         out = b"".join(stream._decode(wire[i:i + size]) for i in range(0, len(wire), size))
         assert out == b"".join(pieces), size
         assert stream.complete
+
+
+def test_the_url_query_goes_with_every_request_target() -> None:
+    """--llmperf-url is split once into the server's root (scheme, host, port, path without
+    a trailing /v1) and its query, which every request target carries (a gateway that
+    authenticates or versions through the query). No request is made: model and tokenizer
+    are given."""
+    gw = OpenAIEngine("https://gw.example/llm?api-version=2024-10-21", model="m",
+                      tokenizer=None)
+    assert gw.root == "https://gw.example/llm"
+    assert gw.request_target("/v1/chat/completions") == (
+        "/llm/v1/chat/completions?api-version=2024-10-21")
+    assert gw.request_target("/metrics") == "/llm/metrics?api-version=2024-10-21"
+    assert gw.info()["url"] == "https://gw.example/llm?api-version=***"
+    for given in ("http://h:1/v1?key=K&x=1", "http://h:1/v1/?key=K&x=1",
+                  "http://h:1/?key=K&x=1", "http://h:1?key=K&x=1"):
+        engine = OpenAIEngine(given, model="m", tokenizer=None)
+        assert engine.root == "http://h:1", given
+        assert engine.request_target("/v1/models") == "/v1/models?key=K&x=1", given
+        assert engine.info()["url"] == "http://h:1/?key=***&x=***", given
+        # A load worker's engine is made from the spec: the query goes with it.
+        _, _, spec = engine.worker_spec()
+        again = OpenAIEngine(**spec)
+        assert again.request_target("/v1/completions") == "/v1/completions?key=K&x=1"
+    # Now sent with every request, the query's values are secrets a server may echo.
+    signed = OpenAIEngine("http://h:1/?sig=Zq8wQuerySig", model="m", tokenizer=None)
+    assert "Zq8wQuerySig" not in signed.redactor("403: bad signature Zq8wQuerySig")
+    plain = OpenAIEngine("http://h:1/base/v1/", model="m", tokenizer=None)
+    assert plain.root == "http://h:1/base"
+    assert plain.request_target("/v1/completions") == "/base/v1/completions"
+    assert plain.info()["url"] == "http://h:1/base"
+
+
+@pytest.mark.parametrize("url", ["http://h:1/v1#frag", "http://h:1/?key=K#x",
+                                 "http://h:1#access_token=S3cr3tValue"])
+def test_a_url_fragment_is_refused(url: str) -> None:
+    """A fragment is never sent to a server: one line saying so, no value of it shown."""
+    from pytest_llmperf.engines.openai import check_url
+
+    with pytest.raises(EngineError, match="fragment") as info:
+        check_url(url)
+    message = str(info.value)
+    assert "\n" not in message and "S3cr3tValue" not in message
+    with pytest.raises(EngineError, match="fragment"):
+        OpenAIEngine(url, model="m", tokenizer=None)

@@ -27,6 +27,7 @@ from helpers import tagged_baseline as baseline
 from helpers import tagged_run as run
 
 from pytest_llmperf.cli.main import main as llmperf_main
+from pytest_llmperf.store import backends
 from pytest_llmperf.store.backends import (
     DirectoryStore,
     FsspecStore,
@@ -167,7 +168,11 @@ def test_a_broken_object_is_named_and_the_rest_still_pulls(tmp_path: Path) -> No
 
 
 def test_compact_folds_a_files_objects_into_one_and_loses_no_run(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command refuses memory:// (a command's process ends, and its store with it); in
+    # this process the store lives on, so the command's messages are checked on it here.
+    monkeypatch.setattr(backends, "PROCESS_LOCAL", frozenset())
     url = f"memory://llmperf-test-{uuid.uuid4().hex[:8]}/b"
     st = open_store(url)
     assert isinstance(st, FsspecStore)
