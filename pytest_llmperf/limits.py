@@ -47,3 +47,6 @@ REPEATS = Limit(10_000, "runs of one test, every run kept in memory with its rec
 PAIRS = Limit(10_000, "pairs of one comparison, each two runs kept in memory")
 CAPACITY_RUNS = Limit(1_000, "runs of one capacity search, each a whole load test")
 LOAD_WORKERS = Limit(1_024, "load-generator processes: more than any host has cores")
+# Splitting a suite (shard.py): a COUNT is also read from results files (provenance.shard).
+SHARDS = Limit(10_000, "shards of one suite; merging their results files lists the missing "
+               "ones")

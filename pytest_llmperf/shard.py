@@ -16,15 +16,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# The most shards a suite is split into: a COUNT read from a results file (its
-# ``provenance.shard``) decides how much the merge of its shards holds, so it is bounded here,
-# where every shard spec, from the command line or from a file, is parsed.
-MAX_SHARDS = 10_000
+from . import limits
 
 
 class ShardError(ValueError):
-    """A shard spec that is not INDEX/COUNT with 0 <= INDEX < COUNT <= MAX_SHARDS, or a
-    durations file that is not a results file."""
+    """A shard spec that is not INDEX/COUNT with 0 <= INDEX < COUNT (COUNT within
+    ``limits.SHARDS``), or a durations file that is not a results file."""
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -35,9 +32,11 @@ def parse_shard(spec: str) -> tuple[int, int]:
         raise ShardError(f"shard {_shown(spec)} is not INDEX/COUNT, e.g. 0/4") from None
     if count < 1 or not 0 <= index < count:
         raise ShardError(f"shard {_shown(spec)}: INDEX must be 0..COUNT-1 and COUNT >= 1")
-    if count > MAX_SHARDS:
-        raise ShardError(f"shard {_shown(spec)}: COUNT {count} is more than the "
-                         f"{MAX_SHARDS:,} shards a suite may be split into")
+    # A COUNT read from a results file (provenance.shard) sizes the merge's list of missing
+    # shards: bounded here, where every shard spec, given or read, is parsed.
+    problem = limits.SHARDS.problem("COUNT", count)
+    if problem:
+        raise ShardError(f"shard {_shown(spec)}: {problem}")
     return index, count
 
 

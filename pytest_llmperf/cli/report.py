@@ -13,6 +13,7 @@ are not the shards of one run, or two files holding the same test: see
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -82,6 +83,7 @@ def merged_document(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _TESTS_MARK = '\n "tests": []'
+MERGED_BATCH = 4096  # encoder pieces joined into one write
 
 
 def merged_chunks(header: Mapping[str, Any], tests: Iterable[Any]) -> Iterator[str]:
@@ -96,8 +98,10 @@ def merged_chunks(header: Mapping[str, Any], tests: Iterable[Any]) -> Iterator[s
         yield "\n  " if first else ",\n  "
         first = False
         # Newlines only start the indentation (JSON strings escape theirs): two levels more.
-        for chunk in encoder.iterencode(test):
-            yield chunk.replace("\n", "\n  ")
+        # The encoder's pieces are tiny: joined a few thousand at a time.
+        pieces = encoder.iterencode(test)
+        while batch := list(itertools.islice(pieces, MERGED_BATCH)):
+            yield "".join(batch).replace("\n", "\n  ")
     yield ("]" if first else "\n ]") + tail
 
 
@@ -107,15 +111,18 @@ def _error(stream: TextIO, message: str) -> int:
 
 
 def _read(paths: Sequence[str], builder: ReportBuilder | None,
-          keep: bool) -> tuple[list[ResultsFile], list[Any] | None]:
+          merged: bool) -> tuple[list[ResultsFile], list[Any] | None]:
     """Every results file read and checked, one at a time: each test goes to ``builder`` (with
-    its samples read once) and only what the merge needs of the file is kept, so memory holds
-    one file at a time. ``keep``: also return the (only) file's tests, for ``--merged``."""
+    its samples read once, for the plots) and only what the merge needs of the file is kept,
+    so memory holds one file at a time. ``merged``: also return the tests of a file given
+    alone, or else note each file's SHA-256 (``--merged`` reads them again)."""
     files: list[ResultsFile] = []
     kept: list[Any] | None = None
+    keep = merged and len(paths) == 1
     for raw in paths:
-        data, digest = read_results(raw)
-        for test, records in checked_tests(raw, data):
+        data, digest = read_results(raw, digest=merged and not keep)
+        plots = builder is not None and builder.with_plots
+        for test, records in checked_tests(raw, data, records=plots):
             if builder is not None:
                 builder.add(test, records)
         files.append(ResultsFile.of(raw, data, digest))
@@ -161,7 +168,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
         builder = ReportBuilder(history, with_plots=bool(args.html))
         if args.json:
             files, kept = _read(args.json, builder if args.html or args.markdown else None,
-                                keep=bool(args.merged) and len(args.json) == 1)
+                                merged=bool(args.merged))
             doc = merge_header(files, allow_partial=args.allow_partial)
             for warning in doc.get("warnings", []):
                 print(f"llmperf report: warning: {warning}", file=err)

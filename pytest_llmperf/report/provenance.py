@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..shard import MAX_SHARDS, ShardError, parse_shard
+from .. import limits
+from ..shard import ShardError, parse_shard
 
 RUN_ID_ENV = "LLMPERF_RUN_ID"
 COMMIT_ENV = "LLMPERF_COMMIT"
@@ -76,8 +77,8 @@ def check_provenance(value: Any) -> None:
         try:
             parse_shard(value["shard"])
         except ShardError:
-            raise bad("shard", "must be 'INDEX/COUNT' with 0 <= INDEX < COUNT <= "
-                               f"{MAX_SHARDS:,}") from None
+            raise bad("shard", "must be 'INDEX/COUNT' with 0 <= INDEX < COUNT, COUNT "
+                               f"{limits.SHARDS.words()}") from None
 
 
 @dataclass
@@ -143,7 +144,7 @@ def check_merge(files: Sequence[tuple[str, Mapping[str, Any] | None]],
         for index, names in sorted(seen.items()):
             if len(names) > 1:
                 raise ProvenanceError(f"shard {index}/{count} given twice: {_names(names)}")
-        # count <= MAX_SHARDS (parse_shard): the list is bounded, and the line names a few.
+        # count <= limits.SHARDS (parse_shard): the list is bounded; the line names a few.
         missing = [f"{i}/{count}" for i in range(count) if i not in seen]
         if missing:
             which = ", ".join(missing[:MISSING_SHOWN])

@@ -54,18 +54,19 @@ def short_commit(commit: Any) -> str:
 
 # --------------------------------------------------------------------------- inputs
 
-def read_results(path: str | Path) -> tuple[dict[str, Any], str]:
+def read_results(path: str | Path, digest: bool = False) -> tuple[dict[str, Any], str]:
     """A results file, read once through the bounded reader (``reading``: a regular file, at
     most ``LLMPERF_MAX_FILE_MB``, JSON without NaN or unbounded nesting) and its top level
-    checked (``_check_header``): (the document, the SHA-256 of its bytes). The tests are
-    checked one by one by ``checked_tests``. ReportInputError naming the file otherwise.
+    checked (``_check_header``): (the document, the SHA-256 of its bytes when ``digest``,
+    else ""). The tests are checked one by one by ``checked_tests``. ReportInputError naming
+    the file otherwise.
 
     Memory: the text is dropped once parsed (at most the text and the parsed document at a
     time; the file's bytes only while they are decoded, and hashed)."""
     path = Path(path)
     try:
         text = reading.read_text(path)
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest() if digest else ""
         data = reading.loads(text, path)
     except FileNotFoundError:
         raise ReportInputError(f"{path}: no such results file") from None
@@ -75,7 +76,7 @@ def read_results(path: str | Path) -> tuple[dict[str, Any], str]:
         raise ReportInputError(str(exc)) from None
     del text
     _check_header(path, data)
-    return data, digest
+    return data, sha
 
 
 class _Bad(ValueError):
@@ -230,17 +231,19 @@ def _check_header(path: Path, data: Any) -> None:
         raise ReportInputError(f"{path}: {str(exc).lstrip('.')}") from None
 
 
-def checked_tests(path: str | Path, data: Mapping[str, Any],
-                  ) -> Iterator[tuple[Mapping[str, Any], list[list[RequestRecord]]]]:
+def checked_tests(path: str | Path, data: Mapping[str, Any], records: bool = True,
+                  ) -> Iterator[tuple[Mapping[str, Any], list[list[RequestRecord]] | None]]:
     """Each test of a results document (``read_results``) checked, every value the report
-    uses of its type (numbers finite), with its runs' samples as records: one test's records
-    at a time. ReportInputError naming the file, where in it, and the bad value."""
+    uses of its type (numbers finite), with its runs' samples as records (``records``; else
+    None): one test's records at a time. ReportInputError naming the file, where in it, and
+    the bad value."""
     for i, test in enumerate(data["tests"]):
         try:
-            records = _check_test(f"tests[{i}]", test)
+            made = _check_test(f"tests[{i}]", test)
         except _Bad as exc:
             raise ReportInputError(f"{path}: {exc}") from None
-        yield test, records
+        yield test, made if records else None
+        del made
 
 
 @dataclass
@@ -292,9 +295,9 @@ def merge_header(files: Sequence[ResultsFile], allow_partial: bool = False) -> d
 
 
 def reread_tests(f: ResultsFile) -> list[Any]:
-    """The tests of a file read before (``read_results``), read again: ReportInputError when
-    its bytes are not the ones read and checked then."""
-    data, digest = read_results(f.path)
+    """The tests of a file read before (``read_results`` with its digest), read again:
+    ReportInputError when its bytes are not the ones read and checked then."""
+    data, digest = read_results(f.path, digest=True)
     if digest != f.digest:
         raise ReportInputError(f"{f.path}: changed while the report was being made; "
                                "run the command again")
@@ -940,7 +943,8 @@ class ReportBuilder:
 
     def add(self, test: Mapping[str, Any],
             records: Sequence[list[RequestRecord]] | None = None) -> None:
-        """One test of a results document (``records``: its runs' samples, when read)."""
+        """One test of a results document (``records``: its runs' samples, when read: the
+        plots use them)."""
         self.tests.append(_test_view(len(self.tests), test, self.history, self.with_plots,
                                      records))
         for run in test.get("runs", []):

@@ -186,7 +186,8 @@ def test_llmperf_report_refuses_a_huge_shard_count_in_one_line(
     tmp_path: Path, extra: list[str],
 ) -> None:
     """Item 16: ``provenance.shard`` "1/999999999999" built the list of the missing shards (a
-    MemoryError after 1.7 GB); a COUNT above shard.MAX_SHARDS is refused, naming the file."""
+    MemoryError after 1.7 GB); a COUNT above limits.SHARDS is refused, naming the file and
+    the limit."""
     path = _shard_file(tmp_path / "shard.json", "1/999999999999")
     merged = tmp_path / "merged.json"
     result = _bounded_report(["--json", str(path), "--merged", str(merged),
@@ -194,7 +195,8 @@ def test_llmperf_report_refuses_a_huge_shard_count_in_one_line(
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.splitlines() == [
         f"llmperf report: error: {path}: provenance.shard='1/999999999999' must be "
-        "'INDEX/COUNT' with 0 <= INDEX < COUNT <= 10,000"]
+        "'INDEX/COUNT' with 0 <= INDEX < COUNT, COUNT at most 10,000 (shards of one suite; "
+        "merging their results files lists the missing ones)"]
     assert not merged.exists() and not (tmp_path / "r.html").exists()
 
 

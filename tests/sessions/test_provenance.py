@@ -192,8 +192,9 @@ def test_values_are_checked_against_the_schema(
     assert err.strip() == (f"llmperf report: error: {s1}: tests[0].runs[0].summary.ttft_p50_ms="
                            "'fast' is not a number")
     for key, value, expected in (
-        ("shard", "3/2", "provenance.shard='3/2' must be 'INDEX/COUNT' with 0 <= INDEX < COUNT "
-                         "<= 10,000"),
+        ("shard", "3/2", "provenance.shard='3/2' must be 'INDEX/COUNT' with 0 <= INDEX < "
+                         "COUNT, COUNT at most 10,000 (shards of one suite; merging their "
+                         "results files lists the missing ones)"),
         ("run_id", 7, "provenance.run_id=7 must be a non-empty string"),
         ("dirty", "no", "provenance.dirty='no' must be true, false or null"),
     ):

@@ -10,8 +10,8 @@ import random
 
 import pytest
 
+from pytest_llmperf import limits
 from pytest_llmperf.shard import (
-    MAX_SHARDS,
     ShardError,
     assign,
     durations_from_results,
@@ -96,13 +96,14 @@ def test_good_shard_spec() -> None:
 def test_a_shard_count_above_the_maximum_is_refused_naming_it() -> None:
     """Issue 23, item 16: a COUNT read from a results file (``provenance.shard``) sizes the
     merge's list of missing shards: ``1/999999999999`` filled 1.7 GB before a MemoryError."""
-    assert MAX_SHARDS == 10_000
-    assert parse_shard(f"9999/{MAX_SHARDS}") == (9999, MAX_SHARDS)
-    for spec in (f"0/{MAX_SHARDS + 1}", "1/999999999999"):
+    assert limits.SHARDS.maximum == 10_000
+    assert parse_shard("9999/10000") == (9999, 10_000)
+    for spec in ("0/10001", "1/999999999999"):
         with pytest.raises(ShardError) as info:
             parse_shard(spec)
         count = spec.split("/")[1]
-        assert str(info.value) == (f"shard {spec!r}: COUNT {count} is more than the 10,000 "
-                                   "shards a suite may be split into")
+        assert str(info.value) == (f"shard {spec!r}: COUNT={count} is above the limit: at most "
+                                   "10,000 (shards of one suite; merging their results files "
+                                   "lists the missing ones)")
     with pytest.raises(ShardError, match=r"^shard '0/9999999999999999999999999999999999\.\.\.: "):
         parse_shard("0/" + "9" * 100)

@@ -74,7 +74,7 @@ def test_check_disjoint() -> None:
 
 def test_missing_shards_are_named_a_few_and_counted() -> None:
     """Issue 23, item 16: the refusal names the first missing shards and counts the rest
-    (one line, whatever the count; the count itself is bounded by ``shard.MAX_SHARDS``)."""
+    (one line, whatever the count; the count itself is bounded by ``limits.SHARDS``)."""
     files = [(f"s{i}.json", make_provenance(
         commit="c0ffee1", branch="main", dirty=False, profiles=[], shard=(i, 40),
         run_id="run-1", host="h", started_at="2026-12-06T00:00:00Z")) for i in (0, 5)]
