@@ -5,21 +5,22 @@ before the benchmark instead of after it)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 
-def atomic_write_text(path: str | Path, text: str | Iterable[str]) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over the target.
-    ``text``: a string, or its pieces (written as they come; an exception while they are
-    made leaves the target as it was).
+def atomic_write(path: str | Path, fill: Callable[[IO[bytes]], object]) -> None:
+    """Write ``path`` atomically: ``fill`` writes the bytes into a temporary file in the same
+    directory, which is fsynced and renamed over the target (an exception while ``fill``
+    runs leaves the target as it was).
 
     The file gets the permissions of any file the user creates (mkstemp's are 0600).
     """
@@ -27,9 +28,8 @@ def atomic_write_text(path: str | Path, text: str | Iterable[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for piece in (text,) if isinstance(text, str) else text:
-                fh.write(piece)
+        with os.fdopen(fd, "wb") as fh:
+            fill(fh)
             fh.flush()
             os.fsync(fh.fileno())
         umask = os.umask(0)
@@ -39,6 +39,20 @@ def atomic_write_text(path: str | Path, text: str | Iterable[str]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str | Iterable[str]) -> None:
+    """``text`` (a string, or its pieces, written as they come) written atomically as UTF-8
+    (see ``atomic_write``)."""
+
+    def fill(fh: IO[bytes]) -> None:
+        out = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
+        for piece in (text,) if isinstance(text, str) else text:
+            out.write(piece)
+        out.flush()
+        out.detach()
+
+    atomic_write(path, fill)
 
 
 def dumps(data: Any) -> str:

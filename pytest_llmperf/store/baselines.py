@@ -48,18 +48,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ..files import atomic_write_text
+from ..files import atomic_write, atomic_write_text
 from ..reading import ReadLimitError, is_regular_file, read_bytes
 from ..values import is_finite_number
 
@@ -550,26 +548,6 @@ def encode_json(data: Any) -> bytes:
     return out
 
 
-def _atomic(path: str | Path, fill: Callable[[IO[bytes]], object]) -> None:
-    """Write ``path`` as ``files.atomic_write_text`` does (a temporary file in its directory,
-    fsync, renamed over it, the user's usual permissions), ``fill`` writing the contents."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fill(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: str | Path, data: Any) -> None:
     """``files.dumps(data)`` written atomically and streamed: memory stays that of ``data``."""
 
@@ -579,7 +557,7 @@ def write_json(path: str | Path, data: Any) -> None:
         text.flush()
         text.detach()
 
-    _atomic(path, fill)
+    atomic_write(path, fill)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -590,7 +568,7 @@ def write_text(path: str | Path, text: str) -> None:
         for start in range(0, len(text), _CHUNK * 16):
             fh.write(text[start:start + _CHUNK * 16].encode("utf-8"))
 
-    _atomic(path, fill)
+    atomic_write(path, fill)
 
 
 def _neg(iso: str) -> str:
