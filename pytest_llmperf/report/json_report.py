@@ -17,7 +17,7 @@ from ..files import atomic_write_text, dumps
 from ..shard import ShardError, parse_shard
 from ..store import gitinfo
 from ..store.profile import make_profile, profile_id
-from .provenance import RUN_ID_ENV, make_provenance
+from .provenance import RUN_ID_ENV, ci_run_id, make_provenance
 
 if TYPE_CHECKING:
     from ..results import TestRecord
@@ -48,7 +48,8 @@ def session_provenance(tests: Sequence[TestRecord], *, root: str | Path,
                        env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A session's provenance: git at ``root`` (or LLMPERF_COMMIT / LLMPERF_BRANCH), the
     profiles of ``tests``' runs, the ``--llmperf-shard`` I/N, the run id (LLMPERF_RUN_ID, else
-    one made once per ``session_key``, the session object), host and start time."""
+    the CI system's run: ``provenance.ci_run_id``, else one made once per ``session_key``, the
+    session object), host and start time."""
     env = os.environ if env is None else env
     commit, branch, dirty = gitinfo.origin(root, env)
     parsed: tuple[int, int] | None = None
@@ -57,7 +58,7 @@ def session_provenance(tests: Sequence[TestRecord], *, root: str | Path,
             parsed = parse_shard(shard)
         except ShardError:  # refused at collection already
             parsed = None
-    run_id = (env.get(RUN_ID_ENV, "").strip()
+    run_id = (env.get(RUN_ID_ENV, "").strip() or ci_run_id(env)
               or _RUN_IDS.setdefault(session_key, uuid.uuid4().hex[:16]))
     return make_provenance(
         commit=commit, branch=branch, dirty=dirty, profiles=_profiles(tests), shard=parsed,

@@ -28,6 +28,34 @@ MISSING_SHOWN = 10  # missing shards named in the refusal or the warning at most
 FIELDS = ("branch", "commit", "dirty", "host", "profiles", "run_id", "shard", "started_at")
 
 
+# What a CI system calls the run every job of one workflow or pipeline shares (matrix shards
+# included), in the order looked at: (prefix, variable, the variable of the attempt or None).
+CI_RUN_IDS: tuple[tuple[str, str, str | None], ...] = (
+    ("gh", "GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT"),  # GitHub Actions: a re-run is a new attempt
+    ("gl", "CI_PIPELINE_ID", None),  # GitLab CI
+    ("bk", "BUILDKITE_BUILD_ID", "BUILDKITE_RETRY_COUNT"),  # Buildkite
+    ("circle", "CIRCLE_WORKFLOW_ID", None),  # CircleCI
+)
+
+
+def ci_run_id(env: Mapping[str, str]) -> str | None:
+    """The run id a CI system gives every job of one run (``gh-<run>-<attempt>`` on GitHub
+    Actions, ``gl-<pipeline>`` on GitLab, ...), so that the shards of a matrix merge without
+    ``LLMPERF_RUN_ID``; None outside CI. Only letters, digits and ``-`` are kept."""
+    for prefix, name, attempt in CI_RUN_IDS:
+        value = env.get(name, "").strip()
+        if not value:
+            continue
+        parts = [prefix, value]
+        if attempt and env.get(attempt, "").strip():
+            parts.append(env[attempt].strip())
+        cleaned = "-".join("".join(c for c in p if c.isascii() and (c.isalnum() or c == "-"))
+                           for p in parts)
+        if cleaned.strip("-") and cleaned != prefix + "-":
+            return cleaned[:100]
+    return None
+
+
 class ProvenanceError(ValueError):
     """Results files that must not be merged; the one-line message names the files."""
 

@@ -14,6 +14,7 @@ import pytest
 from helpers import no_internal_traceback, results_doc
 
 from pytest_llmperf.cli import main as cli_main
+from pytest_llmperf.report.provenance import CI_RUN_IDS
 
 pytest.importorskip("git", reason="needs gitpython")
 
@@ -41,8 +42,14 @@ def shard(pytester: pytest.Pytester, llmperf_oracle: Any,
     pytester.makepyfile(test_suite=SUITE)
 
     def run(spec: str | None, run_id: str | None = "run-1", commit: str | None = "c0ffee1",
-            out: str | None = None, extra: tuple[str, ...] = ()) -> Path:
-        for name, value in (("LLMPERF_RUN_ID", run_id), ("LLMPERF_COMMIT", commit)):
+            out: str | None = None, extra: tuple[str, ...] = (),
+            ci: dict[str, str] | None = None) -> Path:
+        for _, name, attempt in CI_RUN_IDS:  # the CI system this suite may itself run on
+            for var in (name, attempt):
+                if var:
+                    monkeypatch.delenv(var, raising=False)
+        for name, value in (("LLMPERF_RUN_ID", run_id), ("LLMPERF_COMMIT", commit),
+                            *(ci or {}).items()):
             if value is None:
                 monkeypatch.delenv(name, raising=False)
             else:
@@ -154,6 +161,17 @@ def test_merges_that_do_not_belong_together_are_refused(
     a = shard("0/2", run_id=None, out="a.json")
     b = shard("1/2", run_id=None, out="b.json")
     refused([a, b], "results of different runs:", "LLMPERF_RUN_ID")
+    # ... unless a CI system names the run: the shards of a GitHub Actions matrix merge as they
+    # are (issue 26, item 5), a re-run's attempt apart.
+    gh = {"GITHUB_RUN_ID": "9876543210", "GITHUB_RUN_ATTEMPT": "2"}
+    a = shard("0/2", run_id=None, out="gh-a.json", ci=gh)
+    b = shard("1/2", run_id=None, out="gh-b.json", ci=gh)
+    merged = pytester.path / "gh-merged.json"
+    code, _, err = report(pytester.path, [a, b], capsys, "--merged", str(merged))
+    assert code == 0, err
+    assert json.loads(merged.read_text())["provenance"]["run_id"] == "gh-9876543210-2"
+    retry = shard("1/2", run_id=None, out="gh-retry.json", ci={**gh, "GITHUB_RUN_ATTEMPT": "3"})
+    refused([a, retry], "results of different runs:", "(gh-9876543210-3)")
     # Another profile: the same engine and model streaming another endpoint.
     chat = shard("1/3", out="chat.json", extra=("--llmperf-endpoint=chat",))
     refused([s0, chat, s2], "results of different profiles:", str(chat), "openai-oracle-")
