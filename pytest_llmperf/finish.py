@@ -129,7 +129,9 @@ def terminal_summary(terminalreporter: Any, tests: Sequence[Mapping[str, Any]], 
         terminalreporter.section("llmperf capacity")
         for line in capacity_lines:
             terminalreporter.write_line(line)
-    gate_section = [*gate_lines(tests, ab=ab), *save_lines]
+    root = getattr(getattr(terminalreporter, "config", None), "rootpath", None)
+    gate_section = [*gate_lines(tests, ab=ab, root=root, saving=bool(save_lines)),
+                    *save_lines]
     if gate_section:
         terminalreporter.section("llmperf baselines")
         for line in gate_section:

@@ -5,7 +5,9 @@ gate's lines per test (``gate_lines``) and the ``--llmperf-ab`` table (``ab_line
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -94,22 +96,40 @@ def render_summary(terminalreporter: Any, tests: Sequence[Test], ab: bool = Fals
     terminalreporter.write(text)
 
 
-def gate_lines(tests: Iterable[Test], ab: bool = False) -> list[str]:
+START_BASELINE_HINT = ("start one with `pytest --llmperf --llmperf-save` on a committed tree "
+                       "(`--llmperf-store` shares it between machines)")
+
+
+def _relative(text: str, root: Path | None) -> str:
+    """``text`` with the absolute ``root`` written as ``.`` (paths relative to the rootdir)."""
+    if root is None or str(root) in ("", "/", "."):
+        return text
+    return text.replace(f"{root}{os.sep}", f".{os.sep}").replace(str(root), ".")
+
+
+def gate_lines(tests: Iterable[Test], ab: bool = False, *, root: Path | None = None,
+               saving: bool = False) -> list[str]:
     """Terminal lines: per test, the comparison status and its gated or flagged metrics.
 
     Where a paired A/B decides (``ab``: an --llmperf-ab session, or a test with A/B
     verdicts) the stored gate's undecided warnings and inconclusive metrics are left out, and
-    the comparison's status line too when nothing decided remains."""
+    the comparison's status line too when nothing decided remains. Paths under ``root`` (the
+    rootdir) are shown relative to it. When no test has a baseline, for the same reason, that
+    is one line for the session, with how to start one (unless this session is ``saving``)."""
+    tests = list(tests)
+    bare = _no_baseline_message(tests, ab)
+    if bare is not None and len(tests) > 1:
+        hint = "" if saving else f"; {START_BASELINE_HINT}"
+        return [f"no baseline for any of the {len(tests)} tests - {_relative(bare, root)}{hint}"]
     lines: list[str] = []
     for test in tests:
         comp = test.get("comparison")
         paired = _paired(test, ab)
-        shown = [m for m in (comp or {}).get("metrics", None) or []
-                 if not (paired and m.get("verdict") == "inconclusive")
-                 and not (not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"))]
+        shown = _shown_metrics(comp, paired)
         if comp and (shown or not paired):
             lines.append(f"{test['nodeid']}: {comp.get('status')}"
-                         + (f" - {comp['message']}" if comp.get("message") else ""))
+                         + (f" - {_relative(comp['message'], root)}"
+                            if comp.get("message") else ""))
             for warning in [] if paired else comp.get("warnings", None) or []:
                 lines.append(f"  WARNING {warning}")
             for m in shown:
@@ -125,6 +145,25 @@ def gate_lines(tests: Iterable[Test], ab: bool = False) -> list[str]:
         for entry in test.get("ab") or []:
             lines.append(f"{test['nodeid']}: A/B {entry.get('message', '')}")
     return lines
+
+
+def _shown_metrics(comp: Mapping[str, Any] | None, paired: bool) -> list[Mapping[str, Any]]:
+    return [m for m in (comp or {}).get("metrics", None) or []
+            if not (paired and m.get("verdict") == "inconclusive")
+            and not (not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"))]
+
+
+def _no_baseline_message(tests: Sequence[Test], ab: bool) -> str | None:
+    """The message every test's comparison has when none has a baseline, for one reason, and
+    nothing else to show (no metric, warning or A/B); else None."""
+    messages = set()
+    for test in tests:
+        comp = test.get("comparison")
+        if (not comp or comp.get("status") != "no baseline" or test.get("ab")
+                or comp.get("warnings") or _shown_metrics(comp, _paired(test, ab))):
+            return None
+        messages.add(str(comp.get("message") or ""))
+    return messages.pop() if len(messages) == 1 else None
 
 
 def ab_lines(tests: Iterable[Test]) -> list[str]:

@@ -344,3 +344,26 @@ def test_runs_of_another_workload_are_not_compared(llmperf_pytester: pytest.Pyte
     comp = data["tests"][0]["comparison"]
     assert comp["status"] == "no baseline"
     assert "has no runs of this test with this workload" in comp["message"]
+
+
+def test_no_baseline_at_all_is_one_line_saying_how_to_start_one(
+        llmperf_pytester: pytest.Pytester) -> None:
+    """Issue 26, item 5: a first run (no baseline for any test) says so once for the session,
+    with the path relative to the rootdir and how to start one, not once per test."""
+    pt = llmperf_pytester
+    pt.makepyfile(test_two=TEST.format(marker="").replace("def test_chat", "def test_a")
+                  + TEST.format(marker="").replace("def test_chat", "def test_b"))
+    repo_with_test(pt)
+    res = pt.runpytest("--llmperf")
+    res.assert_outcomes(passed=3)
+    text = res.stdout.str()
+    section = text[text.index("llmperf baselines"):].splitlines()[1:]
+    lines = [ln for ln in section if ln.strip() and not ln.startswith("=")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("no baseline for any of the 3 tests - no baseline in "
+                               "./baselines for HEAD "), lines[0]
+    assert "--llmperf-save" in lines[0] and str(pt.path) not in lines[0]
+    # One test: its own line, as before.
+    res = pt.runpytest("--llmperf", "test_chat.py")
+    res.stdout.fnmatch_lines(
+        ["*test_chat.py::test_chat: no baseline - no baseline in ./baselines*"])

@@ -192,3 +192,28 @@ def test_a_bad_ab_sample_is_a_clean_input_error(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(ReportInputError, match=r"ab\[0\]\.metrics\[0\]\.change_pct"):
         load_results([path])
+
+
+def test_no_baseline_for_every_test_is_one_line_relative_to_the_root() -> None:
+    """Issue 26, item 5: one line for a session with no baseline at all."""
+    from pathlib import Path
+
+    from pytest_llmperf.report.terminal import START_BASELINE_HINT
+
+    msg = "no baseline in /work/proj/baselines for HEAD 0123456789ab or its ancestors"
+    tests = [{"nodeid": f"t.py::test_{i}", "comparison": {"status": "no baseline",
+                                                         "message": msg}} for i in range(3)]
+    root = Path("/work/proj")
+    assert gate_lines(tests, root=root) == [
+        "no baseline for any of the 3 tests - no baseline in ./baselines for HEAD "
+        f"0123456789ab or its ancestors; {START_BASELINE_HINT}"]
+    assert gate_lines(tests, root=root, saving=True)[0].endswith("or its ancestors")
+    # One test, two reasons, or a test with something else to show: a line per test.
+    assert gate_lines(tests[:1], root=root) == [
+        "t.py::test_0: no baseline - no baseline in ./baselines for HEAD 0123456789ab or its "
+        "ancestors"]
+    other = [*tests[:2], {"nodeid": "t.py::test_x",
+                          "comparison": {"status": "no baseline", "message": "other"}}]
+    assert len(gate_lines(other)) == 3
+    compared = [*tests[:2], {"nodeid": "t.py::test_y", "comparison": {"status": "compared"}}]
+    assert len(gate_lines(compared)) == 3
