@@ -6,15 +6,19 @@ before the benchmark instead of after it)."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .settings import Settings
+
+WRITE_SLICE = 1 << 20  # characters of a string written at once
+JSON_BATCH = 4096  # encoder tokens joined into one piece
 
 
 def atomic_write(path: str | Path, fill: Callable[[IO[bytes]], object]) -> None:
@@ -47,7 +51,10 @@ def atomic_write_text(path: str | Path, text: str | Iterable[str]) -> None:
 
     def fill(fh: IO[bytes]) -> None:
         out = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
-        for piece in (text,) if isinstance(text, str) else text:
+        # A long string is written in slices, so its bytes are never one more copy of it.
+        pieces = ((text[i:i + WRITE_SLICE] for i in range(0, len(text), WRITE_SLICE))
+                  if isinstance(text, str) else text)
+        for piece in pieces:
             out.write(piece)
         out.flush()
         out.detach()
@@ -57,6 +64,17 @@ def atomic_write_text(path: str | Path, text: str | Iterable[str]) -> None:
 
 def dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=True, indent=1, allow_nan=False) + "\n"
+
+
+def dumps_pieces(data: Any, *, newline: bool = True) -> Iterator[str]:
+    """``dumps(data)`` (without its final newline when not ``newline``), the same text in
+    pieces: the encoder's tokens joined ``JSON_BATCH`` at a time, so neither the whole text
+    nor the token list ``json.dumps`` keeps is ever held."""
+    pieces = json.JSONEncoder(sort_keys=True, indent=1, allow_nan=False).iterencode(data)
+    while batch := list(itertools.islice(pieces, JSON_BATCH)):
+        yield "".join(batch)
+    if newline:
+        yield "\n"
 
 
 class ReportPathError(ValueError):

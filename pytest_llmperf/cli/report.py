@@ -13,14 +13,19 @@ are not the shards of one run, or two files holding the same test: see
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..files import ReportPathError, atomic_write_text, check_path, dumps, os_reason
+from ..files import (
+    ReportPathError,
+    atomic_write_text,
+    check_path,
+    dumps,
+    dumps_pieces,
+    os_reason,
+)
 from ..report.html import html_chunks
 from ..report.markdown import render_markdown
 from ..report.provenance import ProvenanceError
@@ -83,7 +88,6 @@ def merged_document(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _TESTS_MARK = '\n "tests": []'
-MERGED_BATCH = 4096  # encoder pieces joined into one write
 
 
 def merged_chunks(header: Mapping[str, Any], tests: Iterable[Any]) -> Iterator[str]:
@@ -92,16 +96,13 @@ def merged_chunks(header: Mapping[str, Any], tests: Iterable[Any]) -> Iterator[s
     the tests in memory, when ``tests`` reads them file by file)."""
     head, tail = dumps(merged_document({**header, "tests": []})).split(_TESTS_MARK)
     yield head + _TESTS_MARK[:-1]  # '... "tests": ['; in JSON strings quotes are escaped
-    encoder = json.JSONEncoder(sort_keys=True, indent=1, allow_nan=False)
     first = True
     for test in tests:
         yield "\n  " if first else ",\n  "
         first = False
         # Newlines only start the indentation (JSON strings escape theirs): two levels more.
-        # The encoder's pieces are tiny: joined a few thousand at a time.
-        pieces = encoder.iterencode(test)
-        while batch := list(itertools.islice(pieces, MERGED_BATCH)):
-            yield "".join(batch).replace("\n", "\n  ")
+        for piece in dumps_pieces(test, newline=False):
+            yield piece.replace("\n", "\n  ")
     yield ("]" if first else "\n ]") + tail
 
 

@@ -64,6 +64,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..files import atomic_write_text
 from ..reading import MAX_FILE_ENV, max_file_bytes
 from . import gitinfo
 from .baselines import (
@@ -81,7 +82,6 @@ from .baselines import (
     read_file,
     text_of,
     write_json,
-    write_text,
 )
 
 if TYPE_CHECKING:
@@ -335,7 +335,7 @@ def merge_file(local: BaselineStore, src: Source, out: Transfer) -> None:
                 merged = _normal(got.baseline)
                 added = merged.n_runs
                 if got.raw is not None and added == got.baseline.n_runs:
-                    write_text(path, got.raw)
+                    atomic_write_text(path, got.raw)
                 else:
                     write_json(path, merged.to_dict())
         except OSError as exc:
@@ -930,7 +930,7 @@ class GitBranchStore(Store):
         if added == 0:
             return False
         if have is None and got.raw is not None and merged.n_runs == got.baseline.n_runs:
-            write_text(target, got.raw)
+            atomic_write_text(target, got.raw)
         else:
             write_json(target, merged.to_dict())
         out.files.append((src.rel, added))

@@ -55,9 +55,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ..files import atomic_write, atomic_write_text
+from ..files import atomic_write_text, dumps_pieces
 from ..reading import ReadLimitError, is_regular_file, read_bytes
 from ..values import is_finite_number
 
@@ -518,30 +518,12 @@ def is_empty(path: Path) -> bool:
         return False
 
 
-_CHUNK = 1 << 16  # characters written at once
-
-
-def _dump(data: Any, fh: IO[str]) -> None:
-    """``files.dumps(data)`` written to ``fh`` piece by piece."""
-    encoder = json.JSONEncoder(sort_keys=True, indent=1, allow_nan=False)
-    pending: list[str] = []
-    size = 0
-    for piece in encoder.iterencode(data):
-        pending.append(piece)
-        size += len(piece)
-        if size >= _CHUNK:
-            fh.write("".join(pending))
-            pending.clear()
-            size = 0
-    pending.append("\n")
-    fh.write("".join(pending))
-
-
 def encode_json(data: Any) -> bytes:
     """``files.dumps(data)`` as UTF-8 bytes, without the token list ``json.dumps`` keeps."""
     buf = io.BytesIO()
     text = io.TextIOWrapper(buf, encoding="utf-8", newline="\n")
-    _dump(data, text)
+    for piece in dumps_pieces(data):
+        text.write(piece)
     text.flush()
     out = buf.getvalue()
     text.detach()
@@ -550,25 +532,7 @@ def encode_json(data: Any) -> bytes:
 
 def write_json(path: str | Path, data: Any) -> None:
     """``files.dumps(data)`` written atomically and streamed: memory stays that of ``data``."""
-
-    def fill(fh: IO[bytes]) -> None:
-        text = io.TextIOWrapper(fh, encoding="utf-8", newline="\n")
-        _dump(data, text)
-        text.flush()
-        text.detach()
-
-    atomic_write(path, fill)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """``text`` written atomically as UTF-8 (a baseline file copied as it is), encoded a piece
-    at a time."""
-
-    def fill(fh: IO[bytes]) -> None:
-        for start in range(0, len(text), _CHUNK * 16):
-            fh.write(text[start:start + _CHUNK * 16].encode("utf-8"))
-
-    atomic_write(path, fill)
+    atomic_write_text(path, dumps_pieces(data))
 
 
 def _neg(iso: str) -> str:
