@@ -21,7 +21,7 @@ from typing import Any
 from .. import reading
 from ..files import os_reason
 from ..formatting import display, pct
-from ..metric_table import SERVER_METRICS, TREND_METRICS, higher_is_better
+from ..metric_table import SECTIONS, TREND_METRICS, Section, higher_is_better
 from ..results import SCHEMA as RESULTS_SCHEMA
 from ..results import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from ..run.metrics import RecordError, RequestRecord, latency_series, percentile, turn_ttfts
@@ -501,11 +501,12 @@ class TestView:
     turns_plot: str = ""
 
     @property
-    def server_metrics(self) -> list[tuple[str, str]]:
-        """The server's own figures (key, label) that some run measured, in table order
-        (empty: the engine exposed no metrics, and the page shows no table for them)."""
-        return [(key, label) for key, label in SERVER_METRICS
-                if any(s.get(key) is not None for s in self.summaries)]
+    def sections(self) -> list[tuple[Section, tuple[tuple[str, str], ...]]]:
+        """The optional tables (metric_table.SECTIONS: the server's own figures, the open
+        loop's from the schedule...) with the columns (key, label) some run measured; a
+        section no run has is left out (the page shows no table for it)."""
+        return [(section, columns) for section in SECTIONS
+                if (columns := section.present(self.summaries))]
 
     @property
     def checks_passed(self) -> int:

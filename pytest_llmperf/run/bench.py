@@ -19,7 +19,7 @@ from .energy import EnergyMeter
 from .gpu import GPUSampler
 from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
 from .memory import PeakRSS
-from .metrics import RunResult, summarize
+from .metrics import RunResult, summarize, understatement
 from .workload import Workload, build_prompts
 
 T = TypeVar("T")
@@ -41,6 +41,9 @@ def client_warnings(result: RunResult, stamps_on_loop: bool = True) -> list[str]
             f"the load generator fell behind: event-loop lag / send delay p99 {lag:.1f} ms "
             f"against a TTFT p50 of {ttft:.1f} ms; latencies include client overhead"
         )
+    hidden = understatement(s)
+    if hidden:
+        out.append(hidden)
     mismatched = [
         r for r in result.samples
         if r.ok and r.client_token_count is not None and r.output_tokens is not None
