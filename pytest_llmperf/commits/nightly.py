@@ -34,7 +34,6 @@ entry is checked; a state that cannot be read or holds a bad entry is refused wh
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,6 +49,7 @@ from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT, alpha_problem
 from ..files import atomic_write_text, dumps, os_reason
 from ..metric_table import DEFAULT_GATED, higher_is_better
 from ..redact import redact_argv
+from ..run.workload import workload_key
 from ..store import gitinfo
 from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
 from ..store.keys import canonical_keys
@@ -260,10 +260,6 @@ def first_parent(repo: Path, limit: int = MAX_COMMITS) -> list[tuple[str, str]]:
     return out
 
 
-def _workload(run: Mapping[str, Any]) -> str:
-    return json.dumps(run.get("workload", {}), sort_keys=True, default=str)
-
-
 def build_series(store: BaselineStore, history: Sequence[tuple[str, str]],
                  profile: str | None = None) -> tuple[list[Series], list[str],
                                                       dict[str, list[str] | None]]:
@@ -304,13 +300,13 @@ def build_series(store: BaselineStore, history: Sequence[tuple[str, str]],
         for nodeid in sorted(set(spelling.values())):
             with_runs = [b for b in loaded if runs_of(b, nodeid)]
             newest = runs_of(with_runs[-1], nodeid)
-            wl = _workload(newest[-1])
+            wl = workload_key(newest[-1])
             args_of[f"{pid}\0{nodeid}"] = run_args(newest[-1])
             metrics = list(DEFAULT_GATED)
             for b in with_runs:
                 for run in runs_of(b, nodeid):
                     metrics += [m for m in run_gated(run) if m not in metrics]
-            per_commit = [(b, [r for r in runs_of(b, nodeid) if _workload(r) == wl])
+            per_commit = [(b, [r for r in runs_of(b, nodeid) if workload_key(r) == wl])
                           for b in with_runs]
             left_out = sum(1 for _, runs in per_commit if not runs)
             for metric in metrics:

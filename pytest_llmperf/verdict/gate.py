@@ -33,7 +33,6 @@ a regression or undecided, the test is also compared with the last clean baselin
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +45,7 @@ from ..decision import alpha_problem
 from ..formatting import num
 from ..metric_table import DEFAULT_GATED, higher_is_better
 from ..run.metrics import RunResult
+from ..run.workload import workload_key
 from ..store import gitinfo
 from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
 from ..store.keys import TestKey
@@ -195,10 +195,6 @@ def _undefined_here(metric: str, runs: Sequence[Mapping[str, Any]]) -> bool:
     one read, ``tpot_undefined``): compared (inconclusive, no value), not skipped."""
     return metric.startswith("tpot_") and any(
         (run_value(r, "tpot_undefined") or 0) > 0 for r in runs)
-
-
-def _workload_key(run: Mapping[str, Any]) -> str:
-    return json.dumps(run.get("workload", {}), sort_keys=True, default=str)
 
 
 def stored_gate(baseline: Baseline, nodeid: str | TestKey) -> str | None:
@@ -613,8 +609,8 @@ class Gate:
         pid = profile_id(profile)
         current = [d for d in dicts if make_profile(d.get("engine", {})) == profile]
         # Runs of another workload in the same test are not data points of this one.
-        wl = _workload_key(current[0])
-        current = [d for d in current if _workload_key(d) == wl]
+        wl = workload_key(current[0])
+        current = [d for d in current if workload_key(d) == wl]
         key = self.test_key(nodeid, path)
         out: dict[str, Any] = {"baseline_commit": None, "profile_id": pid,
                                "alpha": self.alpha, "metrics": [], "warnings": [],
@@ -668,14 +664,14 @@ class Gate:
                                "metrics": [], "warnings": []}
         stored = key.find(base.tests)
         all_runs = base.runs(stored) if stored is not None else []
-        base_runs = [r for r in all_runs if _workload_key(r) == wl]
+        base_runs = [r for r in all_runs if workload_key(r) == wl]
         if not base_runs:
             what = "this test" if not all_runs else "this test with this workload"
             out.update(status="no baseline",
                        message=f"baseline {base.commit[:12]} has no runs of {what}"
                                + ("" if stored is not None else f" ({key.key})"))
             return out
-        hist = [[r for r in _runs_of(b, key) if _workload_key(r) == wl] for b in history]
+        hist = [[r for r in _runs_of(b, key) if workload_key(r) == wl] for b in history]
         hist = [h for h in hist if h]
         verdicts = compare_runs(thresholds, base_runs, current, hist, alpha=self.alpha)
         out["metrics"] = [v.to_dict() for v in verdicts]
@@ -705,7 +701,7 @@ class Gate:
         for i, b in enumerate(history):
             if b.commit == base.commit or stored_gate(b, key) in UNCLEAN:
                 continue
-            if not any(_workload_key(r) == wl for r in _runs_of(b, key)):
+            if not any(workload_key(r) == wl for r in _runs_of(b, key)):
                 continue
             found = self._compare_with(b, history[i:], key, wl, current, thresholds)
             found["gate"] = comparison_gate(found)
