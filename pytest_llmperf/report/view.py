@@ -28,6 +28,7 @@ from ..run.metrics import RecordError, RequestRecord, latency_series, percentile
 from ..store.baselines import Baseline, BaselineStore
 from ..store.keys import TestKey
 from ..values import is_finite_number
+from ..verdict.attribution import attribution_lines
 from ..verdict.thresholds import THRESHOLDS, Thresholds
 from . import plots
 from .provenance import (
@@ -499,6 +500,8 @@ class TestView:
     # Multi-turn runs: per-session figures and per-turn rows, and TTFT by turn as a plot.
     multi_turn: list[MultiTurnView] = field(default_factory=list)
     turns_plot: str = ""
+    # What moved with a regression (verdict/attribution.py), as the terminal's lines.
+    attribution: list[str] = field(default_factory=list)
 
     @property
     def sections(self) -> list[tuple[Section, tuple[tuple[str, str], ...]]]:
@@ -849,6 +852,9 @@ def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots
         gate=str(comp.get("gate") or ""),
         ab=[dict(a) for a in test.get("ab") or [] if isinstance(a, Mapping)],
         capacity=[dict(c) for c in test.get("capacity") or [] if isinstance(c, Mapping)],
+        attribution=[line.strip() for line in attribution_lines(
+            comp.get("attribution") if isinstance(comp.get("attribution"), Mapping) else None
+        )[1:]],
     )
     if view.ab:  # the paired A/B decides: the stored gate's one-run noise is left out
         view.hidden_inconclusive = sum(1 for r in rows if r.verdict == "inconclusive")

@@ -6,9 +6,10 @@ pure. ``Prompt`` and ``Tokenizer`` belong to the engine interface and are re-exp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,21 @@ def comparable(workload: Mapping[str, Any]) -> dict[str, Any]:
                 for f in fields(Workload)}
     return {key: value for key, value in workload.items()
             if not (key in defaults and value == defaults[key])}
+
+
+def prompts_digest(prompts: Iterable[Prompt]) -> str:
+    """A short digest of the requests a run sends, in order: each prompt's text, its token ids
+    when built by us, and the output length asked (``Prompt``); stored with the run
+    (``client.prompts_digest``) so that a comparison sees a changed dataset, trace or
+    tokenizer (verdict/attribution.py)."""
+    h = hashlib.sha256()
+    for p in prompts:
+        h.update(json.dumps([p.text, list(p.token_ids) if p.token_ids is not None else None,
+                             p.output_tokens,
+                             [list(m) for m in p.messages] if p.messages else None],
+                            separators=(",", ":")).encode())
+        h.update(b"\n")
+    return "sha256:" + h.hexdigest()[:16]
 
 
 def workload_key(run: Mapping[str, Any]) -> str:
