@@ -84,6 +84,7 @@ def test_a_changed_prompts_file_is_a_changed_workload(
     prompts.write_text('{"prompt": "delta echo foxtrot golf", "output_tokens": 4}\n')
     commit_all(repo, "other prompts")
     res, data = session(repo, oracle.url)
+    res.assert_outcomes(passed=1)
     comp = data["tests"][0]["comparison"]
     assert comp["status"] == "workload changed"
     assert comp["workload_changes"] == [
