@@ -65,6 +65,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("multi_token_chunks", "multi-token chunks", "", None),
     # Answers of several tokens that arrived in one read (E2E == TTFT): TPOT undefined.
     Metric("tpot_undefined", "TPOT undefined", "", None),
+    # Reasoning and answer phases (issue 24; run/reasoning.py): None unless some answer of
+    # the run streamed thinking. TTFA: time to the first answer token (aiperf's TTFO).
+    *(_latency("ttfa", stat) for stat in STATS),
+    Metric("itl_reasoning_p50_ms", "ITL reasoning p50 ms", "ms", "lower"),
+    Metric("itl_reasoning_p99_ms", "ITL reasoning p99 ms", "ms", "lower"),
+    Metric("itl_answer_p50_ms", "ITL answer p50 ms", "ms", "lower"),
+    Metric("itl_answer_p99_ms", "ITL answer p99 ms", "ms", "lower"),
+    Metric("reasoning_tokens_mean", "reasoning tok/req", "", "lower"),
+    Metric("reasoning_tokens_total", "reasoning tokens", "", None),
 )
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
 
@@ -91,6 +100,14 @@ SERVER_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label) for k i
 # Energy and cost: a column of the compact tables only when some run has them (absent without
 # a readable energy counter or a --llmperf-cost-per-hour).
 OPTIONAL_KEYS: tuple[str, ...] = ("energy_j_per_token", "usd_per_mtok")
+# Reasoning and answer phases (issue 24): the per-test table of runs that streamed thinking
+# (HTML), the first two also columns of the compact tables when some run has them.
+REASONING_KEYS: tuple[str, ...] = (
+    "ttfa_p50_ms", "reasoning_tokens_mean", *(f"ttfa_{stat}_ms" for stat in STATS[1:]),
+    "itl_reasoning_p50_ms", "itl_reasoning_p99_ms", "itl_answer_p50_ms", "itl_answer_p99_ms",
+    "reasoning_tokens_total")
+REASONING_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
+                                                       for k in REASONING_KEYS)
 OPTIONAL_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
                                                       for k in OPTIONAL_KEYS)
 # The trend plots (the default gated metrics).
@@ -104,9 +121,11 @@ assert tuple(m.key for m in METRICS if m.gated) == DEFAULT_GATED
 
 def with_optional(columns: tuple[tuple[str, str], ...],
                   summaries: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """``columns`` and the optional metrics (energy, cost) that some summary has."""
+    """``columns`` and the optional metrics (energy, cost; TTFA p50 and reasoning tokens per
+    request) that some summary has."""
     rows = list(summaries)
-    return columns + tuple((k, label) for k, label in OPTIONAL_METRICS
+    return columns + tuple((k, label) for k, label in (*OPTIONAL_METRICS,
+                                                       *REASONING_METRICS[:2])
                            if any(s.get(k) is not None for s in rows))
 
 

@@ -72,6 +72,7 @@ from .base import (
 )
 from .blocking_http import FetchError, fetch
 from .http_client import Client, HTTPError
+from .reasoning import count_reasoning, reasoning_delta, usage_reasoning
 from .server_metrics import scrape
 from .servers import start_server_from_settings
 from .sse import chunk_tokens, spread
@@ -241,6 +242,10 @@ class _SSEParser:
         "texts",
         "times",
         "usage_total",
+        # reasoning (engines/reasoning.py): which chunks, their text, the server's count
+        "reasoning_idx",
+        "reasoning_texts",
+        "usage_reasoning",
     )
 
     def __init__(self, chat: bool, max_tokens: int, prompt_tokens: int) -> None:
@@ -254,6 +259,9 @@ class _SSEParser:
         self.done = False
         self.pieces: list[bytes] = []  # the line begun and not yet ended, as received
         self.held = 0  # its length
+        self.reasoning_idx: list[int] = []  # the chunks that carried reasoning and no answer
+        self.reasoning_texts: list[str] = []  # every chunk's reasoning text (when it had some)
+        self.usage_reasoning: int | None = None  # completion_tokens_details.reasoning_tokens
 
     def body(self, t: int, data: bytes) -> None:
         if not self.held and data[:5] == b"data:" and data.find(b"\n") == len(data) - 2 \
@@ -324,7 +332,16 @@ class _SSEParser:
                         f"went down from {self.prev_usage} to {total}")
             self.prev_usage = total
             self.usage_total = total
+            thought_tokens = usage_reasoning(usage, total)
+            if thought_tokens is not None:
+                self.usage_reasoning = thought_tokens
         if carries:
+            if self.chat:  # reasoning and answer phases (engines/reasoning.py)
+                thought, answer = reasoning_delta(obj)
+                if thought:
+                    self.reasoning_texts.append(thought)
+                    if not answer:
+                        self.reasoning_idx.append(len(self.times))
             self.times.append(t)
             self.texts.append(text)
             self.hints.append(hint)
@@ -702,10 +719,20 @@ class OpenAIEngine(Engine):
             n, source = len(tok.tokenize(full, add_special=False)), "tokenizer"
         else:
             n, source = len(times), "chunks"
-        for t, k in zip(times, spread(n, texts, hints), strict=True):
+        counts = spread(n, texts, hints)
+        for t, k in zip(times, counts, strict=True):
             on_chunk(t, k)
+        local = tok if tok is not None and getattr(tok, "local", False) else None
+        thought = count_reasoning(
+            parser.reasoning_idx, parser.reasoning_texts, counts, parser.usage_reasoning,
+            None if local is None else lambda text: len(local.tokenize(text, add_special=False)))
+        if thought is None:
+            return Generation(output_tokens=n, source=source, client_token_count=client_count,
+                              text=full)
         return Generation(output_tokens=n, source=source, client_token_count=client_count,
-                          text=full)
+                          text=full, reasoning_chunks=thought.chunks,
+                          reasoning_tokens=thought.tokens,
+                          reasoning_tokens_source=thought.source)
 
 
     def close(self) -> None:
