@@ -337,11 +337,11 @@ class _SSEParser:
                 self.usage_reasoning = thought_tokens
         if carries:
             if self.chat:  # reasoning and answer phases (engines/reasoning.py)
-                thought, answer = reasoning_delta(obj)
+                thought, thinking = reasoning_delta(obj)
                 if thought:
                     self.reasoning_texts.append(thought)
-                    if not answer:
-                        self.reasoning_idx.append(len(self.times))
+                if thinking:
+                    self.reasoning_idx.append(len(self.times))
             self.times.append(t)
             self.texts.append(text)
             self.hints.append(hint)

@@ -10,9 +10,10 @@ of either (vLLM's definition), the time to the first answer token (TTFA) the fir
 chunk's.
 
 Reasoning tokens come from the server's ``usage.completion_tokens_details.reasoning_tokens``
-where it gives them (vLLM with a reasoning parser, OpenAI), else from a local tokenizer on the
-reasoning text, else from the chunks (the per-chunk token counts of the reasoning chunks); the
-source is recorded. Pure functions, no I/O.
+where it gives them (vLLM with a reasoning parser, OpenAI) and they are not fewer than the
+reasoning chunks seen, else from a local tokenizer on the reasoning text, else from the chunks
+(the per-chunk token counts of the reasoning chunks); the source is recorded. Pure functions,
+no I/O.
 """
 
 from __future__ import annotations
@@ -28,18 +29,24 @@ REASONING_FIELDS: tuple[str, ...] = ("reasoning", "reasoning_content")
 
 
 def reasoning_delta(obj: Mapping[str, Any]) -> tuple[str, bool]:
-    """(reasoning text, carries answer text) of a chat event's first choice's delta: its
-    ``reasoning`` (else ``reasoning_content``) text, "" when it has none, and whether it
-    carries ``content`` text too (then the chunk belongs to the answer)."""
+    """(reasoning text, is a reasoning chunk) of a chat event's first choice's delta: its
+    ``reasoning`` (else ``reasoning_content``) text ("" when it has none), and whether the
+    chunk is thinking: a reasoning field holding a string (an empty one too: a token whose
+    bytes do not make a character yet) and no ``content`` text (with some, the chunk belongs
+    to the answer)."""
     choices = obj.get("choices")
     if not choices or type(choices) is not list or type(choices[0]) is not dict:
         return "", False
     delta = choices[0].get("delta")
     if type(delta) is not dict:
         return "", False
-    text = delta.get("reasoning") or delta.get("reasoning_content")
-    content = delta.get("content")
-    return (text if isinstance(text, str) else ""), bool(content)
+    text = delta.get("reasoning")
+    if not isinstance(text, str) or not text:
+        other = delta.get("reasoning_content")
+        text = other if isinstance(other, str) else text
+    if not isinstance(text, str):
+        return "", False
+    return text, not delta.get("content")
 
 
 def usage_reasoning(usage: Mapping[str, Any], completion_tokens: int) -> int | None:
@@ -81,7 +88,10 @@ def count_reasoning(
     order), the reasoning text of every chunk that had some (``texts``), the tokens each chunk
     carried (``per_chunk``), the server's count (``usage_tokens``) and a local tokenizer's
     counter (``tokenize``); None when the answer had no reasoning (no reasoning chunk and no
-    reasoning token in ``usage``)."""
+    reasoning token in ``usage``). A server's count below the reasoning chunks seen (each
+    carries a token at least) is not used: vLLM counts only the tokens after a ``<think>`` it
+    generated, so a chat template that opens the answer with ``<think>`` (DeepSeek-R1-0528,
+    Qwen3) has it report 0."""
     if not indices and not usage_tokens:
         return None
     leading = 0
@@ -89,7 +99,7 @@ def count_reasoning(
         if i != leading:
             break
         leading += 1
-    if usage_tokens is not None:
+    if usage_tokens is not None and usage_tokens >= len(indices):
         return Reasoning(leading, usage_tokens, "usage")
     if tokenize is not None:
         return Reasoning(leading, tokenize("".join(texts)), "tokenizer")

@@ -21,7 +21,7 @@ from typing import Any
 from .. import reading
 from ..files import os_reason
 from ..formatting import display, pct
-from ..metric_table import SERVER_METRICS, TREND_METRICS, higher_is_better
+from ..metric_table import REASONING_METRICS, SERVER_METRICS, TREND_METRICS, higher_is_better
 from ..results import SCHEMA as RESULTS_SCHEMA
 from ..results import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from ..run.metrics import RecordError, RequestRecord, latency_series, percentile, turn_ttfts
@@ -506,6 +506,15 @@ class TestView:
         (empty: the engine exposed no metrics, and the page shows no table for them)."""
         return [(key, label) for key, label in SERVER_METRICS
                 if any(s.get(key) is not None for s in self.summaries)]
+
+    @property
+    def reasoning_metrics(self) -> list[tuple[str, str]]:
+        """Reasoning and answer phases (issue 24): TTFA, ITL per phase and reasoning tokens
+        (key, label) when some run streamed thinking (empty: no table)."""
+        if not any(s.get("ttfa_p50_ms") is not None or s.get("reasoning_tokens_total")
+                   for s in self.summaries):
+            return []
+        return list(REASONING_METRICS)
 
     @property
     def checks_passed(self) -> int:
