@@ -11,7 +11,9 @@ without it, from ``max_tokens`` when the server says it stopped for length (unle
 tokenizer counts well fewer: a context that filled up), else from a local tokenizer, else the
 chunk count; the source is recorded. Per-chunk token counts come from
 per-chunk usage (vLLM's ``continuous_usage_stats``) or logprobs when present, else the
-authoritative count is spread over the chunks by their text length.
+authoritative count is spread over the chunks by their text length. Chat streams that carry
+thinking (``reasoning`` / ``reasoning_content`` deltas) are split into a reasoning and an answer
+phase, with the reasoning tokens counted (``reasoning``).
 
 Every failure becomes a ``RequestError`` with a kind: ``http_<status>``, ``timeout``,
 ``connection``, ``dropped``, ``malformed_sse``, ``stream_error``, ``incomplete``, ``bad_usage``
@@ -239,13 +241,12 @@ class _SSEParser:
         "pieces",
         "prev_usage",
         "prompt_tokens",
+        "reasoning_idx",  # reasoning (engines/reasoning.py): which chunks, their text,
+        "reasoning_texts",
         "texts",
         "times",
+        "usage_reasoning",  # and the server's count
         "usage_total",
-        # reasoning (engines/reasoning.py): which chunks, their text, the server's count
-        "reasoning_idx",
-        "reasoning_texts",
-        "usage_reasoning",
     )
 
     def __init__(self, chat: bool, max_tokens: int, prompt_tokens: int) -> None:

@@ -17,7 +17,9 @@ counts, a tokenize endpoint that never answers, answers a byte at a time
 (``drip_paths``), a port that does not speak HTTP (``not_http``), a huge response header, a
 huge streamed event). With ``metrics=True`` it serves
 vLLM's Prometheus metrics on ``/metrics`` (prefix cache, KV-cache usage, preemptions,
-speculative decoding), moving by known amounts per request (``_OracleMetrics``). Raw
+speculative decoding), moving by known amounts per request (``_OracleMetrics``). With
+``reasoning_tokens=N`` its chat answers stream their first N tokens as reasoning deltas
+(``reasoning_field``), so TTFA - TTFT is exactly N * ``itl_ms``. Raw
 asyncio, HTTP/1.1 keep-alive with chunked transfer encoding: nothing heavy between the
 schedule and the socket.
 
@@ -600,9 +602,10 @@ class _Oracle:
         if cfg.usage and opts.get("include_usage"):
             completion = (n_out + cfg.usage_offset if cfg.usage_tokens is None
                           else cfg.usage_tokens)
-            usage = {"prompt_tokens": n_prompt, "completion_tokens": completion,
-                     "total_tokens": (n_prompt + completion if isinstance(completion, int)
-                                      else completion)}
+            usage: dict[str, Any] = {
+                "prompt_tokens": n_prompt, "completion_tokens": completion,
+                "total_tokens": (n_prompt + completion if isinstance(completion, int)
+                                 else completion)}
             if chat and cfg.reasoning_tokens > 0 and cfg.reasoning_usage:
                 usage["completion_tokens_details"] = {
                     "reasoning_tokens": min(cfg.reasoning_tokens, n_out)}

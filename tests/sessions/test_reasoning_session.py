@@ -17,8 +17,8 @@ import statistics
 import pytest
 
 from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.metric_table import REASONING_KEYS
+from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.metrics import RunResult
 from pytest_llmperf.run.workload import Workload
 from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer

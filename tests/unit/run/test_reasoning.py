@@ -27,7 +27,8 @@ def rec(index: int, chunks_ms: list[float], reasoning: int = 0, tokens: list[int
     return RequestRecord(
         index=index, prompt_tokens=4, send_ns=int(send_ms * MS),
         chunk_ns=[int(c * MS) for c in chunks_ms], chunk_tokens=tokens,
-        done_ns=int(chunks_ms[-1] * MS) if chunks_ms else None, output_tokens=sum(tokens), reasoning_chunks=reasoning,
+        done_ns=int(chunks_ms[-1] * MS) if chunks_ms else None, output_tokens=sum(tokens),
+        reasoning_chunks=reasoning,
         reasoning_tokens=reasoning_tokens if reasoning_tokens is not None
         else (sum(tokens[:reasoning]) if reasoning else None),
         reasoning_tokens_source="usage" if reasoning else None)
