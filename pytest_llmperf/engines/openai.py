@@ -730,8 +730,11 @@ class OpenAIEngine(Engine):
         if thought is None:
             return Generation(output_tokens=n, source=source, client_token_count=client_count,
                               text=full)
+        # The answer's text alone: what a conversation's history and accuracy scoring take.
+        thinking = set(parser.reasoning_idx)
+        answer = "".join(x for i, x in enumerate(texts) if i not in thinking)
         return Generation(output_tokens=n, source=source, client_token_count=client_count,
-                          text=full, reasoning_chunks=thought.chunks,
+                          text=answer, reasoning_chunks=thought.chunks,
                           reasoning_tokens=thought.tokens,
                           reasoning_tokens_source=thought.source)
 

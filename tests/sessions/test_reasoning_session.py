@@ -131,3 +131,37 @@ def test_a_session_gates_on_ttfa_and_reports_it(pytester: pytest.Pytester,
     assert "Reasoning and answer phases" in page and 'data-metric="ttfa_p95_ms"' in page
     text = md.read_text()
     assert "TTFA p50 ms" in text and "reasoning tok/req" in text
+
+
+def test_a_conversations_history_keeps_the_answer_not_the_thinking() -> None:
+    # The oracle's answer words run from WORDS[0]: the first N are thinking, the rest content.
+    cfg = OracleConfig(ttft_ms=5, itl_ms=2, reasoning_tokens=3, reasoning_field="reasoning")
+    with OracleServer(cfg) as oracle:
+        engine = OpenAIEngine(oracle.url, chat=True)
+        try:
+            result = run_benchmark(engine, Workload(input_tokens=6, output_tokens=5, requests=1,
+                                                    warmup=0, turns=2, chat=True))
+        finally:
+            engine.close()
+        bodies = [log.body for log in oracle.logs]
+    assert result.summary["errors"] == 0
+    assert [r.reasoning_chunks for r in result.samples] == [3, 3]
+    assistant = [m["content"] for m in bodies[1]["messages"] if m["role"] == "assistant"]
+    tok = WordTokenizer()
+    assert [a.split() for a in assistant] == [tok.detokenize([5, 6]).split()]  # WORDS[3:5]
+
+
+def test_load_workers_carry_the_reasoning_fields() -> None:
+    cfg = OracleConfig(ttft_ms=TTFT, itl_ms=ITL, reasoning_tokens=N)
+    with OracleServer(cfg) as oracle:
+        engine = OpenAIEngine(oracle.url, chat=True)
+        try:
+            result = run_benchmark(engine, Workload(input_tokens=8, output_tokens=OUT,
+                                                    requests=6, concurrency=4, warmup=0,
+                                                    chat=True), load_workers=2)
+        finally:
+            engine.close()
+    assert result.client["load_workers"] == 2
+    assert [(r.reasoning_chunks, r.reasoning_tokens, r.reasoning_tokens_source)
+            for r in result.samples] == [(N, N, "usage")] * 6
+    assert abs(result.summary["ttfa_p50_ms"] - result.summary["ttft_p50_ms"] - N * ITL) < TOL_MS
