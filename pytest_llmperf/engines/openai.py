@@ -337,7 +337,9 @@ class _SSEParser:
             if thought_tokens is not None:
                 self.usage_reasoning = thought_tokens
         if carries:
-            if self.chat:  # reasoning and answer phases (engines/reasoning.py)
+            # Reasoning and answer phases (engines/reasoning.py); the byte test keeps the
+            # cost off plain answers' chunks.
+            if self.chat and b"reasoning" in raw:
                 thought, thinking = reasoning_delta(obj)
                 if thought:
                     self.reasoning_texts.append(thought)

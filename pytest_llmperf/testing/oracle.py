@@ -725,11 +725,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="milliseconds between the bytes of a dripped answer")
     p.add_argument("--not-http", action="store_true",
                    help="answer every request with an SSH banner (hostile mode)")
+    p.add_argument("--reasoning-tokens", type=int, default=0,
+                   help="chat answers: the first N tokens are reasoning deltas")
+    p.add_argument("--reasoning-field", default="reasoning_content",
+                   choices=("reasoning_content", "reasoning"),
+                   help="the delta field reasoning is sent in")
     args = p.parse_args(argv)
     cfg = OracleConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
                        tokens_per_chunk=args.tokens_per_chunk, api_key=args.api_key,
                        metrics=args.metrics, slots=args.slots, drip_paths=tuple(args.drip),
-                       drip_ms=args.drip_ms, not_http=args.not_http)
+                       drip_ms=args.drip_ms, not_http=args.not_http,
+                       reasoning_tokens=args.reasoning_tokens,
+                       reasoning_field=args.reasoning_field)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg, args.port))
     sys.exit(0)
