@@ -21,13 +21,14 @@ from typing import Any
 from .. import reading
 from ..files import os_reason
 from ..formatting import display, pct
-from ..metric_table import REASONING_METRICS, SERVER_METRICS, TREND_METRICS, higher_is_better
+from ..metric_table import SECTIONS, TREND_METRICS, Section, higher_is_better
 from ..results import SCHEMA as RESULTS_SCHEMA
 from ..results import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
 from ..run.metrics import RecordError, RequestRecord, latency_series, percentile, turn_ttfts
 from ..store.baselines import Baseline, BaselineStore
 from ..store.keys import TestKey
 from ..values import is_finite_number
+from ..verdict.attribution import attribution_lines
 from ..verdict.thresholds import THRESHOLDS, Thresholds
 from . import plots
 from .provenance import (
@@ -499,22 +500,16 @@ class TestView:
     # Multi-turn runs: per-session figures and per-turn rows, and TTFT by turn as a plot.
     multi_turn: list[MultiTurnView] = field(default_factory=list)
     turns_plot: str = ""
+    # What moved with a regression (verdict/attribution.py), as the terminal's lines.
+    attribution: list[str] = field(default_factory=list)
 
     @property
-    def server_metrics(self) -> list[tuple[str, str]]:
-        """The server's own figures (key, label) that some run measured, in table order
-        (empty: the engine exposed no metrics, and the page shows no table for them)."""
-        return [(key, label) for key, label in SERVER_METRICS
-                if any(s.get(key) is not None for s in self.summaries)]
-
-    @property
-    def reasoning_metrics(self) -> list[tuple[str, str]]:
-        """Reasoning and answer phases (issue 24): TTFA, ITL per phase and reasoning tokens
-        (key, label) when some run streamed thinking (empty: no table)."""
-        if not any(s.get("ttfa_p50_ms") is not None or s.get("reasoning_tokens_total")
-                   for s in self.summaries):
-            return []
-        return list(REASONING_METRICS)
+    def sections(self) -> list[tuple[Section, tuple[tuple[str, str], ...]]]:
+        """The optional tables (metric_table.SECTIONS: the server's own figures, the open
+        loop's from the schedule...) with the columns (key, label) some run measured; a
+        section no run has is left out (the page shows no table for it)."""
+        return [(section, columns) for section in SECTIONS
+                if (columns := section.present(self.summaries))]
 
     @property
     def checks_passed(self) -> int:
@@ -857,6 +852,9 @@ def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots
         gate=str(comp.get("gate") or ""),
         ab=[dict(a) for a in test.get("ab") or [] if isinstance(a, Mapping)],
         capacity=[dict(c) for c in test.get("capacity") or [] if isinstance(c, Mapping)],
+        attribution=[line.strip() for line in attribution_lines(
+            comp.get("attribution") if isinstance(comp.get("attribution"), Mapping) else None
+        )[1:]],
     )
     if view.ab:  # the paired A/B decides: the stored gate's one-run noise is left out
         view.hidden_inconclusive = sum(1 for r in rows if r.verdict == "inconclusive")

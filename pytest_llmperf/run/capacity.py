@@ -55,7 +55,8 @@ CAPACITY_VERSION = 1
 
 
 # The percentile bounds an SLO may set: those of the per-request series (ttft, tpot, itl, e2e),
-# not the optional latency rows (reasoning phases) the search does not compute.
+# not the other latency rows (from the schedule, reasoning phases) the search does not compute
+# (its ``key.split("_")`` reads exactly name_stat_ms).
 SLO_PERCENTILE_KEYS = frozenset(f"{m}_{s}_ms" for m in LATENCY_METRICS for s in STATS)
 
 

@@ -33,6 +33,7 @@ from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
     LATENCY_METRICS,
     PERCENTILES,
     RUN_KEYS,
+    SCHEDULE_METRICS,
     SERVER_KEYS,
     SLO_KEYS,
     STATS,
@@ -360,10 +361,53 @@ def summarize(
         summary[key] = (server or {}).get(key)
     summary["energy_j_per_token"] = j_per_token(energy_j, out_tokens)
     summary["usd_per_mtok"] = usd_per_mtok(cost_per_hour, summary["output_tps"])
+    summary.update(schedule_summary(ok))
     summary.update(reasoning_summary(ok))  # TTFA, reasoning tokens, ITL per phase (or None)
     out = {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
     out.update(session_summary(measured))
     return out
+
+
+def schedule_summary(records: Sequence[RequestRecord]) -> dict[str, float | None]:
+    """An open loop's figures from the schedule, over the successful measured ``records``
+    that carry a scheduled time (none, as in a closed loop: {} and the keys stay None):
+    ``ttft_sched_*`` / ``e2e_sched_*`` (``request_latency(from_due=True)``: from the scheduled
+    arrival, so time queued in the client counts, E2E to the stream's close) and
+    ``schedule_lag_{p50,p99,max}_ms`` (send minus scheduled time)."""
+    due = [r for r in records if r.scheduled_ns is not None and not r.warmup and r.ok]
+    if not due:
+        return {}
+    out: dict[str, float | None] = {}
+    series = latency_series(due, ("ttft", "e2e"), from_due=True)
+    for metric, name in zip(("ttft", "e2e"), SCHEDULE_METRICS, strict=True):
+        for stat, value in describe(series[metric]).items():
+            out[f"{name}_{stat}_ms"] = value
+    lag = describe([r.send_ns - r.due_ns for r in due], NS_PER_MS)
+    out["schedule_lag_p50_ms"] = lag["p50"]
+    out["schedule_lag_p99_ms"] = lag["p99"]
+    out["schedule_lag_max_ms"] = lag["max"]
+    return out
+
+
+def understatement(summary: Mapping[str, Any]) -> str | None:
+    """What an open loop's send-time latencies hide (None when nothing worth saying): the
+    median request went out late on its schedule, so E2E and TTFT counted from the send
+    understate what a user who arrived on schedule waited (vLLM issue 54101)."""
+    lag = summary.get("schedule_lag_p50_ms")
+    sent, due = summary.get("e2e_p50_ms"), summary.get("e2e_sched_p50_ms")
+    if lag is None or sent is None or due is None or sent <= 0:
+        return None
+    if not (due - sent > 1.0 and due > 1.05 * sent):
+        return None
+    ttft, ttft_due = summary.get("ttft_p50_ms"), summary.get("ttft_sched_p50_ms")
+    also = (f", TTFT p50 {ttft:.1f} ms against {ttft_due:.1f} ms"
+            if ttft is not None and ttft_due is not None else "")
+    return (f"open loop: requests went out late on their schedule (schedule lag p50 "
+            f"{lag:.1f} ms, p99 {summary.get('schedule_lag_p99_ms') or 0.0:.1f} ms), so "
+            f"latencies from the send understate what users waited: E2E p50 {sent:.1f} ms "
+            f"from the send against {due:.1f} ms from the schedule ({due / sent - 1:+.0%})"
+            f"{also}; ttft_sched_* / e2e_sched_* count the wait (thresholds and the gate can "
+            "use them)")
 
 
 def session_summary(records: Sequence[RequestRecord]) -> dict[str, float | int | None]:

@@ -6,10 +6,11 @@ pure. ``Prompt`` and ``Tokenizer`` belong to the engine interface and are re-exp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,40 @@ class Workload:
     @property
     def total_requests(self) -> int:
         return self.warmup + self.requests
+
+
+def comparable(workload: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored workload (``Workload.to_dict()``) with every field at its default left out,
+    the form in which runs of one workload compare equal (the stored gate, the nightly
+    history): a run saved before a field was added lacks it, and means its default, so a new
+    version of the plugin still finds the baselines an older one saved."""
+    defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+                for f in fields(Workload)}
+    return {key: value for key, value in workload.items()
+            if not (key in defaults and value == defaults[key])}
+
+
+def prompts_digest(prompts: Iterable[Prompt]) -> str:
+    """A short digest of the requests a run sends, in order: each prompt's text, its token ids
+    when built by us, and the output length asked (``Prompt``); stored with the run
+    (``client.prompts_digest``) so that a comparison sees a changed dataset, trace or
+    tokenizer (verdict/attribution.py)."""
+    h = hashlib.sha256()
+    for p in prompts:
+        h.update(json.dumps([p.text, list(p.token_ids) if p.token_ids is not None else None,
+                             p.output_tokens,
+                             [list(m) for m in p.messages] if p.messages else None],
+                            separators=(",", ":")).encode())
+        h.update(b"\n")
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def workload_key(run: Mapping[str, Any]) -> str:
+    """The key under which a stored run's workload compares: its ``comparable`` form as sorted
+    JSON (the stored gate and the nightly's series group runs by it)."""
+    workload = run.get("workload")
+    return json.dumps(comparable(workload if isinstance(workload, Mapping) else {}),
+                      sort_keys=True, default=str)
 
 
 def fit_text(

@@ -128,8 +128,10 @@ def test_a_session_gates_on_ttfa_and_reports_it(pytester: pytest.Pytester,
     sample = runs["test_passes.py"]["samples"][0]
     assert sample["reasoning_chunks"] == 5 and sample["reasoning_tokens_source"] == "usage"
     page = html.read_text()
-    assert "Reasoning and answer phases" in page and 'data-metric="ttfa_p95_ms"' in page
+    assert "Reasoning and answer phases" in page and "reasoning-metrics" in page
+    assert 'data-metric="ttfa_p95_ms"' in page
     text = md.read_text()
+    assert "**Reasoning and answer phases**" in text
     assert "TTFA p50 ms" in text and "reasoning tok/req" in text
 
 

@@ -9,6 +9,7 @@ import pytest
 from pytest_llmperf.metric_table import (
     LATENCY_KEYS,
     REASONING_KEYS,
+    SECTIONS,
     SUMMARY_KEYS,
     TABLE_METRICS,
     with_optional,
@@ -118,10 +119,11 @@ def test_the_capacity_slo_takes_only_the_series_it_computes() -> None:
         check_slo({"ttfa_p95_ms": 500})
 
 
-def test_compact_tables_show_ttfa_only_for_runs_with_reasoning() -> None:
+def test_reports_show_the_reasoning_table_only_for_runs_with_reasoning() -> None:
+    (section,) = [s for s in SECTIONS if s.name == "reasoning-metrics"]
     base = dict.fromkeys(SUMMARY_KEYS)
+    assert section.present([base]) == ()
     assert with_optional(TABLE_METRICS, [base]) == TABLE_METRICS
-    shown = with_optional(TABLE_METRICS, [base, {**base, "ttfa_p50_ms": 80.0,
-                                                 "reasoning_tokens_mean": 5.0}])
-    assert shown[len(TABLE_METRICS):] == (("ttfa_p50_ms", "TTFA p50 ms"),
-                                          ("reasoning_tokens_mean", "reasoning tok/req"))
+    shown = section.present([base, {**base, "ttfa_p50_ms": 80.0, "reasoning_tokens_mean": 5.0}])
+    assert shown == (("ttfa_p50_ms", "TTFA p50 ms"), ("reasoning_tokens_mean", "reasoning tok/req"))
+    assert set(REASONING_KEYS) <= set(SUMMARY_KEYS)
