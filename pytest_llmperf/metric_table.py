@@ -79,6 +79,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("multi_token_chunks", "multi-token chunks", "", None),
     # Answers of several tokens that arrived in one read (E2E == TTFT): TPOT undefined.
     Metric("tpot_undefined", "TPOT undefined", "", None),
+    # Reasoning and answer phases (issue 24; run/reasoning.py): None unless some answer of
+    # the run streamed thinking. TTFA: time to the first answer token (aiperf's TTFO).
+    *(_latency("ttfa", stat) for stat in STATS),
+    Metric("itl_reasoning_p50_ms", "ITL reasoning p50 ms", "ms", "lower"),
+    Metric("itl_reasoning_p99_ms", "ITL reasoning p99 ms", "ms", "lower"),
+    Metric("itl_answer_p50_ms", "ITL answer p50 ms", "ms", "lower"),
+    Metric("itl_answer_p99_ms", "ITL answer p99 ms", "ms", "lower"),
+    Metric("reasoning_tokens_mean", "reasoning tok/req", "", "lower"),
+    Metric("reasoning_tokens_total", "reasoning tokens", "", None),
 )
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
 
@@ -106,6 +115,11 @@ SERVER_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label) for k i
 SCHEDULE_KEYS: tuple[str, ...] = (
     *(f"{name}_{stat}_ms" for name in SCHEDULE_METRICS for stat in ("p50", "p95", "p99")),
     "schedule_lag_p50_ms", "schedule_lag_p99_ms", "schedule_lag_max_ms")
+# Reasoning and answer phases (issue 24; run/reasoning.py): absent unless some answer streamed
+# thinking; a table of their own.
+REASONING_KEYS: tuple[str, ...] = (
+    *(f"ttfa_{stat}_ms" for stat in STATS), "itl_reasoning_p50_ms", "itl_reasoning_p99_ms",
+    "itl_answer_p50_ms", "itl_answer_p99_ms", "reasoning_tokens_mean", "reasoning_tokens_total")
 
 
 @dataclass(frozen=True)
@@ -128,6 +142,7 @@ class Section:
 SECTIONS: tuple[Section, ...] = (
     Section("server-metrics", "Server metrics", SERVER_KEYS),
     Section("schedule-metrics", "Open loop: latency from the schedule", SCHEDULE_KEYS),
+    Section("reasoning-metrics", "Reasoning and answer phases", REASONING_KEYS),
 )
 # Energy and cost: a column of the compact tables only when some run has them (absent without
 # a readable energy counter or a --llmperf-cost-per-hour).

@@ -40,6 +40,7 @@ from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
     SUMMARY_KEYS,
 )
 from .energy import j_per_token, usd_per_mtok
+from .reasoning import reasoning_summary
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -89,6 +90,13 @@ class RequestRecord:
     error_kind: str | None = None
     session: int | None = None  # multi-turn: the session (conversation) it belongs to
     turn: int | None = None  # multi-turn: its turn in the session, from 1
+    # Reasoning and answer phases (issue 24; run/reasoning.py): the leading token-bearing
+    # chunks that carried thinking (the reasoning phase; the answer begins at the next one),
+    # the reasoning tokens and where that count came from ("usage", "tokenizer", "chunks");
+    # 0 and None for an answer without reasoning.
+    reasoning_chunks: int = 0
+    reasoning_tokens: int | None = None
+    reasoning_tokens_source: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -106,6 +114,20 @@ class RequestRecord:
     @property
     def e2e_ns(self) -> int | None:
         return self.chunk_ns[-1] - self.send_ns if self.chunk_ns else None
+
+    @property
+    def answer_ns(self) -> int | None:
+        """When the first answer (non-reasoning) token arrived: the chunk after the reasoning
+        phase (the first chunk when there was none); None when no answer chunk came."""
+        first = max(0, self.reasoning_chunks)
+        return self.chunk_ns[first] if first < len(self.chunk_ns) else None
+
+    @property
+    def ttfa_ns(self) -> int | None:
+        """Time to the first answer token (aiperf's TTFO): ``answer_ns`` minus the send time;
+        TTFT for an answer without reasoning."""
+        answer = self.answer_ns
+        return answer - self.send_ns if answer is not None else None
 
     @property
     def n_output(self) -> int:
@@ -340,6 +362,7 @@ def summarize(
     summary["energy_j_per_token"] = j_per_token(energy_j, out_tokens)
     summary["usd_per_mtok"] = usd_per_mtok(cost_per_hour, summary["output_tps"])
     summary.update(schedule_summary(ok))
+    summary.update(reasoning_summary(ok))  # TTFA, reasoning tokens, ITL per phase (or None)
     out = {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
     out.update(session_summary(measured))
     return out
