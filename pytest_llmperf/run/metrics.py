@@ -88,6 +88,8 @@ class RequestRecord:
     error_kind: str | None = None
     session: int | None = None  # multi-turn: the session (conversation) it belongs to
     turn: int | None = None  # multi-turn: its turn in the session, from 1
+    # Length distributions (issue 24): the output length asked for (max_tokens).
+    asked_output_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
