@@ -172,9 +172,9 @@ def test_a_dataset_dict_needs_its_split_named(tmp_path: Path) -> None:
     datasets.DatasetDict({"train": datasets.Dataset.from_list([{"prompt": "a"}]),
                           "test": datasets.Dataset.from_list([{"prompt": "b"}])}
                          ).save_to_disk(str(path))
-    with pytest.raises(DatasetError, match="give Workload.dataset_split, one of: test, train"):
+    with pytest.raises(DatasetError, match=r"give Workload\.dataset_split, one of: test, train"):
         read_rows(path)
-    with pytest.raises(DatasetError, match="'dev' is not in .*the splits are: test, train"):
+    with pytest.raises(DatasetError, match=r"'dev' is not in .*the splits are: test, train"):
         read_rows(path, split="dev")
     assert read_rows(path, split="train") == [Row("a")]
     bad = tmp_path / "bad.parquet"

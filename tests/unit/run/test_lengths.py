@@ -132,9 +132,9 @@ def test_a_bad_lengths_file_names_its_line(tmp_path: Path) -> None:
 
 
 def test_workload_limits_use_the_distributions_largest_length() -> None:
-    with pytest.raises(WorkloadError, match="max input_tokens = .* x 9,000,000"):
+    with pytest.raises(WorkloadError, match=r"max input_tokens = .* x 9,000,000"):
         Workload(input_tokens={"dist": "uniform", "min": 1, "max": 9_000_000}, requests=50)
-    with pytest.raises(WorkloadError, match="shortest input_tokens .*=8"):
+    with pytest.raises(WorkloadError, match=r"shortest input_tokens .*=8"):
         Workload(input_tokens={"dist": "uniform", "min": 8, "max": 90},
                  shared_prefix_tokens=8)
     Workload(input_tokens={"dist": "uniform", "min": 9, "max": 90}, shared_prefix_tokens=8)
