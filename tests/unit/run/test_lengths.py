@@ -182,3 +182,14 @@ def test_a_draw_too_short_for_the_special_tokens_names_the_request() -> None:
     w = Workload(input_tokens={"dist": "uniform", "min": 1, "max": 3}, requests=30)
     with pytest.raises(WorkloadError, match=r"input_tokens=1 \(request \d+'s draw\).*'min'"):
         build_prompts(BOS(), w)
+
+
+def test_a_workload_with_distributions_travels_to_load_workers() -> None:
+    """--llmperf-load-workers sends the workload to other processes (pickled)."""
+    import pickle
+
+    w = Workload(input_tokens={"dist": "normal", "mean": 64, "std": 8},
+                 output_tokens={"dist": "empirical", "values": [4, 8]})
+    again = pickle.loads(pickle.dumps(w))
+    assert again == w
+    assert again.output_lengths.draw(50, 1, 2) == w.output_lengths.draw(50, 1, 2)
