@@ -195,8 +195,11 @@ def _parametric(name: str, dist: str, value: Mapping[str, Any], low: int | None,
         tail = a + _TAIL_SIGMAS * b
         if dist == "lognormal":
             tail = math.exp(tail) if tail < 700 else math.inf
-        high = max(lo, math.ceil(tail)) if math.isfinite(tail) else limits.TOKENS.maximum + 1
-    _bounded(f"{name}: the largest length (its 'max', else the one-in-a-billion point)", high)
+        if not tail <= limits.TOKENS.maximum:
+            raise LengthError(
+                f"{name}: without 'max', lengths up to {tail:,.0f} (the one-in-a-billion "
+                f"point) could be drawn, above the limit: {limits.TOKENS.words()}; give 'max'")
+        high = max(lo, math.ceil(tail))
     return Lengths(dist, lo, high, a, b)
 
 
@@ -211,7 +214,10 @@ def _empirical(name: str, value: Mapping[str, Any], low: int | None, high: int |
             raise LengthError(f"{name}['file']={show(path)} must be a path")
         if not read_files:
             return Lengths("empirical", low or 1, high or limits.TOKENS.maximum, values=(1,))
-        values = read_lengths(path)
+        try:
+            values = read_lengths(path)
+        except LengthError as exc:
+            raise LengthError(f"{name}['file']: {exc}") from None
     else:
         raw = value["values"]
         if not isinstance(raw, list | tuple) or not raw:

@@ -108,6 +108,9 @@ def test_draws_are_deterministic_for_a_seed_and_prefix_stable() -> None:
         ({"dist": "empirical"}, "needs one of 'values'"),
         ({"dist": "empirical", "values": [3, 0]}, "['values'][1]=0 must be a whole number"),
         ({"dist": "normal", "mean": 1e9, "std": 1e6}, "is above the limit"),
+        ({"dist": "normal", "mean": 5e6, "std": 5e6}, "lengths up to 35,000,000 (the "
+                                                      "one-in-a-billion point) could be drawn"),
+        ({"dist": "empirical", "file": "/"}, "['file']: /: a directory, not a regular file"),
         (2.5, "=2.5 must be a whole number >= 1 or a distribution"),
     ],
 )
