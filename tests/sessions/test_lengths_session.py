@@ -145,3 +145,27 @@ def test_a_session_reports_the_lengths_in_json_and_html(pytester: pytest.Pyteste
             lo, hi = int(bar.attrs["data-lo"]), int(bar.attrs["data-hi"])
             assert int(bar.attrs["data-n"]) == sum(1 for v in values if lo <= v < hi)
     assert "uniform in [8, 64] in" in page.text()
+
+
+def test_load_workers_keep_each_requests_drawn_lengths(server: OracleServer) -> None:
+    """--llmperf-load-workers: the workload and its prompts go to other processes, the
+    records come back; each keeps its draw."""
+    import asyncio
+
+    from pytest_llmperf.run.loadgen import run_load
+    from pytest_llmperf.run.workload import build_prompts
+
+    w = Workload(input_tokens={"dist": "uniform", "min": 5, "max": 50},
+                 output_tokens={"dist": "empirical", "values": [2, 3, 9]},
+                 requests=12, warmup=0, concurrency=4, seed=9)
+    engine = OpenAIEngine(server.url, tokenizer=WordTokenizer())
+    try:
+        prompts = build_prompts(engine.tokenizer, w)
+        load = asyncio.run(run_load(engine, prompts, w, workers=2))
+    finally:
+        engine.close()
+    records = sorted(load.records, key=lambda r: r.index)
+    assert [r.prompt_tokens for r in records] == w.input_lengths.draw(12, 9, INPUT_STREAM)
+    want_out = w.output_lengths.draw(12, 9, OUTPUT_STREAM)
+    assert [r.asked_output_tokens for r in records] == want_out
+    assert [r.output_tokens for r in records] == want_out
