@@ -269,11 +269,22 @@ class Workload:
         return self.turns is not None or self.conversations_file is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as stored with a run. Fields added later are left out while unset, so a
+        workload that does not use them keeps the dict (the key verdict/gate.py matches runs
+        by) of the baselines saved before they existed."""
+        data = asdict(self)
+        for name in _UNSET_LEFT_OUT:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
     @property
     def total_requests(self) -> int:
         return self.warmup + self.requests
+
+
+# Left out of Workload.to_dict while None (added after baselines were stored without them).
+_UNSET_LEFT_OUT = ("dataset", "dataset_format", "dataset_columns", "dataset_split")
 
 
 def _lengths(name: str, value: Any) -> Lengths:
