@@ -159,7 +159,8 @@ def _axes_marks(ax: _Axes, xticks: Sequence[float], yticks: Sequence[float],
 
 
 def _legend(ax: _Axes, labels: Sequence[tuple[str, str]], corner: str) -> list[str]:
-    """A legend inside the plot, in the corner ("bottom-right" or "top-left") left empty."""
+    """A legend inside the plot, in the corner ("bottom-right", "top-left" or "top-right")
+    left empty."""
     if not labels:
         return []
     out = ['<g class="legend" font-size="10">']
@@ -171,7 +172,8 @@ def _legend(ax: _Axes, labels: Sequence[tuple[str, str]], corner: str) -> list[s
             out.append(f'<text x="{ax.left + 21:.1f}" y="{y + 1:.1f}" fill="#374151">'
                        f"{escape(label)}</text>")
         else:
-            y = ax.bottom - 8 - (len(labels) - 1 - i) * 13
+            y = (ax.top + 8 + i * 13 if corner == "top-right"
+                 else ax.bottom - 8 - (len(labels) - 1 - i) * 13)
             out.append(f'<rect x="{ax.right - 12:.1f}" y="{y - 7:.1f}" width="9" height="9" '
                        f'fill="{color}"/>')
             out.append(f'<text x="{ax.right - 16:.1f}" y="{y + 1:.1f}" text-anchor="end" '
@@ -559,6 +561,8 @@ def lengths_svg(runs: Sequence[tuple[str, Sequence[int]]], kind: str) -> str:
         parts.append("</g>")
         legend.append((color, f"{label + ': ' if label else ''}mean {num(mean)} "
                               f"(n={len(values)})"))
-    parts += _legend(ax, legend, "top-left")
+    # The legend in the top corner away from the tallest bar (lengths are mostly skewed right).
+    tallest = max(range(len(edges) - 1), key=lambda j: max(row[j] for row in counts))
+    parts += _legend(ax, legend, "top-right" if tallest < (len(edges) - 1) / 2 else "top-left")
     parts.append("</svg>")
     return "\n".join(parts)
