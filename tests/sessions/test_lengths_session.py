@@ -169,3 +169,29 @@ def test_load_workers_keep_each_requests_drawn_lengths(server: OracleServer) -> 
     want_out = w.output_lengths.draw(12, 9, OUTPUT_STREAM)
     assert [r.asked_output_tokens for r in records] == want_out
     assert [r.output_tokens for r in records] == want_out
+
+
+def test_a_bad_dataset_or_distribution_fails_the_test_in_one_line(
+        pytester: pytest.Pytester, server: OracleServer) -> None:
+    from helpers import no_internal_traceback
+
+    (pytester.path / "qa.csv").write_text("question,n\nhello,3\n")
+    pytester.makepyfile(test_suite="""
+from pytest_llmperf import Workload, llmperf
+
+@llmperf()
+def test_column(llmperf_bench, llm_engine):
+    llmperf_bench(llm_engine, Workload(dataset="qa.csv", dataset_columns={"prompt": "text"}))
+
+@llmperf()
+def test_dist(llmperf_bench, llm_engine):
+    llmperf_bench(llm_engine, input_tokens={"dist": "normal", "mean": 64})
+""")
+    result = pytester.runpytest("--llmperf", f"--llmperf-url={server.url}")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    no_internal_traceback(out)
+    result.stdout.fnmatch_lines([
+        "*qa.csv:1: no column 'text' (the prompt, from Workload.dataset_columns); the "
+        "columns are: n, question*",
+        "*llmperf: bad workload: Workload.input_tokens (normal) needs 'mean' and 'std'*"])
