@@ -129,11 +129,15 @@ def describe(value: Any) -> str:
     """A stored workload's length (an int or a distribution dict) in short words; a value
     that does not parse (an older or edited file) is shown as it is."""
     try:
-        return parse_lengths("length", value, read_files=False).describe()
+        lengths = parse_lengths("length", value, read_files=False)
     except LengthError:
         if isinstance(value, Mapping) and isinstance(value.get("dist"), str):
             return str(value["dist"])
         return str(value)
+    if isinstance(value, Mapping) and "file" in value:  # not read here: named
+        bounds = "".join(f" {k} {value[k]}" for k in ("min", "max") if k in value)
+        return f"empirical({Path(str(value['file'])).name}){bounds}"
+    return lengths.describe()
 
 
 def parse_lengths(name: str, value: Any, *, read_files: bool = True) -> Lengths:

@@ -151,6 +151,10 @@ def test_the_workload_dict_stays_json_and_the_same() -> None:
     assert a.to_dict()["input_tokens"] == spec
     assert describe(spec) == "normal(mean 64, std 8) in [16, 112]"
     assert describe(128) == "128"
+    assert describe({"dist": "empirical", "file": "/data/lens.txt", "max": 9}) == (
+        "empirical(lens.txt) max 9")
+    assert describe({"dist": "empirical", "values": [3, 5]}) == "empirical(2 values) in [1, 5]"
+    assert describe({"dist": "zipf"}) == "zipf"  # an edited file: shown as it is
 
 
 def test_synthetic_prompts_have_each_requests_drawn_length() -> None:
