@@ -181,3 +181,22 @@ def test_a_dataset_dict_needs_its_split_named(tmp_path: Path) -> None:
     bad.write_text("not parquet")
     with pytest.raises(DatasetError, match=r"bad\.parquet: not a readable Parquet file"):
         read_rows(bad)
+
+
+def test_without_pyarrow_or_datasets_the_error_names_the_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    parquet = tmp_path / "a.parquet"
+    parquet.write_bytes(b"PAR1")
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "dataset_info.json").write_text("{}")
+    for name in ("pyarrow", "pyarrow.parquet", "datasets"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    with pytest.raises(DatasetError, match=r"needs pyarrow: pip install "
+                                           r"'pytest-llmperf\[datasets\]'"):
+        read_rows(parquet)
+    with pytest.raises(DatasetError, match=r"needs the datasets package: pip install "
+                                           r"'pytest-llmperf\[datasets\]'"):
+        read_rows(saved)
