@@ -305,10 +305,14 @@ def _parquet(path: Path, cols: Mapping[str, str]) -> list[Row]:
     rows: list[Row] = []
     for f in files:
         try:
-            table = pq.read_table(f)
+            present = list(pq.read_schema(f).names)
+            roles = _roles(cols, present)
+            # Only the mapped columns are read (a dataset may carry large others).
+            table = pq.read_table(f, columns=sorted({c for c in roles.values()
+                                                     if c in present}))
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise DatasetError(f"{f}: not a readable Parquet file ({exc})") from None
-        rows += _columns_rows(str(f), table.column_names, cols,
+        rows += _columns_rows(str(f), present, cols,
                               lambda name, t=table: t.column(name).to_pylist())
     return rows
 

@@ -200,3 +200,23 @@ def test_without_pyarrow_or_datasets_the_error_names_the_extra(
     with pytest.raises(DatasetError, match=r"needs the datasets package: pip install "
                                            r"'pytest-llmperf\[datasets\]'"):
         read_rows(saved)
+
+
+def test_a_missing_column_of_parquet_or_saved_dataset_names_the_columns(
+        tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    datasets = pytest.importorskip("datasets")
+    parquet = tmp_path / "a.parquet"
+    pq.write_table(pa.Table.from_pylist([{"question": "q", "n": 2}]), parquet)
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_list([{"question": "q", "n": 2}]).save_to_disk(str(saved))
+    for path in (parquet, saved):
+        with pytest.raises(DatasetError) as exc:
+            read_rows(path, None, {"prompt": "text"})
+        assert str(exc.value) == (f"{path}: no column 'text' (the prompt, from "
+                                  "Workload.dataset_columns); the columns are: n, question")
+    pq.write_table(pa.Table.from_pylist([{"prompt": "q", "n": 0}]), parquet)
+    with pytest.raises(DatasetError, match=r"a\.parquet: row 0: column 'n' \(output_tokens\) "
+                                           r"must be a whole number >= 1, not 0"):
+        read_rows(parquet, None, {"output_tokens": "n"})
