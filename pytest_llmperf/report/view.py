@@ -499,10 +499,10 @@ class TestView:
     capacity_plots: list[list[str]] = field(default_factory=list)
     # Multi-turn runs: per-session figures and per-turn rows, and TTFT by turn as a plot.
     multi_turn: list[MultiTurnView] = field(default_factory=list)
+    turns_plot: str = ""
     # Length distributions (issue 24): histograms of the realized input and output lengths,
     # when they vary from request to request.
     length_plots: list[str] = field(default_factory=list)
-    turns_plot: str = ""
 
     @property
     def server_metrics(self) -> list[tuple[str, str]]:
