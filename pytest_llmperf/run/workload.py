@@ -214,6 +214,9 @@ class Workload:
         if self.prompts_file is not None or self.multi_turn:
             raise WorkloadError("Workload.dataset cannot be combined with prompts_file or "
                                 "multi-turn sessions (turns / conversations_file): give one")
+        if self.shared_prefix_tokens:
+            raise WorkloadError("Workload.shared_prefix_tokens does not apply to a dataset "
+                                "(its prompts are the dataset's own)")
         if self.dataset_format is not None and self.dataset_format not in _datasets.FORMATS:
             raise WorkloadError(f"Workload.dataset_format={show(self.dataset_format)} must be "
                                 f"one of: {', '.join(_datasets.FORMATS)}")
@@ -276,6 +279,8 @@ class Workload:
         for name in _UNSET_LEFT_OUT:
             if data.get(name) is None:
                 data.pop(name, None)
+        if isinstance(data.get("dataset"), os.PathLike):  # stored as JSON
+            data["dataset"] = os.fspath(data["dataset"])
         return data
 
     @property

@@ -151,6 +151,7 @@ def test_a_bad_dataset_is_one_line_naming_file_line_and_column(
         ({"dataset_columns": {"prompt": ""}}, "dataset_columns['prompt']='' must be a column"),
         ({"dataset_columns": {"output_tokens": "n", "answer": "a"}}, "not both"),
         ({"turns": 2}, "cannot be combined"),
+        ({"shared_prefix_tokens": 4}, "shared_prefix_tokens does not apply to a dataset"),
     ],
 )
 def test_bad_dataset_fields_are_named(tmp_path: Path, kwargs: dict[str, Any],

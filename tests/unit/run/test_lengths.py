@@ -216,3 +216,5 @@ def test_a_dataset_workload_stores_its_fields(tmp_path: Path) -> None:
     stored = Workload(dataset=str(path), dataset_columns={"prompt": "prompt"}).to_dict()
     assert stored["dataset"] == str(path) and stored["dataset_columns"] == {"prompt": "prompt"}
     assert "dataset_split" not in stored
+    as_path = Workload(dataset=path).to_dict()  # type: ignore[arg-type]
+    assert json.loads(json.dumps(as_path))["dataset"] == str(path)
