@@ -24,6 +24,7 @@ from ..formatting import display, pct
 from ..metric_table import SECTIONS, TREND_METRICS, Section, higher_is_better
 from ..results import SCHEMA as RESULTS_SCHEMA
 from ..results import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
+from ..run import lengths
 from ..run.metrics import RecordError, RequestRecord, latency_series, percentile, turn_ttfts
 from ..store.baselines import Baseline, BaselineStore
 from ..store.keys import TestKey
@@ -502,6 +503,9 @@ class TestView:
     turns_plot: str = ""
     # What moved with a regression (verdict/attribution.py), as the terminal's lines.
     attribution: list[str] = field(default_factory=list)
+    # Length distributions (issue 24): histograms of the realized input and output lengths,
+    # when they vary from request to request.
+    length_plots: list[str] = field(default_factory=list)
 
     @property
     def sections(self) -> list[tuple[Section, tuple[tuple[str, str], ...]]]:
@@ -757,8 +761,13 @@ def _describe_workload(runs: Sequence[Mapping[str, Any]]) -> str:
     w = runs[0].get("workload") or {}
     if not w:
         return ""
-    parts = [f"{w.get('requests')} requests", f"{w.get('input_tokens')} in / "
-             f"{w.get('output_tokens')} out tokens", f"concurrency {w.get('concurrency')}"]
+    parts = [f"{w.get('requests')} requests", f"{lengths.describe(w.get('input_tokens'))} in / "
+             f"{lengths.describe(w.get('output_tokens'))} out tokens",
+             f"concurrency {w.get('concurrency')}"]
+    if w.get("dataset"):  # the prompts come from a dataset (run/datasets.py)
+        parts[1] = (f"prompts from {Path(str(w['dataset'])).name}, "
+                    f"{lengths.describe(w.get('output_tokens'))} out tokens unless the "
+                    "dataset gives them")
     if w.get("turns") or w.get("conversations_file"):  # multi-turn: requests count sessions
         turns = f" of {w['turns']} turns" if w.get("turns") else ""
         source = (f" from {Path(str(w['conversations_file'])).name}"
@@ -886,6 +895,7 @@ def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots
                                  "ITL distribution (CDF)", "inter-token latency (ms)",
                                  metric="itl")
     view.tokens = plots.tokens_over_time_svg(series)
+    view.length_plots = _length_plots(series)
     profile = view.profile_id
     if not profile:
         candidates = history.profiles_with(results_key(test))
@@ -906,6 +916,17 @@ def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots
     if docs and not view.trends:
         view.trend_note = f"no baselines of this test yet in profile {profile}"
     return view
+
+
+def _length_plots(series: Sequence[tuple[str, Sequence[RequestRecord]]]) -> list[str]:
+    """Histograms of the realized input and output lengths (length distributions, datasets),
+    each only when its lengths vary from request to request."""
+    out = []
+    for kind in ("input", "output"):
+        runs = [(label, plots.realized_lengths(s, kind)) for label, s in series]
+        if len({n for _, values in runs for n in values}) > 1:
+            out.append(plots.lengths_svg(runs, kind))
+    return out
 
 
 PLOT_LABEL_CHARS = 40  # a plot legend's label at most (B's label names its overrides)

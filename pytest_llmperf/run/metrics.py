@@ -97,6 +97,8 @@ class RequestRecord:
     reasoning_chunks: int = 0
     reasoning_tokens: int | None = None
     reasoning_tokens_source: str | None = None
+    # Length distributions (issue 24): the output length asked for (max_tokens).
+    asked_output_tokens: int | None = None
 
     @property
     def ok(self) -> bool:

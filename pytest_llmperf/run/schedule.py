@@ -151,6 +151,7 @@ async def send_one(
         chunk_ns.append(t_ns - t0)
         chunk_tokens.append(n_tokens)
 
+    record.asked_output_tokens = params.max_tokens
     record.send_ns = time.perf_counter_ns() - t0
     try:
         gen = await engine.generate(prompt, params, on_chunk)
