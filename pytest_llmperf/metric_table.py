@@ -57,6 +57,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("usd_per_mtok", "$/Mtok", "USD", "lower"),
     # Capacity under an SLO (llmperf_bench.capacity, run/capacity.py): on the run it keeps.
     Metric("capacity_rps", "capacity req/s", "req/s", "higher"),
+    # Trace replay (run/trace_cache.py): the trace's offline ideal prefix hit rate over the
+    # requests sent (beside the server's prefix_hit_rate), how many requests it expects
+    # cached (at least half the prompt), and TTFT p50 of those and of the others.
+    Metric("trace_ideal_hit_rate", "ideal hit rate", "", None),
+    Metric("trace_cached_requests", "cached requests", "", None),
+    Metric("ttft_cached_p50_ms", "TTFT cached p50 ms", "ms", "lower"),
+    Metric("ttft_uncached_p50_ms", "TTFT uncached p50 ms", "ms", "lower"),
     Metric("requests", "requests", "", None),
     Metric("errors", "errors", "", "lower"),
     Metric("output_tokens", "out tokens", "", None),
@@ -87,7 +94,11 @@ MARKDOWN_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
 # The server's figures (absent unless the engine exposes metrics): a table of their own.
 SERVER_KEYS: tuple[str, ...] = ("prefix_hit_rate", "peak_kv_usage", "preemptions",
                                 "spec_accept_rate", "spec_accept_len")
-SERVER_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label) for k in SERVER_KEYS)
+# Trace replay's figures go in the server's table, the ideal beside the measured hit rate.
+TRACE_TABLE_KEYS: tuple[str, ...] = ("trace_ideal_hit_rate", "trace_cached_requests",
+                                     "ttft_cached_p50_ms", "ttft_uncached_p50_ms")
+SERVER_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
+                                                    for k in SERVER_KEYS + TRACE_TABLE_KEYS)
 # Energy and cost: a column of the compact tables only when some run has them (absent without
 # a readable energy counter or a --llmperf-cost-per-hour).
 OPTIONAL_KEYS: tuple[str, ...] = ("energy_j_per_token", "usd_per_mtok")

@@ -39,6 +39,7 @@ from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
     SUMMARY_KEYS,
 )
 from .energy import j_per_token, usd_per_mtok
+from .trace_cache import trace_figures
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -88,6 +89,9 @@ class RequestRecord:
     error_kind: str | None = None
     session: int | None = None  # multi-turn: the session (conversation) it belongs to
     turn: int | None = None  # multi-turn: its turn in the session, from 1
+    # Trace replay: the prompt tokens the trace expects in an ideal prefix cache
+    # (run/trace_cache.py); None outside a trace replay and for warm-up requests.
+    trace_cached_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -338,6 +342,7 @@ def summarize(
         summary[key] = (server or {}).get(key)
     summary["energy_j_per_token"] = j_per_token(energy_j, out_tokens)
     summary["usd_per_mtok"] = usd_per_mtok(cost_per_hour, summary["output_tps"])
+    summary.update(trace_figures(measured))  # trace replay (run/trace_cache.py)
     out = {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
     out.update(session_summary(measured))
     return out

@@ -21,10 +21,9 @@ from ..engines.vocabulary import token_pool
 from ..limits import Limit
 from ..metric_table import SLO_KEYS
 from ..values import is_finite_number, show
-
-
-class WorkloadError(ValueError):
-    """A workload that cannot be run as asked."""
+from .trace_prompts import trace_prompts
+from .traces import check_trace_fields, trace_offsets_s
+from .workload_error import WorkloadError as WorkloadError  # re-exported: its home
 
 
 def _whole(name: str, value: Any, minimum: int, limit: Limit | None = None) -> int:
@@ -101,6 +100,12 @@ class Workload:
     turns: int | None = None
     think_time_s: float | list[float] = 0.0
     conversations_file: str | None = None
+    # Trace replay (run/traces.py, run/trace_prompts.py): arrivals, lengths and prefix blocks
+    # from a trace file instead of the fields above.
+    trace: str | None = None
+    trace_format: str | None = None
+    trace_speedup: float = 1.0
+    trace_block_size: int = 512
 
     def __post_init__(self) -> None:
         """Check every field where it enters: type, finiteness and range, one line naming
@@ -149,6 +154,7 @@ class Workload:
                 raise WorkloadError(f"Workload.prompts_file {str(self.prompts_file)!r} does "
                                     "not exist")
         self._check_multi_turn()
+        check_trace_fields(self)
         self._check_totals()
 
     def _check_totals(self) -> None:
@@ -162,7 +168,7 @@ class Workload:
         if total > limits.REQUESTS.maximum:
             raise WorkloadError(f"Workload: {what} = {values} = {total:,} requests is above "
                                 f"the limit: {limits.REQUESTS.words()}")
-        if self.prompts_file is None and self.conversations_file is None:
+        if self.prompts_file is None and self.conversations_file is None and not self.trace:
             tokens = total * self.input_tokens
             if tokens > limits.PROMPT_TOKENS.maximum:
                 raise WorkloadError(
@@ -338,6 +344,8 @@ def read_lines(path: Path) -> list[str]:
 def build_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
     if workload.multi_turn:  # built turn by turn from the answers (run/conversation.py)
         return []
+    if workload.trace:  # its lengths and prefix blocks (run/trace_prompts.py)
+        return trace_prompts(tok, workload)
     if workload.prompts_file:
         return jsonl_prompts(tok, workload)
     if tok is None:
@@ -354,6 +362,8 @@ def arrival_offsets_s(workload: Workload, n: int) -> list[float] | None:
     Inter-arrival gaps are gamma distributed with shape ``burstiness`` and mean 1/rate
     (shape 1 is a Poisson process), seeded, as in vLLM's serving benchmark.
     """
+    if workload.trace is not None:  # the trace's own timestamps (run/traces.py)
+        return trace_offsets_s(workload, n)
     if workload.rate is None:
         return None
     rng = np.random.default_rng([workload.seed, 7919])
