@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..engines.base import Prompt, Tokenizer
-from ..engines.vocabulary import token_pool
+from ..engines.vocabulary import round_trip_ids, token_pool
 from .traces import TraceEntry, trace_entries
 from .workload_error import WorkloadError
 
@@ -41,16 +41,29 @@ if TYPE_CHECKING:
 _BLOCK_STREAM = 0x7A5E  # rng stream of block contents: [seed, _BLOCK_STREAM, hash_id]
 _TAIL_STREAM = 0x7A11  # of a request's own words: [seed, _TAIL_STREAM, request index]
 _PERM_STREAM = 0x9E37  # of the pool's permutation for the hash id digits: [seed, it]
+_MAX_CHECKED = 4096  # ids kept when they must be checked one by one (two calls each)
 
 
 def word_pool(tok: Tokenizer) -> np.ndarray:
-    """The ids prompts are drawn from (as run/workload.py's synthetic prompts draw them)."""
-    words = list(tok.word_token_ids()) or token_pool(tok)
+    """The ids prompts are drawn from (as run/workload.py's synthetic prompts draw them),
+    kept only where they come back from text: all of them at once when they do (one call
+    each way), else those that survive a round trip each (``round_trip_ids``; a server's
+    tokenizer may offer ids, such as its unknown-word id, that its text does not give back)."""
+    words = list(dict.fromkeys(int(t) for t in tok.word_token_ids())) or token_pool(tok)
+    if words and not _exact(tok, words):
+        words = round_trip_ids(tok, words, limit=_MAX_CHECKED)
     if not words:
         raise WorkloadError(
             "the tokenizer offers no tokens that survive a round trip through text, so a "
             "trace's prompts cannot be built")
     return np.asarray(words, dtype=np.int64)
+
+
+def _exact(tok: Tokenizer, ids: Sequence[int]) -> bool:
+    try:
+        return text_of(tok, ids)[1]
+    except WorkloadError:
+        return False
 
 
 class BlockMaker:
