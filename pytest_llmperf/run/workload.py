@@ -79,6 +79,12 @@ class Workload:
     so far plus a new user message of ``input_tokens`` tokens (or the next human turn of a
     ShareGPT-style ``conversations_file``), waiting ``think_time_s`` between turns (seconds,
     or [low, high] for a seeded uniform draw).
+
+    Trace replay (run/traces.py), when ``trace`` is given: the first ``requests`` entries of
+    the trace file (``trace_format`` "mooncake", "jsonl", "burstgpt" or "azure"; None:
+    detected) are sent on their own timestamps divided by ``trace_speedup`` (open loop,
+    ``concurrency`` > 1 a cap), each with its prompt and answer lengths; Mooncake ``hash_ids``
+    become shared token blocks of ``trace_block_size`` tokens (run/trace_prompts.py).
     """
 
     input_tokens: int = 128
