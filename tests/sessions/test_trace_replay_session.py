@@ -109,3 +109,23 @@ def test_a_session_reports_and_gates_the_trace_figures(pytester: pytest.Pytester
     assert float(props["trace_ideal_hit_rate"] or "nan") == pytest.approx(offline)
     page = html.read_text()
     assert 'data-metric="trace_ideal_hit_rate"' in page and 'data-metric="prefix_hit_rate"' in page
+
+
+def test_a_replay_spread_over_load_workers_keeps_the_trace() -> None:
+    """--llmperf-load-workers 2: the arrivals are dealt to two processes on the one schedule;
+    the records merge with their expected cached tokens, and the oracle's hit rate is still
+    the ideal."""
+    config = OracleConfig(ttft_ms=5, itl_ms=1, metrics=True, prefix_cache=True)
+    wl = Workload(trace=str(MOONCAKE), requests=48, warmup=2, trace_block_size=32,
+                  trace_speedup=4.0)
+    with OracleServer(config) as oracle:
+        engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
+        try:
+            result = run_benchmark(engine, wl, load_workers=2)
+        finally:
+            engine.close()
+    s = result.summary
+    assert result.client["load_workers"] == 2 and s["errors"] == 0 and s["requests"] == 48
+    assert s["trace_ideal_hit_rate"] == pytest.approx(ideal_hit_rate(read_trace(MOONCAKE), 32))
+    assert s["prefix_hit_rate"] == pytest.approx(s["trace_ideal_hit_rate"], abs=0.03)
+    assert s["trace_cached_requests"] == 36
