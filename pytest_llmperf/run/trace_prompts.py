@@ -25,6 +25,7 @@ own, no blocks: they warm the engine without touching the trace's cache structur
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -41,17 +42,21 @@ if TYPE_CHECKING:
 _BLOCK_STREAM = 0x7A5E  # rng stream of block contents: [seed, _BLOCK_STREAM, hash_id]
 _TAIL_STREAM = 0x7A11  # of a request's own words: [seed, _TAIL_STREAM, request index]
 _PERM_STREAM = 0x9E37  # of the pool's permutation for the hash id digits: [seed, it]
-_MAX_CHECKED = 4096  # ids kept when they must be checked one by one (two calls each)
+_CHUNK = 2048  # pool ids checked together (one text, well inside a server's context)
+_CACHED_BLOCKS = 4096  # block contents kept for reuse (a trace has ~10^5 distinct blocks)
 
 
 def word_pool(tok: Tokenizer) -> np.ndarray:
     """The ids prompts are drawn from (as run/workload.py's synthetic prompts draw them),
     kept only where they come back from text: all of them at once when they do (one call
-    each way), else those that survive a round trip each (``round_trip_ids``; a server's
+    each way, ``_CHUNK`` at a time), else those that survive a round trip each
+    (``round_trip_ids``; a server's
     tokenizer may offer ids, such as its unknown-word id, that its text does not give back)."""
-    words = list(dict.fromkeys(int(t) for t in tok.word_token_ids())) or token_pool(tok)
-    if words and not _exact(tok, words):
-        words = round_trip_ids(tok, words, limit=_MAX_CHECKED)
+    offered = list(dict.fromkeys(int(t) for t in tok.word_token_ids())) or token_pool(tok)
+    words: list[int] = []
+    for start in range(0, len(offered), _CHUNK):
+        chunk = offered[start:start + _CHUNK]
+        words += chunk if _exact(tok, chunk) else round_trip_ids(tok, chunk)
     if not words:
         raise WorkloadError(
             "the tokenizer offers no tokens that survive a round trip through text, so a "
@@ -76,7 +81,7 @@ class BlockMaker:
         self.seed = seed
         self.size = size
         self._perm = np.random.default_rng([seed, _PERM_STREAM]).permutation(pool)
-        self._blocks: dict[int, list[int]] = {}
+        self._blocks: OrderedDict[int, list[int]] = OrderedDict()  # the latest used
 
     def digits(self, h: int) -> list[int]:
         p = len(self._perm)
@@ -89,12 +94,15 @@ class BlockMaker:
 
     def block(self, h: int) -> list[int]:
         got = self._blocks.get(h)
-        if got is None:
-            head = self.digits(h)[: self.size]
-            rng = np.random.default_rng([self.seed, _BLOCK_STREAM, h])
-            rest = rng.choice(self.pool, size=self.size - len(head))
-            got = head + [int(t) for t in rest]
-            self._blocks[h] = got
+        if got is not None:
+            self._blocks.move_to_end(h)
+            return got
+        head = self.digits(h)[: self.size]
+        rng = np.random.default_rng([self.seed, _BLOCK_STREAM, h])
+        got = head + [int(t) for t in rng.choice(self.pool, size=self.size - len(head))]
+        self._blocks[h] = got
+        if len(self._blocks) > _CACHED_BLOCKS:
+            self._blocks.popitem(last=False)
         return got
 
 

@@ -212,6 +212,10 @@ def test_blocks_of_different_ids_differ_in_their_first_token() -> None:
         a, b = maker.block(h), maker.block(g)
         assert a[0] == b[0] and a[:3] != b[:3]
     assert maker.block(7) == BlockMaker(pool, seed=0, size=16).block(7)  # pure
+    first = list(maker.block(0))
+    for h in range(1, 5000):  # past the kept blocks: block 0 is made again, the same
+        maker.block(h)
+    assert maker.block(0) == first
     assert maker.block(7) != BlockMaker(pool, seed=1, size=16).block(7)
 
 
