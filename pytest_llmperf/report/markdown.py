@@ -140,6 +140,7 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
             where = md_code(name) + (f" ({md_text(label)})" if label else "")
             lines.append(f"> {WARN} **client warning** {where}: {md_text(text)}")
     lines += _multi_turn_lines(report)
+    lines += _trace_lines(report)
     lines += _ab_lines(report)
     if html_link:
         lines.append("")
@@ -161,6 +162,21 @@ def _multi_turn_lines(report: Report) -> list[str]:
     return ["", "| multi-turn test | sessions | turns per session | session p50 s "
             "| session max s | TTFT p50 ms by turn (1 / 2 / ...) |",
             "|:--|--:|--:|--:|--:|:--|",
+            *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows)]
+
+
+def _trace_lines(report: Report) -> list[str]:
+    """Trace replays (run/trace_cache.py): per test, the trace's ideal prefix hit rate beside
+    the server's, and TTFT p50 of the requests the trace expects cached and of the others."""
+    keys = ("trace_ideal_hit_rate", "prefix_hit_rate", "trace_cached_requests",
+            "ttft_cached_p50_ms", "ttft_uncached_p50_ms")
+    rows = [[md_code(t.name), *(_median(t, k) for k in keys)] for t in report.tests
+            if any(s.get("trace_ideal_hit_rate") is not None for s in t.summaries)]
+    if not rows:
+        return []
+    return ["", "| trace replay test | ideal hit rate | server hit rate | cached requests "
+            "| TTFT cached p50 ms | TTFT uncached p50 ms |",
+            "|:--|--:|--:|--:|--:|--:|",
             *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows)]
 
 

@@ -91,13 +91,14 @@ def test_a_session_reports_and_gates_the_trace_figures(pytester: pytest.Pytester
             assert result.errors == 0
         """
     )
-    out, junit, html = (pytester.path / n for n in ("out.json", "junit.xml", "report.html"))
+    out, junit, html, md = (pytester.path / n for n in ("out.json", "junit.xml",
+                                                        "report.html", "pr.md"))
     config = OracleConfig(ttft_ms=5, itl_ms=1, metrics=True, prefix_cache=True,
                           prefill_ms_per_token=PREFILL_MS)
     with OracleServer(config) as oracle:
         result = pytester.runpytest("--llmperf", f"--llmperf-url={oracle.url}",
                                     f"--llmperf-json={out}", f"--junitxml={junit}",
-                                    f"--llmperf-html={html}")
+                                    f"--llmperf-html={html}", f"--llmperf-markdown={md}")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ttft_cached_p50_ms*> 1*"])
     test = json.loads(out.read_text())["tests"][0]
@@ -113,6 +114,12 @@ def test_a_session_reports_and_gates_the_trace_figures(pytester: pytest.Pytester
     assert float(props["trace_ideal_hit_rate"] or "nan") == pytest.approx(offline)
     page = html.read_text()
     assert 'data-metric="trace_ideal_hit_rate"' in page and 'data-metric="prefix_hit_rate"' in page
+    rows = [line for line in md.read_text().splitlines() if line.startswith("| `test_replay")]
+    trace_row = [r for r in rows if r.count("|") == 7]
+    assert len(trace_row) == 1, rows
+    cells = [c.strip() for c in trace_row[0].strip("|").split("|")]
+    assert float(cells[1]) == pytest.approx(offline, abs=0.01)  # ideal, then the server's
+    assert float(cells[2]) == pytest.approx(offline, abs=0.03)
 
 
 def test_a_replay_spread_over_load_workers_keeps_the_trace() -> None:
