@@ -111,12 +111,15 @@ def detect_format(text: str, name: str) -> str:
 def parse_trace(text: str, name: str, trace_format: str | None = None) -> list[TraceEntry]:
     """The entries of a trace's ``text`` (``name``: the file, for messages), in file order."""
     fmt = trace_format or detect_format(text, name)
-    if fmt in ("mooncake", "jsonl"):
-        entries = _parse_jsonl(text, name, fmt)
-    elif fmt in _CSV_COLUMNS:
-        entries = _parse_csv(text, name, fmt)
-    else:
+    if fmt not in TRACE_FORMATS:
         raise WorkloadError(f"trace_format={fmt!r} is not one of {', '.join(TRACE_FORMATS)}")
+    try:
+        entries = (_parse_jsonl(text, name, fmt) if fmt in ("mooncake", "jsonl")
+                   else _parse_csv(text, name, fmt))
+    except WorkloadError as exc:  # say which format the line was read as, and why
+        how = "detected from the file" if trace_format is None else "as asked"
+        article = "an" if fmt[0] in "aeiou" else "a"
+        raise WorkloadError(f"{exc} [read as {article} {fmt} trace, {how}]") from None
     if not entries:
         raise WorkloadError(f"{name}: no requests in the trace ({fmt})")
     for before, entry in itertools.pairwise(entries):
@@ -147,16 +150,16 @@ def _parse_jsonl(text: str, name: str, fmt: str) -> list[TraceEntry]:
         except RecursionError:
             raise WorkloadError(f"{where}: not valid JSON (nested too deeply)") from None
         if not isinstance(data, Mapping):
-            raise WorkloadError(f"{where}: expected a JSON object ({fmt} trace)")
+            raise WorkloadError(f"{where}: expected a JSON object")
         for key in ("timestamp", "input_length", "output_length"):
             if key not in data:
-                raise WorkloadError(f"{where}: field {key} is missing ({fmt} trace)")
+                raise WorkloadError(f"{where}: field {key} is missing")
         hash_ids: tuple[int, ...] | None = None
         if fmt == "mooncake":
             raw = data.get("hash_ids")
             if not isinstance(raw, list):
                 raise WorkloadError(f"{where}: field hash_ids={show(raw)} must be a list of "
-                                    "whole numbers (mooncake trace)")
+                                    "whole numbers")
             problem = limits.TOKENS.problem(f"{where}: field hash_ids length", len(raw))
             if problem:
                 raise WorkloadError(problem)
@@ -222,7 +225,7 @@ def _parse_csv(text: str, name: str, fmt: str) -> list[TraceEntry]:
                 if missing:
                     raise WorkloadError(
                         f"{name}:{lineno}: the header has no column {', '.join(missing)} "
-                        f"({fmt} trace: {time_col}, {in_col}, {out_col}); it has "
+                        f"(it needs {time_col}, {in_col}, {out_col}); it has "
                         f"{show(', '.join(header), 80)}")
                 at = [header.index(c) for c in (time_col, in_col, out_col)]
                 continue

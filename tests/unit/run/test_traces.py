@@ -75,8 +75,13 @@ def test_each_format_is_read_and_detected() -> None:
     with pytest.raises(WorkloadError, match=r"m:1: field hash_ids .*trace_format='mooncake'"):
         parse_trace(text, "m", "jsonl")
     with pytest.raises(WorkloadError, match=r"b.csv:1: the header has no column TIMESTAMP, "
-                                            "ContextTokens, GeneratedTokens"):
+                                            r"ContextTokens, GeneratedTokens .*\[read as an "
+                                            r"azure trace, as asked\]"):
         parse_trace(burst, "b.csv", "azure")
+    # Detected: the message says which format the line was read as.
+    with pytest.raises(WorkloadError, match=r"m:1: field output_length=0 .* \[read as a "
+                                            r"mooncake trace, detected from the file\]"):
+        parse_trace(mooncake((0, 4, 0, [1])), "m")
 
 
 @pytest.mark.parametrize(("text", "fmt", "message"), [
