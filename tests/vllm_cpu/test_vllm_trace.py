@@ -56,3 +56,19 @@ def test_vllm_prefix_cache_follows_the_trace(tiny_hf_model: Path, tmp_path: Path
     assert s["trace_ideal_hit_rate"] == pytest.approx(8 * 1792 / (16 * 2048))
     assert s["prefix_hit_rate"] == pytest.approx(s["trace_ideal_hit_rate"], abs=0.03)
     assert s["ttft_cached_p50_ms"] < 0.8 * s["ttft_uncached_p50_ms"]
+
+
+def test_the_tiny_models_tokenizer_reads_the_block_text_back(tiny_hf_model: Path) -> None:
+    """What a served vLLM sees: the prompts' text, tokenized by the model's own tokenizer
+    (byte-level BPE), gives back exactly the blocks' tokens."""
+    from pytest_llmperf.engines.tokenizers import load_hf_tokenizer
+    from pytest_llmperf.run.trace_prompts import trace_prompts
+
+    tok = load_hf_tokenizer(tiny_hf_model)
+    sample = Path(__file__).parents[2] / "example_suites" / "traces" / "mooncake_sample.jsonl"
+    prompts = trace_prompts(tok, Workload(trace=str(sample), requests=48, warmup=1,
+                                          trace_block_size=32))
+    assert len(prompts) == 49
+    for p in prompts:
+        assert tuple(tok.tokenize(p.text, add_special=True)) == p.token_ids
+        assert len(p.token_ids or ()) == p.input_tokens
