@@ -20,6 +20,7 @@ from .gpu import GPUSampler
 from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
 from .memory import PeakRSS
 from .metrics import RunResult, summarize, understatement
+from .trace_cache import mark_records
 from .workload import Workload, build_prompts, prompts_digest
 
 T = TypeVar("T")
@@ -127,6 +128,7 @@ def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
     """A run's records summarized (with the server's own figures, when it has metrics), with
     the client's warnings about its own measurement and about the machine (oversubscribed
     CPUs; GPU memory of the whole device instead of the engine's processes)."""
+    mark_records(load.records, workload)  # trace replay: expected cached tokens
     summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=peak_rss_mb,
                         gpu_mem_mb=gpu.peak_mem_mb if gpu is not None else None,
                         server=server, energy_j=energy_j, cost_per_hour=cost_per_hour)

@@ -41,6 +41,7 @@ from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
 )
 from .energy import j_per_token, usd_per_mtok
 from .reasoning import reasoning_summary
+from .trace_cache import trace_figures
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -99,6 +100,9 @@ class RequestRecord:
     reasoning_tokens_source: str | None = None
     # Length distributions (issue 24): the output length asked for (max_tokens).
     asked_output_tokens: int | None = None
+    # Trace replay: the prompt tokens the trace expects in an ideal prefix cache
+    # (run/trace_cache.py); None outside a trace replay and for warm-up requests.
+    trace_cached_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -365,6 +369,7 @@ def summarize(
     summary["usd_per_mtok"] = usd_per_mtok(cost_per_hour, summary["output_tps"])
     summary.update(schedule_summary(ok))
     summary.update(reasoning_summary(ok))  # TTFA, reasoning tokens, ITL per phase (or None)
+    summary.update(trace_figures(measured))  # trace replay (run/trace_cache.py)
     out = {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
     out.update(session_summary(measured))
     return out

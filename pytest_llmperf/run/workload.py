@@ -25,10 +25,9 @@ from ..metric_table import SLO_KEYS
 from ..values import is_finite_number, show
 from . import datasets as _datasets
 from .lengths import LengthError, Lengths, parse_lengths
-
-
-class WorkloadError(ValueError):
-    """A workload that cannot be run as asked."""
+from .trace_prompts import trace_prompts
+from .traces import check_trace_fields, trace_offsets_s
+from .workload_error import WorkloadError as WorkloadError  # re-exported: its home
 
 
 def _whole(name: str, value: Any, minimum: int, limit: Limit | None = None) -> int:
@@ -89,6 +88,12 @@ class Workload:
     so far plus a new user message of ``input_tokens`` tokens (or the next human turn of a
     ShareGPT-style ``conversations_file``), waiting ``think_time_s`` between turns (seconds,
     or [low, high] for a seeded uniform draw).
+
+    Trace replay (run/traces.py), when ``trace`` is given: the first ``requests`` entries of
+    the trace file (``trace_format`` "mooncake", "jsonl", "burstgpt" or "azure"; None:
+    detected) are sent on their own timestamps divided by ``trace_speedup`` (open loop,
+    ``concurrency`` > 1 a cap), each with its prompt and answer lengths; Mooncake ``hash_ids``
+    become shared token blocks of ``trace_block_size`` tokens (run/trace_prompts.py).
     """
 
     input_tokens: int | dict[str, Any] = 128
@@ -115,6 +120,12 @@ class Workload:
     dataset_format: str | None = None
     dataset_columns: dict[str, str] | None = None
     dataset_split: str | None = None
+    # Trace replay (run/traces.py, run/trace_prompts.py): arrivals, lengths and prefix blocks
+    # from a trace file instead of the fields above.
+    trace: str | None = None
+    trace_format: str | None = None
+    trace_speedup: float = 1.0
+    trace_block_size: int = 512
 
     def __post_init__(self) -> None:
         """Check every field where it enters: type, finiteness and range, one line naming
@@ -166,6 +177,7 @@ class Workload:
                                     "not exist")
         self._check_multi_turn()
         self._check_dataset()
+        check_trace_fields(self)
         self._check_totals()
 
     def _check_totals(self) -> None:
@@ -180,7 +192,7 @@ class Workload:
             raise WorkloadError(f"Workload: {what} = {values} = {total:,} requests is above "
                                 f"the limit: {limits.REQUESTS.words()}")
         if (self.prompts_file is None and self.conversations_file is None
-                and self.dataset is None):
+                and self.dataset is None and not self.trace):
             longest = self.input_lengths.maximum  # a distribution: its largest draw
             name = "input_tokens" if self.input_lengths.fixed else "max input_tokens"
             tokens = total * longest
@@ -500,6 +512,8 @@ def read_lines(path: Path) -> list[str]:
 def build_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
     if workload.multi_turn:  # built turn by turn from the answers (run/conversation.py)
         return []
+    if workload.trace:  # its lengths and prefix blocks (run/trace_prompts.py)
+        return trace_prompts(tok, workload)
     if workload.prompts_file:
         return jsonl_prompts(tok, workload)
     if workload.dataset is not None:
@@ -518,6 +532,8 @@ def arrival_offsets_s(workload: Workload, n: int) -> list[float] | None:
     Inter-arrival gaps are gamma distributed with shape ``burstiness`` and mean 1/rate
     (shape 1 is a Poisson process), seeded, as in vLLM's serving benchmark.
     """
+    if workload.trace is not None:  # the trace's own timestamps (run/traces.py)
+        return trace_offsets_s(workload, n)
     if workload.rate is None:
         return None
     rng = np.random.default_rng([workload.seed, 7919])
