@@ -28,7 +28,7 @@ from ..limits import PAIRS
 from ..run.metrics import RunResult
 from . import paired, stats
 from .failure import Failure
-from .gate import gated_metrics
+from .gate import embeddings_gated, gated_metrics
 from .thresholds import Thresholds
 
 Summary = Mapping[str, Any]
@@ -148,7 +148,7 @@ def decide(
     "inconclusive", never "ok" (``paired.compare_paired_set``, which ``clear_alpha`` goes
     to)."""
     parsed = Thresholds.of(thresholds)
-    gated, watched = gated_metrics(parsed)
+    gated, watched = embeddings_gated(parsed, *gated_metrics(parsed), [*a, *b])
     present = [m for m in gated + watched
                if any(_value(s, m) is not None for s in [*a, *b])]
     va = {m: [_value(s, m) for s in a] for m in present}
