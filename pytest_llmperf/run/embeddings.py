@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 from ..engines.base import Engine, EngineError, Prompt, RequestError, UnsupportedError
 from .metrics import RequestRecord
@@ -36,6 +37,19 @@ def check_engine(engine: Engine) -> None:
     problem = embeddings_problem(engine)
     if problem:
         raise EngineError(f"Workload(embeddings=True): {problem}")
+
+
+def slo_problem(slo: Mapping[str, object] | None) -> str | None:
+    """Why an SLO cannot judge embedding requests (None when it can): only whole-request
+    latency applies (``e2e_ms``, or E2E percentiles such as ``e2e_p95_ms``); None (no SLO
+    given) is a problem too, since the default SLO bounds TTFT and TPOT."""
+    advice = "give slo={'e2e_ms': ...} or E2E percentiles such as e2e_p95_ms"
+    if slo is None:
+        return f"an embeddings workload has no TTFT or TPOT, which the default SLO bounds: {advice}"
+    bad = sorted(str(k) for k in slo if not str(k).startswith("e2e_"))
+    if not bad:
+        return None
+    return f"an embeddings workload has no TTFT or TPOT ({', '.join(bad)}): {advice}"
 
 
 async def send_embedding(engine: Engine, prompt: Prompt, record: RequestRecord, t0: int

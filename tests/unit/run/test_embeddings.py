@@ -258,3 +258,14 @@ def test_the_gate_gates_e2e_and_input_throughput_of_embeddings_runs() -> None:
     tol = Thresholds.of({"max_regression_pct": {"e2e_p95_ms": 10}})
     assert embeddings_gated(tol, *gated_metrics(tol), runs)[0] == [
         "e2e_p50_ms", "input_tps", "e2e_p95_ms"]
+
+
+def test_only_a_request_latency_slo_judges_embeddings() -> None:
+    from pytest_llmperf.run.embeddings import slo_problem
+
+    assert slo_problem({"e2e_ms": 100}) is None
+    assert slo_problem({"e2e_p95_ms": 100, "e2e_ms": 50}) is None
+    assert slo_problem(None) == (
+        "an embeddings workload has no TTFT or TPOT, which the default SLO bounds: give "
+        "slo={'e2e_ms': ...} or E2E percentiles such as e2e_p95_ms")
+    assert "(tpot_ms, ttft_p95_ms)" in (slo_problem({"ttft_p95_ms": 1, "tpot_ms": 2}) or "")
