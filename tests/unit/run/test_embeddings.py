@@ -269,3 +269,31 @@ def test_only_a_request_latency_slo_judges_embeddings() -> None:
         "an embeddings workload has no TTFT or TPOT, which the default SLO bounds: give "
         "slo={'e2e_ms': ...} or E2E percentiles such as e2e_p95_ms")
     assert "(tpot_ms, ttft_p95_ms)" in (slo_problem({"ttft_p95_ms": 1, "tpot_ms": 2}) or "")
+
+
+def test_interleaved_ab_of_two_embedding_engines() -> None:
+    from pytest_llmperf.run.loadgen import run_interleaved_load
+
+    wl = Workload(embeddings=True, input_tokens=10, requests=4, warmup=1)
+    a, b = FakeEmbedder(), FakeEmbedder(per_token_ms=2.0)  # B: 20 ms more per request
+    prompts = build_prompts(a.tokenizer, wl)
+    ra, rb = asyncio.run(run_interleaved_load((a, b), (prompts, prompts), wl))
+    assert a.calls == b.calls == 5
+    sa, sb = summarize(ra.records), summarize(rb.records)
+    assert sa["errors"] == sb["errors"] == 0
+    assert sb["e2e_p50_ms"] - sa["e2e_p50_ms"] == pytest.approx(20, abs=8)
+    assert sa["ttft_p50_ms"] is None and sb["output_tps"] is None
+    with pytest.raises(EngineError, match="does not serve embeddings"):
+        asyncio.run(run_interleaved_load((a, FakeEmbedder(embeddings=False)),
+                                         (prompts, prompts), wl))
+
+
+def test_a_lagging_client_is_warned_against_the_request_latency() -> None:
+    from pytest_llmperf.run.bench import client_warnings
+    from pytest_llmperf.run.metrics import RunResult
+
+    result = RunResult(summary={"ttft_p50_ms": None, "e2e_p50_ms": 20.0}, samples=[],
+                       client={"loop_lag_p99_ms": 30.0})
+    assert client_warnings(result) == [
+        "the load generator fell behind: event-loop lag / send delay p99 30.0 ms against an "
+        "E2E p50 of 20.0 ms; latencies include client overhead"]
