@@ -297,3 +297,23 @@ def test_a_lagging_client_is_warned_against_the_request_latency() -> None:
     assert client_warnings(result) == [
         "the load generator fell behind: event-loop lag / send delay p99 30.0 ms against an "
         "E2E p50 of 20.0 ms; latencies include client overhead"]
+
+
+def test_vllm_serves_embeddings_only_with_its_pooling_runner() -> None:
+    """The capability read from the engine's model config (no vLLM needed to check it)."""
+    from types import SimpleNamespace
+
+    from pytest_llmperf.engines.vllm import VLLMEngine
+    from pytest_llmperf.run.embeddings import embeddings_problem
+
+    engine = VLLMEngine.__new__(VLLMEngine)
+    engine.model = "/models/tiny-llama"
+    engine._engine = SimpleNamespace(model_config=SimpleNamespace(runner_type="generate"))
+    assert not engine.has_embeddings
+    assert embeddings_problem(engine) == (
+        "the vLLM engine runs tiny-llama with the generate runner; embeddings need vLLM's "
+        "pooling runner: --llmperf-engine-arg runner=pooling")
+    engine._engine = SimpleNamespace(model_config=SimpleNamespace(runner_type="pooling"))
+    assert engine.has_embeddings and embeddings_problem(engine) is None
+    del engine._engine  # as after close(): nothing to ask
+    assert not engine.has_embeddings
