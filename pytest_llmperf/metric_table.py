@@ -174,11 +174,27 @@ SLO_KEYS: tuple[str, ...] = ("ttft_ms", "tpot_ms", "e2e_ms")
 
 assert tuple(m.key for m in METRICS if m.gated) == DEFAULT_GATED
 
+# Embeddings (issue 24, item 6): an embedding run has E2E, requests/s and input tokens/s but
+# no TTFT, TPOT, ITL or output tokens/s (None). The compact tables add these columns when some
+# run is one, and the regression gate gates these by default for such runs.
+EMBEDDING_KEYS: tuple[str, ...] = ("e2e_p50_ms", "e2e_p95_ms", "input_tps", "rps")
+EMBEDDING_GATED: tuple[str, ...] = ("e2e_p50_ms", "input_tps")
+
+
+def is_embeddings(summary: Mapping[str, Any]) -> bool:
+    """True for the summary of an embeddings run: an E2E but no TTFT (a generation that has
+    one has the other)."""
+    return summary.get("e2e_p50_ms") is not None and summary.get("ttft_p50_ms") is None
+
 
 def with_optional(columns: tuple[tuple[str, str], ...],
                   summaries: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """``columns`` and the optional metrics (energy, cost) that some summary has."""
+    """``columns`` and the optional metrics (energy, cost) that some summary has; with an
+    embeddings run among them, its figures (``EMBEDDING_KEYS``) too."""
     rows = list(summaries)
+    if any(is_embeddings(s) for s in rows):  # embeddings (issue 24, item 6)
+        have = {k for k, _ in columns}
+        columns += tuple((k, BY_KEY[k].label) for k in EMBEDDING_KEYS if k not in have)
     return columns + tuple((k, label) for k, label in OPTIONAL_METRICS
                            if any(s.get(k) is not None for s in rows))
 

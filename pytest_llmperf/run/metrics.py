@@ -103,6 +103,10 @@ class RequestRecord:
     # Trace replay: the prompt tokens the trace expects in an ideal prefix cache
     # (run/trace_cache.py); None outside a trace replay and for warm-up requests.
     trace_cached_tokens: int | None = None
+    # Embeddings (issue 24, item 6): an embedding request. Its one chunk is the answer's
+    # arrival, carrying 0 tokens (run/embeddings.py): E2E is the request's latency; it has no
+    # TTFT, TPOT or ITL (None, not 0), and prompt_tokens is the engine's input count.
+    embedding: bool = False
 
     @property
     def ok(self) -> bool:
@@ -115,6 +119,8 @@ class RequestRecord:
 
     @property
     def ttft_ns(self) -> int | None:
+        if self.embedding:  # no first token: the answer is one piece (E2E)
+            return None
         return self.chunk_ns[0] - self.send_ns if self.chunk_ns else None
 
     @property
@@ -240,8 +246,10 @@ def latency_series(records: Iterable[RequestRecord],
     ok = _measured_ok(records, from_due)
     out: dict[str, list[float]] = {}
     if {"ttft", "tpot", "e2e"} & set(metrics):
-        lat = [x for r in ok if (x := request_latency(r, from_due=from_due)) is not None]
-        out["ttft"] = [x.ttft_ms for x in lat]
+        pairs = [(r, x) for r in ok if (x := request_latency(r, from_due=from_due)) is not None]
+        lat = [x for _, x in pairs]
+        # An embedding has no first token: its E2E only (run/embeddings.py).
+        out["ttft"] = [x.ttft_ms for r, x in pairs if not r.embedding]
         out["tpot"] = [x.tpot_ms for x in lat if x.tpot_ms is not None]
         out["e2e"] = [x.e2e_ms for x in lat]
     if "itl" in metrics:
@@ -365,6 +373,8 @@ def summarize(
     summary["accuracy"] = accuracy
     for key in SERVER_KEYS:
         summary[key] = (server or {}).get(key)
+    if any(r.embedding for r in measured):  # embeddings (issue 24, item 6): no output tokens
+        summary["output_tps"] = None
     summary["energy_j_per_token"] = j_per_token(energy_j, out_tokens)
     summary["usd_per_mtok"] = usd_per_mtok(cost_per_hour, summary["output_tps"])
     summary.update(schedule_summary(ok))

@@ -126,6 +126,9 @@ class Workload:
     trace_format: str | None = None
     trace_speedup: float = 1.0
     trace_block_size: int = 512
+    # Embeddings (issue 24, item 6): embedding requests (/v1/embeddings) of the prompts instead
+    # of generations; output_tokens is unused (run/embeddings.py).
+    embeddings: bool = False
 
     def __post_init__(self) -> None:
         """Check every field where it enters: type, finiteness and range, one line naming
@@ -179,6 +182,25 @@ class Workload:
         self._check_dataset()
         check_trace_fields(self)
         self._check_totals()
+        self._check_embeddings()
+
+    def _check_embeddings(self) -> None:
+        """Embeddings (issue 24, item 6): a prompt per request, no chat, no multi-turn, and an
+        SLO of whole-request latency only (an embedding has no first token)."""
+        if not isinstance(self.embeddings, bool):
+            raise WorkloadError(f"Workload.embeddings={self.embeddings!r} must be True or False")
+        if not self.embeddings:
+            return
+        if self.chat:
+            raise WorkloadError("Workload.embeddings and chat=True cannot be combined: an "
+                                "embedding request sends the prompt as input, not chat messages")
+        if self.multi_turn:
+            raise WorkloadError("Workload.embeddings does not apply to multi-turn sessions "
+                                "(turns / conversations_file)")
+        bad = sorted(str(k) for k in self.slo if k != "e2e_ms")
+        if bad:
+            raise WorkloadError(f"Workload.slo has {', '.join(bad)}: an embedding request has "
+                                "no tokens streamed; only 'e2e_ms' applies with embeddings=True")
 
     def _check_totals(self) -> None:
         """What the counts add up to before the run starts: every request's record (a
