@@ -86,6 +86,9 @@ class Generation:
     source: str  # "engine" (its own tokenizer/sampler), "usage" (server), "tokenizer", "chunks"
     client_token_count: int | None = None
     text: str = ""
+    # Outputs fingerprint (issue 25): the sampled output token ids, where the engine has them
+    # (in-process engines); None: only ``text`` is known (servers stream text).
+    token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

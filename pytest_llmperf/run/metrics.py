@@ -89,6 +89,14 @@ class RequestRecord:
     error_kind: str | None = None
     session: int | None = None  # multi-turn: the session (conversation) it belongs to
     turn: int | None = None  # multi-turn: its turn in the session, from 1
+    # Outputs fingerprint (issue 25, greedy decoding only: run/fingerprint.py): a digest of
+    # the answer, what it was taken over ("tokens": the sampled ids; "chars": the text, where
+    # the engine streams text), how many of those units, and the prefix hashes that locate
+    # the first divergence (verdict/outputs.py).
+    output_digest: str | None = None
+    output_basis: str | None = None
+    output_units: int | None = None
+    output_marks: list[int] | None = None
 
     @property
     def ok(self) -> bool:

@@ -53,6 +53,8 @@ from ..store.profile import differences, make_profile, mismatch_message, profile
 from ..store.provenance import provenance, recorded_args
 from . import stats
 from .failure import Failure
+from .outputs import compare as compare_outputs
+from .testbed import compare_testbeds
 from .thresholds import Thresholds, UnknownMetricError
 
 if TYPE_CHECKING:
@@ -627,10 +629,13 @@ class Gate:
         out["baseline_commit"] = base.commit
         out["baseline_branch"] = base.branch
         if near["status"] != "compared":
+            if near.get("testbed"):
+                out["testbed"] = near["testbed"]
             out.update(status="no baseline", message="; ".join([near["message"], *skipped]))
             return out
         out["metrics"] = near["metrics"]
         out["warnings"] = list(near["warnings"])
+        out["outputs"], out["testbed"] = near.get("outputs"), near.get("testbed")  # issue 25
         parts = [near["message"]]
         if found.message:
             parts.append(found.message)
@@ -673,6 +678,11 @@ class Gate:
             return out
         hist = [[r for r in _runs_of(b, key) if workload_key(r) == wl] for b in history]
         hist = [h for h in hist if h]
+        bed = compare_testbeds(base_runs, current, hist, gated_metrics(thresholds)[0])
+        if bed["refused"]:  # another hardware class (issue 25): not a comparison
+            out.update(status="no baseline", message=f"baseline {base.commit[:12]}: "
+                       + bed["refused"], testbed=bed, outputs=None)
+            return out
         verdicts = compare_runs(thresholds, base_runs, current, hist, alpha=self.alpha)
         out["metrics"] = [v.to_dict() for v in verdicts]
         methods = sorted({v.method for v in verdicts if v.method != "none"})
@@ -690,6 +700,13 @@ class Gate:
                          f"{stats.DEFAULT_MIN_HISTORY} earlier baselines)")
         warning = undecided_warning(out["metrics"], base.commit)
         out["warnings"] = [warning] if warning else []
+        # Outputs and testbed (issue 25): did the answers change; was it the same testbed.
+        outputs = compare_outputs(base_runs, current)
+        out["outputs"] = outputs.to_dict()
+        if outputs.compared:
+            parts.append(outputs.describe())
+        out["testbed"] = bed
+        parts += bed["notes"]
         out.update(status="compared", message="; ".join(parts))
         return out
 
