@@ -144,6 +144,8 @@ class DataPoint:
     summary: dict[str, Any]
     thresholds: dict[str, Any]
     runs: int
+    # Outputs (issue 25): the first run's per-request output fingerprints (verdict/outputs.py).
+    prints: tuple[dict[str, Any], ...] = ()
 
 
 def combine(summaries: Sequence[Summary]) -> dict[str, Any]:
@@ -179,8 +181,21 @@ def session_results(doc: Mapping[str, Any]) -> dict[str, DataPoint]:
         # in different directories, and pytest's node ids move with its rootdir.
         out[str(test.get("key") or test["nodeid"])] = DataPoint(
             summary=combine(summaries), thresholds=dict(test.get("thresholds") or {}),
-            runs=len(summaries))
+            runs=len(summaries), prints=output_prints(test.get("runs") or []))
     return out
+
+
+_PRINT_KEYS = ("index", "warmup", "error", "output_digest", "output_basis", "output_units",
+               "output_marks")
+
+
+def output_prints(runs: Sequence[Any]) -> tuple[dict[str, Any], ...]:
+    """The first run's samples, only what comparing outputs reads (issue 25)."""
+    first = runs[0] if runs and isinstance(runs[0], Mapping) else {}
+    samples = first.get("samples")
+    return tuple({k: s.get(k) for k in _PRINT_KEYS}
+                 for s in (samples if isinstance(samples, list) else [])
+                 if isinstance(s, Mapping) and s.get("output_digest") is not None)
 
 
 def decision_thresholds(marker: Mapping[str, Any],

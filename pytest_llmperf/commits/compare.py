@@ -30,6 +30,7 @@ from ..files import ReportPathError, check_path
 from ..redact import redact_argv, redact_command
 from ..store import gitinfo
 from ..verdict import ab, stats
+from ..verdict.outputs import compare as compare_outputs
 from . import bisect
 from .bisect import BisectError, Commit, Comparison, DataPoint
 
@@ -104,6 +105,17 @@ class CompareOutcome:
             out[name] = [_number(s[nodeid].summary.get(metric)) if nodeid in s else None
                          for s in sessions]
         return out
+
+    def outputs(self, nodeid: str) -> dict[str, Any] | None:
+        """HEAD's answers against BASE's, request by request (issue 25): every HEAD session
+        against BASE's first; None when no session fingerprinted its outputs."""
+        base = [s[nodeid] for s in self.comparison.sides.get("reference", []) if nodeid in s]
+        head = [s[nodeid] for s in self.comparison.sides.get("candidate", []) if nodeid in s]
+        base_runs = [{"samples": list(p.prints)} for p in base if p.prints][:1]
+        head_runs = [{"samples": list(p.prints)} for p in head if p.prints]
+        if not base_runs and not head_runs:
+            return None
+        return compare_outputs(base_runs, head_runs).to_dict()
 
     def runs_per_session(self, nodeid: str) -> int:
         sessions = self.comparison.sides.get("reference", [])
@@ -228,6 +240,7 @@ def result_document(outcome: CompareOutcome) -> dict[str, Any]:
             "pairs_per_metric": {v.metric: v.n_current for v in verdicts},
             "metrics": [v.to_dict() for v in verdicts],
             "values": {v.metric: outcome.values(nodeid, v.metric) for v in verdicts},
+            "outputs": outcome.outputs(nodeid),  # issue 25
         }
     return bisect.finite({
         "schema": SCHEMA,

@@ -122,3 +122,34 @@ def test_paired_ab_reports_b_answers_against_a(
     assert entry["outputs"]["changed"] == 4
     assert entry["outputs"]["first_divergence"] == first_changed_char()
     res.stdout.fnmatch_lines(["*A/B: outputs: 4 of 4 requests changed*"])
+
+
+def test_testbed_difference_is_noted_and_another_cpu_model_refused(
+    llmperf_pytester: pytest.Pytester, llmperf_oracle: Callable[..., OracleServer],
+) -> None:
+    pt = llmperf_pytester
+    server = llmperf_oracle(ttft_ms=5, itl_ms=2)
+    repo(pt)
+    doc = saved_then_committed(pt, server.url)
+    [path] = sorted((pt.path / "baselines").glob("*/*.json"))
+    [run] = doc["tests"]["test_answers.py::test_answers"]["runs"]
+    mine = dict(run["client"]["testbed"])
+
+    def with_testbed(**changes: Any) -> dict[str, Any]:
+        run["client"]["testbed"] = {**mine, **changes}
+        path.write_text(json.dumps(doc, sort_keys=True, indent=1))
+        res, data = session(pt, server.url)
+        res.assert_outcomes(passed=1)
+        return data["tests"][0]["comparison"]
+
+    comp = with_testbed(governor="fake-governor")
+    assert comp["status"] == "compared"
+    now = repr(mine["governor"]) if "governor" in mine else "unknown"  # no cpufreq here
+    assert comp["testbed"]["differences"] == [f"governor: baseline 'fake-governor', now {now}"]
+    assert "another testbed setting that changes speed (governor: baseline " \
+           "'fake-governor'" in comp["message"]
+    comp = with_testbed(cpu_model="Another CPU 9000")
+    assert comp["status"] == "no baseline"
+    assert "not compared: the baseline ran on another hardware class (cpu_model: baseline " \
+           "'Another CPU 9000'" in comp["message"]
+    assert comp["metrics"] == []

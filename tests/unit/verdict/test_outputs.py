@@ -146,3 +146,34 @@ def test_same_outputs_marker_and_failure() -> None:
     unchanged = compare([run(ids)], [run(ids)]).to_dict()
     assert outputs_failure({"same_outputs": True}, unchanged) is None
     assert outputs_failure({"same_outputs": True}, None) is None
+
+
+def test_llmperf_compare_reports_head_answers_against_base() -> None:
+    from pytest_llmperf.commits.bisect import Commit, Comparison, session_results
+    from pytest_llmperf.commits.compare import CompareOptions, CompareOutcome, result_document
+    from pytest_llmperf.report.compare import render_table
+    from pytest_llmperf.verdict.stats import MetricVerdict
+
+    ids = [list(range(10 * i, 10 * i + 12)) for i in range(3)]
+
+    def doc(*answers: list[int]) -> dict[str, Any]:
+        return {"tests": [{"nodeid": "t.py::t", "thresholds": {},
+                           "runs": [{"summary": {"tpot_p50_ms": 1.0}, **run(*answers)}]}]}
+
+    base = [session_results(doc(*ids)) for _ in range(2)]
+    head = [session_results(doc(ids[0], changed_from(ids[1], 6), ids[2])) for _ in range(2)]
+    assert len(base[0]["t.py::t"].prints) == 3  # only the fingerprint fields are kept
+    assert set(base[0]["t.py::t"].prints[0]) == {
+        "index", "warmup", "error", "output_digest", "output_basis", "output_units",
+        "output_marks"}
+    v = MetricVerdict(metric="tpot_p50_ms", baseline=1.0, current=1.0, change_pct=0.0,
+                      ci_low_pct=-1.0, ci_high_pct=1.0, verdict="ok", gated=True)
+    comp = Comparison(commit="h" * 40, subject="s", reference="b" * 40, pairs=2, alpha=0.05,
+                      alpha_per_test=0.05, tests={"t.py::t": [v]},
+                      sides={"reference": base, "candidate": head})
+    outcome = CompareOutcome(base=Commit("b" * 40, "s"), head=Commit("h" * 40, "s"),
+                             comparison=comp, opts=CompareOptions(base="main"), elapsed_s=1.0)
+    outputs = result_document(outcome)["tests"]["t.py::t"]["outputs"]
+    assert (outputs["compared"], outputs["changed"], outputs["first_divergence"]) == (3, 1, 6)
+    assert ("t.py::t: outputs: 1 of 3 requests changed (first divergence at token 6, "
+            "request 1; request(s) 1)") in render_table(outcome)
