@@ -47,6 +47,9 @@ class OutputsComparison:
     basis: str | None = None
     divergences: list[Divergence] = field(default_factory=list)  # by request index
     note: str = ""
+    # Requests whose answers differ between the current runs themselves (repeats): greedy
+    # decoding is not deterministic on this engine and load (e.g. vLLM's batching).
+    unstable: int = 0
 
     @property
     def first(self) -> Divergence | None:
@@ -59,7 +62,8 @@ class OutputsComparison:
         if not self.compared:
             return f"outputs: not compared ({self.note})"
         if not self.changed:
-            return f"outputs: all {self.compared} requests unchanged{self._basis_note()}"
+            return (f"outputs: all {self.compared} requests unchanged{self._unstable()}"
+                    f"{self._basis_note()}")
         first = self.first
         assert first is not None and self.basis is not None
         shown = ", ".join(str(d.index) for d in sorted(self.divergences,
@@ -67,7 +71,13 @@ class OutputsComparison:
         more = f", and {self.changed - SHOWN} more" if self.changed > SHOWN else ""
         return (f"outputs: {self.changed} of {self.compared} requests changed (first "
                 f"divergence at {first.where(self.basis)}, request {first.index}; "
-                f"request(s) {shown}{more}){self._basis_note()}")
+                f"request(s) {shown}{more}){self._unstable()}{self._basis_note()}")
+
+    def _unstable(self) -> str:
+        if not self.unstable:
+            return ""
+        return (f"; {self.unstable} request(s) differ between this test's own runs: greedy "
+                "answers are not deterministic here")
 
     def _basis_note(self) -> str:
         return " [text compared: the engine streams text]" if self.basis == CHARS else ""
@@ -80,7 +90,7 @@ class OutputsComparison:
             "first_divergence_end": None if first is None else first.end,
             "first_request": None if first is None else first.index,
             "changed_requests": sorted(d.index for d in self.divergences)[:SHOWN * 4],
-            "note": self.note, "summary": self.describe(),
+            "unstable": self.unstable, "note": self.note, "summary": self.describe(),
         }
 
 
@@ -167,6 +177,9 @@ def compare(baseline_runs: Sequence[Mapping[str, Any]],
                     found[index] = Divergence(index, *where)
     out.compared = len(seen)
     out.changed = len(found)
+    out.unstable = sum(1 for index in seen
+                       if len({(c[index].digest, c[index].units) for c in currents
+                               if index in c}) > 1)
     out.divergences = sorted(found.values(), key=lambda d: d.index)
     if not out.compared:
         out.note = "no request index in common"

@@ -177,3 +177,13 @@ def test_llmperf_compare_reports_head_answers_against_base() -> None:
     assert (outputs["compared"], outputs["changed"], outputs["first_divergence"]) == (3, 1, 6)
     assert ("t.py::t: outputs: 1 of 3 requests changed (first divergence at token 6, "
             "request 1; request(s) 1)") in render_table(outcome)
+
+
+def test_answers_that_differ_between_the_current_runs_are_called_unstable() -> None:
+    ids = [list(range(10 * i, 10 * i + 8)) for i in range(3)]
+    base = run(*ids)
+    found = compare([base], [run(*ids), run(ids[0], changed_from(ids[1], 3), ids[2])])
+    assert (found.changed, found.unstable) == (1, 1)
+    assert found.describe().endswith("; 1 request(s) differ between this test's own runs: "
+                                     "greedy answers are not deterministic here")
+    assert compare([base], [run(*ids), run(*ids)]).unstable == 0
