@@ -219,6 +219,9 @@ class Comparison:
     left_out: list[str] = field(default_factory=list)
     # Per role, its sessions' data points in pair order (not in ``to_dict``).
     sides: dict[str, list[dict[str, DataPoint]]] = field(default_factory=dict, repr=False)
+    # Outputs (issue 25): per test, HEAD's answers against BASE's where a served comparison's
+    # A/B made it (the session mode compares ``sides``' fingerprints instead).
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def verdict(self) -> str:

@@ -108,7 +108,10 @@ class CompareOutcome:
 
     def outputs(self, nodeid: str) -> dict[str, Any] | None:
         """HEAD's answers against BASE's, request by request (issue 25): every HEAD session
-        against BASE's first; None when no session fingerprinted its outputs."""
+        against BASE's first (``--served``: the A/B's own comparison); None when no session
+        fingerprinted its outputs."""
+        if nodeid in self.comparison.outputs:
+            return self.comparison.outputs[nodeid]
         base = [s[nodeid] for s in self.comparison.sides.get("reference", []) if nodeid in s]
         head = [s[nodeid] for s in self.comparison.sides.get("candidate", []) if nodeid in s]
         base_runs = [{"samples": list(p.prints)} for p in base if p.prints][:1]
@@ -325,6 +328,17 @@ def served_session_args(base_url: str, head_url: str, json_path: Path,
             "--llmperf-alpha", f"{alpha:g}", *pytest_args]
 
 
+def ab_outputs(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per test, its first A/B's outputs comparison in a session's results (issue 25)."""
+    out: dict[str, dict[str, Any]] = {}
+    for test in doc.get("tests") or []:
+        entries = [e for e in test.get("ab") or [] if isinstance(e, dict)]
+        found = entries[0].get("outputs") if entries else None
+        if isinstance(found, dict):
+            out[str(test.get("nodeid"))] = found
+    return out
+
+
 def ab_verdicts(doc: dict[str, Any]) -> tuple[dict[str, list[stats.MetricVerdict]],
                                               list[str], int]:
     """Per test, its A/B metric verdicts in a session's results (the first A/B of each
@@ -398,13 +412,15 @@ def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcom
             why = ""
             tests: dict[str, list[stats.MetricVerdict]] = {}
             left_out: list[str] = []
+            outputs: dict[str, dict[str, Any]] = {}
             pairs = 0
             if proc.returncode not in (0, 1):
                 why = f"pytest exited with status {proc.returncode}"
             else:
                 try:
-                    tests, left_out, pairs = ab_verdicts(
-                        json.loads(json_path.read_text(encoding="utf-8")))
+                    doc = json.loads(json_path.read_text(encoding="utf-8"))
+                    tests, left_out, pairs = ab_verdicts(doc)
+                    outputs = ab_outputs(doc)
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     why = f"no readable results file ({type(exc).__name__}: {exc})"
                 else:
@@ -426,7 +442,7 @@ def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcom
             shutil.rmtree(tmp, ignore_errors=True)
     comparison = Comparison(commit=head.sha, subject=head.subject, reference=base.sha,
                             pairs=pairs, alpha=opts.alpha, alpha_per_test=opts.alpha,
-                            tests=tests, left_out=left_out)
+                            tests=tests, left_out=left_out, outputs=outputs)
     say(f"{head.short} vs {base.short}: {comparison.verdict}")
     return CompareOutcome(base=base, head=head, comparison=comparison, opts=opts,
                           elapsed_s=time.perf_counter() - t0, dirty=dirty)

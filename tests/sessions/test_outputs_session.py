@@ -1,7 +1,9 @@
 """Outputs in the same test (issue 25, item 4) as users meet them: a baseline saved against the
 oracle, then a run against an oracle whose text changes from token K on (``diverge_at``): the
 gate reports how many requests changed and where, ``same_outputs=True`` fails the test, and the
-paired A/B reports B's answers against A's. The testbed is recorded with every saved run."""
+paired A/B and ``llmperf compare --served`` report B's (HEAD's) answers against A's. The testbed
+is recorded with every saved run; a baseline of another testbed setting is compared with a
+note, one of another CPU model refused."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import git
+from helpers import compare_served, git
 
 from pytest_llmperf.testing.oracle import WORDS, OracleServer
 
@@ -153,3 +155,14 @@ def test_testbed_difference_is_noted_and_another_cpu_model_refused(
     assert "not compared: the baseline ran on another hardware class (cpu_model: baseline " \
            "'Another CPU 9000'" in comp["message"]
     assert comp["metrics"] == []
+
+
+def test_llmperf_compare_served_reports_the_outputs(served_repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.json"
+    proc = compare_served(served_repo, "HEAD~1", "HEAD", "--json", str(out))
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    [(nodeid, test)] = json.loads(out.read_text())["tests"].items()
+    outputs = test["outputs"]
+    # The two commits' servers differ in speed, not in what they answer.
+    assert outputs["compared"] >= 3 and outputs["changed"] == 0
+    assert f"{nodeid}: outputs: all {outputs['compared']} requests unchanged" in proc.stdout

@@ -187,3 +187,14 @@ def test_answers_that_differ_between_the_current_runs_are_called_unstable() -> N
     assert found.describe().endswith("; 1 request(s) differ between this test's own runs: "
                                      "greedy answers are not deterministic here")
     assert compare([base], [run(*ids), run(*ids)]).unstable == 0
+
+
+def test_llmperf_compare_served_takes_the_ab_outputs() -> None:
+    from pytest_llmperf.commits.compare import ab_outputs
+
+    ids = list(range(12))
+    outputs = compare([run(ids)], [run(changed_from(ids, 2))]).to_dict()
+    doc = {"tests": [{"nodeid": "t.py::a", "ab": [{"outputs": outputs}, {"outputs": None}]},
+                     {"nodeid": "t.py::b", "ab": [{"outputs": None}]},
+                     {"nodeid": "t.py::c"}]}
+    assert ab_outputs(doc) == {"t.py::a": outputs}
