@@ -452,7 +452,7 @@ class LlamaCppEngine(Engine):
                         break
                     llm.eval([token])
         return Generation(output_tokens=len(out), source="engine",
-                          text=self._tokenizer.detokenize(out))
+                          text=self._tokenizer.detokenize(out), token_ids=tuple(out))
 
     def _speculate(self, sampler: Any, params: GenerationParams, on_chunk: OnChunk,
                    out: list[int]) -> None:

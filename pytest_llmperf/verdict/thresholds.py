@@ -54,7 +54,8 @@ THRESHOLDS.update(
 )
 # Keywords that are not absolute limits on one summary value.
 OTHER_KEYWORDS: frozenset[str] = frozenset(
-    {"max_regression_pct", "max_accuracy_drop", "repeats", "gate", "engine_args"}
+    {"max_regression_pct", "max_accuracy_drop", "repeats", "gate", "engine_args",
+     "same_outputs"}  # same_outputs: issue 25, verdict/outputs.py
 )
 VALID_KEYWORDS: tuple[str, ...] = tuple(sorted(set(THRESHOLDS) | OTHER_KEYWORDS))
 
@@ -127,6 +128,10 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
                 out[name] = engine_args_mapping(value, "engine_args")
             except ConfigError as exc:
                 raise MarkerError(str(exc)) from None
+        elif name == "same_outputs":  # fail when any greedy answer changed (issue 25)
+            if not isinstance(value, bool):
+                raise MarkerError(f"same_outputs={show(value)} must be True or False")
+            out[name] = value
         elif name == "gate":
             if isinstance(value, str):
                 value = [value]
