@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -55,9 +55,9 @@ def test_bencher_and_github_benchmark_files(results: Path, tmp_path: Path,
 class Gateway(BaseHTTPRequestHandler):
     """Keeps every push (method, path, body) as a Pushgateway would take it."""
 
-    pushes: list[tuple[str, str, str]] = []
+    pushes: ClassVar[list[tuple[str, str, str]]] = []
 
-    def do_PUT(self) -> None:  # noqa: N802 - http.server's spelling
+    def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
         self.pushes.append(("PUT", self.path, body))
         self.send_response(200)
