@@ -84,6 +84,9 @@ def render_text(tests: Sequence[Test], width: int = 160, color: bool = False,
     warnings += [(t["nodeid"], str(w)) for t in tests  # the stored gate's undecided changes
                  if not _paired(t, ab)
                  for w in ((t.get("comparison") or {}).get("warnings") or [])]
+    warnings += [(t["nodeid"], str(w)) for t in tests  # passes that could not see (issue 25)
+                 if not _paired(t, ab)
+                 for w in ((t.get("comparison") or {}).get("blind") or [])]
     for nodeid, warning in warnings:
         console.print(f"[yellow]warning[/yellow] {nodeid}: {warning}")
     return buf.getvalue()
@@ -132,6 +135,8 @@ def gate_lines(tests: Iterable[Test], ab: bool = False, *, root: Path | None = N
                             if comp.get("message") else ""))
             for warning in [] if paired else comp.get("warnings", None) or []:
                 lines.append(f"  WARNING {warning}")
+            for warning in [] if paired else comp.get("blind", None) or []:  # issue 25
+                lines.append(f"  WARNING {warning}")
             for m in shown:
                 change = m.get("change_pct")
                 text = f"  {m['metric']}: {m['verdict']}"
@@ -140,6 +145,8 @@ def gate_lines(tests: Iterable[Test], ab: bool = False, *, root: Path | None = N
                              f"({change:+.1f}%")
                     if m.get("ci_low_pct") is not None:
                         text += f", interval {m['ci_low_pct']:+.1f}%..{m['ci_high_pct']:+.1f}%"
+                    if isinstance(m.get("mde_pct"), int | float):  # issue 25: power
+                        text += f", MDE {m['mde_pct']:.1f}%"
                     text += ")"
                 lines.append(text)
         for entry in test.get("ab") or []:

@@ -28,6 +28,7 @@ from ..run.metrics import RecordError, RequestRecord, latency_series, percentile
 from ..store.baselines import Baseline, BaselineStore
 from ..store.keys import TestKey
 from ..values import is_finite_number
+from ..verdict import tails
 from ..verdict.thresholds import THRESHOLDS, Thresholds
 from . import plots
 from .provenance import (
@@ -171,7 +172,8 @@ def _check_test(where: str, test: Any) -> list[list[RequestRecord]]:
         metrics = _list(f"{where}.comparison.metrics", comparison.get("metrics") or [])
         for i, metric in enumerate(metrics):
             metric = _object(f"{where}.comparison.metrics[{i}]", metric)
-            for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct"):
+            for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct",
+                        "mde_pct"):
                 _number(f"{where}.comparison.metrics[{i}].{key}", metric.get(key))
     records = [_check_run(f"{where}.runs[{i}]", run)
                for i, run in enumerate(_list(f"{where}.runs", test.get("runs", [])))]
@@ -189,7 +191,8 @@ def _check_ab(where: str, entry: Any) -> None:
     _optional(entry, "a_run", where, _number)
     for i, metric in enumerate(_list(f"{where}.metrics", entry.get("metrics") or [])):
         metric = _object(f"{where}.metrics[{i}]", metric)
-        for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct"):
+        for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct",
+                    "mde_pct"):
             _number(f"{where}.metrics[{i}].{key}", metric.get(key))
     for key in ("samples_a", "samples_b"):
         for i, sample in enumerate(_list(f"{where}.{key}", entry.get(key) or [])):
@@ -395,6 +398,11 @@ class ComparisonRow:
     css: str
     gated: bool
     change_value: float | None = None
+    # Power (issue 25): the smallest change the comparison could detect, and whether the pass
+    # was blind (MDE above the tolerance); the tail's sample count ("p99 of 40 requests").
+    mde: str = "-"
+    blind: bool = False
+    samples: str = ""
 
 
 @dataclass
@@ -560,6 +568,8 @@ class TestView:
             return "muted", "inconclusive"
         if "improvement" in gated:
             return "good", "improvement"
+        if any(r.blind for r in self.comparison if r.gated):  # issue 25: could not see
+            return "warn", "no regression, blind"
         return "good", "no regression"
 
     @property
@@ -672,8 +682,21 @@ def _comparison(test: Mapping[str, Any]) -> tuple[dict[str, Any], list[Compariso
             verdict=verdict, css=VERDICT_CLASS.get(verdict, "muted"),
             gated=bool(m.get("gated")),
             change_value=float(change) if isinstance(change, int | float) else None,
+            **power_cells(m),
         ))
     return comp, rows
+
+
+def power_cells(m: Mapping[str, Any]) -> dict[str, Any]:
+    """A comparison row's power cells (issue 25): ``mde`` ("12.3%" or "-"), ``blind`` and
+    ``samples`` ("p99 of 40 requests", for a tail percentile)."""
+    mde = m.get("mde_pct")
+    samples = m.get("tail_samples")
+    of = ""
+    if isinstance(samples, int) and not isinstance(samples, bool):
+        of = tails.tail_words(str(m.get("metric")), samples)
+    return {"mde": f"{mde:.1f}%" if is_finite_number(mde) else "-",
+            "blind": bool(m.get("blind")), "samples": of}
 
 
 def _median_range(values: Sequence[float]) -> tuple[float, float, float]:
