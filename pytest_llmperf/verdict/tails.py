@@ -25,7 +25,7 @@ from typing import Any
 
 BEYOND = 5  # samples beyond the percentile for it to be decidable
 TAIL_FROM = 0.9  # percentiles from p90 up are tails
-_PCT = re.compile(r"^(?P<series>[a-z_]+)_p(?P<p>\d{2})_ms$")
+_PCT = re.compile(r"^(?P<series>[a-z0-9_]+)_p(?P<p>\d{2})_ms$")
 
 
 def quantile_of(metric: str) -> float | None:
