@@ -139,11 +139,11 @@ def simulated(trials: int, seed: int) -> None:
 
 
 def predicted_power(effect_pct: float, sd: float, n: int, alpha: float) -> float:
-    """P(flag) of a one-sided t-test on n paired log-ratios of sd ``sd`` at a true effect
-    (the normal approximation with t quantiles, as ``power`` uses)."""
+    """P(flag) of a one-sided t-test on n paired log-ratios of sd ``sd`` at a true effect:
+    the noncentral t that ``power.mde_log`` inverts."""
     se = sd / math.sqrt(n)
     t_a = power.t_quantile(n - 1.0, 1.0 - alpha)
-    return float(special.stdtr(n - 1.0, math.log1p(effect_pct / 100.0) / se - t_a))
+    return 1.0 - float(special.nctdtr(n - 1.0, math.log1p(effect_pct / 100.0) / se, t_a))
 
 
 # The README's measured calibrations: (section, setting, pair sd of the log-ratio, pairs,
@@ -165,16 +165,18 @@ README = [
 
 
 def implied_mde(effect_pct: float, detected: float, n: int, alpha: float) -> float | None:
-    """The 80% point a measured detection rate implies: the effect scaled by
-    (t_a + t_0.8) / (t_a + t^-1(detected)) (None at 0% or 100%, which say nothing)."""
+    """The 80% point a measured detection rate implies: the effect scaled by the ratio of
+    the noncentralities that give 80% and the measured rate (None at 0% or 100%, which say
+    nothing)."""
     if not 0.0 < detected < 1.0:
         return None
     df = n - 1.0
-    t_a, t_p = power.t_quantile(df, 1.0 - alpha), power.t_quantile(df, power.POWER)
-    reach = t_a + power.t_quantile(df, detected)
-    if reach <= 0:
+    t_a = power.t_quantile(df, 1.0 - alpha)
+    nc80 = float(special.nctdtrinc(df, 1.0 - power.POWER, t_a))
+    nc = float(special.nctdtrinc(df, 1.0 - detected, t_a))
+    if not nc > 0:
         return None
-    return math.expm1(math.log1p(effect_pct / 100.0) * (t_a + t_p) / reach) * 100.0
+    return math.expm1(math.log1p(effect_pct / 100.0) * nc80 / nc) * 100.0
 
 
 def from_readme() -> None:
