@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..limits import PAIRS
-from ..run.metrics import RunResult, latency_series
+from ..run.metrics import RunResult
 from . import paired, stats, tails
 from .failure import Failure
 from .gate import gated_metrics
@@ -143,13 +143,7 @@ class ABVerdict:
 
 
 def _summary(run: RunResult | Summary) -> Summary:
-    """A run's summary for the paired decision: a RunResult's tail percentiles are
-    re-estimated from its requests by Harrell-Davis (``tails``, issue 25)."""
-    if not isinstance(run, RunResult):
-        return run
-    if not run.samples:
-        return run.summary
-    return tails.hd_summary(run.summary, latency_series(run.samples))
+    return run.summary if isinstance(run, RunResult) else run
 
 
 def decide(

@@ -1,5 +1,5 @@
-"""Tails: how many samples a percentile rests on, when that is too few to decide, and the
-quantile estimate the paired tail comparison uses. Pure functions (numpy, scipy), no I/O.
+"""Tails: how many samples a percentile rests on, and when that is too few to decide. Pure
+functions, no I/O, no heavy imports (the thresholds read this module at collection).
 
 The rule (documented in docs/guides/baselines-and-gates.md): a run's p-th percentile is
 decidable when at least ``BEYOND`` (5) of its samples lie beyond it, n * (1 - q) >= 5: p90
@@ -8,12 +8,14 @@ percentile is one of the last few order statistics (p99 of 40 requests is an int
 between the two largest), whose run-to-run spread is that of the maximum; a gated tail with
 fewer is refused as "not decidable" naming the count it needs, instead of compared.
 
-The paired tail comparison (``llmperf_bench.compare``, the A/B flag) estimates each run's
-percentile with the Harrell-Davis estimator (a Beta-weighted mean of all order statistics:
-lower variance than the interpolated sample quantile on heavy-tailed samples, and smooth in
-the data) and feeds the pairs' log-ratios of these estimates to the same exact sign-flip test
-as every other metric: a quantile test over the requests within each pair, combined over the
-pairs without any assumption on the shape of the tail.
+The paired tail comparison (``llmperf_bench.compare``, the A/B flag, ``llmperf compare``) is a
+quantile test over the requests within each pair, combined over the pairs: each run's
+percentile of its own requests, the pair's log-ratio of the two, and the exact sign-flip
+test over the pairs (``paired``), which holds its level whatever the shape of the tail (under
+no change, each pair's ratio is as likely above one as below). The Harrell-Davis estimator
+(a Beta-weighted mean of all order statistics) was measured in its place and rejected: at p99
+on lognormal and Pareto requests it detected no more, and at 100 requests per run less
+(benchmarks/README.md, "Tails").
 """
 
 from __future__ import annotations
@@ -93,39 +95,3 @@ def tail_words(metric: str, samples: int) -> str:
     q = quantile_of(metric)
     what = "gaps" if metric.startswith("itl_") else "requests"
     return f"p{round((q or 0) * 100)} of {samples} {what}"
-
-
-def harrell_davis(values: Sequence[float], q: float) -> float | None:
-    """The Harrell-Davis estimate of the q-th quantile: sum_i w_i x_(i), with w_i the
-    Beta((n+1)q, (n+1)(1-q)) probability of ((i-1)/n, i/n]. None for no values.
-    (numpy and scipy load here: the thresholds read this module at collection.)"""
-    import numpy as np
-    from scipy import special
-
-    x = np.sort(np.asarray([v for v in values if v is not None and math.isfinite(v)],
-                           dtype=float))
-    n = x.size
-    if n == 0:
-        return None
-    if n == 1:
-        return float(x[0])
-    a, b = (n + 1) * q, (n + 1) * (1.0 - q)
-    edges = special.betainc(a, b, np.arange(n + 1) / n)
-    return float(np.dot(np.diff(edges), x))
-
-
-def hd_summary(summary: Mapping[str, Any], series: Mapping[str, Sequence[float]]
-               ) -> dict[str, Any]:
-    """``summary`` with every tail percentile that ``series`` (metric -> the run's per-request
-    values, as ``run.metrics.latency_series``) has replaced by its Harrell-Davis estimate."""
-    out = dict(summary)
-    for key in summary:
-        q = quantile_of(key)
-        if q is None or q < TAIL_FROM:
-            continue
-        values = series.get(key.rsplit("_p", 1)[0])
-        if values:
-            estimate = harrell_davis(values, q)
-            if estimate is not None and estimate > 0:
-                out[key] = estimate
-    return out
