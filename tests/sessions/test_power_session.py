@@ -112,3 +112,41 @@ def test_a_noisy_gate_passes_blind_and_fails_when_asked(
     res.assert_outcomes(failed=1)
     assert data["tests"][0]["outcome"] == "failed"
     assert "llmperf: blind: tpot_p50_ms could only see changes of" in res.stdout.str()
+
+
+def test_calibrate_runs_aa_sessions_and_writes_the_noise(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``llmperf calibrate``: three real A/A sessions of the jitter suite; per test and gated
+    metric the measured CV, the MDEs and what each gate needs, in the JSON and the table."""
+    from pytest_llmperf.cli.main import main
+
+    pt = pytester
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    pt.makeini("""
+        [pytest]
+        llmperf_engine = jitter
+        llmperf_model = 10
+        """)
+    pt.makeconftest(CONFTEST)
+    pt.makepyfile(test_stream=TEST)
+    monkeypatch.chdir(pt.path)
+    out = pt.path / "calibration.json"
+    assert main(["calibrate", "--sessions", "3", "--json", str(out), "--",
+                 "test_stream.py"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "pytest-llmperf/calibration" and doc["sessions"] == 3
+    entry = doc["tests"][NODE]
+    assert entry["sessions"] == 3
+    tpot = entry["metrics"]["tpot_p50_ms"]
+    assert tpot["sessions"] == 3 and tpot["cv_pct"] > 0 and tpot["run_cv_pct"] > 0
+    assert tpot["tolerance_pct"] == 5.0 and tpot["stored"]["repeats"] == 2
+    # Three sessions of a 15%-jitter engine: neither gate can see 5%.
+    assert tpot["stored"]["mde_pct"] > 5.0 and tpot["stored"]["blind"] is True
+    assert tpot["compare"]["pairs"] == 10 and tpot["compare"]["needs_pairs"] >= 7
+    printed = capsys.readouterr().out
+    assert NODE in printed and "tpot_p50_ms" in printed and f"wrote {out}" in printed
+    # Bad usage is one line, exit 2.
+    assert main(["calibrate", "--sessions", "1", "--json", str(out)]) == 2
+    assert "at least 2 sessions" in capsys.readouterr().err
