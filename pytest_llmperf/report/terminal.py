@@ -185,15 +185,18 @@ def ab_lines(tests: Iterable[Test]) -> list[str]:
                     continue
                 lo, hi = m.get("ci_low_pct"), m.get("ci_high_pct")
                 interval = "-" if lo is None or hi is None else f"{pct(lo)} .. {pct(hi)}"
+                mde = m.get("mde_pct")  # issue 25: what the comparison could see
                 rows.append((test["nodeid"], str(m.get("metric")), num(m.get("baseline")),
                              num(m.get("current")), pct(m.get("change_pct")), interval,
+                             f"{mde:.1f}%" if isinstance(mde, int | float) else "-",
                              str(m.get("verdict")) + ("" if m.get("gated") else
-                                                      " (not gated)")))
+                                                      " (not gated)")
+                             + (" (blind)" if m.get("blind") else "")))
     if not heads:
         return []
-    table = [("test", "metric", "A", "B", "change", "interval", "verdict"), *rows]
+    table = [("test", "metric", "A", "B", "change", "interval", "MDE", "verdict"), *rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = ["  ".join(f"{c:>{widths[i]}}" if 2 <= i <= 5 else f"{c:{widths[i]}}"
+    lines = ["  ".join(f"{c:>{widths[i]}}" if 2 <= i <= 6 else f"{c:{widths[i]}}"
                        for i, c in enumerate(r)).rstrip() for r in table]
     return [*lines, "", *heads]
 

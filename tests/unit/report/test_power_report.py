@@ -95,3 +95,26 @@ def test_compare_renderings_carry_the_mde_and_the_blind_warning() -> None:
     quiet = outcome(blind=False)
     assert "blind" not in compare_report.render_table(quiet)
     assert result_document(quiet)["blind"] == []
+
+
+def test_terminal_lines_carry_the_mde_and_the_blind_warning() -> None:
+    from pytest_llmperf.report.terminal import ab_lines, gate_lines
+
+    blind = {"metric": "tpot_p50_ms", "baseline": 10.0, "current": 10.1, "change_pct": 1.0,
+             "ci_low_pct": -20.0, "ci_high_pct": 25.0, "verdict": "ok", "gated": True,
+             "tolerance_pct": 5.0, "mde_pct": 41.5, "blind": True, "needs": 30,
+             "needs_unit": "repeats"}
+    line = MetricVerdict.from_dict(blind).blind_text(named=True)
+    test = {"nodeid": NODE, "runs": [],
+            "comparison": {"status": "compared", "message": "compared with abc",
+                           "metrics": [blind], "warnings": [], "blind": [line]}}
+    lines = gate_lines([test])
+    assert "  tpot_p50_ms: ok, 10.1 vs 10 (+1.0%, interval -20.0%..+25.0%, MDE 41.5%)" in lines
+    assert f"  WARNING {line}" in lines
+    assert line == ("blind: tpot_p50_ms could only see changes of 41.5% or more at 80% power "
+                    "(tolerance 5%); needs about 30 repeats")
+    ab_test = {"nodeid": NODE, "ab": [{"message": "B vs A: ok", "metrics": [
+        {**blind, "needs_unit": "pairs"}]}]}
+    table = ab_lines([ab_test])
+    assert table[0].split()[-2:] == ["MDE", "verdict"]
+    assert "41.5%" in table[1] and table[1].endswith("ok (blind)")
