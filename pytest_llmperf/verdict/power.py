@@ -33,6 +33,9 @@ from scipy import special
 from ..metric_table import higher_is_better
 
 POWER = 0.8
+# The needs unit of a stored gate whose history has one run per commit: how much of the
+# spread between baselines repeats would remove is unknown.
+UNSPLIT = "repeats (noise not split)"
 MAX_N = 1000  # beyond this many repeats or pairs, "needs more than 1000"
 
 
@@ -138,6 +141,10 @@ class Power:
 
     def needs_text(self) -> str:
         """``needs about 8 repeats`` / ``needs more than 1000 pairs``."""
+        if self.unit == UNSPLIT:
+            return ("with one run per commit the spread between baselines cannot be split "
+                    "into run-to-run and job-to-job noise: use repeats>=2 to learn how many "
+                    "would help, or llmperf compare")
         if self.needs is None:
             if self.unit == "repeats":
                 return ("no number of repeats is enough (the job-to-job noise alone is "

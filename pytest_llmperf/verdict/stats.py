@@ -209,9 +209,11 @@ class Noise:
     df: float
     method: str
     note: str = ""
-    # Power (issue 25): the parts of var_diff, for the repeats needed (``power``).
+    # Power (issue 25): the parts of var_diff, for the repeats needed (``power``); split is
+    # False when one run per commit leaves them unknown.
     var_run: float = 0.0
     var_job: float = 0.0
+    split: bool = True
 
 
 def pooled_within(groups: Sequence[np.ndarray]) -> tuple[float, int] | None:
@@ -254,11 +256,12 @@ def estimate_noise(
             var_job = max(0.0, var_commit - var_run * mean_inv_n)
             var_diff = 2.0 * var_job + var_run * (1.0 / m + 1.0 / n)
         else:
-            # One run per commit: the spread cannot be split; taken as run-to-run.
+            # One run per commit: the spread cannot be split (``split`` False).
             var_diff = 2.0 * var_commit
             var_run, var_job = var_commit, 0.0
         return Noise(var_diff, float(len(hist) - 1), "history",
-                     f"variance from {len(hist)} earlier baselines", var_run, var_job)
+                     f"variance from {len(hist)} earlier baselines", var_run, var_job,
+                     split=within is not None)
     if within is not None:
         var_run, df = within
         return Noise(var_run * (1.0 / m + 1.0 / n), float(df), "repeats",
@@ -384,6 +387,8 @@ def stored_power(metric: str, noise: Noise, verdict: str, *, gated: bool, alpha:
     mde = power.finite(power.mde_pct(metric, math.sqrt(noise.var_diff), noise.df, alpha))
     blind = power.is_blind(verdict, gated, mde, tolerance_pct)
     needs = None
+    if blind and not noise.split:
+        return power.Power(mde, blind, None, power.UNSPLIT)
     if blind:
         fixed = noise.df if noise.method == "history" else None
         needs = power.repeats_needed(metric, noise.var_run, tolerance_pct, alpha,

@@ -197,3 +197,12 @@ def test_calibrate_recovers_the_noise_and_says_what_is_needed() -> None:
     entry = calibrate.analyse(_doc(reps, {"repeats": 3}))["tests"]["t.py::test"]["metrics"][M]
     assert entry["run_cv_pct"] == pytest.approx(math.expm1(0.05) * 100, rel=0.4)
     assert entry["stored"]["repeats"] == 3
+
+
+def test_history_of_single_runs_cannot_say_how_many_repeats() -> None:
+    # Six baselines of one run each that straddle a 38% step: a huge spread, not splittable.
+    hist: list[list[float | None]] = [[27.6], [27.6], [20.0], [20.1], [19.9], [20.0]]
+    v = stats.compare_stored(M, [27.6], [27.5], hist, tolerance_pct=10.0)
+    assert v.method == "history" and v.verdict == "ok" and v.blind
+    assert v.needs is None and v.needs_unit == power.UNSPLIT
+    assert "cannot be split into run-to-run and job-to-job noise" in v.blind_text()
