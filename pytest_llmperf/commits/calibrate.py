@@ -98,8 +98,14 @@ def metric_noise(metric: str, sessions: Sequence[Sequence[float | None]], *, tol
     cmp_mde = (power.mde_pct(metric, sd_pair / math.sqrt(pairs), pairs - 1.0, alpha_test)
                if pairs >= floor else math.inf)
     cmp_needs = power.pairs_needed(metric, sd_pair, tolerance_pct, alpha_test, least=floor)
+    # Why no number of repeats is enough: the job-to-job part alone, or more than MAX_N.
+    beyond = "" if stored_needs is not None else (
+        "job-to-job noise" if var_job > 0 and power.repeats_needed(
+            metric, 0.0, tolerance_pct, alpha_metric, var_job=var_job,
+            df_fixed=df_hist) is None else f"more than {power.MAX_N}")
     out["stored"] = {"repeats": r, "mde_pct": power.finite(stored_mde),
-                     "blind": stored_mde > tolerance_pct, "needs_repeats": stored_needs}
+                     "blind": stored_mde > tolerance_pct, "needs_repeats": stored_needs,
+                     "needs_repeats_beyond": beyond}
     out["compare"] = {"pairs": pairs, "mde_pct": power.finite(cmp_mde),
                       "blind": cmp_mde > tolerance_pct, "needs_pairs": cmp_needs}
     if sd_run is None:
@@ -153,6 +159,15 @@ def _cell(x: Any, unit: str = "%") -> str:
     return str(x)
 
 
+def _needs(stored: Mapping[str, Any]) -> str:
+    if not stored:
+        return "-"
+    if stored.get("needs_repeats") is not None:
+        return str(stored["needs_repeats"])
+    beyond = str(stored.get("needs_repeats_beyond") or "")
+    return f">{power.MAX_N}" if beyond.startswith("more than") else "none helps"
+
+
 def render_table(result: Mapping[str, Any]) -> str:
     """The printed table: per test and gated metric, the noise and what each gate sees."""
     rows = [("test", "metric", "CV", "run CV", "tolerance", "stored MDE", "repeats needed",
@@ -163,7 +178,7 @@ def render_table(result: Mapping[str, Any]) -> str:
             rows.append((key, m, _cell(v.get("cv_pct")), _cell(v.get("run_cv_pct")),
                          _cell(float(v.get("tolerance_pct", 0.0))),
                          _cell(st.get("mde_pct")) + (" blind" if st.get("blind") else ""),
-                         _cell(st.get("needs_repeats")) if st else "-",
+                         _needs(st),
                          _cell(cp.get("mde_pct")) + (" blind" if cp.get("blind") else ""),
                          _cell(cp.get("needs_pairs")) if cp else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -171,8 +186,8 @@ def render_table(result: Mapping[str, Any]) -> str:
     lines += ["", f"{result.get('sessions')} A/A sessions; CV: session-to-session spread; "
               "stored MDE: one job against its baseline with 5 earlier baselines; compare MDE: "
               "llmperf compare; MDE: the smallest slowdown seen with 80% power at alpha "
-              f"{result.get('alpha')}; blind: MDE above the tolerance; '-' repeats: no number "
-              "of repeats is enough (job-to-job noise)"]
+              f"{result.get('alpha')}; blind: MDE above the tolerance; 'none helps': the "
+              "job-to-job noise alone is beyond the tolerance"]
     return "\n".join(lines)
 
 

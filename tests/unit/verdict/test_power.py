@@ -190,6 +190,9 @@ def test_calibrate_recovers_the_noise_and_says_what_is_needed() -> None:
     needs = entry["compare"]["needs_pairs"]
     assert power.mde_pct(M, math.sqrt(2) * sd / math.sqrt(needs), needs - 1.0, 0.01) <= 5.0
     assert entry["stored"]["mde_pct"] > entry["compare"]["mde_pct"]  # df 4 and alpha / 3
+    # One run per session: all of the spread is taken as run-to-run, so repeats can help.
+    assert isinstance(entry["stored"]["needs_repeats"], int)
+    assert entry["stored"]["needs_repeats_beyond"] == ""
     table = calibrate.render_table(result)
     assert "t.py::test" in table and M in table and "blind" in table
     # Repeats within sessions split run-to-run from job-to-job noise.
