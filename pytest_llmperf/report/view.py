@@ -385,6 +385,8 @@ class CheckRow:
     measured: str
     passed: bool | None  # None: not checked
     baseline: str = ""
+    # Tails (issue 25): "p99 of 40 requests" for a tail percentile's limit, else "".
+    samples: str = ""
 
 
 @dataclass
@@ -642,6 +644,14 @@ def ab_headline(entry: Mapping[str, Any]) -> tuple[str, str]:
     return verdict, shown
 
 
+def _check_samples(check: Mapping[str, Any]) -> str:
+    """``p99 of 40 requests`` for a tail percentile's check that recorded its count."""
+    samples = check.get("samples")
+    if isinstance(samples, bool) or not isinstance(samples, int):
+        return ""
+    return tails.tail_words(str(check.get("metric")), samples)
+
+
 def _checks(test: Mapping[str, Any]) -> list[CheckRow]:
     rows: list[CheckRow] = []
     runs = test.get("runs", [])
@@ -656,6 +666,7 @@ def _checks(test: Mapping[str, Any]) -> list[CheckRow]:
                 limit=display(c.get("limit")), measured=display(c.get("measured")),
                 passed=bool(c.get("passed")), baseline=display(c.get("baseline"))
                 if c.get("baseline") is not None else "",
+                samples=_check_samples(c),
             ))
     if not rows and runs:
         for name in sorted(test.get("thresholds", {})):

@@ -28,6 +28,9 @@ def blind_doc(tmp_path: Path) -> dict[str, Any]:
     ttft.update(verdict="ok", change_pct=1.0, ci_low_pct=-6.0, ci_high_pct=8.0, mde_pct=3.2)
     tps.update(mde_pct=12.3, blind=True, needs=9, needs_unit="repeats")
     p99.update(tail_samples=4, verdict="ok", change_pct=1.0)
+    # The run's checks come from thresholds.evaluate: the p95 limit recorded its 4 requests.
+    [p95] = [c for c in chat["runs"][0]["client"]["checks"] if c["name"] == "ttft_p95_ms"]
+    assert p95["samples"] == 4
     return doc
 
 
@@ -46,6 +49,9 @@ def test_html_comparison_table_shows_mde_blind_and_tail_counts(tmp_path: Path) -
     p99 = table.find("tr", data_metric="ttft_p99_ms")
     assert p99.find("span", class_="samples").text() == "p99 of 4 requests"
     assert p99.find("td", class_="mde").text() == "-"
+    # The threshold row of a tail percentile says how many requests it rests on.
+    check = chat.find("tr", data_threshold="ttft_p95_ms")
+    assert check.find("span", class_="samples").text() == "p95 of 4 requests"
     overview = {r.attrs["data-nodeid"]: r.find_all("td")[3].text()
                 for r in page.find(id="overview-table").find_all("tr")
                 if "data-nodeid" in r.attrs}
