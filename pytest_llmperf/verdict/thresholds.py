@@ -243,15 +243,16 @@ class ThresholdCheck:
     # Tails (issue 25): the samples a tail percentile rests on (None: not a tail, unknown).
     samples: int | None = None
 
-    def of_samples(self) -> str:
-        """``p99 of 40 requests`` for a tail percentile ('' otherwise); ``, too few: needs
-        at least 500 requests per run`` appended when the rule of ``tails`` is not met."""
+    def of_samples(self, why: bool = True) -> str:
+        """``p99 of 40 requests`` for a tail percentile ('' otherwise); with ``why``, ``, too
+        few: needs at least 500 requests per run`` appended when the rule of ``tails`` is not
+        met."""
         if self.samples is None:
             return ""
         q = tails.quantile_of(self.metric) or 0.0
         what = "gaps" if self.metric.startswith("itl_") else "requests"
         text = f"p{round(q * 100)} of {self.samples} {what}"
-        if tails.refusal(self.metric, self.samples):
+        if why and tails.refusal(self.metric, self.samples):
             text += f", too few: needs at least {tails.needed(q)} {what} per run"
         return text
 
@@ -271,7 +272,7 @@ class ThresholdCheck:
         if self.measured is None:
             return f"{self.name} not measured (limit {op} {_num(self.limit)})"
         broken = ">" if self.direction == "max" else "<"
-        of = f" ({self.of_samples()})" if self.of_samples() else ""
+        of = f" ({self.of_samples(why=False)})" if self.of_samples() else ""
         return f"{self.name} {_num(self.measured)} {broken} {_num(self.limit)}{of}"
 
     def to_dict(self) -> dict[str, Any]:
