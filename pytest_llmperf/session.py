@@ -294,7 +294,8 @@ class LLMPerfSession:
         from .verdict.outcome import judge
 
         verdict = judge(item.nodeid, record.thresholds, record.runs, accuracy=record.accuracy,
-                        ab=record.ab, gate=self.gate, path=item.path)
+                        ab=record.ab, gate=self.gate, path=item.path,
+                        inconclusive=self.settings.inconclusive)
         if not verdict.measured:
             pytest.fail(
                 f"{item.nodeid} is marked @llmperf but never called llmperf_bench(...): "
@@ -304,7 +305,8 @@ class LLMPerfSession:
         record.checks = verdict.checks
         if verdict.comparison is not None:
             record.comparison = verdict.comparison
-            for warning in verdict.comparison.get("warnings") or []:  # JUnit <property>
+            for warning in [*(verdict.comparison.get("warnings") or []),  # JUnit <property>
+                            *(verdict.comparison.get("blind") or [])]:
                 item.user_properties.append(("llmperf_warning", warning))
         if verdict.failures:
             pytest.fail(failure_text(verdict.failures), pytrace=False)

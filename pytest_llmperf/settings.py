@@ -376,7 +376,9 @@ class Settings:
                            "(one-sided)", check=alpha_problem)
     inconclusive: str = setting(
         "warn", "when the stored gate cannot decide a gated change larger than the tolerance "
-        "(repeats=1, few earlier baselines): warn (the test passes with a warning) or fail",
+        "(repeats=1, few earlier baselines), or a gate or A/B passes blind (the smallest "
+        "change it could detect, its MDE, is above the tolerance): warn (the test passes "
+        "with a warning) or fail",
         choices=("warn", "fail"))
     quant_formats: str | None = setting(
         None, "model formats the quantized_model fixture runs over, e.g. "

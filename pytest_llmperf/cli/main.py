@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..commits import bisect
+from ..commits import bisect, calibrate
 from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
 from ..formatting import fixed, num, pct
 from ..metric_table import DEFAULT_GATED
@@ -284,10 +284,47 @@ def _add_bisect(sub: Any) -> None:
     p.set_defaults(func=cmd_bisect)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    opts = calibrate.Options(
+        pytest_args=list(args.pytest_args), sessions=args.sessions, alpha=args.alpha,
+        pairs=args.pairs, python=args.python or sys.executable, json_path=Path(args.json),
+        cwd=Path.cwd())
+    try:
+        calibrate.run(opts)
+    except calibrate.CalibrateError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def _add_calibrate(sub: Any) -> None:
+    p = sub.add_parser(
+        "calibrate", help="A/A sessions: per test the noise, the smallest change each gate "
+                          "can see (MDE) and the repeats or pairs its tolerance needs",
+        usage="%(prog)s [options] [-- PYTEST_ARG ...]",
+        description="Run the same pytest --llmperf suite K times in the current directory "
+                    "(nothing changes between the sessions, so every difference is noise) "
+                    "and write per test and gated metric the session-to-session CV, the MDE "
+                    "of the stored gate and of llmperf compare at the current settings, and "
+                    "the repeats or pairs needed to see the test's tolerance.")
+    p.add_argument("pytest_args", metavar="PYTEST_ARG", nargs="*",
+                   help="arguments for pytest in each session, after -- (test paths, -k ...)")
+    p.add_argument("--sessions", type=int, default=calibrate.DEFAULT_SESSIONS, metavar="K",
+                   help=f"A/A sessions to run (default {calibrate.DEFAULT_SESSIONS})")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, metavar="A",
+                   help=f"the gates' false-alarm rate (default {DEFAULT_ALPHA:g})")
+    p.add_argument("--pairs", type=int, default=bisect.DEFAULT_PAIRS, metavar="N",
+                   help=f"llmperf compare's pairs (default {bisect.DEFAULT_PAIRS})")
+    p.add_argument("--python", metavar="PY", help="the Python that runs pytest (default: "
+                   "this one)")
+    p.add_argument("--json", metavar="FILE", default=calibrate.DEFAULT_JSON,
+                   help=f"where to write the calibration (default {calibrate.DEFAULT_JSON})")
+    p.set_defaults(func=cmd_calibrate)
+
+
 def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     """(llmperf's arguments, pytest's arguments): bisect's are after the first ``--``."""
     argv = list(argv)
-    if "--" in argv and {"bisect", "compare"} & set(argv[: argv.index("--")]):
+    if "--" in argv and {"bisect", "compare", "calibrate"} & set(argv[: argv.index("--")]):
         i = argv.index("--")
         return argv[:i], argv[i + 1:]
     return argv, []
@@ -343,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bisect(sub)
     compare.add_parser(sub)
     export.add_parser(sub)
+    _add_calibrate(sub)
     return parser
 
 

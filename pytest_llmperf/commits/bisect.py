@@ -262,6 +262,12 @@ class Comparison:
         return [(n, v) for n, vs in sorted(self.tests.items()) for v in vs
                 if v.gated and v.verdict == "regression"]
 
+    def blind(self) -> list[tuple[str, stats.MetricVerdict]]:
+        """(node id, verdict) of every gated metric that passed blind: its MDE above its
+        tolerance (issue 25)."""
+        return [(n, v) for n, vs in sorted(self.tests.items()) for v in vs
+                if v.gated and v.blind]
+
     def key_change(self) -> tuple[str, stats.MetricVerdict] | None:
         """The gated metric that got worst (a regressed one when there is one)."""
         found = self.regressions() or [(n, v) for n, vs in sorted(self.tests.items())
@@ -287,6 +293,7 @@ class Comparison:
             "alpha": self.alpha,
             "alpha_per_test": self.alpha_per_test,
             "left_out": list(self.left_out),
+            "blind": [f"{n}: {v.blind_text(named=True)}" for n, v in self.blind()],
             "tests": {n: {"verdict": ab.overall(vs),
                           "pairs_per_metric": {v.metric: v.n_current for v in vs},
                           "metrics": [v.to_dict() for v in vs],

@@ -146,6 +146,11 @@ class CompareOutcome:
                                for n, v in short[:3])
             more = f" and {len(short) - 3} more" if len(short) > 3 else ""
             word = f"no regression found (inconclusive: {usable}{more})"
+        blind = self.comparison.blind()
+        if blind:  # issue 25: a pass that could not have seen a change of its tolerance
+            worst = max((v.mde_pct or 0.0 for _, v in blind), default=0.0)
+            word += (f", blind: {len(blind)} gated metric(s) could not see a change of their "
+                     f"tolerance (MDE up to {worst:.1f}%)")
         return f"{word}: HEAD {head} against BASE {base} ({how})"
 
 
@@ -259,6 +264,11 @@ def result_document(outcome: CompareOutcome) -> dict[str, Any]:
                          "ci_low_pct": v.ci_low_pct, "ci_high_pct": v.ci_high_pct,
                          "p_value": v.p_value}
                         for n, v in outcome.regressions()],
+        # Issue 25: the gated metrics that passed blind (MDE above the tolerance).
+        "blind": [{"test": n, "metric": v.metric, "mde_pct": v.mde_pct,
+                   "tolerance_pct": v.tolerance_pct, "needs": v.needs,
+                   "needs_unit": v.needs_unit, "message": v.blind_text(named=True)}
+                  for n, v in outcome.comparison.blind()],
         "pairs": comp.pairs,
         "interleave": "requests" if opts.served else "sessions",
         "order": ([] if opts.served else

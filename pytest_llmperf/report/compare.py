@@ -26,7 +26,12 @@ def _p(v: stats.MetricVerdict) -> str:
 
 
 def _verdict(v: stats.MetricVerdict) -> str:
-    return v.verdict + ("" if v.gated else " (not gated)")
+    return v.verdict + ("" if v.gated else " (not gated)") + (" (blind)" if v.blind else "")
+
+
+def _mde(v: stats.MetricVerdict) -> str:
+    """The smallest change the comparison could detect (issue 25), "-" when unknown."""
+    return "-" if v.mde_pct is None else f"{v.mde_pct:.1f}%"
 
 
 def rows(outcome: CompareOutcome, every: bool = False) -> list[tuple[str, stats.MetricVerdict]]:
@@ -39,11 +44,11 @@ def rows(outcome: CompareOutcome, every: bool = False) -> list[tuple[str, stats.
 
 def render_table(outcome: CompareOutcome) -> str:
     """One row per test and metric: base, head, change, interval, p-value, verdict."""
-    table = [("test", "metric", "base", "head", "change", "interval", "p", "verdict")]
+    table = [("test", "metric", "base", "head", "change", "interval", "p", "MDE", "verdict")]
     table += [(n, v.metric, num(v.baseline), num(v.current), pct(v.change_pct), _interval(v),
-               _p(v), _verdict(v)) for n, v in rows(outcome)]
+               _p(v), _mde(v), _verdict(v)) for n, v in rows(outcome)]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    right = {2, 3, 4, 5, 6}
+    right = {2, 3, 4, 5, 6, 7}
     lines = []
     for r in table:
         cells = [f"{c:>{widths[i]}}" if i in right else f"{c:{widths[i]}}"
@@ -64,8 +69,15 @@ def render_table(outcome: CompareOutcome) -> str:
            f"{outcome.opts.alpha:g} split over {len(outcome.tests)} test(s)")
     lines.append(f"{how}, tolerance "
                  + ", ".join(f"{t:g}%" for t in sorted(tol)) + "; change is HEAD against "
-                 "BASE (geometric mean of the paired ratios), interval at 1 - 2 alpha")
+                 "BASE (geometric mean of the paired ratios), interval at 1 - 2 alpha; MDE: "
+                 "the smallest slowdown detectable with 80% power from the measured noise")
+    lines += [f"WARNING {n}: {line}" for n, line in blind_lines(outcome)]
     return "\n".join(lines)
+
+
+def blind_lines(outcome: CompareOutcome) -> list[tuple[str, str]]:
+    """(node id, line) per gated metric that passed blind (issue 25)."""
+    return [(n, v.blind_text(named=True)) for n, v in rows(outcome) if v.gated and v.blind]
 
 
 def render_markdown(outcome: CompareOutcome, html_link: str | None = None) -> str:
@@ -83,13 +95,13 @@ def render_markdown(outcome: CompareOutcome, html_link: str | None = None) -> st
         f"**pairs** {comp.pairs} interleaved sessions",
         f"**alpha** {outcome.opts.alpha:g} ({comp.alpha_per_test:.3g} per test)",
     ]))
-    lines += ["", "| test | metric | base | head | change | interval | p | verdict |",
-              "|:--|:--|--:|--:|--:|--:|--:|:--|"]
+    lines += ["", "| test | metric | base | head | change | interval | p | MDE | verdict |",
+              "|:--|:--|--:|--:|--:|--:|--:|--:|:--|"]
     for n, v in rows(outcome):
         icon = {"regression": FAIL, "improvement": "🟢", "inconclusive": "❔",
-                "warn": WARN}.get(v.verdict, PASS)
+                "warn": WARN}.get(v.verdict, WARN if v.blind else PASS)
         cells = [md_code(n), md_text(v.metric), num(v.baseline), num(v.current),
-                 pct(v.change_pct), _interval(v), _p(v), f"{icon} {_verdict(v)}"]
+                 pct(v.change_pct), _interval(v), _p(v), _mde(v), f"{icon} {_verdict(v)}"]
         lines.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     if comp.left_out:
         lines.append("")
@@ -132,6 +144,7 @@ def render_junit(outcome: CompareOutcome) -> str:
         for v in verdicts:
             for key, value in (("base", num(v.baseline)), ("head", num(v.current)),
                                ("change_pct", pct(v.change_pct)), ("p_value", _p(v)),
+                               ("mde_pct", _mde(v)),
                                ("verdict", _verdict(v))):
                 ET.SubElement(cprops, "property", {"name": f"{v.metric}.{key}", "value": value})
         if nodeid in failed:
@@ -201,7 +214,7 @@ _HTML = """<!DOCTYPE html>
 <table class="grid" id="compare-table">
   <thead><tr><th>test</th><th>metric</th><th class="num">base</th><th class="num">head</th>
     <th class="num">change</th><th class="num">interval</th><th class="num">p</th>
-    <th>verdict</th></tr></thead>
+    <th class="num">MDE</th><th>verdict</th></tr></thead>
   <tbody>
   {% for n, v in rows %}
   <tr class="{{ pill.get(v.verdict, '') }}" data-test="{{ n }}" data-metric="{{ v.metric }}" \
@@ -209,7 +222,7 @@ data-verdict="{{ v.verdict }}">
     <td class="mono">{{ n }}</td><td class="mono">{{ v.metric }}</td>
     <td class="num">{{ num(v.baseline) }}</td><td class="num">{{ num(v.current) }}</td>
     <td class="num">{{ pct(v.change_pct) }}</td><td class="num">{{ interval(v) }}</td>
-    <td class="num">{{ p(v) }}</td>
+    <td class="num">{{ p(v) }}</td><td class="num mde">{{ mde(v) }}</td>
     <td><span class="pill {{ pill.get(v.verdict, 'ok') }}">{{ verdict(v) }}</span></td>
   </tr>
   {% endfor %}
@@ -217,7 +230,11 @@ data-verdict="{{ v.verdict }}">
 </table>
 <p class="legend">change: HEAD against BASE, the geometric mean of the paired ratios;
   interval at 1 - 2 alpha; p: the one-sided sign-flip p-value, joint over the gated
-  metrics.</p>
+  metrics; MDE: the smallest slowdown the comparison could detect with 80% power from the
+  noise it measured (blind: above the tolerance).</p>
+{% for n, line in blind %}
+<div class="alert warn blind">{{ n }}: {{ line }}</div>
+{% endfor %}
 </section>
 <footer>pytest-llmperf compare · one self-contained file: no scripts, nothing loaded from the
   network</footer>
@@ -239,6 +256,7 @@ def render_html(outcome: CompareOutcome) -> str:
     return env.get_template("compare.html.j2").render(
         outcome=outcome, comp=outcome.comparison, base=outcome.base, head=outcome.head,
         rows=rows(outcome, every=True), regressed=sorted({n for n, _ in outcome.regressions()}),
-        num=num, pct=pct, interval=_interval, p=_p, verdict=_verdict,
+        num=num, pct=pct, interval=_interval, p=_p, verdict=_verdict, mde=_mde,
+        blind=blind_lines(outcome),
         PILL={'regression': 'bad', 'improvement': 'good', 'inconclusive': 'warn'})
 

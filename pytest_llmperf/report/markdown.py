@@ -16,7 +16,7 @@ from pathlib import Path
 from ..formatting import display, num, pct
 from ..metric_table import MARKDOWN_METRICS, SECTIONS, with_optional
 from .md import md_cell, md_code, md_text
-from .view import ComparisonRow, Report, TestView
+from .view import ComparisonRow, Report, TestView, power_cells
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 COLUMNS = MARKDOWN_METRICS
@@ -70,12 +70,16 @@ def _baseline(test: TestView) -> str:
         if warned:
             return f"{WARN} " + "; ".join(_change(r) for r in warned)
         gated = [r for r in test.comparison if r.gated and r.change != "-"]
-        shown = ", ".join(_change(r) for r in gated[:3])
+        # Issue 25: each gated change with the smallest change it could have detected.
+        shown = ", ".join(_change(r) + (f" (MDE {md_text(r.mde)})" if r.mde != "-" else "")
+                          for r in gated[:3])
         verdicts = {r.verdict for r in gated}
         if "inconclusive" in verdicts:
             mark, word = "❔", "inconclusive"
         elif "improvement" in verdicts:
             mark, word = "🟢", "improvement"
+        elif any(r.blind for r in gated):
+            mark, word = WARN, "no regression, blind"
         else:
             mark, word = PASS, "no regression"
         return f"{mark} {word}: {shown}" if shown else f"{mark} {word}"
@@ -199,13 +203,14 @@ def _ab_lines(report: Report) -> list[str]:
                 rows.append([md_code(t.name), f"{md_text(entry.get('label_b', 'B'))} vs "
                              f"{md_text(entry.get('label_a', 'A'))}", md_text(m.get("metric")),
                              num(m.get("baseline")), num(m.get("current")),
-                             pct(m.get("change_pct")), interval,
+                             pct(m.get("change_pct")), interval, power_cells(m)["mde"],
                              f"{mark} {md_text(m.get('verdict'))}"
-                             + ("" if m.get("gated") else " (not gated)")])
+                             + ("" if m.get("gated") else " (not gated)")
+                             + (" (blind)" if m.get("blind") else "")])
     if not rows:
         return []
-    return ["", "| test | A/B | metric | A | B | change | interval | verdict |",
-            "|:--|:--|:--|--:|--:|--:|--:|:--|",
+    return ["", "| test | A/B | metric | A | B | change | interval | MDE | verdict |",
+            "|:--|:--|:--|--:|--:|--:|--:|--:|:--|",
             *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows)]
 
 

@@ -85,6 +85,9 @@ def render_text(tests: Sequence[Test], width: int = 160, color: bool = False,
     warnings += [(t["nodeid"], str(w)) for t in tests  # the stored gate's undecided changes
                  if not _paired(t, ab)
                  for w in ((t.get("comparison") or {}).get("warnings") or [])]
+    warnings += [(t["nodeid"], str(w)) for t in tests  # passes that could not see (issue 25)
+                 if not _paired(t, ab)
+                 for w in ((t.get("comparison") or {}).get("blind") or [])]
     for nodeid, warning in warnings:
         console.print(f"[yellow]warning[/yellow] {nodeid}: {warning}")
     return buf.getvalue()
@@ -133,6 +136,8 @@ def gate_lines(tests: Iterable[Test], ab: bool = False, *, root: Path | None = N
                             if comp.get("message") else ""))
             for warning in [] if paired else comp.get("warnings", None) or []:
                 lines.append(f"  WARNING {warning}")
+            for warning in [] if paired else comp.get("blind", None) or []:  # issue 25
+                lines.append(f"  WARNING {warning}")
             for m in shown:
                 change = m.get("change_pct")
                 text = f"  {m['metric']}: {m['verdict']}"
@@ -141,6 +146,8 @@ def gate_lines(tests: Iterable[Test], ab: bool = False, *, root: Path | None = N
                              f"({change:+.1f}%")
                     if m.get("ci_low_pct") is not None:
                         text += f", interval {m['ci_low_pct']:+.1f}%..{m['ci_high_pct']:+.1f}%"
+                    if isinstance(m.get("mde_pct"), int | float):  # issue 25: power
+                        text += f", MDE {m['mde_pct']:.1f}%"
                     text += ")"
                 lines.append(text)
             lines += attribution_lines(comp.get("attribution"))
@@ -185,15 +192,18 @@ def ab_lines(tests: Iterable[Test]) -> list[str]:
                     continue
                 lo, hi = m.get("ci_low_pct"), m.get("ci_high_pct")
                 interval = "-" if lo is None or hi is None else f"{pct(lo)} .. {pct(hi)}"
+                mde = m.get("mde_pct")  # issue 25: what the comparison could see
                 rows.append((test["nodeid"], str(m.get("metric")), num(m.get("baseline")),
                              num(m.get("current")), pct(m.get("change_pct")), interval,
+                             f"{mde:.1f}%" if isinstance(mde, int | float) else "-",
                              str(m.get("verdict")) + ("" if m.get("gated") else
-                                                      " (not gated)")))
+                                                      " (not gated)")
+                             + (" (blind)" if m.get("blind") else "")))
     if not heads:
         return []
-    table = [("test", "metric", "A", "B", "change", "interval", "verdict"), *rows]
+    table = [("test", "metric", "A", "B", "change", "interval", "MDE", "verdict"), *rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    lines = ["  ".join(f"{c:>{widths[i]}}" if 2 <= i <= 5 else f"{c:{widths[i]}}"
+    lines = ["  ".join(f"{c:>{widths[i]}}" if 2 <= i <= 6 else f"{c:{widths[i]}}"
                        for i, c in enumerate(r)).rstrip() for r in table]
     return [*lines, "", *heads]
 

@@ -29,6 +29,7 @@ from ..run.metrics import RecordError, RequestRecord, latency_series, percentile
 from ..store.baselines import Baseline, BaselineStore
 from ..store.keys import TestKey
 from ..values import is_finite_number
+from ..verdict import tails
 from ..verdict.attribution import attribution_lines
 from ..verdict.thresholds import THRESHOLDS, Thresholds
 from . import plots
@@ -173,7 +174,8 @@ def _check_test(where: str, test: Any) -> list[list[RequestRecord]]:
         metrics = _list(f"{where}.comparison.metrics", comparison.get("metrics") or [])
         for i, metric in enumerate(metrics):
             metric = _object(f"{where}.comparison.metrics[{i}]", metric)
-            for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct"):
+            for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct",
+                        "mde_pct"):
                 _number(f"{where}.comparison.metrics[{i}].{key}", metric.get(key))
     records = [_check_run(f"{where}.runs[{i}]", run)
                for i, run in enumerate(_list(f"{where}.runs", test.get("runs", [])))]
@@ -191,7 +193,8 @@ def _check_ab(where: str, entry: Any) -> None:
     _optional(entry, "a_run", where, _number)
     for i, metric in enumerate(_list(f"{where}.metrics", entry.get("metrics") or [])):
         metric = _object(f"{where}.metrics[{i}]", metric)
-        for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct"):
+        for key in ("baseline", "current", "change_pct", "ci_low_pct", "ci_high_pct",
+                    "mde_pct"):
             _number(f"{where}.metrics[{i}].{key}", metric.get(key))
     for key in ("samples_a", "samples_b"):
         for i, sample in enumerate(_list(f"{where}.{key}", entry.get(key) or [])):
@@ -384,6 +387,8 @@ class CheckRow:
     measured: str
     passed: bool | None  # None: not checked
     baseline: str = ""
+    # Tails (issue 25): "p99 of 40 requests" for a tail percentile's limit, else "".
+    samples: str = ""
 
 
 @dataclass
@@ -397,6 +402,11 @@ class ComparisonRow:
     css: str
     gated: bool
     change_value: float | None = None
+    # Power (issue 25): the smallest change the comparison could detect, and whether the pass
+    # was blind (MDE above the tolerance); the tail's sample count ("p99 of 40 requests").
+    mde: str = "-"
+    blind: bool = False
+    samples: str = ""
 
 
 @dataclass
@@ -567,6 +577,8 @@ class TestView:
             return "muted", "inconclusive"
         if "improvement" in gated:
             return "good", "improvement"
+        if any(r.blind for r in self.comparison if r.gated):  # issue 25: could not see
+            return "warn", "no regression, blind"
         return "good", "no regression"
 
     @property
@@ -639,6 +651,14 @@ def ab_headline(entry: Mapping[str, Any]) -> tuple[str, str]:
     return verdict, shown
 
 
+def _check_samples(check: Mapping[str, Any]) -> str:
+    """``p99 of 40 requests`` for a tail percentile's check that recorded its count."""
+    samples = check.get("samples")
+    if isinstance(samples, bool) or not isinstance(samples, int):
+        return ""
+    return tails.tail_words(str(check.get("metric")), samples)
+
+
 def _checks(test: Mapping[str, Any]) -> list[CheckRow]:
     rows: list[CheckRow] = []
     runs = test.get("runs", [])
@@ -653,6 +673,7 @@ def _checks(test: Mapping[str, Any]) -> list[CheckRow]:
                 limit=display(c.get("limit")), measured=display(c.get("measured")),
                 passed=bool(c.get("passed")), baseline=display(c.get("baseline"))
                 if c.get("baseline") is not None else "",
+                samples=_check_samples(c),
             ))
     if not rows and runs:
         for name in sorted(test.get("thresholds", {})):
@@ -679,8 +700,21 @@ def _comparison(test: Mapping[str, Any]) -> tuple[dict[str, Any], list[Compariso
             verdict=verdict, css=VERDICT_CLASS.get(verdict, "muted"),
             gated=bool(m.get("gated")),
             change_value=float(change) if isinstance(change, int | float) else None,
+            **power_cells(m),
         ))
     return comp, rows
+
+
+def power_cells(m: Mapping[str, Any]) -> dict[str, Any]:
+    """A comparison row's power cells (issue 25): ``mde`` ("12.3%" or "-"), ``blind`` and
+    ``samples`` ("p99 of 40 requests", for a tail percentile)."""
+    mde = m.get("mde_pct")
+    samples = m.get("tail_samples")
+    of = ""
+    if isinstance(samples, int) and not isinstance(samples, bool):
+        of = tails.tail_words(str(m.get("metric")), samples)
+    return {"mde": f"{mde:.1f}%" if is_finite_number(mde) else "-",
+            "blind": bool(m.get("blind")), "samples": of}
 
 
 def _median_range(values: Sequence[float]) -> tuple[float, float, float]:

@@ -19,14 +19,16 @@ is called on the full 10 pairs, which is what keeps this gate from crying wolf o
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..limits import PAIRS
 from ..run.metrics import RunResult
-from . import paired, stats
+from . import paired, stats, tails
 from .attribution import attribution, attribution_lines
 from .failure import Failure
 from .gate import embeddings_gated, gated_metrics
@@ -112,12 +114,22 @@ class ABVerdict:
         return attribution([r.to_dict(with_samples=False) for r in self.runs_a],
                            [r.to_dict(with_samples=False) for r in self.runs_b])
 
-    def failure(self) -> Failure | None:
+    def failure(self, inconclusive: str = "warn") -> Failure | None:
         """The test's failure when B regressed (None otherwise); the headline clause is the
-        message's first line."""
+        message's first line. ``inconclusive="fail"``: a blind pass fails too."""
         if self.passed:
-            return None
+            blind = self.blind_lines() if inconclusive == "fail" else []
+            if not blind:
+                return None
+            head = (f"llmperf A/B: {self.label_b} against {self.label_a} passed blind "
+                    f"({self.pairs} interleaved pairs, alpha {self.alpha:g})")
+            return Failure("ab", "; ".join(blind),
+                           "\n".join([head + ":", *("  " + b for b in blind)]))
         return Failure("ab", self._head(), self.failure_message())
+
+    def blind_lines(self) -> list[str]:
+        """Per gated metric that passed blind (MDE above its tolerance), one line (issue 25)."""
+        return [m.blind_text(named=True) for m in self.metrics if m.gated and m.blind]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +146,7 @@ class ABVerdict:
             "interleave_reason": self.interleave_reason,
             # What each metric's verdict rests on: its pairs with a usable value on both sides.
             "pairs_per_metric": {m.metric: m.n_current for m in self.metrics},
+            "blind": self.blind_lines(),  # issue 25: passes that could not see
             "metrics": [m.to_dict() for m in self.metrics],
             **({"attribution": block} if (block := self.attribution()) else {}),
             "outputs": self.outputs,  # issue 25
@@ -178,11 +191,13 @@ def decide(
                if any(_value(s, m) is not None for s in [*a, *b])]
     va = {m: [_value(s, m) for s in a] for m in present}
     vb = {m: [_value(s, m) for s in b] for m in present}
-    return paired.compare_paired_set(
+    found = paired.compare_paired_set(
         va, vb, gated=[m for m in gated if m in present],
         watched=[m for m in watched if m in present], alpha=alpha_look,
         tolerance_pct={m: parsed.tolerance_for(m) for m in present},
         interval_alpha=interval_alpha, clear_alpha=clear_alpha)
+    # Tails (issue 25): the samples per run a percentile rests on; too few is not decidable.
+    return [stats.with_tails(v, tails.fewest([*a, *b], v.metric)) for v in found]
 
 
 def _value(summary: Summary, metric: str) -> float | None:
@@ -233,6 +248,26 @@ def verdict_words(verdict: str, metrics: Sequence[stats.MetricVerdict], pairs: i
         return verdict
     usable = "; ".join(f"{m.n_current} of {pairs} pairs usable for {m.metric}" for m in short)
     return f"inconclusive ({usable})"
+
+
+def design_power(metrics: Sequence[stats.MetricVerdict], a: Sequence[Summary],
+                 b: Sequence[Summary], pairs: int, alpha: float) -> list[stats.MetricVerdict]:
+    """The verdicts with each gated metric's MDE (and blindness, and the pairs it needs)
+    for ``pairs`` pairs at ``alpha``, from the spread of its log-ratios in ``a``/``b``."""
+    out = []
+    for m in metrics:
+        ratios = [math.log(vb / va) for sa, sb in zip(a, b, strict=False)
+                  if (va := _value(sa, m.metric)) and (vb := _value(sb, m.metric))
+                  and va > 0 and vb > 0]
+        if not m.gated or m.verdict == "inconclusive" or len(ratios) < 2:
+            out.append(m)
+            continue
+        sd = statistics.stdev(ratios)
+        seen = paired.paired_power(m.metric, sd, pairs, alpha, m.verdict, gated=True,
+                                   tolerance_pct=m.tolerance_pct)
+        out.append(replace(m, mde_pct=seen.mde_pct, blind=seen.blind, needs=seen.needs,
+                           needs_unit=seen.unit))
+    return out
 
 
 def run_ab(
@@ -333,15 +368,22 @@ def run_paired(
         add_pairs(stage2)
         stages = 2
         metrics = look(alpha2)
+    if stages == 1 and looks == 2:
+        # Stopped early: what the design could see is what its full run would have seen
+        # (stage1 + stage2 pairs at the last look's alpha), from the noise measured so far.
+        metrics = design_power(metrics, [_summary(r) for r in runs_a],
+                               [_summary(r) for r in runs_b], total, alpha2)
     verdict = overall(metrics)
     n = len(runs_a)
     how = "clear after the first stage" if stages == 1 and looks == 2 else f"{stages} stage(s)"
     per_metric = pairs_line(metrics, n)
+    blind = [m.blind_text(named=True) for m in metrics if m.gated and m.blind]
     message = (f"{label_b} vs {label_a}: {verdict_words(verdict, metrics, n)} after {n} "
                f"interleaved pairs ({how}; alpha {alpha:g} spent over {looks} look(s); pairs "
                f"interleaved by {interleave}"
                + (f": {interleave_reason}" if interleave_reason else "") + ")"
-               + (f"; {per_metric}" if per_metric else ""))
+               + (f"; {per_metric}" if per_metric else "")
+               + "".join(f"; {b}" for b in blind))
     return ABVerdict(
         verdict=verdict, metrics=metrics, pairs=n, stages=stages, alpha=alpha, message=message,
         elapsed_s=time.perf_counter() - t0,

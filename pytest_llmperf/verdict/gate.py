@@ -51,7 +51,7 @@ from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
 from ..store.keys import TestKey
 from ..store.profile import differences, make_profile, mismatch_message, profile_id
 from ..store.provenance import provenance, recorded_args
-from . import stats
+from . import stats, tails
 from .attribution import attribution, workload_changes
 from .failure import Failure
 from .outputs import compare as compare_outputs
@@ -197,7 +197,7 @@ def compare_runs(
         cur = [run_value(r, metric) for r in current_runs]
         if all(v is None for v in cur) and not _undefined_here(metric, current_runs):
             continue  # this workload does not produce the metric (e.g. no SLO, no accuracy)
-        out.append(stats.compare_stored(
+        verdict = stats.compare_stored(
             metric,
             [run_value(r, metric) for r in baseline_runs],
             cur,
@@ -205,7 +205,11 @@ def compare_runs(
             alpha=alpha,
             tolerance_pct=parsed.tolerance_for(metric),
             gated=is_gated,
-        ))
+        )
+        # Tails (issue 25): the samples a percentile rests on; a gated one on too few is
+        # not decidable.
+        summaries = [r.get("summary") or {} for r in [*baseline_runs, *current_runs]]
+        out.append(stats.with_tails(verdict, tails.fewest(summaries, metric)))
     return out
 
 
@@ -252,6 +256,14 @@ def undecided_warning(metrics: Sequence[Mapping[str, Any]], commit: str | None) 
     reason = str(bad[0].get("note") or "the noise is unknown").split(":")[0]
     return (f"undecided: {changes} vs baseline {(commit or '')[:12]} (beyond the {tols} "
             f"tolerance; inconclusive: {reason}); {RERUN_HINT}")
+
+
+def blind_lines(metrics: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per gated metric that passed blind (its MDE above its tolerance): ``blind:
+    ttft_p50_ms could only see changes of 17.6% or more at 80% power (tolerance 5%); needs
+    about 17 repeats``."""
+    return [stats.MetricVerdict.from_dict(m).blind_text(named=True)
+            for m in metrics if m.get("gated") and m.get("blind")]
 
 
 def comparison_gate(comparison: Mapping[str, Any]) -> str:
@@ -335,7 +347,10 @@ def failure(comparison: Mapping[str, Any] | None, inconclusive: str = "warn") ->
             texts.append(text + f"\n  (the nearest baseline {near} was itself not clean "
                          "against its predecessor)")
     if inconclusive == "fail":
-        warnings = [str(w) for w in comparison.get("warnings", []) or []]
+        # An undecided change, or a pass that could not have seen a change beyond the
+        # tolerance (``blind``, issue 25).
+        warnings = [str(w) for w in [*(comparison.get("warnings", []) or []),
+                                     *(comparison.get("blind", []) or [])]]
         clauses += warnings
         texts += [f"llmperf: {w}" for w in warnings]
     texts = [t for t in texts if t]
@@ -658,6 +673,7 @@ class Gate:
             out["attribution"] = near["attribution"]
         out["warnings"] = list(near["warnings"])
         out["outputs"], out["testbed"] = near.get("outputs"), near.get("testbed")  # issue 25
+        out["blind"] = list(near.get("blind") or [])
         parts = [near["message"]]
         if found.message:
             parts.append(found.message)
@@ -737,6 +753,7 @@ class Gate:
             parts.append(outputs.describe())
         out["testbed"] = bed
         parts += bed["notes"]
+        out["blind"] = blind_lines(out["metrics"])
         out.update(status="compared", message="; ".join(parts))
         return out
 

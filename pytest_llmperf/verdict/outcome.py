@@ -121,9 +121,13 @@ def judge(
     ab: Sequence[tuple[ABVerdict, bool]] = (),
     gate: Gate | None = None,
     path: str | Path | None = None,
+    inconclusive: str | None = None,
 ) -> Judgement:
     """Every check of one test, all at once, so one message can list every failure.
-    ``path``: the test's file (the item's), for its baseline key."""
+    ``path``: the test's file (the item's), for its baseline key. ``inconclusive``
+    (``--llmperf-inconclusive``; default: the gate's, else warn): ``fail`` fails an
+    undecided change and a blind pass (issue 25), of the stored gate and of an A/B."""
+    mode = inconclusive or (gate.inconclusive if gate is not None else "warn")
     accuracy_failures = check_accuracy(accuracy, thresholds, runs)  # fills summary accuracy
     out = Judgement(measured=bool(runs) or bool(ab) or accuracy_failures is not None)
     if not out.measured:
@@ -155,14 +159,14 @@ def judge(
         else:
             if comparison is not None:
                 out.comparison = comparison
-                found = gate_failure(comparison, gate.inconclusive)
+                found = gate_failure(comparison, mode)
                 if found is not None:
                     out.failures.append(found)
                 found = outputs_failure(thresholds, comparison.get("outputs"))
                 if found is not None:
                     out.failures.append(found)
     for verdict, fail in ab:
-        found = verdict.failure() if fail else None
+        found = verdict.failure(mode) if fail else None
         if found is not None:
             out.failures.append(found)
         found = outputs_failure(thresholds, getattr(verdict, "outputs", None), "A/B: ")

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..metric_table import higher_is_better
+from . import power
 from .stats import (
     DEFAULT_ALPHA,
     DEFAULT_TOLERANCE_PCT,
@@ -220,15 +221,32 @@ def compare_paired_set(
                             f"p < {alpha:g} (the smallest p-value is {smallest_p(k):.2g}; "
                             f"{pairs_needed(alpha)} needed) and the interval does not rule "
                             f"out a change beyond the tolerance; sign-flip test{joint}")
+            seen = paired_power(m, float(r.std(ddof=1)), k, alpha, verdict,
+                                gated=is_gated, tolerance_pct=tol(m))
             out.append(MetricVerdict(
                 ci_low_pct=lo, ci_high_pct=hi, verdict=verdict, p_value=p_w[j],
-                df=r.size - 1.0, alpha=alpha, pairs_run=made, note=note, **base, **common))
+                df=r.size - 1.0, alpha=alpha, pairs_run=made, note=note, mde_pct=seen.mde_pct,
+                blind=seen.blind, needs=seen.needs, needs_unit=seen.unit, **base, **common))
         return out
 
     verdicts = family(list(gated), True) if gated else []
     for m in watched:
         verdicts += family([m], False)
     return verdicts
+
+
+def paired_power(metric: str, sd_pairs: float, pairs: int, alpha: float, verdict: str, *,
+                 gated: bool, tolerance_pct: float) -> power.Power:
+    """The paired gate's MDE on ``pairs`` pairs whose log-ratios spread by ``sd_pairs``:
+    (t_{1-alpha,n-1} + t_{0.8,n-1}) * sd / sqrt(n) (``power``); None (it could not see any
+    change) when the sign-flip test cannot reach p < alpha on so few pairs. When blind, the
+    pairs that would bring it within the tolerance."""
+    mde = (None if smallest_p(pairs) >= alpha else
+           power.finite(power.mde_pct(metric, sd_pairs / math.sqrt(pairs), pairs - 1.0, alpha)))
+    blind = power.is_blind(verdict, gated, mde, tolerance_pct)
+    needs = (power.pairs_needed(metric, sd_pairs, tolerance_pct, alpha,
+                                least=pairs_needed(alpha)) if blind else None)
+    return power.Power(mde, blind, needs, "pairs")
 
 
 def _within(metric: str, lo: float, hi: float, tolerance_pct: float) -> bool:

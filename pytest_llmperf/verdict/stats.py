@@ -21,8 +21,8 @@ exactly the one-sided test's bound.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any, TypedDict
 
 import numpy as np
@@ -31,6 +31,7 @@ from scipy import special
 from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
 from ..formatting import num
 from ..metric_table import higher_is_better
+from . import power, tails
 
 DEFAULT_MIN_HISTORY = 5
 DEFAULT_MAX_HISTORY = 20
@@ -71,6 +72,17 @@ class MetricVerdict:
     pairs_run: int | None = None
     runs_baseline: int | None = None
     runs_current: int | None = None
+    # Power (issue 25): the smallest change, percent in the metric's worse direction, this
+    # comparison could have detected at its alpha with 80% power from the noise it measured
+    # (``power.py``; None: the noise is unknown); a gated pass whose MDE is above the
+    # tolerance is ``blind``, and ``needs`` repeats or pairs (``needs_unit``) would see it.
+    mde_pct: float | None = None
+    blind: bool = False
+    needs: int | None = None
+    needs_unit: str = ""
+    # Tails (issue 25): how many samples per run the percentile rests on (the fewest over the
+    # runs compared); None for a metric that is not a tail percentile.
+    tail_samples: int | None = None
 
     @property
     def worse_pct(self) -> float | None:
@@ -104,9 +116,51 @@ class MetricVerdict:
         if self.ci_low_pct is not None and self.ci_high_pct is not None:
             text += f" (interval {self.ci_low_pct:+.1f}% .. {self.ci_high_pct:+.1f}%)"
         text += f", tolerance {self.tolerance_pct:g}%"
+        if self.mde_pct is not None:
+            text += f", MDE {self.mde_pct:.1f}%"
+        if self.tail_samples is not None:
+            text += f", {tail_words(self.metric, self.tail_samples)}"
         if self.pairs_text():
             text += f", {self.pairs_text()}"
+        if self.blind:
+            text += f"; {self.blind_text()}"
         return text
+
+    def blind_text(self, named: bool = False) -> str:
+        """``blind: could only see changes of 14.2% or more (tolerance 5%); needs about 9
+        repeats`` (``named``: ``blind: ttft_p50_ms could only ...``; '' when not blind)."""
+        if not self.blind:
+            return ""
+        seen = ("could not see any change" if self.mde_pct is None
+                else f"could only see changes of {self.mde_pct:.1f}% or more")
+        need = power.Power(self.mde_pct, True, self.needs, self.needs_unit or "repeats")
+        name = f"{self.metric} " if named else ""
+        return (f"blind: {name}{seen} at 80% power (tolerance {self.tolerance_pct:g}%); "
+                f"{need.needs_text()}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricVerdict:
+        """A verdict back from its ``to_dict`` (unknown keys ignored)."""
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def with_tails(v: MetricVerdict, samples: int | None) -> MetricVerdict:
+    """A tail percentile's verdict with the samples per run it rests on (``tail_samples``);
+    a gated one resting on too few (``tails.refusal``) is refused: "inconclusive", its note
+    saying "not decidable" and the count it needs (``needs``, in requests or gaps per run).
+    Other metrics, or an unknown count: unchanged."""
+    if samples is None or not tails.is_tail(v.metric):
+        return v
+    why = tails.refusal(v.metric, samples) if v.gated else ""
+    if not why:
+        return replace(v, tail_samples=samples)
+    q = tails.quantile_of(v.metric) or 0.99
+    unit = ("gaps" if v.metric.startswith("itl_") else "requests") + " per run"
+    return replace(v, verdict="inconclusive", note="; ".join(x for x in (why, v.note) if x),
+                   tail_samples=samples, blind=False, needs=tails.needed(q), needs_unit=unit)
+
+
+tail_words = tails.tail_words
 
 
 class _Shared(TypedDict):
@@ -155,6 +209,11 @@ class Noise:
     df: float
     method: str
     note: str = ""
+    # Power (issue 25): the parts of var_diff, for the repeats needed (``power``); split is
+    # False when one run per commit leaves them unknown.
+    var_run: float = 0.0
+    var_job: float = 0.0
+    split: bool = True
 
 
 def pooled_within(groups: Sequence[np.ndarray]) -> tuple[float, int] | None:
@@ -197,14 +256,17 @@ def estimate_noise(
             var_job = max(0.0, var_commit - var_run * mean_inv_n)
             var_diff = 2.0 * var_job + var_run * (1.0 / m + 1.0 / n)
         else:
+            # One run per commit: the spread cannot be split (``split`` False).
             var_diff = 2.0 * var_commit
+            var_run, var_job = var_commit, 0.0
         return Noise(var_diff, float(len(hist) - 1), "history",
-                     f"variance from {len(hist)} earlier baselines")
+                     f"variance from {len(hist)} earlier baselines", var_run, var_job,
+                     split=within is not None)
     if within is not None:
         var_run, df = within
         return Noise(var_run * (1.0 / m + 1.0 / n), float(df), "repeats",
                      f"variance from repeats ({df} degrees of freedom); "
-                     f"fewer than {min_history} earlier baselines")
+                     f"fewer than {min_history} earlier baselines", var_run)
     return None
 
 
@@ -306,9 +368,29 @@ def compare_stored(
         )
     verdict, p, lo, hi = _decide(metric, d, math.sqrt(noise.var_diff), noise.df, alpha=alpha,
                                  tolerance_pct=tolerance_pct, gated=gated)
+    seen = stored_power(metric, noise, verdict, gated=gated, alpha=alpha,
+                        tolerance_pct=tolerance_pct)
     return MetricVerdict(
         baseline=_geo(base), current=_geo(cur), change_pct=_pct(d), ci_low_pct=lo,
         ci_high_pct=hi, verdict=verdict, p_value=p, method=noise.method, df=noise.df,
         note="; ".join([noise.note, unusable]) if unusable else noise.note, alpha=alpha,
-        runs_baseline=runs_b, runs_current=runs_c, **common,
+        runs_baseline=runs_b, runs_current=runs_c, mde_pct=seen.mde_pct, blind=seen.blind,
+        needs=seen.needs, needs_unit=seen.unit, **common,
     )
+
+
+def stored_power(metric: str, noise: Noise, verdict: str, *, gated: bool, alpha: float,
+                 tolerance_pct: float) -> power.Power:
+    """The stored gate's MDE from its noise estimate; when blind, the repeats per side that
+    would bring it within the tolerance (with the history's job-to-job part, which repeats
+    cannot shrink)."""
+    mde = power.finite(power.mde_pct(metric, math.sqrt(noise.var_diff), noise.df, alpha))
+    blind = power.is_blind(verdict, gated, mde, tolerance_pct)
+    needs = None
+    if blind and not noise.split:
+        return power.Power(mde, blind, None, power.UNSPLIT)
+    if blind:
+        fixed = noise.df if noise.method == "history" else None
+        needs = power.repeats_needed(metric, noise.var_run, tolerance_pct, alpha,
+                                     var_job=noise.var_job, df_fixed=fixed)
+    return power.Power(mde, blind, needs, "repeats")

@@ -24,6 +24,7 @@ from ..limits import REPEATS
 from ..metric_table import DEFAULT_GATED, DEFAULT_WATCHED, LATENCY_KEYS, SUMMARY_KEYS
 from ..settings import ConfigError, engine_args_mapping
 from ..values import is_finite_number, show
+from . import tails
 from .failure import Failure
 
 # Limits and measured values as a threshold message writes them: 1500, 812, 0.9, 1234.5.
@@ -244,6 +245,21 @@ class ThresholdCheck:
     measured: float | None
     passed: bool
     baseline: float | None = None
+    # Tails (issue 25): the samples a tail percentile rests on (None: not a tail, unknown).
+    samples: int | None = None
+
+    def of_samples(self, why: bool = True) -> str:
+        """``p99 of 40 requests`` for a tail percentile ('' otherwise); with ``why``, ``, too
+        few: needs at least 500 requests per run`` appended when the rule of ``tails`` is not
+        met."""
+        if self.samples is None:
+            return ""
+        q = tails.quantile_of(self.metric) or 0.0
+        what = "gaps" if self.metric.startswith("itl_") else "requests"
+        text = f"p{round(q * 100)} of {self.samples} {what}"
+        if why and tails.refusal(self.metric, self.samples):
+            text += f", too few: needs at least {tails.needed(q)} {what} per run"
+        return text
 
     def describe(self) -> str:
         op = "<=" if self.direction == "max" else ">="
@@ -251,6 +267,8 @@ class ThresholdCheck:
         text = f"{self.name}: measured {measured}, limit {op} {_num(self.limit)}"
         if self.baseline is not None:
             text += f" (baseline {_num(self.baseline)})"
+        if self.of_samples():
+            text += f" ({self.of_samples()})"
         return text
 
     def short(self) -> str:
@@ -259,7 +277,8 @@ class ThresholdCheck:
         if self.measured is None:
             return f"{self.name} not measured (limit {op} {_num(self.limit)})"
         broken = ">" if self.direction == "max" else "<"
-        return f"{self.name} {_num(self.measured)} {broken} {_num(self.limit)}"
+        of = f" ({self.of_samples(why=False)})" if self.of_samples() else ""
+        return f"{self.name} {_num(self.measured)} {broken} {_num(self.limit)}{of}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -270,6 +289,7 @@ class ThresholdCheck:
             "measured": self.measured,
             "passed": self.passed,
             "baseline": self.baseline,
+            "samples": self.samples,
         }
 
 
@@ -296,7 +316,9 @@ def evaluate(
         checks.append(
             ThresholdCheck(name, metric, limit, direction,
                            None if measured is None else float(measured), passed,
-                           None if base is None else float(base))
+                           None if base is None else float(base),
+                           tails.samples_in(summary, metric) if tails.is_tail(metric)
+                           else None)
         )
     return checks
 

@@ -144,7 +144,7 @@ def test_the_compare_markdown_with_a_hostile_subject_and_node_id() -> None:
     md = compare_report.render_markdown(outcome(), html_link="page.html")
     rendered_safely(md)
     header, row = table_rows(md)[:2]
-    assert len(header) == len(row) == 8
+    assert len(header) == len(row) == 9  # with the MDE column (issue 25)
     assert row[1] == "tpot_p50_ms" and row[-1] == "❌ regression"
     assert all(not line.startswith("#") or line.startswith("### pytest-llmperf compare")
                for line in md.splitlines())
