@@ -625,6 +625,11 @@ class OpenAIEngine(Engine):
                 body["logit_bias"] = {str(t): -100 for t in eog}
             else:
                 body["min_tokens"] = params.max_tokens
+        # Per-request parameters and model mixes: the workload's fields after the engine's
+        # own (the workload refuses the ones it sets itself), the engine's extra_body last.
+        if params.model is not None:
+            body["model"] = params.model
+        body.update(params.params)
         body.update(self.extra_body)
         return body
 

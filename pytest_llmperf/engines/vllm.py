@@ -42,6 +42,7 @@ from typing import Any
 
 from ..installed import installed
 from ..settings import Settings
+from . import vllm_params
 from .base import EngineError, Generation, GenerationParams, OnChunk, Prompt, import_optional
 from .engine_args import check_engine_args
 from .gpu_common import (
@@ -51,6 +52,7 @@ from .gpu_common import (
     stream_deltas,
     vllm_device,
 )
+from .request_fields import single_model_problem
 from .server_metrics import registry_snapshot
 
 INSTALL_HINT = ("pip install 'pytest-llmperf[vllm]' (on a machine without a GPU, vLLM's CPU "
@@ -249,16 +251,28 @@ class VLLMEngine(BackgroundLoopEngine):
                 "gpu": None if self._device == "cpu" else self._device,
                 "settings": dict(self._settings), "load_s": round(self.load_s, 4)}
 
+    def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:
+        """Workload.params: the fields vllm_params maps onto SamplingParams; a model mix: only
+        this model (LoRA adapters are served: vllm serve --enable-lora --lora-modules)."""
+        return vllm_params.problem(params) or single_model_problem(
+            self.kind, self.model, models,
+            "serve the adapters (--llmperf-server vllm with --llmperf-engine-arg "
+            "enable_lora=true and lora_modules) or benchmark a server at --llmperf-url")
+
     async def _stream(self, prompt: Prompt, params: GenerationParams,
                       on_chunk: OnChunk) -> Generation:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        sampling = SamplingParams(
-            max_tokens=params.max_tokens, ignore_eos=params.ignore_eos,
-            temperature=params.temperature, seed=params.seed,
-            output_kind=RequestOutputKind.DELTA,
-        )
+        extra, structured = vllm_params.sampling_kwargs(params.params)
+        if structured is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            extra["structured_outputs"] = StructuredOutputsParams(**structured)
+        sampling = SamplingParams(**{
+            "max_tokens": params.max_tokens, "ignore_eos": params.ignore_eos,
+            "temperature": params.temperature, "seed": params.seed,
+            "output_kind": RequestOutputKind.DELTA, **extra})
         inputs: Any = ({"prompt_token_ids": list(prompt.token_ids)}
                        if prompt.token_ids is not None else prompt.text)
         # DELTA output: token_ids and text hold only this step's new tokens.

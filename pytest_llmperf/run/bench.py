@@ -20,6 +20,8 @@ from .gpu import GPUSampler
 from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
 from .memory import PeakRSS
 from .metrics import RunResult, summarize
+from .model_metrics import by_model
+from .request_params import check_engine
 from .workload import Workload, build_prompts
 
 T = TypeVar("T")
@@ -90,6 +92,7 @@ def run_benchmark(
     over processes (loadgen), ``sharing`` names what of this session's was loaded beside the
     engine (``Sharing``). The energy counters (run/energy.py) are read at the edges of the
     measured window."""
+    check_engine(engine, workload)
     prompts = build_prompts(engine.tokenizer, workload)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     with (PeakRSS(engine.memory_pids()) as rss, GPUSampler(engine.memory_pids()) as gpu,
@@ -134,6 +137,7 @@ def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
         warnings=[*getattr(engine, "warnings", ()), *load.warnings],
         started_at=started,
         client=load.client,
+        by_model=by_model(load.records, workload.slo or None),
     )
     result.warnings.extend(client_warnings(result, engine.stamps_on_loop))
     if gpu is not None and gpu.peak_mem_mb is not None:
@@ -161,6 +165,8 @@ def run_benchmark_interleaved(
     """One run of each engine, made together request by request (see
     ``loadgen.run_interleaved_load``): one pair of a paired A/B comparison. ``sharing``: how
     the CPU contention warning names the two engines side by side (``Sharing``)."""
+    check_engine(engine_a, workload)
+    check_engine(engine_b, workload)
     prompts = (build_prompts(engine_a.tokenizer, workload),
                build_prompts(engine_b.tokenizer, workload))
     started = datetime.now(UTC).isoformat(timespec="seconds")

@@ -97,8 +97,10 @@ def request_job(engine: Engine, workload: Workload, prompts: Prompts, records: R
     async def job(i: int, due_ns: int | None, phase: Phase) -> None:
         if due_ns is not None:
             records[i].scheduled_ns = due_ns - t0
-        await send_one(engine, prompts[i], generation_params(workload, prompts[i]), records[i],
-                       t0)
+        model = workload.model_of(i)
+        records[i].model = model
+        await send_one(engine, prompts[i], generation_params(workload, prompts[i], model),
+                       records[i], t0)
         if phase.tick is not None:
             phase.tick()
 
@@ -219,8 +221,9 @@ async def run_interleaved_load(
 
     async def one(side: int, i: int) -> None:
         start = time.perf_counter_ns()
+        model = records[side][i].model = workload.model_of(i)
         await send_one(engines[side], prompts[side][i],
-                       generation_params(workload, prompts[side][i]), records[side][i],
+                       generation_params(workload, prompts[side][i], model), records[side][i],
                        origin[side])
         spent = time.perf_counter_ns() - start
         origin[1 - side] += spent

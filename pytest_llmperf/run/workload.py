@@ -21,6 +21,13 @@ from ..engines.vocabulary import token_pool
 from ..limits import Limit
 from ..metric_table import SLO_KEYS
 from ..values import is_finite_number, show
+from .request_params import (
+    ParamsError,
+    assigned_models,
+    check_models,
+    check_params,
+    ends_early_problem,
+)
 
 
 class WorkloadError(ValueError):
@@ -80,6 +87,13 @@ class Workload:
     so far plus a new user message of ``input_tokens`` tokens (or the next human turn of a
     ShareGPT-style ``conversations_file``), waiting ``think_time_s`` between turns (seconds,
     or [low, high] for a seeded uniform draw).
+
+    params: fields sent with every request as they are (``top_p``, ``stop``, ``seed``,
+    ``response_format``, a server's own such as vLLM's ``structured_outputs``); the fields the
+    workload sets itself (model, prompt, max_tokens, temperature, ...) are refused, naming the
+    field to use. models: a weighted mix of model names ({"adapter-a": 0.7, "base": 0.3}, or a
+    list for equal weights): each request's model is dealt from the seed, in exact proportions
+    as far as the count allows; the result has per-model summaries (``RunResult.by_model``).
     """
 
     input_tokens: int = 128
@@ -101,6 +115,10 @@ class Workload:
     turns: int | None = None
     think_time_s: float | list[float] = 0.0
     conversations_file: str | None = None
+    # Per-request parameters and model mixes (run/request_params.py): fields passed through
+    # to every request, and a weighted mix of model names (LoRA adapters) dealt by the seed.
+    params: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         """Check every field where it enters: type, finiteness and range, one line naming
@@ -150,6 +168,25 @@ class Workload:
                                     "not exist")
         self._check_multi_turn()
         self._check_totals()
+        self._check_request_fields()
+
+    def _check_request_fields(self) -> None:
+        """``params`` and ``models`` (run/request_params.py), checked as the others are."""
+        try:
+            self.params = check_params(self.params)
+            if self.models is not None:
+                self.models = check_models(self.models)
+        except ParamsError as exc:
+            raise WorkloadError(str(exc)) from None
+        problem = ends_early_problem(self.params, self.ignore_eos)
+        if problem:
+            raise WorkloadError(problem)
+
+    def model_of(self, index: int) -> str | None:
+        """The model of request ``index`` (warm-up first; multi-turn: of session ``index``)
+        in the mix, or None without one (the engine's own model)."""
+        names = assigned_models(self.models, self.seed, self.warmup, self.requests)
+        return names[index] if names is not None and 0 <= index < len(names) else None
 
     def _check_totals(self) -> None:
         """What the counts add up to before the run starts: every request's record (a

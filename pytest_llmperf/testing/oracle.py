@@ -151,6 +151,10 @@ class OracleConfig:
     # all in one write, when ``one_read[n % len(one_read)]`` is "1" (e.g. "1100": two of
     # every four answers). The answer's E2E is then its TTFT: TPOT is undefined.
     one_read: str = ""
+    # Model mixes: a request whose body names one of these models gets its TTFT (ms)
+    # instead of ``ttft_ms``: ((model, ttft_ms), ...), so per-model figures have a known
+    # schedule.
+    model_ttft_ms: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -526,8 +530,9 @@ class _Oracle:
         one_read = bool(cfg.one_read) and cfg.one_read[self.streamed % len(cfg.one_read)] == "1"
         self.streamed += 1
         held = b""  # one_read: the token events, written together after the last
+        ttft_ms = dict(cfg.model_ttft_ms).get(str(req.get("model")), cfg.ttft_ms)
         while sent < n_out:
-            due = (start + log.prefill_ns + int(cfg.ttft_ms * 1e6)
+            due = (start + log.prefill_ns + int(ttft_ms * 1e6)
                    + (0 if one_read else int(cfg.itl_ms * 1e6 * chunk_i)))
             delay = due - clock()
             if delay > 0:
