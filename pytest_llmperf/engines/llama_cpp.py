@@ -479,9 +479,10 @@ class LlamaCppEngine(Engine):
                 self._speculate(sampler, params, on_chunk, out)
             else:
                 while True:
+                    # llama_sampler_sample samples and accepts (penalties and a grammar see
+                    # each token once; an accept of our own would feed the grammar twice).
                     token = sampler.sample(llm._ctx, -1)
                     on_chunk(time.perf_counter_ns(), 1)
-                    sampler.accept(token)
                     out.append(token)
                     if len(out) >= params.max_tokens:
                         break
@@ -511,7 +512,6 @@ class LlamaCppEngine(Engine):
 
         token = sampler.sample(ctx, -1)
         on_chunk(time.perf_counter_ns(), 1)
-        sampler.accept(token)
         out.append(token)
         while not done(token):
             n_past = int(llm.n_tokens)
@@ -522,7 +522,6 @@ class LlamaCppEngine(Engine):
                 llm.eval([token])
                 token = sampler.sample(ctx, -1)
                 on_chunk(time.perf_counter_ns(), 1)
-                sampler.accept(token)
                 out.append(token)
                 continue
             batch = [token, *draft]
@@ -534,7 +533,6 @@ class LlamaCppEngine(Engine):
             matched = 0
             for i in range(len(batch)):
                 token = sampler.sample(ctx, i)
-                sampler.accept(token)
                 new.append(token)
                 out.append(token)
                 if done(token) or i == len(draft) or token != draft[i]:
