@@ -129,4 +129,5 @@ def test_x(llmperf_bench, llm_engine):
 """)
     result = pytester.runpytest("--llmperf", "--llmperf-url=http://127.0.0.1:9")
     assert result.ret != 0
-    result.stdout.fnmatch_lines(["*per_model?'a'? has unknown threshold(s) ttft_p95; valid: e2e_max_ms*"])
+    result.stdout.fnmatch_lines(
+        ["*per_model?'a'? has unknown threshold(s) ttft_p95; valid: e2e_max_ms*"])

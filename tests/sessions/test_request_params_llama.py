@@ -42,7 +42,8 @@ def test_json_schema_answers_parse_and_match(engine: LlamaCppEngine) -> None:
         data = json.loads(answer(engine, text, 96, response_format=JSON_SCHEMA))
         assert set(data) == {"a", "b"}
         assert isinstance(data["a"], int) and isinstance(data["b"], bool)
-    assert isinstance(json.loads(answer(engine, "alpha", 64,
+    # Any JSON (a greedy answer of this model that closes within the budget).
+    assert isinstance(json.loads(answer(engine, "hello world", 64,
                                         response_format={"type": "json_object"})), dict)
     # Without the grammar the random model writes no JSON.
     with pytest.raises(json.JSONDecodeError):

@@ -73,5 +73,5 @@ def test_per_model_limits_in_the_thresholds_are_read() -> None:
     list(checked_tests("results.json", mixed_doc()))  # no error: limits per model are numbers
     doc = mixed_doc()
     doc["tests"][0]["thresholds"]["per_model"] = {"base": {"ttft_p95_ms": "x"}}
-    with pytest.raises(ReportInputError, match="thresholds.per_model.base.ttft_p95_ms"):
+    with pytest.raises(ReportInputError, match=r"thresholds\.per_model\.base\.ttft_p95_ms"):
         list(checked_tests("results.json", doc))
