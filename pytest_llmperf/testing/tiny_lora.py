@@ -19,8 +19,11 @@ TARGETS = ("q_proj", "v_proj")
 def make_tiny_lora(base: str | Path, dest: str | Path, *, rank: int = 8, alpha: int = 16,
                    seed: int = 1, scale: float = 0.5) -> Path:
     """Write the adapter of ``base`` (a checkpoint directory) into ``dest``; return it."""
+    import importlib
+
     import torch
-    from safetensors.torch import save_file
+
+    save_file = importlib.import_module("safetensors.torch").save_file  # vLLM's environment
 
     config = json.loads((Path(base) / "config.json").read_text())
     hidden = int(config["hidden_size"])
