@@ -22,14 +22,6 @@ GUIDED = {"guided_json": "json", "guided_regex": "regex", "guided_choice": "choi
           "guided_grammar": "grammar"}
 SUPPORTED = (*DIRECT, *RENAMED, *GUIDED, "logit_bias", "response_format",
              "structured_outputs")
-# StructuredOutputsParams' options that constrain nothing themselves: a ``structured_outputs``
-# of only these goes with another structured-output field (``response_format``,
-# ``guided_*``), e.g. ``disable_any_whitespace`` (a small model may write whitespace forever).
-OPTIONS = ("disable_any_whitespace", "disable_additional_properties", "whitespace_pattern")
-
-
-def _options_only(value: Any) -> bool:
-    return isinstance(value, Mapping) and bool(value) and all(k in OPTIONS for k in value)
 
 
 def problem(params: Mapping[str, Any]) -> str | None:
@@ -38,8 +30,6 @@ def problem(params: Mapping[str, Any]) -> str | None:
     if found:
         return found
     kinds = [k for k in ("response_format", "structured_outputs", *GUIDED) if k in params]
-    if _options_only(params.get("structured_outputs")) and len(kinds) > 1:
-        kinds.remove("structured_outputs")  # options for the other field
     fmt = params.get("response_format")
     if isinstance(fmt, Mapping) and fmt.get("type") == "text":
         kinds.remove("response_format")
@@ -54,7 +44,6 @@ def sampling_kwargs(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     for checked params."""
     kwargs: dict[str, Any] = {}
     structured: dict[str, Any] | None = None
-    options: dict[str, Any] = {}
     for key, value in params.items():
         if key in DIRECT:
             kwargs[key] = value
@@ -64,15 +53,10 @@ def sampling_kwargs(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
             kwargs[key] = {int(k): float(v) for k, v in dict(value).items()}
         elif key in GUIDED:
             structured = {GUIDED[key]: value}
-        elif key == "structured_outputs" and _options_only(value) and any(
-                k in params for k in ("response_format", *GUIDED)):
-            options = dict(value)
         elif key == "structured_outputs":
             structured = dict(value)
         elif key == "response_format":
             schema = response_schema(value)
             if schema is not None:
                 structured = {"json": schema} if schema else {"json_object": True}
-    if structured is not None:
-        structured.update(options)
     return kwargs, structured

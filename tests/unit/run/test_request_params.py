@@ -231,13 +231,3 @@ def test_per_model_marker_limits() -> None:
         with pytest.raises(MarkerError, match=words):
             validate_marker((), {"per_model": bad})
 
-
-def test_vllm_structured_output_options_go_with_another_field() -> None:
-    params = {"response_format": JSON_SCHEMA,
-              "structured_outputs": {"disable_any_whitespace": True}}
-    assert vllm_params.problem(params) is None
-    assert vllm_params.sampling_kwargs(params)[1] == {"json": SCHEMA,
-                                                      "disable_any_whitespace": True}
-    both = vllm_params.problem({"response_format": JSON_SCHEMA,
-                                "structured_outputs": {"json": SCHEMA}})
-    assert both is not None and "give one" in both
