@@ -231,3 +231,13 @@ def test_per_model_marker_limits() -> None:
         with pytest.raises(MarkerError, match=words):
             validate_marker((), {"per_model": bad})
 
+
+
+def test_a_workload_without_params_or_mix_keeps_its_stored_shape() -> None:
+    """Older baselines were stored without these fields: the gate's workload key of an
+    unchanged workload must stay the same."""
+    plain = Workload().to_dict()
+    assert "params" not in plain and "models" not in plain
+    mixed = Workload(params={"top_p": 0.5}, models={"a": 1}).to_dict()
+    assert mixed["params"] == {"top_p": 0.5} and mixed["models"] == {"a": 1.0}
+    assert Workload(**mixed).to_dict() == mixed and Workload(**plain).to_dict() == plain
