@@ -58,7 +58,8 @@ def structured_engine(tiny_hf_model: Path) -> Iterator[VLLMEngine]:
 
     engine = VLLMEngine(str(tiny_hf_model), engine_args={
         **ENGINE_ARGS,
-        "structured_outputs_config": StructuredOutputsConfig(disable_any_whitespace=True)})
+        "structured_outputs_config": StructuredOutputsConfig(backend="xgrammar",
+                                                             disable_any_whitespace=True)})
     try:
         yield engine
     finally:
