@@ -182,9 +182,13 @@ class Engine(ABC):
 
     def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:
         """Why this engine cannot send a workload's per-request ``params`` or its mix of
-        ``models`` (one line), checked before a run; None when it can (the default: an engine
-        that passes requests on, such as a server's client)."""
-        return None
+        ``models`` (one line), checked before a run; None when it can. The default: it can
+        do neither (an engine that applies them says so by overriding this), so that no
+        field is silently dropped."""
+        what = [w for w, given in (("Workload.params", params), ("Workload.models", models))
+                if given]
+        return (f"the {self.kind} engine does not apply {' or '.join(what)}; use an engine "
+                "that does (openai, llama_cpp, vllm)")
 
     def metrics_snapshot(self, names: Collection[str] | None = None) -> dict[str, float] | None:
         """The engine's Prometheus metrics now, as ``engines.server_metrics`` reads them

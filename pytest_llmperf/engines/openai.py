@@ -599,6 +599,11 @@ class OpenAIEngine(Engine):
             client, self._client = self._client, None
             await client.aclose()
 
+    def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:
+        """A server takes any request field and any model name it serves (what it refuses
+        is a failed request, counted)."""
+        return None
+
     def body(self, prompt: Prompt, params: GenerationParams, chat: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,

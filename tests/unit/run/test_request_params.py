@@ -241,3 +241,19 @@ def test_a_workload_without_params_or_mix_keeps_its_stored_shape() -> None:
     mixed = Workload(params={"top_p": 0.5}, models={"a": 1}).to_dict()
     assert mixed["params"] == {"top_p": 0.5} and mixed["models"] == {"a": 1.0}
     assert Workload(**mixed).to_dict() == mixed and Workload(**plain).to_dict() == plain
+
+
+def test_an_engine_that_does_not_say_it_applies_them_refuses_before_the_run() -> None:
+    from pytest_llmperf.engines.base import UnsupportedError
+    from pytest_llmperf.run.request_params import check_engine
+    from pytest_llmperf.testing.schedule_engine import ScheduleEngine
+
+    engine = ScheduleEngine(5.0)
+    check_engine(engine, Workload())  # nothing asked: nothing to refuse
+    with pytest.raises(UnsupportedError) as err:
+        check_engine(engine, Workload(params={"top_p": 0.5}, models={"a": 1}))
+    assert str(err.value) == (f"the {engine.kind} engine does not apply Workload.params or "
+                              "Workload.models; use an engine that does (openai, llama_cpp, "
+                              "vllm)")
+    openai = OpenAIEngine("http://127.0.0.1:9", model="m", tokenizer=WordTokenizer())
+    check_engine(openai, Workload(params={"top_p": 0.5}, models={"a": 1}))
