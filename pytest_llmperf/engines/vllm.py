@@ -19,7 +19,9 @@ Settings:
   an unknown name fails at once, listing the valid ones.
 - ``--llmperf-engine-arg KEY=VALUE``: any ``AsyncEngineArgs`` field (``max_num_seqs``,
   ``enable_prefix_caching``, ``speculative_config``, ``enforce_eager``, ...); an unknown key
-  fails at once, naming the valid ones.
+  fails at once, naming the valid ones. Plus ``lora_modules=NAME=PATH`` (several separated by
+  spaces; vllm serve's name): LoRA adapters (``enable_lora`` turned on), which a
+  ``Workload(models=...)`` mix names like models.
 
 Shutdown: ``close()`` cancels vLLM's output handler on the engine's own loop before the engine
 shuts down, so a session ends without ``EngineDeadError``, ``AsyncLLM.__del__`` or
@@ -166,6 +168,14 @@ class VLLMEngine(BackgroundLoopEngine):
             from vllm import AsyncLLMEngine as engine_cls
 
         extra = dict(engine_args or {})
+        # LoRA adapters by name (vllm serve's --lora-modules): requests to a model of the
+        # workload's mix named here go to that adapter (LoRARequest).
+        try:
+            self._loras = vllm_params.lora_modules(extra.pop("lora_modules", None))
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
+        if self._loras:
+            extra.setdefault("enable_lora", True)
         check_engine_args(extra, [f.name for f in dataclasses.fields(AsyncEngineArgs)],
                           engine="vLLM", reserved=RESERVED_ARGS, what="AsyncEngineArgs")
         self.model = model
@@ -202,6 +212,8 @@ class VLLMEngine(BackgroundLoopEngine):
         }
         if kv_space is not None:
             self._settings["cpu_kvcache_space_gb"] = kv_space
+        if self._loras:
+            self._settings["lora_modules"] = dict(self._loras)
         self._tokenizer = HFTokenizer(self._hf_tokenizer(model, extra),
                                       f"vllm:{Path(model).name}")
         self._ids = itertools.count()
@@ -254,10 +266,11 @@ class VLLMEngine(BackgroundLoopEngine):
     def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:
         """Workload.params: the fields vllm_params maps onto SamplingParams; a model mix: only
         this model (LoRA adapters are served: vllm serve --enable-lora --lora-modules)."""
+        adapters = [m for m in models if m not in self._loras]
         return vllm_params.problem(params) or single_model_problem(
-            self.kind, self.model, models,
-            "serve the adapters (--llmperf-server vllm with --llmperf-engine-arg "
-            "enable_lora=true and lora_modules) or benchmark a server at --llmperf-url")
+            self.kind, self.model, adapters,
+            "name LoRA adapters with --llmperf-engine-arg lora_modules=NAME=PATH (as vllm "
+            "serve's --lora-modules), or benchmark a server at --llmperf-url")
 
     async def _stream(self, prompt: Prompt, params: GenerationParams,
                       on_chunk: OnChunk) -> Generation:
@@ -275,8 +288,16 @@ class VLLMEngine(BackgroundLoopEngine):
             "output_kind": RequestOutputKind.DELTA, **extra})
         inputs: Any = ({"prompt_token_ids": list(prompt.token_ids)}
                        if prompt.token_ids is not None else prompt.text)
+        lora = None
+        if params.model is not None and params.model in self._loras:
+            from vllm.lora.request import LoRARequest
+
+            names = list(self._loras)
+            lora = LoRARequest(params.model, names.index(params.model) + 1,
+                               self._loras[params.model])
         # DELTA output: token_ids and text hold only this step's new tokens.
-        outputs = self._engine.generate(inputs, sampling, f"llmperf-{next(self._ids)}")
+        outputs = self._engine.generate(inputs, sampling, f"llmperf-{next(self._ids)}",
+                                        **({"lora_request": lora} if lora else {}))
         return await stream_deltas(outputs, on_chunk, "token_ids", "text")
 
     def close(self) -> None:

@@ -60,3 +60,30 @@ def sampling_kwargs(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
             if schema is not None:
                 structured = {"json": schema} if schema else {"json_object": True}
     return kwargs, structured
+
+
+def lora_modules(value: Any) -> dict[str, str]:
+    """The engine argument ``lora_modules`` (the name of ``vllm serve --lora-modules``):
+    ``"NAME=PATH"``, several separated by spaces, a list of them, or a dict {NAME: PATH};
+    {} for None. ValueError naming what is wrong."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+    else:
+        words = value.split() if isinstance(value, str) else value
+        if not isinstance(words, list | tuple) or not all(isinstance(w, str) for w in words):
+            raise ValueError(f"lora_modules={value!r} must be NAME=PATH (several separated by "
+                             "spaces), a list of them, or a dict of name -> path")
+        items = []
+        for word in words:
+            name, sep, path = word.partition("=")
+            if not sep:
+                raise ValueError(f"lora_modules: {word!r} is not NAME=PATH")
+            items.append((name, path))
+    out: dict[str, str] = {}
+    for name, path in items:
+        if not name or not isinstance(path, str) or not path:
+            raise ValueError(f"lora_modules: {name!r} needs a name and a path")
+        out[name] = path
+    return out

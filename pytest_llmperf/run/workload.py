@@ -66,11 +66,6 @@ def _number(name: str, value: Any, *, above: float | None = None,
     return number
 
 
-# Workload fields added after baselines were first stored, with their defaults: left out of
-# ``Workload.to_dict`` at these values (per-request parameters and model mixes).
-LATER_FIELD_DEFAULTS: tuple[tuple[str, Any], ...] = (("params", {}), ("models", None))
-
-
 @dataclass
 class Workload:
     """What a benchmark run sends.
@@ -256,14 +251,7 @@ class Workload:
         return self.turns is not None or self.conversations_file is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as stored with a run; fields added after baselines were first stored
-        are left out at their defaults, so that an unchanged workload keeps the key the gate
-        finds its baselines by (verdict/gate.py compares the whole dict)."""
-        data = asdict(self)
-        for name, default in LATER_FIELD_DEFAULTS:
-            if name in data and data[name] == default:
-                del data[name]
-        return data
+        return asdict(self)
 
     @property
     def total_requests(self) -> int:

@@ -4,6 +4,7 @@ model; issue 24, item 5):
 - structured outputs in-process: requests with a JSON schema (``response_format``, vLLM's
   ``structured_outputs``) run, and every answer parses as JSON matching the schema, which
   the random model does not write without the grammar;
+- the same adapter in-process (engine argument ``lora_modules``), a mix measured per model;
 - a LoRA adapter made here (``testing.tiny_lora``, PEFT's layout without peft) served by
   ``vllm serve --enable-lora --lora-modules`` (one server for the module, started by the
   plugin from ``--llmperf-server vllm``), a mix of the adapter and the base model measured
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 from vllm_sessions import ENGINE_ARGS, run_session
 
-from pytest_llmperf.engines.base import GenerationParams, Prompt
+from pytest_llmperf.engines.base import GenerationParams, Prompt, UnsupportedError
 from pytest_llmperf.engines.vllm import VLLMEngine
 from pytest_llmperf.run.bench import _run_coroutine, run_benchmark
 from pytest_llmperf.run.workload import Workload
@@ -49,17 +50,22 @@ def answer(engine: VLLMEngine, text: str, **params: Any) -> str:
 # A random model under a JSON grammar writes whitespace until max_tokens (vLLM allows any by
 # default; seen here: "{" and 95 tabs). This vLLM takes disable_any_whitespace from the
 # engine's structured_outputs_config only (a request's own is not read by its backends), so
-# this module loads one engine of its own with it.
+# this module loads one in-process engine of its own: with it, and with a LoRA adapter.
 
 
 @pytest.fixture(scope="module")
-def structured_engine(tiny_hf_model: Path) -> Iterator[VLLMEngine]:
+def structured_engine(tiny_hf_model: Path,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMEngine]:
     from vllm.config import StructuredOutputsConfig
 
+    from pytest_llmperf.testing.tiny_lora import make_tiny_lora
+
+    adapter = make_tiny_lora(tiny_hf_model, tmp_path_factory.mktemp("lora") / "adapter-a")
     engine = VLLMEngine(str(tiny_hf_model), engine_args={
         **ENGINE_ARGS,
         "structured_outputs_config": StructuredOutputsConfig(backend="xgrammar",
-                                                             disable_any_whitespace=True)})
+                                                             disable_any_whitespace=True),
+        "lora_modules": f"adapter-a={adapter}", "max_lora_rank": 8})
     try:
         yield engine
     finally:
@@ -88,11 +94,34 @@ def test_structured_outputs_parse_and_match_the_schema(structured_engine: VLLMEn
           f"{result.summary['ttft_p50_ms']:.1f} ms")
 
 
+def test_an_in_process_lora_mix_is_measured_per_adapter(structured_engine: VLLMEngine
+                                                         ) -> None:
+    engine = structured_engine
+    base = engine.model
+    result = run_benchmark(engine, Workload(
+        input_tokens=16, output_tokens=8, requests=8, warmup=0, concurrency=2,
+        models={"adapter-a": 1, base: 1}))
+    assert result.summary["errors"] == 0
+    by = result.by_model
+    assert (by["adapter-a"]["requests"], by[base]["requests"]) == (4, 4)
+    assert by["adapter-a"]["output_tokens"] == by[base]["output_tokens"] == 32
+    texts = {m: _run_coroutine(engine.generate(
+        Prompt("hello world", None, 0, 12), GenerationParams(max_tokens=12, model=m),
+        lambda t, n: None)).text for m in ("adapter-a", base)}
+    assert texts["adapter-a"] != texts[base]  # the adapter is applied
+    assert engine.info()["settings"]["lora_modules"]["adapter-a"].endswith("adapter-a")
+    with pytest.raises(UnsupportedError, match="'adapter-b'"):
+        run_benchmark(engine, Workload(input_tokens=8, output_tokens=2, requests=2,
+                                       models={"adapter-b": 1, base: 1}))
+    print(f"vLLM in-process LoRA mix: adapter-a TTFT p50 {by['adapter-a']['ttft_p50_ms']:.1f}"
+          f" ms, base {by[base]['ttft_p50_ms']:.1f} ms")
+
+
 LORA_SUITE = '''
 import json, os
 from pathlib import Path
 from pytest_llmperf import Workload, llmperf
-from pytest_llmperf.engines.base import GenerationParams, Prompt
+from pytest_llmperf.engines.base import GenerationParams, Prompt, UnsupportedError
 
 
 @llmperf(max_errors=0, per_model={"adapter-a": {"max_errors": 0}, "BASE": {"max_errors": 0}})

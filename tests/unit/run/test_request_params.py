@@ -233,16 +233,6 @@ def test_per_model_marker_limits() -> None:
 
 
 
-def test_a_workload_without_params_or_mix_keeps_its_stored_shape() -> None:
-    """Older baselines were stored without these fields: the gate's workload key of an
-    unchanged workload must stay the same."""
-    plain = Workload().to_dict()
-    assert "params" not in plain and "models" not in plain
-    mixed = Workload(params={"top_p": 0.5}, models={"a": 1}).to_dict()
-    assert mixed["params"] == {"top_p": 0.5} and mixed["models"] == {"a": 1.0}
-    assert Workload(**mixed).to_dict() == mixed and Workload(**plain).to_dict() == plain
-
-
 def test_an_engine_that_does_not_say_it_applies_them_refuses_before_the_run() -> None:
     from pytest_llmperf.engines.base import UnsupportedError
     from pytest_llmperf.run.request_params import check_engine
@@ -257,3 +247,13 @@ def test_an_engine_that_does_not_say_it_applies_them_refuses_before_the_run() ->
                               "vllm)")
     openai = OpenAIEngine("http://127.0.0.1:9", model="m", tokenizer=WordTokenizer())
     check_engine(openai, Workload(params={"top_p": 0.5}, models={"a": 1}))
+
+
+def test_vllm_lora_modules_engine_argument() -> None:
+    assert vllm_params.lora_modules(None) == {}
+    assert vllm_params.lora_modules("a=/x b=/y") == {"a": "/x", "b": "/y"}
+    assert vllm_params.lora_modules(["a=/x=1"]) == {"a": "/x=1"}
+    assert vllm_params.lora_modules({"a": "/x"}) == {"a": "/x"}
+    for bad in ("a", "=/x", "a=", 5, {"a": 1}):
+        with pytest.raises(ValueError, match="lora_modules"):
+            vllm_params.lora_modules(bad)
