@@ -27,13 +27,20 @@ class Metric:
     watched: bool = False  # compared with the baseline and reported, warning only
 
 
-def _latency(name: str, stat: str) -> Metric:
+def _latency(name: str, stat: str, label: str | None = None) -> Metric:
     gated = stat == "p50" and name in ("ttft", "tpot")
     watched = (name, stat) in {("ttft", "p95"), ("ttft", "p99"), ("tpot", "p95"),
                                ("tpot", "p99"), ("itl", "p50"), ("itl", "p99"),
-                               ("e2e", "p50"), ("e2e", "p95")}
-    return Metric(f"{name}_{stat}_ms", f"{name.upper()} {stat} ms", "ms", "lower",
+                               ("e2e", "p50"), ("e2e", "p95"), ("ttft_sched", "p50"),
+                               ("e2e_sched", "p50")}
+    return Metric(f"{name}_{stat}_ms", f"{label or name.upper()} {stat} ms", "ms", "lower",
                   gated=gated, watched=watched)
+
+
+# Open loop: latency counted from each request's scheduled arrival (run/metrics.py
+# ``schedule_summary``), what a user who arrived on schedule waited, time queued in the client
+# included (coordinated omission); None in a closed loop, which has no schedule.
+SCHEDULE_METRICS: tuple[str, ...] = ("ttft_sched", "e2e_sched")
 
 
 # Every summary key, in display order: ttft_p50_ms ... e2e_max_ms, then the run figures.
@@ -46,6 +53,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("peak_rss_mb", "RSS MB", "MB", "lower"),
     Metric("gpu_mem_mb", "GPU MB", "MB", "lower"),
     Metric("accuracy", "accuracy", "", "higher"),
+    *(_latency(name, stat, name.removesuffix("_sched").upper() + " sched")
+      for name in SCHEDULE_METRICS for stat in STATS),
+    # How late each open-loop request went out against its schedule (client dispatch delay
+    # plus the wait for a slot under a concurrency cap): send minus scheduled time.
+    Metric("schedule_lag_p50_ms", "sched lag p50 ms", "ms", "lower"),
+    Metric("schedule_lag_p99_ms", "sched lag p99 ms", "ms", "lower"),
+    Metric("schedule_lag_max_ms", "sched lag max ms", "ms", "lower"),
     # The server's own figures (engines/server_metrics.py), where its metrics show them.
     Metric("prefix_hit_rate", "prefix hit rate", "", "higher"),
     Metric("peak_kv_usage", "KV peak", "", "lower"),
@@ -65,6 +79,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("multi_token_chunks", "multi-token chunks", "", None),
     # Answers of several tokens that arrived in one read (E2E == TTFT): TPOT undefined.
     Metric("tpot_undefined", "TPOT undefined", "", None),
+    # Reasoning and answer phases (issue 24; run/reasoning.py): None unless some answer of
+    # the run streamed thinking. TTFA: time to the first answer token (aiperf's TTFO).
+    *(_latency("ttfa", stat) for stat in STATS),
+    Metric("itl_reasoning_p50_ms", "ITL reasoning p50 ms", "ms", "lower"),
+    Metric("itl_reasoning_p99_ms", "ITL reasoning p99 ms", "ms", "lower"),
+    Metric("itl_answer_p50_ms", "ITL answer p50 ms", "ms", "lower"),
+    Metric("itl_answer_p99_ms", "ITL answer p99 ms", "ms", "lower"),
+    Metric("reasoning_tokens_mean", "reasoning tok/req", "", "lower"),
+    Metric("reasoning_tokens_total", "reasoning tokens", "", None),
 )
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
 
@@ -88,6 +111,39 @@ MARKDOWN_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
 SERVER_KEYS: tuple[str, ...] = ("prefix_hit_rate", "peak_kv_usage", "preemptions",
                                 "spec_accept_rate", "spec_accept_len")
 SERVER_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label) for k in SERVER_KEYS)
+# The open loop's figures from the schedule (absent in a closed loop): a table of their own.
+SCHEDULE_KEYS: tuple[str, ...] = (
+    *(f"{name}_{stat}_ms" for name in SCHEDULE_METRICS for stat in ("p50", "p95", "p99")),
+    "schedule_lag_p50_ms", "schedule_lag_p99_ms", "schedule_lag_max_ms")
+# Reasoning and answer phases (issue 24; run/reasoning.py): absent unless some answer streamed
+# thinking; a table of their own.
+REASONING_KEYS: tuple[str, ...] = (
+    *(f"ttfa_{stat}_ms" for stat in STATS), "itl_reasoning_p50_ms", "itl_reasoning_p99_ms",
+    "itl_answer_p50_ms", "itl_answer_p99_ms", "reasoning_tokens_mean", "reasoning_tokens_total")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A table of optional figures in the reports: shown for a test when some run has one of
+    its metrics (``present``), each column a key of the summary."""
+
+    name: str  # the table's CSS class and anchor
+    title: str
+    keys: tuple[str, ...]
+
+    def present(self, summaries: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+        """(key, label) of the section's metrics that some summary has, in table order."""
+        rows = list(summaries)
+        return tuple((k, BY_KEY[k].label) for k in self.keys
+                     if any(s.get(k) is not None for s in rows))
+
+
+# The optional tables, in page order (report/view.py, the HTML and Markdown reports).
+SECTIONS: tuple[Section, ...] = (
+    Section("server-metrics", "Server metrics", SERVER_KEYS),
+    Section("schedule-metrics", "Open loop: latency from the schedule", SCHEDULE_KEYS),
+    Section("reasoning-metrics", "Reasoning and answer phases", REASONING_KEYS),
+)
 # Energy and cost: a column of the compact tables only when some run has them (absent without
 # a readable energy counter or a --llmperf-cost-per-hour).
 OPTIONAL_KEYS: tuple[str, ...] = ("energy_j_per_token", "usd_per_mtok")

@@ -15,15 +15,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
 
-if [ -z "${CMAKE_ARGS:-}" ] && [ "$(uname -m)" = "x86_64" ]; then
-  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-  CMAKE_ARGS="$CMAKE_ARGS -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
-  if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-    CMAKE_ARGS="$CMAKE_ARGS -DGGML_AVX512=ON"
-  fi
-  export CMAKE_ARGS
-fi
-export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}
+# shellcheck source=scripts/cmake_args.sh
+. scripts/cmake_args.sh
 
 if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   echo "setup: building llama-cpp-python from source (5-15 minutes on 2 cores); CMAKE_ARGS=${CMAKE_ARGS:-}"

@@ -36,6 +36,7 @@ from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT
 from ..files import atomic_write_text, dumps, os_reason
 from ..report.compare import render_html, render_junit, render_markdown, render_table
 from ..report.markdown import append_step_summary
+from ..verdict.attribution import attribution_lines
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -117,6 +118,13 @@ def cmd_compare(args: argparse.Namespace, out: TextIO | None = None,
     print(render_table(outcome), file=out)
     for nodeid in outcome.comparison.left_out:
         print(f"left out (no results in every session): {nodeid}", file=out)
+    for nodeid, changes in sorted(outcome.comparison.workload_changed.items()):
+        print(f"workload changed, not compared: {nodeid} ({'; '.join(changes)})", file=out)
+    for nodeid in sorted(outcome.tests):
+        lines = attribution_lines(outcome.comparison.attribution(nodeid))
+        if lines:
+            print(f"{nodeid}:", file=out)
+            print("\n".join(lines), file=out)
     return 1 if outcome.regressed else 0
 
 

@@ -34,6 +34,7 @@ from ..report import nightly as render
 from ..report.md import one_line
 from ..report.nightly import issue_body, issue_title
 from ..store import gitinfo
+from ..verdict.attribution import attribution_lines
 
 MANIFEST_NAME = ".llmperf-issues.json"
 MANIFEST_SCHEMA = "pytest-llmperf/nightly-issues"
@@ -162,6 +163,9 @@ def _summary(report: nightly.NightlyReport, out: TextIO) -> None:
                     print(f"  ({one_line(note)})", file=out)
             if f.bisect:
                 print(f"  bisect: {one_line(f.bisect['message'])}", file=out)
+            for line in attribution_lines(f.attribution):  # store text: one line each
+                indent = line[:len(line) - len(line.lstrip())]
+                print(indent + one_line(line), file=out)
     for s in report.too_short:
         print(one_line(f"too short: {s.profile_id} {s.nodeid} {s.metric}: {s.note}"), file=out)
     print(f"{len(report.series)} series: {len(report.new_regressions)} new regression(s), "

@@ -49,6 +49,7 @@ from ..redact import redact_argv
 from ..store import gitinfo
 from ..values import show
 from ..verdict import ab, stats
+from ..verdict.attribution import attribution, workload_changes
 from ..verdict.thresholds import Thresholds
 
 SCHEMA = "pytest-llmperf/bisect"
@@ -144,6 +145,12 @@ class DataPoint:
     summary: dict[str, Any]
     thresholds: dict[str, Any]
     runs: int
+    # The first run's workload, engine and prompts' digest (verdict/attribution.py).
+    run: dict[str, Any] = field(default_factory=dict)
+
+    def as_run(self) -> dict[str, Any]:
+        """A stored-run shape (summary, workload, engine, client) for verdict/attribution."""
+        return {"summary": self.summary, **self.run}
 
 
 def combine(summaries: Sequence[Summary]) -> dict[str, Any]:
@@ -177,9 +184,16 @@ def session_results(doc: Mapping[str, Any]) -> dict[str, DataPoint]:
             continue
         # The baseline key where the session made one: the worktrees of the two sides lie
         # in different directories, and pytest's node ids move with its rootdir.
+        first = (test.get("runs") or [{}])[0]
+        first = first if isinstance(first, Mapping) else {}
+        client = first.get("client")
+        client = client if isinstance(client, Mapping) else {}
         out[str(test.get("key") or test["nodeid"])] = DataPoint(
             summary=combine(summaries), thresholds=dict(test.get("thresholds") or {}),
-            runs=len(summaries))
+            runs=len(summaries),
+            run={"workload": dict(first.get("workload") or {}),
+                 "engine": dict(first.get("engine") or {}),
+                 "client": {k: client[k] for k in ("prompts_digest",) if k in client}})
     return out
 
 
@@ -204,6 +218,17 @@ class Comparison:
     left_out: list[str] = field(default_factory=list)
     # Per role, its sessions' data points in pair order (not in ``to_dict``).
     sides: dict[str, list[dict[str, DataPoint]]] = field(default_factory=dict, repr=False)
+    # Tests whose traffic differs between the two commits: not compared (what changed).
+    workload_changed: dict[str, list[str]] = field(default_factory=dict)
+
+    def attribution(self, nodeid: str) -> dict[str, Any] | None:
+        """What moved with the test's regression or warning (verdict/attribution.py), from
+        its sessions on both sides; None when nothing regressed."""
+        if not any(v.verdict in ("regression", "warn") for v in self.tests.get(nodeid, [])):
+            return None
+        ref, cand = ([s[nodeid].as_run() for s in self.sides.get(role, []) if nodeid in s]
+                     for role in ("reference", "candidate"))
+        return attribution(ref, cand) if ref and cand else None
 
     @property
     def verdict(self) -> str:
@@ -246,9 +271,27 @@ class Comparison:
             "left_out": list(self.left_out),
             "tests": {n: {"verdict": ab.overall(vs),
                           "pairs_per_metric": {v.metric: v.n_current for v in vs},
-                          "metrics": [v.to_dict() for v in vs]}
+                          "metrics": [v.to_dict() for v in vs],
+                          **({"attribution": block} if (block := self.attribution(n))
+                             else {})}
                       for n, vs in sorted(self.tests.items())},
+            "workload_changed": dict(sorted(self.workload_changed.items())),
         }
+
+
+def workload_split(reference: Sequence[Mapping[str, DataPoint]],
+                   candidate: Sequence[Mapping[str, DataPoint]]) -> dict[str, list[str]]:
+    """The tests whose traffic differs between the two sides (their first sessions'
+    workloads or prompts, ``attribution.workload_changes``): what changed, per test."""
+    out: dict[str, list[str]] = {}
+    if not reference or not candidate:
+        return out
+    for nodeid in sorted(set(reference[0]) & set(candidate[0])):
+        changes = workload_changes([reference[0][nodeid].as_run()],
+                                   [candidate[0][nodeid].as_run()])
+        if changes:
+            out[nodeid] = changes
+    return out
 
 
 def judge(
@@ -610,19 +653,25 @@ class Bisector:
             self.say(f"comparing {cand.short} against {ref.short}: pair {i + 1}/{n}, "
                      f"run {k + 1}/{2 * n} ({commit.short}) ...")
             sides[role].append(self.session(commit))
-        verdicts, left_out, per_test = judge(sides["reference"], sides["candidate"],
-                                             alpha=self.opts.alpha,
-                                             max_regression_pct=self.opts.max_regression_pct)
+        changed = workload_split(sides["reference"], sides["candidate"])
+        verdicts, left_out, per_test = judge(
+            [{k: v for k, v in s.items() if k not in changed} for s in sides["reference"]],
+            [{k: v for k, v in s.items() if k not in changed} for s in sides["candidate"]],
+            alpha=self.opts.alpha, max_regression_pct=self.opts.max_regression_pct)
+        for nodeid, changes in changed.items():
+            self.say(f"note: {nodeid} not compared: its workload changed between "
+                     f"{ref.short} and {cand.short} ({'; '.join(changes)})")
         if not verdicts:
             raise BisectError(f"{cand.short} and {ref.short} share no test with results in "
-                              "every session; nothing to compare")
+                              "every session and the same workload; nothing to compare")
         for nodeid in left_out:
             self.say(f"warning: {nodeid} left out of {cand.short} vs {ref.short}: it has no "
                      "results in every session")
         result = Comparison(commit=cand.sha, subject=cand.subject, reference=ref.sha, pairs=n,
                             alpha=self.opts.alpha, alpha_per_test=per_test, tests=verdicts,
                             left_out=left_out,
-                            sides={str(k): v for k, v in sides.items()})
+                            sides={str(k): v for k, v in sides.items()},
+                            workload_changed=changed)
         change = _key_change_text(result)
         self.say(f"{cand.short} vs {ref.short}: {result.verdict}"
                  + (f" ({change})" if change != "-" else ""))

@@ -228,6 +228,7 @@ def result_document(outcome: CompareOutcome) -> dict[str, Any]:
             "pairs_per_metric": {v.metric: v.n_current for v in verdicts},
             "metrics": [v.to_dict() for v in verdicts],
             "values": {v.metric: outcome.values(nodeid, v.metric) for v in verdicts},
+            **({"attribution": block} if (block := comp.attribution(nodeid)) else {}),
         }
     return bisect.finite({
         "schema": SCHEMA,
@@ -254,6 +255,7 @@ def result_document(outcome: CompareOutcome) -> dict[str, Any]:
                      "pytest_args": redact_argv(opts.pytest_args), "python": opts.python,
                      "served": redact_command(opts.served) if opts.served else opts.served},
         "left_out": list(comp.left_out),
+        "workload_changed": dict(sorted(comp.workload_changed.items())),
         "tests": tests,
     })
 

@@ -34,7 +34,6 @@ entry is checked; a state that cannot be read or holds a bad entry is refused wh
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -50,12 +49,14 @@ from ..decision import DEFAULT_ALPHA, DEFAULT_TOLERANCE_PCT, alpha_problem
 from ..files import atomic_write_text, dumps, os_reason
 from ..metric_table import DEFAULT_GATED, higher_is_better
 from ..redact import redact_argv
+from ..run.workload import workload_key
 from ..store import gitinfo
 from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
 from ..store.keys import canonical_keys
 from ..store.provenance import run_args, run_gated
 from ..values import is_finite_number
 from ..verdict import changepoints
+from ..verdict.attribution import attribution
 from . import replay
 
 SCHEMA = "pytest-llmperf/nightly"
@@ -112,6 +113,9 @@ class Finding:
     new: bool = True
     bisect: dict[str, Any] | None = None
     refused: tuple[replay.Refused, ...] = ()  # stored arguments nightly does not replay
+    # What moved with it between the last good and the first bad commit's runs
+    # (verdict/attribution.py); None for an improvement.
+    attribution: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -157,6 +161,7 @@ class Finding:
                                for r in self.refused],
             "replay_note": self.replay_note,
             "bisect": self.bisect,
+            "attribution": self.attribution,
         }
 
 
@@ -176,6 +181,9 @@ class Series:
     note: str = ""
     findings: list[Finding] = field(default_factory=list)
     left_out: int = 0  # commits whose runs were of an older workload
+    # Per commit of a point, its runs' summary, workload, engine and prompts' digest (for
+    # ``attribution``; not in ``to_dict``).
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     @property
     def regressed(self) -> bool:
@@ -260,8 +268,13 @@ def first_parent(repo: Path, limit: int = MAX_COMMITS) -> list[tuple[str, str]]:
     return out
 
 
-def _workload(run: Mapping[str, Any]) -> str:
-    return json.dumps(run.get("workload", {}), sort_keys=True, default=str)
+def _slim(run: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``attribution`` reads of a stored run: no samples."""
+    client = run.get("client")
+    return {"summary": run.get("summary") or {}, "workload": run.get("workload") or {},
+            "engine": run.get("engine") or {},
+            "client": {"prompts_digest": client.get("prompts_digest")}
+            if isinstance(client, Mapping) and client.get("prompts_digest") else {}}
 
 
 def build_series(store: BaselineStore, history: Sequence[tuple[str, str]],
@@ -304,15 +317,16 @@ def build_series(store: BaselineStore, history: Sequence[tuple[str, str]],
         for nodeid in sorted(set(spelling.values())):
             with_runs = [b for b in loaded if runs_of(b, nodeid)]
             newest = runs_of(with_runs[-1], nodeid)
-            wl = _workload(newest[-1])
+            wl = workload_key(newest[-1])
             args_of[f"{pid}\0{nodeid}"] = run_args(newest[-1])
             metrics = list(DEFAULT_GATED)
             for b in with_runs:
                 for run in runs_of(b, nodeid):
                     metrics += [m for m in run_gated(run) if m not in metrics]
-            per_commit = [(b, [r for r in runs_of(b, nodeid) if _workload(r) == wl])
+            per_commit = [(b, [r for r in runs_of(b, nodeid) if workload_key(r) == wl])
                           for b in with_runs]
             left_out = sum(1 for _, runs in per_commit if not runs)
+            slim = {b.commit: [_slim(r) for r in runs] for b, runs in per_commit if runs}
             for metric in metrics:
                 points = []
                 for b, runs in per_commit:
@@ -322,7 +336,8 @@ def build_series(store: BaselineStore, history: Sequence[tuple[str, str]],
                         points.append(Point(b.commit, subjects.get(b.commit, ""),
                                             b.committed_at, tuple(values)))
                 if points or metric in DEFAULT_GATED:
-                    out.append(Series(pid, nodeid, metric, points, left_out=left_out))
+                    out.append(Series(pid, nodeid, metric, points, left_out=left_out,
+                                      runs=slim))
     return out, notes, args_of
 
 
@@ -452,7 +467,9 @@ def analyse(store_dir: str | Path, *, repo: str | Path | None = None,
                 pytest_args=replayed.args if replayed.ok else stored,
                 args_recorded=args is not None,
                 refused=replayed.refused,
-                new=kind == "regression" and not _known(reported, s, cp.index)))
+                new=kind == "regression" and not _known(reported, s, cp.index),
+                attribution=attribution(s.runs.get(good.commit, []), s.runs.get(bad.commit, []))
+                if kind == "regression" else None))
         s.findings.sort(key=lambda f: -f.order)  # newest first
     head = history[0][0] if history else ""
     return NightlyReport(store=str(store_path), repo=str(repo_root), head=head, alpha=alpha,

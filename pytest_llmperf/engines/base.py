@@ -85,7 +85,13 @@ class Generation:
     output_tokens: int
     source: str  # "engine" (its own tokenizer/sampler), "usage" (server), "tokenizer", "chunks"
     client_token_count: int | None = None
-    text: str = ""
+    text: str = ""  # the answer's text (a reasoning model's thinking left out)
+    # Reasoning and answer phases (issue 24): a stream whose chunks carried thinking
+    # (engines/reasoning.py): its leading reasoning chunks, reasoning tokens and their source
+    # ("usage", "tokenizer", "chunks"); 0 and None for an answer without reasoning.
+    reasoning_chunks: int = 0
+    reasoning_tokens: int | None = None
+    reasoning_tokens_source: str | None = None
 
 
 @dataclass(frozen=True)

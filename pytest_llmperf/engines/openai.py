@@ -11,7 +11,9 @@ without it, from ``max_tokens`` when the server says it stopped for length (unle
 tokenizer counts well fewer: a context that filled up), else from a local tokenizer, else the
 chunk count; the source is recorded. Per-chunk token counts come from
 per-chunk usage (vLLM's ``continuous_usage_stats``) or logprobs when present, else the
-authoritative count is spread over the chunks by their text length.
+authoritative count is spread over the chunks by their text length. Chat streams that carry
+thinking (``reasoning`` / ``reasoning_content`` deltas) are split into a reasoning and an answer
+phase, with the reasoning tokens counted (``reasoning``).
 
 Every failure becomes a ``RequestError`` with a kind: ``http_<status>``, ``timeout``,
 ``connection``, ``dropped``, ``malformed_sse``, ``stream_error``, ``incomplete``, ``bad_usage``
@@ -72,6 +74,7 @@ from .base import (
 )
 from .blocking_http import FetchError, fetch
 from .http_client import Client, HTTPError
+from .reasoning import count_reasoning, reasoning_delta, usage_reasoning
 from .server_metrics import scrape
 from .servers import start_server_from_settings
 from .sse import chunk_tokens, spread
@@ -238,8 +241,11 @@ class _SSEParser:
         "pieces",
         "prev_usage",
         "prompt_tokens",
+        "reasoning_idx",  # reasoning (engines/reasoning.py): which chunks, their text,
+        "reasoning_texts",
         "texts",
         "times",
+        "usage_reasoning",  # and the server's count
         "usage_total",
     )
 
@@ -254,6 +260,9 @@ class _SSEParser:
         self.done = False
         self.pieces: list[bytes] = []  # the line begun and not yet ended, as received
         self.held = 0  # its length
+        self.reasoning_idx: list[int] = []  # the chunks that carried reasoning and no answer
+        self.reasoning_texts: list[str] = []  # every chunk's reasoning text (when it had some)
+        self.usage_reasoning: int | None = None  # completion_tokens_details.reasoning_tokens
 
     def body(self, t: int, data: bytes) -> None:
         if not self.held and data[:5] == b"data:" and data.find(b"\n") == len(data) - 2 \
@@ -324,7 +333,18 @@ class _SSEParser:
                         f"went down from {self.prev_usage} to {total}")
             self.prev_usage = total
             self.usage_total = total
+            thought_tokens = usage_reasoning(usage, total)
+            if thought_tokens is not None:
+                self.usage_reasoning = thought_tokens
         if carries:
+            # Reasoning and answer phases (engines/reasoning.py); the byte test keeps the
+            # cost off plain answers' chunks.
+            if self.chat and b"reasoning" in raw:
+                thought, thinking = reasoning_delta(obj)
+                if thought:
+                    self.reasoning_texts.append(thought)
+                if thinking:
+                    self.reasoning_idx.append(len(self.times))
             self.times.append(t)
             self.texts.append(text)
             self.hints.append(hint)
@@ -712,10 +732,23 @@ class OpenAIEngine(Engine):
             n, source = len(tok.tokenize(full, add_special=False)), "tokenizer"
         else:
             n, source = len(times), "chunks"
-        for t, k in zip(times, spread(n, texts, hints), strict=True):
+        counts = spread(n, texts, hints)
+        for t, k in zip(times, counts, strict=True):
             on_chunk(t, k)
+        local = tok if tok is not None and getattr(tok, "local", False) else None
+        thought = count_reasoning(
+            parser.reasoning_idx, parser.reasoning_texts, counts, parser.usage_reasoning,
+            None if local is None else lambda text: len(local.tokenize(text, add_special=False)))
+        if thought is None:
+            return Generation(output_tokens=n, source=source, client_token_count=client_count,
+                              text=full)
+        # The answer's text alone: what a conversation's history and accuracy scoring take.
+        thinking = set(parser.reasoning_idx)
+        answer = "".join(x for i, x in enumerate(texts) if i not in thinking)
         return Generation(output_tokens=n, source=source, client_token_count=client_count,
-                          text=full)
+                          text=answer, reasoning_chunks=thought.chunks,
+                          reasoning_tokens=thought.tokens,
+                          reasoning_tokens_source=thought.source)
 
 
     def close(self) -> None:

@@ -33,7 +33,10 @@ def chunk_tokens(obj: Mapping[str, Any], chat: bool) -> tuple[bool, str, int | N
             return True, text, hint
         if c.get("finish_reason") or "role" in delta or delta.get("tool_calls"):
             return False, "", None
-        return "content" in delta, "", hint
+        # An empty text is a token too (a special token, or bytes that make no character yet),
+        # in the answer or in the reasoning (engines/reasoning.py).
+        return ("content" in delta or isinstance(delta.get("reasoning"), str)
+                or isinstance(delta.get("reasoning_content"), str)), "", hint
     text = c.get("text") or ""
     if text or hint:
         return True, text, hint

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..formatting import display, num, pct
-from ..metric_table import MARKDOWN_METRICS, with_optional
+from ..metric_table import MARKDOWN_METRICS, SECTIONS, with_optional
 from .md import md_cell, md_code, md_text
 from .model_table import COLUMNS as MODEL_COLUMNS
 from .view import ComparisonRow, Report, TestView
@@ -140,6 +140,7 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
         for name, label, text in warnings:
             where = md_code(name) + (f" ({md_text(label)})" if label else "")
             lines.append(f"> {WARN} **client warning** {where}: {md_text(text)}")
+    lines += _section_lines(report)
     lines += _multi_turn_lines(report)
     lines += _model_mix_lines(report)
     lines += _ab_lines(report)
@@ -147,6 +148,24 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
         lines.append("")
         lines.append(f"Full report: {md_code(html_link)}")
     return "\n".join(lines) + "\n"
+
+
+def _section_lines(report: Report) -> list[str]:
+    """The optional tables (metric_table.SECTIONS) some test has: one row per such test,
+    the median over its runs of each figure present."""
+    lines: list[str] = []
+    for section in SECTIONS:
+        columns = section.present(s for t in report.tests for s in t.summaries)
+        tests = [t for t in report.tests if section.present(t.summaries)]
+        if not columns or not tests:
+            continue
+        lines += ["", f"**{md_text(section.title)}**", "",
+                  "| test | " + " | ".join(title for _, title in columns) + " |",
+                  "|:--|" + "|".join("--:" for _ in columns) + "|"]
+        lines += ["| " + " | ".join(cell(c) for c in [md_code(t.name),
+                                                      *(_median(t, k) for k, _ in columns)])
+                  + " |" for t in tests]
+    return lines
 
 
 def _multi_turn_lines(report: Report) -> list[str]:

@@ -159,7 +159,8 @@ def _axes_marks(ax: _Axes, xticks: Sequence[float], yticks: Sequence[float],
 
 
 def _legend(ax: _Axes, labels: Sequence[tuple[str, str]], corner: str) -> list[str]:
-    """A legend inside the plot, in the corner ("bottom-right" or "top-left") left empty."""
+    """A legend inside the plot, in the corner ("bottom-right", "top-left" or "top-right")
+    left empty."""
     if not labels:
         return []
     out = ['<g class="legend" font-size="10">']
@@ -171,7 +172,8 @@ def _legend(ax: _Axes, labels: Sequence[tuple[str, str]], corner: str) -> list[s
             out.append(f'<text x="{ax.left + 21:.1f}" y="{y + 1:.1f}" fill="#374151">'
                        f"{escape(label)}</text>")
         else:
-            y = ax.bottom - 8 - (len(labels) - 1 - i) * 13
+            y = (ax.top + 8 + i * 13 if corner == "top-right"
+                 else ax.bottom - 8 - (len(labels) - 1 - i) * 13)
             out.append(f'<rect x="{ax.right - 12:.1f}" y="{y - 7:.1f}" width="9" height="9" '
                        f'fill="{color}"/>')
             out.append(f'<text x="{ax.right - 16:.1f}" y="{y + 1:.1f}" text-anchor="end" '
@@ -503,3 +505,64 @@ def turns_svg(runs: Sequence[tuple[str, Sequence[tuple[int, float | None, float 
             series.append((f"{label} {stat}".strip(), pts))
     return _xy_svg("turns", "TTFT by turn", "turn", "TTFT (ms)", series, ymin=0.0,
                    integer_x=True)
+
+
+# Length distributions (issue 24): histograms of each request's realized lengths.
+LENGTH_BINS = 24
+
+
+def realized_lengths(samples: Sequence[RequestRecord], kind: str) -> list[int]:
+    """The measured requests' realized lengths: "input" (prompt tokens, where known) or
+    "output" (generated tokens, of the successful ones)."""
+    if kind == "input":
+        return [r.prompt_tokens for r in samples if not r.warmup and r.prompt_tokens > 0]
+    return [r.n_output for r in samples if not r.warmup and r.ok]
+
+
+def lengths_svg(runs: Sequence[tuple[str, Sequence[int]]], kind: str) -> str:
+    """A histogram of token lengths (``kind``: "input" or "output"), one bar series per
+    (run label, lengths); whole-number bins of equal width. Each bar carries its bin and
+    count (data-lo, data-hi: lo <= length < hi) so that the page can be read back."""
+    title = f"{kind.capitalize()} lengths (tokens per request)"
+    data = [(label, sorted(values)) for label, values in runs if values]
+    extra = {"kind": kind}
+    if not data:
+        return _empty("lengths", title, "no lengths recorded", extra)
+    lo = min(v[0] for _, v in data)
+    hi = max(v[-1] for _, v in data)
+    width = max(1, math.ceil((hi - lo + 1) / LENGTH_BINS))
+    edges = list(range(lo, hi + width + 1, width))
+    if edges[-1] <= hi:
+        edges.append(edges[-1] + width)
+    counts = [[bisect.bisect_left(v, edges[i + 1]) - bisect.bisect_left(v, edges[i])
+               for i in range(len(edges) - 1)] for _, v in data]
+    xticks = nice_ticks(float(edges[0]), float(edges[-1]))
+    yticks = nice_ticks(0.0, float(max(max(c) for c in counts)) or 1.0)
+    ax = _Axes(xticks[0], xticks[-1], yticks[0], yticks[-1])
+    total = sum(len(v) for _, v in data)
+    parts = _open("lengths", title, {**extra, "count": total})
+    parts += _axes_marks(ax, xticks, yticks, f"{kind} tokens", "requests")
+    legend: list[tuple[str, str]] = []
+    for i, ((label, values), row) in enumerate(zip(data, counts, strict=True)):
+        color = PALETTE[i % len(PALETTE)]
+        mean = sum(values) / len(values)
+        parts.append(f'<g class="series" data-label="{_a(label)}" data-n="{len(values)}" '
+                     f'data-mean="{mean:.6g}" data-min="{values[0]}" data-max="{values[-1]}" '
+                     f'fill="{color}" fill-opacity="{0.85 if len(data) == 1 else 0.45}">')
+        for j, n in enumerate(row):
+            if not n:
+                continue
+            x0, x1 = ax.x(edges[j]), ax.x(edges[j + 1])
+            y = ax.y(n)
+            parts.append(f'<rect class="bar" data-lo="{edges[j]}" data-hi="{edges[j + 1]}" '
+                         f'data-n="{n}" x="{x0:.1f}" y="{y:.1f}" '
+                         f'width="{max(x1 - x0 - 0.5, 0.5):.1f}" '
+                         f'height="{ax.bottom - y:.1f}"/>')
+        parts.append("</g>")
+        legend.append((color, f"{label + ': ' if label else ''}mean {num(mean)} "
+                              f"(n={len(values)})"))
+    # The legend in the top corner away from the tallest bar (lengths are mostly skewed right).
+    tallest = max(range(len(edges) - 1), key=lambda j: max(row[j] for row in counts))
+    parts += _legend(ax, legend, "top-right" if tallest < (len(edges) - 1) / 2 else "top-left")
+    parts.append("</svg>")
+    return "\n".join(parts)

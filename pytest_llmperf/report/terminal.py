@@ -16,6 +16,7 @@ from rich.table import Table
 from ..formatting import compact, num, pct
 from ..metric_table import TABLE_METRICS, with_optional
 from ..run.metrics import turn_ttfts
+from ..verdict.attribution import attribution_lines
 
 Test = Mapping[str, Any]  # one entry of the results document's "tests"
 
@@ -150,8 +151,11 @@ def gate_lines(tests: Iterable[Test], ab: bool = False, *, root: Path | None = N
                         text += f", interval {m['ci_low_pct']:+.1f}%..{m['ci_high_pct']:+.1f}%"
                     text += ")"
                 lines.append(text)
+            lines += attribution_lines(comp.get("attribution"))
         for entry in test.get("ab") or []:
             lines.append(f"{test['nodeid']}: A/B {entry.get('message', '')}")
+            block = entry.get("attribution")
+            lines += attribution_lines(block if isinstance(block, Mapping) else None)
     return lines
 
 

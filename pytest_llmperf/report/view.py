@@ -21,13 +21,15 @@ from typing import Any
 from .. import reading
 from ..files import os_reason
 from ..formatting import display, pct
-from ..metric_table import SERVER_METRICS, TREND_METRICS, higher_is_better
+from ..metric_table import SECTIONS, TREND_METRICS, Section, higher_is_better
 from ..results import SCHEMA as RESULTS_SCHEMA
 from ..results import SCHEMA_VERSION as RESULTS_SCHEMA_VERSION
+from ..run import lengths
 from ..run.metrics import RecordError, RequestRecord, latency_series, percentile, turn_ttfts
 from ..store.baselines import Baseline, BaselineStore
 from ..store.keys import TestKey
 from ..values import is_finite_number
+from ..verdict.attribution import attribution_lines
 from ..verdict.thresholds import THRESHOLDS, Thresholds
 from . import plots
 from .model_table import ModelMixView, model_mix_view
@@ -508,15 +510,21 @@ class TestView:
     # Multi-turn runs: per-session figures and per-turn rows, and TTFT by turn as a plot.
     multi_turn: list[MultiTurnView] = field(default_factory=list)
     turns_plot: str = ""
+    # What moved with a regression (verdict/attribution.py), as the terminal's lines.
+    attribution: list[str] = field(default_factory=list)
+    # Length distributions (issue 24): histograms of the realized input and output lengths,
+    # when they vary from request to request.
+    length_plots: list[str] = field(default_factory=list)
     # Model mixes (Workload.models): each run's per-model rows (report/model_table.py).
     model_mix: list[ModelMixView] = field(default_factory=list)
 
     @property
-    def server_metrics(self) -> list[tuple[str, str]]:
-        """The server's own figures (key, label) that some run measured, in table order
-        (empty: the engine exposed no metrics, and the page shows no table for them)."""
-        return [(key, label) for key, label in SERVER_METRICS
-                if any(s.get(key) is not None for s in self.summaries)]
+    def sections(self) -> list[tuple[Section, tuple[tuple[str, str], ...]]]:
+        """The optional tables (metric_table.SECTIONS: the server's own figures, the open
+        loop's from the schedule...) with the columns (key, label) some run measured; a
+        section no run has is left out (the page shows no table for it)."""
+        return [(section, columns) for section in SECTIONS
+                if (columns := section.present(self.summaries))]
 
     @property
     def checks_passed(self) -> int:
@@ -764,8 +772,13 @@ def _describe_workload(runs: Sequence[Mapping[str, Any]]) -> str:
     w = runs[0].get("workload") or {}
     if not w:
         return ""
-    parts = [f"{w.get('requests')} requests", f"{w.get('input_tokens')} in / "
-             f"{w.get('output_tokens')} out tokens", f"concurrency {w.get('concurrency')}"]
+    parts = [f"{w.get('requests')} requests", f"{lengths.describe(w.get('input_tokens'))} in / "
+             f"{lengths.describe(w.get('output_tokens'))} out tokens",
+             f"concurrency {w.get('concurrency')}"]
+    if w.get("dataset"):  # the prompts come from a dataset (run/datasets.py)
+        parts[1] = (f"prompts from {Path(str(w['dataset'])).name}, "
+                    f"{lengths.describe(w.get('output_tokens'))} out tokens unless the "
+                    "dataset gives them")
     if w.get("turns") or w.get("conversations_file"):  # multi-turn: requests count sessions
         turns = f" of {w['turns']} turns" if w.get("turns") else ""
         source = (f" from {Path(str(w['conversations_file'])).name}"
@@ -859,6 +872,9 @@ def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots
         gate=str(comp.get("gate") or ""),
         ab=[dict(a) for a in test.get("ab") or [] if isinstance(a, Mapping)],
         capacity=[dict(c) for c in test.get("capacity") or [] if isinstance(c, Mapping)],
+        attribution=[line.strip() for line in attribution_lines(
+            comp.get("attribution") if isinstance(comp.get("attribution"), Mapping) else None
+        )[1:]],
     )
     if view.ab:  # the paired A/B decides: the stored gate's one-run noise is left out
         view.hidden_inconclusive = sum(1 for r in rows if r.verdict == "inconclusive")
@@ -891,6 +907,7 @@ def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots
                                  "ITL distribution (CDF)", "inter-token latency (ms)",
                                  metric="itl")
     view.tokens = plots.tokens_over_time_svg(series)
+    view.length_plots = _length_plots(series)
     profile = view.profile_id
     if not profile:
         candidates = history.profiles_with(results_key(test))
@@ -911,6 +928,17 @@ def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots
     if docs and not view.trends:
         view.trend_note = f"no baselines of this test yet in profile {profile}"
     return view
+
+
+def _length_plots(series: Sequence[tuple[str, Sequence[RequestRecord]]]) -> list[str]:
+    """Histograms of the realized input and output lengths (length distributions, datasets),
+    each only when its lengths vary from request to request."""
+    out = []
+    for kind in ("input", "output"):
+        runs = [(label, plots.realized_lengths(s, kind)) for label, s in series]
+        if len({n for _, values in runs for n in values}) > 1:
+            out.append(plots.lengths_svg(runs, kind))
+    return out
 
 
 PLOT_LABEL_CHARS = 40  # a plot legend's label at most (B's label names its overrides)

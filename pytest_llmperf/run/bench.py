@@ -19,10 +19,10 @@ from .energy import EnergyMeter
 from .gpu import GPUSampler
 from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
 from .memory import PeakRSS
-from .metrics import RunResult, summarize
+from .metrics import RunResult, summarize, understatement
 from .model_metrics import by_model
 from .request_params import check_engine
-from .workload import Workload, build_prompts
+from .workload import Workload, build_prompts, prompts_digest
 
 T = TypeVar("T")
 # What else of this session's was loaded while a run was measured, for the CPU contention
@@ -43,6 +43,9 @@ def client_warnings(result: RunResult, stamps_on_loop: bool = True) -> list[str]
             f"the load generator fell behind: event-loop lag / send delay p99 {lag:.1f} ms "
             f"against a TTFT p50 of {ttft:.1f} ms; latencies include client overhead"
         )
+    hidden = understatement(s)
+    if hidden:
+        out.append(hidden)
     mismatched = [
         r for r in result.samples
         if r.ok and r.client_token_count is not None and r.output_tokens is not None
@@ -112,6 +115,8 @@ def run_benchmark(
                                        workers=load_workers,
                                        window=(window_start, window_stop)))
     load.client.update(energy.summary())
+    if prompts:  # what was sent, so a comparison sees a changed dataset (verdict/attribution)
+        load.client["prompts_digest"] = prompts_digest(prompts)
     return _result(engine, workload, load, started, rss.peak_mb, gpu, cpu, server.figures(),
                    energy_j=energy.joules, cost_per_hour=cost_per_hour, sharing=sharing)
 
@@ -178,6 +183,9 @@ def run_benchmark_interleaved(
           ServerMetricsSampler(engine_b.metrics_snapshot) as server_b):
         loads = _run_coroutine(run_interleaved_load((engine_a, engine_b), prompts, workload,
                                                     b_first=b_first, progress=progress))
+    for load, sent in zip(loads, prompts, strict=True):
+        if sent:
+            load.client["prompts_digest"] = prompts_digest(sent)
     return (_result(engine_a, workload, loads[0], started, rss_a.peak_mb, gpu, cpu,
                     server_a.figures(), sharing=sharing),
             _result(engine_b, workload, loads[1], started, rss_b.peak_mb, gpu, cpu,

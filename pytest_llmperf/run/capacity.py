@@ -46,12 +46,18 @@ from typing import Any
 import numpy as np
 
 from ..limits import CAPACITY_RUNS, DURATION_S, RATE
-from ..metric_table import LATENCY_KEYS, SLO_KEYS
+from ..metric_table import LATENCY_METRICS, SLO_KEYS, STATS
 from ..values import is_finite_number, show
 from .metrics import RequestRecord, latency_series, meets_slo, percentile, request_latency
 
 DEFAULT_SLO: dict[str, float] = {"ttft_ms": 500.0, "tpot_ms": 50.0}
 CAPACITY_VERSION = 1
+
+
+# The percentile bounds an SLO may set: those of the per-request series (ttft, tpot, itl, e2e),
+# not the other latency rows (from the schedule, reasoning phases) the search does not compute
+# (its ``key.split("_")`` reads exactly name_stat_ms).
+SLO_PERCENTILE_KEYS = frozenset(f"{m}_{s}_ms" for m in LATENCY_METRICS for s in STATS)
 
 
 class CapacityError(ValueError):
@@ -66,7 +72,7 @@ def check_slo(slo: Mapping[str, Any]) -> dict[str, float]:
                             "{'ttft_ms': 500, 'tpot_ms': 50}")
     out: dict[str, float] = {}
     for key, value in slo.items():
-        if key not in SLO_KEYS and key not in LATENCY_KEYS:
+        if key not in SLO_KEYS and key not in SLO_PERCENTILE_KEYS:
             raise CapacityError(f"slo key {key!r} is unknown; use per-request bounds "
                                 f"{', '.join(SLO_KEYS)} or percentiles such as ttft_p95_ms")
         if isinstance(value, bool) or not isinstance(value, int | float) or not (

@@ -48,7 +48,14 @@ from .schedule import (
     generation_params,
     send_one,
 )
-from .workload import Workload, WorkloadError, fit_text, read_lines
+from .workload import (
+    INPUT_STREAM,
+    OUTPUT_STREAM,
+    Workload,
+    WorkloadError,
+    fit_text,
+    read_lines,
+)
 
 HUMAN_ROLES = ("human", "user")
 # Seeds of the synthetic user messages and of the think times (apart from other streams).
@@ -110,9 +117,11 @@ def session_messages(tok: Tokenizer | None, workload: Workload) -> list[list[str
     out = []
     for s in range(n):
         msgs = []
+        # One length per turn: fixed, or drawn from input_tokens' distribution (run/lengths).
+        lengths = workload.input_lengths.draw(turns, workload.seed, INPUT_STREAM, s)
         for k in range(turns):
             rng = np.random.default_rng([workload.seed, _MESSAGE_STREAM, s, k])
-            text, _ = fit_text(tok, rng, pool, [], workload.input_tokens, 0)
+            text, _ = fit_text(tok, rng, pool, [], lengths[k], 0)
             msgs.append(text)
         out.append(msgs)
     return out
@@ -158,6 +167,7 @@ async def _session(engine: Engine, tok: Tokenizer | None, workload: Workload, s:
     when it was due to start (its first turn's schedule)."""
     capture = _Capture(engine)
     pauses = think_times(workload, s, len(users) - 1)
+    answers = workload.output_lengths.draw(len(users), workload.seed, OUTPUT_STREAM, s)
     text = ""
     messages: list[tuple[str, str]] = []
     for k, user in enumerate(users, 1):
@@ -168,7 +178,7 @@ async def _session(engine: Engine, tok: Tokenizer | None, workload: Workload, s:
         text = f"{text}\n{user}" if text else user
         messages.append(("user", user))
         ids = await asyncio.to_thread(tok.tokenize, text) if tok is not None else None
-        prompt = turn_prompt(text, messages, ids, workload.output_tokens)
+        prompt = turn_prompt(text, messages, ids, answers[k - 1])
         record = RequestRecord(index=base + k - 1, prompt_tokens=prompt.input_tokens,
                                warmup=s < workload.warmup, session=s, turn=k,
                                model=workload.model_of(s))  # a session keeps its model

@@ -33,12 +33,14 @@ from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
     LATENCY_METRICS,
     PERCENTILES,
     RUN_KEYS,
+    SCHEDULE_METRICS,
     SERVER_KEYS,
     SLO_KEYS,
     STATS,
     SUMMARY_KEYS,
 )
 from .energy import j_per_token, usd_per_mtok
+from .reasoning import reasoning_summary
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -88,6 +90,15 @@ class RequestRecord:
     error_kind: str | None = None
     session: int | None = None  # multi-turn: the session (conversation) it belongs to
     turn: int | None = None  # multi-turn: its turn in the session, from 1
+    # Reasoning and answer phases (issue 24; run/reasoning.py): the leading token-bearing
+    # chunks that carried thinking (the reasoning phase; the answer begins at the next one),
+    # the reasoning tokens and where that count came from ("usage", "tokenizer", "chunks");
+    # 0 and None for an answer without reasoning.
+    reasoning_chunks: int = 0
+    reasoning_tokens: int | None = None
+    reasoning_tokens_source: str | None = None
+    # Length distributions (issue 24): the output length asked for (max_tokens).
+    asked_output_tokens: int | None = None
     # Model mixes (Workload.models): the model this request was sent to (None: the engine's).
     model: str | None = None
 
@@ -107,6 +118,20 @@ class RequestRecord:
     @property
     def e2e_ns(self) -> int | None:
         return self.chunk_ns[-1] - self.send_ns if self.chunk_ns else None
+
+    @property
+    def answer_ns(self) -> int | None:
+        """When the first answer (non-reasoning) token arrived: the chunk after the reasoning
+        phase (the first chunk when there was none); None when no answer chunk came."""
+        first = max(0, self.reasoning_chunks)
+        return self.chunk_ns[first] if first < len(self.chunk_ns) else None
+
+    @property
+    def ttfa_ns(self) -> int | None:
+        """Time to the first answer token (aiperf's TTFO): ``answer_ns`` minus the send time;
+        TTFT for an answer without reasoning."""
+        answer = self.answer_ns
+        return answer - self.send_ns if answer is not None else None
 
     @property
     def n_output(self) -> int:
@@ -340,9 +365,53 @@ def summarize(
         summary[key] = (server or {}).get(key)
     summary["energy_j_per_token"] = j_per_token(energy_j, out_tokens)
     summary["usd_per_mtok"] = usd_per_mtok(cost_per_hour, summary["output_tps"])
+    summary.update(schedule_summary(ok))
+    summary.update(reasoning_summary(ok))  # TTFA, reasoning tokens, ITL per phase (or None)
     out = {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
     out.update(session_summary(measured))
     return out
+
+
+def schedule_summary(records: Sequence[RequestRecord]) -> dict[str, float | None]:
+    """An open loop's figures from the schedule, over the successful measured ``records``
+    that carry a scheduled time (none, as in a closed loop: {} and the keys stay None):
+    ``ttft_sched_*`` / ``e2e_sched_*`` (``request_latency(from_due=True)``: from the scheduled
+    arrival, so time queued in the client counts, E2E to the stream's close) and
+    ``schedule_lag_{p50,p99,max}_ms`` (send minus scheduled time)."""
+    due = [r for r in records if r.scheduled_ns is not None and not r.warmup and r.ok]
+    if not due:
+        return {}
+    out: dict[str, float | None] = {}
+    series = latency_series(due, ("ttft", "e2e"), from_due=True)
+    for metric, name in zip(("ttft", "e2e"), SCHEDULE_METRICS, strict=True):
+        for stat, value in describe(series[metric]).items():
+            out[f"{name}_{stat}_ms"] = value
+    lag = describe([r.send_ns - r.due_ns for r in due], NS_PER_MS)
+    out["schedule_lag_p50_ms"] = lag["p50"]
+    out["schedule_lag_p99_ms"] = lag["p99"]
+    out["schedule_lag_max_ms"] = lag["max"]
+    return out
+
+
+def understatement(summary: Mapping[str, Any]) -> str | None:
+    """What an open loop's send-time latencies hide (None when nothing worth saying): the
+    median request went out late on its schedule, so E2E and TTFT counted from the send
+    understate what a user who arrived on schedule waited (vLLM issue 54101)."""
+    lag = summary.get("schedule_lag_p50_ms")
+    sent, due = summary.get("e2e_p50_ms"), summary.get("e2e_sched_p50_ms")
+    if lag is None or sent is None or due is None or sent <= 0:
+        return None
+    if not (due - sent > 1.0 and due > 1.05 * sent):
+        return None
+    ttft, ttft_due = summary.get("ttft_p50_ms"), summary.get("ttft_sched_p50_ms")
+    also = (f", TTFT p50 {ttft:.1f} ms against {ttft_due:.1f} ms"
+            if ttft is not None and ttft_due is not None else "")
+    return (f"open loop: requests went out late on their schedule (schedule lag p50 "
+            f"{lag:.1f} ms, p99 {summary.get('schedule_lag_p99_ms') or 0.0:.1f} ms), so "
+            f"latencies from the send understate what users waited: E2E p50 {sent:.1f} ms "
+            f"from the send against {due:.1f} ms from the schedule ({due / sent - 1:+.0%})"
+            f"{also}; ttft_sched_* / e2e_sched_* count the wait (thresholds and the gate can "
+            "use them)")
 
 
 def session_summary(records: Sequence[RequestRecord]) -> dict[str, float | int | None]:

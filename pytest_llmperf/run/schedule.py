@@ -155,6 +155,7 @@ async def send_one(
         chunk_ns.append(t_ns - t0)
         chunk_tokens.append(n_tokens)
 
+    record.asked_output_tokens = params.max_tokens
     record.send_ns = time.perf_counter_ns() - t0
     try:
         gen = await engine.generate(prompt, params, on_chunk)
@@ -169,6 +170,10 @@ async def send_one(
         record.output_tokens = gen.output_tokens
         record.output_tokens_source = gen.source
         record.client_token_count = gen.client_token_count
+        # Reasoning and answer phases (issue 24; engines/reasoning.py).
+        record.reasoning_chunks = gen.reasoning_chunks
+        record.reasoning_tokens = gen.reasoning_tokens
+        record.reasoning_tokens_source = gen.reasoning_tokens_source
         if not chunk_ns:
             record.error, record.error_kind = "no tokens were generated", "empty"
         else:

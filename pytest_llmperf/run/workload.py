@@ -6,10 +6,12 @@ pure. ``Prompt`` and ``Tokenizer`` belong to the engine interface and are re-exp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from ..engines.vocabulary import token_pool
 from ..limits import Limit
 from ..metric_table import SLO_KEYS
 from ..values import is_finite_number, show
+from . import datasets as _datasets
+from .lengths import LengthError, Lengths, parse_lengths
 from .request_params import (
     ParamsError,
     assigned_models,
@@ -71,10 +75,15 @@ class Workload:
     """What a benchmark run sends.
 
     input_tokens / output_tokens: exact lengths of synthetic prompts and of every answer
-    (end-of-generation suppressed). requests: measured requests; warmup: requests sent first
-    and not measured. concurrency: closed-loop requests in flight. rate: open-loop arrivals
-    per second instead (Poisson, or gamma with ``burstiness`` < 1 for bursts), with
-    ``concurrency`` as an optional cap. duration_s: stop sending new requests after this long.
+    (end-of-generation suppressed), or a distribution each request draws its own length
+    from, seeded (``{"dist": "normal", "mean": 128, "std": 32}``, lognormal, uniform,
+    empirical: run/lengths.py). dataset / dataset_format / dataset_columns / dataset_split:
+    prompts from a local dataset (ShareGPT, JSONL, CSV, Parquet, a saved Hugging Face
+    dataset: run/datasets.py), its rows shuffled by the seed. requests: measured requests;
+    warmup: requests sent first and not measured. concurrency: closed-loop requests in
+    flight. rate: open-loop arrivals per second instead (Poisson, or gamma with
+    ``burstiness`` < 1 for bursts), with ``concurrency`` as an optional cap. duration_s: stop
+    sending new requests after this long.
     prompts_file: a JSONL file of {"prompt": ..., "output_tokens": ...} lines instead of
     synthetic prompts. shared_prefix_tokens: a common prefix of this many tokens in every
     prompt (for prefix caching). slo: per-request limits in ms ({"ttft_ms", "tpot_ms",
@@ -96,8 +105,8 @@ class Workload:
     as far as the count allows; the result has per-model summaries (``RunResult.by_model``).
     """
 
-    input_tokens: int = 128
-    output_tokens: int = 64
+    input_tokens: int | dict[str, Any] = 128
+    output_tokens: int | dict[str, Any] = 64
     requests: int = 16
     warmup: int = 1
     concurrency: int = 1
@@ -115,6 +124,11 @@ class Workload:
     turns: int | None = None
     think_time_s: float | list[float] = 0.0
     conversations_file: str | None = None
+    # Local datasets (issue 24, run/datasets.py): prompts (and answer lengths) from a file.
+    dataset: str | None = None
+    dataset_format: str | None = None
+    dataset_columns: dict[str, str] | None = None
+    dataset_split: str | None = None
     # Per-request parameters and model mixes (run/request_params.py): fields passed through
     # to every request, and a weighted mix of model names (LoRA adapters) dealt by the seed.
     params: dict[str, Any] = field(default_factory=dict)
@@ -123,16 +137,18 @@ class Workload:
     def __post_init__(self) -> None:
         """Check every field where it enters: type, finiteness and range, one line naming
         the bad value (``WorkloadError``); nothing is reinterpreted."""
+        _ = (self.input_lengths, self.output_lengths)  # numbers or distributions, parsed
         for name, minimum, limit in (
-                ("input_tokens", 1, limits.TOKENS), ("output_tokens", 1, limits.TOKENS),
                 ("requests", 1, limits.REQUESTS), ("warmup", 0, limits.REQUESTS),
                 ("concurrency", 1, limits.CONCURRENCY), ("seed", 0, limits.SEED),
                 ("shared_prefix_tokens", 0, limits.TOKENS)):
             _whole(f"Workload.{name}", getattr(self, name), minimum, limit)
-        if self.shared_prefix_tokens >= self.input_tokens:
+        if self.shared_prefix_tokens >= self.input_lengths.minimum:
+            shortest = ("input_tokens" if self.input_lengths.fixed
+                        else "the shortest input_tokens (the distribution's 'min')")
             raise WorkloadError(
                 f"Workload.shared_prefix_tokens={self.shared_prefix_tokens} must be less than "
-                f"input_tokens={self.input_tokens}"
+                f"{shortest}={self.input_lengths.minimum}"
             )
         if self.rate is not None:
             _number("Workload.rate", self.rate, above=0, unit=" (requests/s)",
@@ -167,6 +183,7 @@ class Workload:
                 raise WorkloadError(f"Workload.prompts_file {str(self.prompts_file)!r} does "
                                     "not exist")
         self._check_multi_turn()
+        self._check_dataset()
         self._check_totals()
         self._check_request_fields()
 
@@ -199,13 +216,55 @@ class Workload:
         if total > limits.REQUESTS.maximum:
             raise WorkloadError(f"Workload: {what} = {values} = {total:,} requests is above "
                                 f"the limit: {limits.REQUESTS.words()}")
-        if self.prompts_file is None and self.conversations_file is None:
-            tokens = total * self.input_tokens
+        if (self.prompts_file is None and self.conversations_file is None
+                and self.dataset is None):
+            longest = self.input_lengths.maximum  # a distribution: its largest draw
+            name = "input_tokens" if self.input_lengths.fixed else "max input_tokens"
+            tokens = total * longest
             if tokens > limits.PROMPT_TOKENS.maximum:
                 raise WorkloadError(
-                    f"Workload: {what} x input_tokens = {values} x {self.input_tokens:,} = "
+                    f"Workload: {what} x {name} = {values} x {longest:,} = "
                     f"{tokens:,} prompt tokens is above the limit: "
                     f"{limits.PROMPT_TOKENS.words()}")
+
+    @cached_property
+    def input_lengths(self) -> Lengths:
+        """``input_tokens`` parsed: a fixed length or a distribution (run/lengths.py)."""
+        return _lengths("Workload.input_tokens", self.input_tokens)
+
+    @cached_property
+    def output_lengths(self) -> Lengths:
+        """``output_tokens`` parsed: a fixed length or a distribution (run/lengths.py)."""
+        return _lengths("Workload.output_tokens", self.output_tokens)
+
+    def _check_dataset(self) -> None:
+        """The dataset fields (run/datasets.py), checked as the others are; the file itself
+        is read when the prompts are built."""
+        if self.dataset is None:
+            for name in ("dataset_format", "dataset_columns", "dataset_split"):
+                if getattr(self, name) is not None:
+                    raise WorkloadError(f"Workload.{name} is for a dataset: give dataset=path")
+            return
+        if not isinstance(self.dataset, str | os.PathLike):
+            raise WorkloadError(f"Workload.dataset={show(self.dataset)} must be a path")
+        if not Path(self.dataset).exists():
+            raise WorkloadError(f"Workload.dataset {str(self.dataset)!r} does not exist")
+        if self.prompts_file is not None or self.multi_turn:
+            raise WorkloadError("Workload.dataset cannot be combined with prompts_file or "
+                                "multi-turn sessions (turns / conversations_file): give one")
+        if self.shared_prefix_tokens:
+            raise WorkloadError("Workload.shared_prefix_tokens does not apply to a dataset "
+                                "(its prompts are the dataset's own)")
+        if self.dataset_format is not None and self.dataset_format not in _datasets.FORMATS:
+            raise WorkloadError(f"Workload.dataset_format={show(self.dataset_format)} must be "
+                                f"one of: {', '.join(_datasets.FORMATS)}")
+        if self.dataset_split is not None and not isinstance(self.dataset_split, str):
+            raise WorkloadError(f"Workload.dataset_split={show(self.dataset_split)} must be "
+                                "a split's name")
+        try:
+            _datasets.check_columns(self.dataset_columns)
+        except _datasets.DatasetError as exc:
+            raise WorkloadError(str(exc)) from None
 
     def _check_multi_turn(self) -> None:
         """The multi-turn fields (run/conversation.py), checked as the others are."""
@@ -251,11 +310,63 @@ class Workload:
         return self.turns is not None or self.conversations_file is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as stored with a run (runs compare by ``workload_key``, which leaves
+        fields at their defaults out, so baselines saved before a field existed still
+        match)."""
+        data = asdict(self)
+        if isinstance(data.get("dataset"), os.PathLike):  # stored as JSON
+            data["dataset"] = os.fspath(data["dataset"])
+        return data
 
     @property
     def total_requests(self) -> int:
         return self.warmup + self.requests
+
+
+def comparable(workload: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored workload (``Workload.to_dict()``) with every field at its default left out,
+    the form in which runs of one workload compare equal (the stored gate, the nightly
+    history): a run saved before a field was added lacks it, and means its default, so a new
+    version of the plugin still finds the baselines an older one saved."""
+    defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+                for f in fields(Workload)}
+    return {key: value for key, value in workload.items()
+            if not (key in defaults and value == defaults[key])}
+
+
+def prompts_digest(prompts: Iterable[Prompt]) -> str:
+    """A short digest of the requests a run sends, in order: each prompt's text, its token ids
+    when built by us, and the output length asked (``Prompt``); stored with the run
+    (``client.prompts_digest``) so that a comparison sees a changed dataset, trace or
+    tokenizer (verdict/attribution.py)."""
+    h = hashlib.sha256()
+    for p in prompts:
+        h.update(json.dumps([p.text, list(p.token_ids) if p.token_ids is not None else None,
+                             p.output_tokens,
+                             [list(m) for m in p.messages] if p.messages else None],
+                            separators=(",", ":")).encode())
+        h.update(b"\n")
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def workload_key(run: Mapping[str, Any]) -> str:
+    """The key under which a stored run's workload compares: its ``comparable`` form as sorted
+    JSON (the stored gate and the nightly's series group runs by it)."""
+    workload = run.get("workload")
+    return json.dumps(comparable(workload if isinstance(workload, Mapping) else {}),
+                      sort_keys=True, default=str)
+
+
+def _lengths(name: str, value: Any) -> Lengths:
+    try:
+        return parse_lengths(name, value)
+    except LengthError as exc:
+        raise WorkloadError(str(exc)) from None
+
+
+# The random streams of the drawn lengths (run/lengths.py), apart from the prompts' words.
+INPUT_STREAM = 1_299_709
+OUTPUT_STREAM = 1_299_721
 
 
 def fit_text(
@@ -294,11 +405,16 @@ def synthetic_prompts(tok: Tokenizer, workload: Workload) -> list[Prompt]:
     the shared prefix asked for.
     """
     n_special = len(tok.tokenize("", add_special=True))
-    n_text = workload.input_tokens - n_special
-    if n_text < 1:
+    n = workload.total_requests
+    in_lens = workload.input_lengths.draw(n, workload.seed, INPUT_STREAM)
+    out_lens = workload.output_lengths.draw(n, workload.seed, OUTPUT_STREAM)
+    if min(in_lens) - n_special < 1:
+        i = in_lens.index(min(in_lens))
+        which = "" if workload.input_lengths.fixed else f" (request {i}'s draw)"
         raise WorkloadError(
-            f"input_tokens={workload.input_tokens} leaves no room for text after the "
+            f"input_tokens={in_lens[i]}{which} leaves no room for text after the "
             f"{n_special} special token(s) the tokenizer adds"
+            + ("" if workload.input_lengths.fixed else "; raise the distribution's 'min'")
         )
     words = list(tok.word_token_ids())
     if not words:  # a vocabulary without marked word pieces: find some through the tokenizer
@@ -314,10 +430,16 @@ def synthetic_prompts(tok: Tokenizer, workload: Workload) -> list[Prompt]:
         _, with_special = fit_text(tok, rng, pool, [], workload.shared_prefix_tokens, n_special)
         prefix_ids = with_special[n_special:]
     prompts = []
-    for i in range(workload.total_requests):
+    for i in range(n):
         rng = np.random.default_rng([workload.seed, i])
+        n_text = in_lens[i] - n_special
+        if n_text <= len(prefix_ids):
+            raise WorkloadError(
+                f"input_tokens={in_lens[i]} (request {i}'s draw) leaves no room after the "
+                f"{len(prefix_ids)}-token shared prefix and {n_special} special token(s); "
+                "raise the distribution's 'min'")
         text, ids = fit_text(tok, rng, pool, prefix_ids, n_text - len(prefix_ids), n_special)
-        prompts.append(Prompt(text, tuple(ids), len(ids), workload.output_tokens))
+        prompts.append(Prompt(text, tuple(ids), len(ids), out_lens[i]))
     return prompts
 
 
@@ -330,7 +452,7 @@ def jsonl_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
     """
     assert workload.prompts_file is not None
     path = Path(workload.prompts_file)
-    items: list[tuple[str, int]] = []
+    items: list[tuple[str, int | None]] = []
     for lineno, line in enumerate(read_lines(path), 1):
         if not line.strip():
             continue
@@ -342,15 +464,55 @@ def jsonl_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
             raise WorkloadError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
         if not isinstance(data, Mapping) or not isinstance(data.get("prompt"), str):
             raise WorkloadError(f'{path}:{lineno}: expected an object with a "prompt" string')
-        out = data.get("output_tokens", data.get("max_tokens", workload.output_tokens))
-        items.append((data["prompt"], _whole(f"{path}:{lineno}: output_tokens", out, 1)))
+        out = data.get("output_tokens", data.get("max_tokens"))
+        items.append((data["prompt"], None if out is None else
+                      _whole(f"{path}:{lineno}: output_tokens", out, 1)))
     if not items:
         raise WorkloadError(f"{path}: no prompts in file")
+    # A line without its own output length takes the workload's (drawn per request).
+    out_lens = workload.output_lengths.draw(workload.total_requests, workload.seed,
+                                            OUTPUT_STREAM)
     prompts = []
     for i in range(workload.total_requests):
         text, out = items[i % len(items)]
         ids = tuple(tok.tokenize(text, add_special=True)) if tok is not None else None
-        prompts.append(Prompt(text, ids, len(ids) if ids is not None else 0, out))
+        prompts.append(Prompt(text, ids, len(ids) if ids is not None else 0,
+                              out if out is not None else out_lens[i]))
+    return prompts
+
+
+# The random stream of a dataset's row order (a seeded shuffle).
+DATASET_STREAM = 1_299_743
+
+
+def dataset_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
+    """Prompts from a local dataset (run/datasets.py): its rows shuffled by the seed (the
+    same rows in the same order for a seed), cycled when more requests than rows are asked
+    for. The asked output length: the row's number, else its answer's token count (with the
+    engine's tokenizer; without one, the workload's output_tokens), else the workload's
+    output_tokens (drawn per request)."""
+    assert workload.dataset is not None
+    try:
+        rows = _datasets.read_rows(workload.dataset, workload.dataset_format,
+                                   workload.dataset_columns, workload.dataset_split)
+    except _datasets.DatasetError as exc:
+        raise WorkloadError(str(exc)) from None
+    n = workload.total_requests
+    order = np.random.default_rng([workload.seed, DATASET_STREAM]).permutation(len(rows))
+    out_lens = workload.output_lengths.draw(n, workload.seed, OUTPUT_STREAM)
+    answer_tokens: dict[int, int] = {}
+    prompts = []
+    for i in range(n):
+        k = int(order[i % len(rows)])
+        row = rows[k]
+        out = row.output_tokens
+        if out is None and row.answer is not None and tok is not None:
+            if k not in answer_tokens:
+                answer_tokens[k] = len(tok.tokenize(row.answer, add_special=False))
+            out = answer_tokens[k] or None  # an empty answer: the workload's length
+        ids = tuple(tok.tokenize(row.prompt, add_special=True)) if tok is not None else None
+        prompts.append(Prompt(row.prompt, ids, len(ids) if ids is not None else 0,
+                              out if out is not None else out_lens[i]))
     return prompts
 
 
@@ -377,6 +539,8 @@ def build_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
         return []
     if workload.prompts_file:
         return jsonl_prompts(tok, workload)
+    if workload.dataset is not None:
+        return dataset_prompts(tok, workload)
     if tok is None:
         raise WorkloadError(
             "synthetic prompts of an exact token length need the engine's tokenizer, "

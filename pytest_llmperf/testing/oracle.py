@@ -17,7 +17,9 @@ counts, a tokenize endpoint that never answers, answers a byte at a time
 (``drip_paths``), a port that does not speak HTTP (``not_http``), a huge response header, a
 huge streamed event). With ``metrics=True`` it serves
 vLLM's Prometheus metrics on ``/metrics`` (prefix cache, KV-cache usage, preemptions,
-speculative decoding), moving by known amounts per request (``_OracleMetrics``). Raw
+speculative decoding), moving by known amounts per request (``_OracleMetrics``). With
+``reasoning_tokens=N`` its chat answers stream their first N tokens as reasoning deltas
+(``reasoning_field``), so TTFA - TTFT is exactly N * ``itl_ms``. Raw
 asyncio, HTTP/1.1 keep-alive with chunked transfer encoding: nothing heavy between the
 schedule and the socket.
 
@@ -151,6 +153,16 @@ class OracleConfig:
     # all in one write, when ``one_read[n % len(one_read)]`` is "1" (e.g. "1100": two of
     # every four answers). The answer's E2E is then its TTFT: TPOT is undefined.
     one_read: str = ""
+    # Reasoning and answer phases (issue 24): in chat answers, the first ``reasoning_tokens``
+    # tokens are thinking, sent as ``reasoning_field`` deltas ("reasoning_content": DeepSeek's
+    # and SGLang's shape, with "content": null; "reasoning": vLLM's, alone), a chunk never
+    # mixing the two (a chunk of ``tokens_per_chunk`` is cut at the boundary); with
+    # ``reasoning_usage`` the usage chunk says how many in
+    # ``completion_tokens_details.reasoning_tokens`` (False: left out, as a server that does
+    # not count them).
+    reasoning_tokens: int = 0
+    reasoning_field: str = "reasoning_content"
+    reasoning_usage: bool = True
     # Model mixes: a request whose body names one of these models gets its TTFT (ms)
     # instead of ``ttft_ms``: ((model, ttft_ms), ...), so per-model figures have a known
     # schedule.
@@ -538,6 +550,9 @@ class _Oracle:
             if delay > 0:
                 await loop_sleep(delay / 1e9)
             k = min(cfg.tokens_per_chunk, n_out - sent)
+            thinking = chat and sent < cfg.reasoning_tokens
+            if thinking:  # a reasoning chunk ends where the answer begins
+                k = min(k, cfg.reasoning_tokens - sent)
             if cfg.drop_after is not None and sent >= cfg.drop_after:
                 writer.transport.abort()
                 return False
@@ -560,6 +575,10 @@ class _Oracle:
             words = " " + " ".join(WORDS[(sent + j) % len(WORDS)] for j in range(k))
             choice = ({"index": 0, "delta": {"content": words}, "finish_reason": None} if chat
                       else {"index": 0, "text": words, "finish_reason": None})
+            if thinking:
+                choice["delta"] = ({"content": None, "reasoning_content": words}
+                                   if cfg.reasoning_field == "reasoning_content"
+                                   else {cfg.reasoning_field: words})
             if cfg.huge_event_bytes > 0 and sent == 0:  # one long data line, in pieces
                 line = event(choice)[:-2].split(b"\r\n", 1)[1]  # the event, unchunked
                 pad = b" " * max(0, cfg.huge_event_bytes - len(line) + 2)
@@ -588,9 +607,13 @@ class _Oracle:
         if cfg.usage and opts.get("include_usage"):
             completion = (n_out + cfg.usage_offset if cfg.usage_tokens is None
                           else cfg.usage_tokens)
-            usage = {"prompt_tokens": n_prompt, "completion_tokens": completion,
-                     "total_tokens": (n_prompt + completion if isinstance(completion, int)
-                                      else completion)}
+            usage: dict[str, Any] = {
+                "prompt_tokens": n_prompt, "completion_tokens": completion,
+                "total_tokens": (n_prompt + completion if isinstance(completion, int)
+                                 else completion)}
+            if chat and cfg.reasoning_tokens > 0 and cfg.reasoning_usage:
+                usage["completion_tokens_details"] = {
+                    "reasoning_tokens": min(cfg.reasoning_tokens, n_out)}
             writer.write(_chunked(b"data: " + json.dumps(
                 {"id": "oracle", "object": obj, "model": cfg.model, "choices": [],
                  "usage": usage}).encode() + b"\n\n"))
@@ -707,11 +730,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="milliseconds between the bytes of a dripped answer")
     p.add_argument("--not-http", action="store_true",
                    help="answer every request with an SSH banner (hostile mode)")
+    p.add_argument("--reasoning-tokens", type=int, default=0,
+                   help="chat answers: the first N tokens are reasoning deltas")
+    p.add_argument("--reasoning-field", default="reasoning_content",
+                   choices=("reasoning_content", "reasoning"),
+                   help="the delta field reasoning is sent in")
     args = p.parse_args(argv)
     cfg = OracleConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
                        tokens_per_chunk=args.tokens_per_chunk, api_key=args.api_key,
                        metrics=args.metrics, slots=args.slots, drip_paths=tuple(args.drip),
-                       drip_ms=args.drip_ms, not_http=args.not_http)
+                       drip_ms=args.drip_ms, not_http=args.not_http,
+                       reasoning_tokens=args.reasoning_tokens,
+                       reasoning_field=args.reasoning_field)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg, args.port))
     sys.exit(0)

@@ -62,8 +62,19 @@ CHAT_TEMPLATE = (
 )
 
 
-def model_params(vocab_size: int = 1024, seed: int = 0) -> dict[str, Any]:
+# Reasoning and answer phases (issue 24): a variant whose tokenizer has DeepSeek-R1's think
+# tokens as special tokens and whose chat template opens the assistant's turn with ``<think>``,
+# as R1's does, so vLLM's ``deepseek_r1`` reasoning parser (and its thinking budget) apply.
+THINK_START, THINK_END = "<think>", "</think>"
+THINK_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<|assistant|>\n{% endif %}",
+                                            "<|assistant|>\n<think>\n{% endif %}")
+
+
+def model_params(vocab_size: int = 1024, seed: int = 0, think: bool = False) -> dict[str, Any]:
     """What identifies a tiny checkpoint (the cache key is made from it)."""
+    if think:  # keys only for the variant: the default checkpoint's cache key is unchanged
+        return {**model_params(vocab_size, seed), "chat_template": THINK_CHAT_TEMPLATE,
+                "think_tokens": [THINK_START, THINK_END]}
     return {
         "format_version": FORMAT_VERSION, "vocab_size": vocab_size, "seed": seed,
         "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
@@ -77,9 +88,9 @@ def cache_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def default_dir(vocab_size: int = 1024, seed: int = 0) -> Path:
+def default_dir(vocab_size: int = 1024, seed: int = 0, think: bool = False) -> Path:
     """Where ``make_tiny_llama()`` caches the checkpoint of these parameters."""
-    return cache_dir() / "tiny-llama-hf" / cache_key(model_params(vocab_size, seed))
+    return cache_dir() / "tiny-llama-hf" / cache_key(model_params(vocab_size, seed, think))
 
 
 def is_complete(path: Path) -> bool:
@@ -87,19 +98,21 @@ def is_complete(path: Path) -> bool:
 
 
 def make_tiny_llama(dest: str | Path | None = None, *, vocab_size: int = 1024,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, think: bool = False) -> Path:
     """The directory of a tiny Llama checkpoint (config, safetensors weights, tokenizer).
 
     ``dest``: where to put it (default: the cache, ``default_dir()``). An existing complete
     checkpoint there is returned as it is; otherwise it is made in a temporary sibling and
-    renamed into place."""
-    target = Path(dest).expanduser() if dest is not None else default_dir(vocab_size, seed)
+    renamed into place. ``think``: the reasoning variant (``THINK_START``/``THINK_END``
+    special tokens, a chat template that opens the answer with ``<think>``)."""
+    target = (Path(dest).expanduser() if dest is not None
+              else default_dir(vocab_size, seed, think))
     if is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        _write(tmp, model_params(vocab_size, seed))
+        _write(tmp, model_params(vocab_size, seed, think))
         if target.exists() and not is_complete(target):
             shutil.rmtree(target, ignore_errors=True)  # a torn copy from before (not ours)
         try:
@@ -113,8 +126,9 @@ def make_tiny_llama(dest: str | Path | None = None, *, vocab_size: int = 1024,
     return target
 
 
-def train_tokenizer(vocab_size: int) -> Any:
-    """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``TEXT`` (bos added on encode)."""
+def train_tokenizer(vocab_size: int, extra_special: tuple[str, ...] = ()) -> Any:
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on ``TEXT`` (bos added on encode);
+    ``extra_special``: more special tokens (one id each), after bos, eos and pad."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
@@ -122,7 +136,7 @@ def train_tokenizer(vocab_size: int) -> Any:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=1, show_progress=False,
-        special_tokens=[BOS, EOS, PAD],
+        special_tokens=[BOS, EOS, PAD, *extra_special],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(TEXT.splitlines(), trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
@@ -136,7 +150,8 @@ def _write(out: Path, params: dict[str, Any]) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(params["vocab_size"]),
+        tokenizer_object=train_tokenizer(params["vocab_size"],
+                                         tuple(params.get("think_tokens", ()))),
         bos_token=BOS, eos_token=EOS, pad_token=PAD)
     fast.chat_template = params["chat_template"]
     fast.save_pretrained(out)

@@ -27,6 +27,7 @@ from typing import Any
 from ..limits import PAIRS
 from ..run.metrics import RunResult
 from . import paired, stats
+from .attribution import attribution, attribution_lines
 from .failure import Failure
 from .gate import gated_metrics
 from .thresholds import Thresholds
@@ -87,7 +88,18 @@ class ABVerdict:
             return ""
         lines = [self._head() + ":"]
         lines += ["  " + m.describe() for m in self.regressions]
+        lines += attribution_lines(self.attribution())
         return "\n".join(lines)
+
+    def attribution(self) -> dict[str, Any] | None:
+        """What moved with B's regression or warning (verdict/attribution.py: the phases, the
+        server's signals, the engine settings that differ between A and B); None when
+        nothing regressed or there are no runs."""
+        if not self.runs_a or not self.runs_b or not any(
+                m.verdict in ("regression", "warn") for m in self.metrics):
+            return None
+        return attribution([r.to_dict(with_samples=False) for r in self.runs_a],
+                           [r.to_dict(with_samples=False) for r in self.runs_b])
 
     def failure(self) -> Failure | None:
         """The test's failure when B regressed (None otherwise); the headline clause is the
@@ -112,6 +124,7 @@ class ABVerdict:
             # What each metric's verdict rests on: its pairs with a usable value on both sides.
             "pairs_per_metric": {m.metric: m.n_current for m in self.metrics},
             "metrics": [m.to_dict() for m in self.metrics],
+            **({"attribution": block} if (block := self.attribution()) else {}),
             **self._last_pair(),
         }
 

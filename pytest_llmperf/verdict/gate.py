@@ -33,7 +33,6 @@ a regression or undecided, the test is also compared with the last clean baselin
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,12 +45,14 @@ from ..decision import alpha_problem
 from ..formatting import num
 from ..metric_table import DEFAULT_GATED, higher_is_better
 from ..run.metrics import RunResult
+from ..run.workload import workload_key
 from ..store import gitinfo
 from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
 from ..store.keys import TestKey
 from ..store.profile import differences, make_profile, mismatch_message, profile_id
 from ..store.provenance import provenance, recorded_args
 from . import stats
+from .attribution import attribution, workload_changes
 from .failure import Failure
 from .thresholds import Thresholds, UnknownMetricError
 
@@ -70,6 +71,9 @@ INCONCLUSIVE_MODES = ("warn", "fail")
 # The gate verdicts a saved test records ("gate" in its stored entry); the last two are not
 # clean: a later commit is then also compared with the last clean baseline before it.
 GATE_VERDICTS = ("ok", "no baseline", "regression", "undecided")
+# A comparison's status when the test's traffic changed since its baseline (attribution.py):
+# not compared; its gate verdict is "no baseline" (the next save starts the new series).
+WORKLOAD_CHANGED = "workload changed"
 UNCLEAN = frozenset({"regression", "undecided"})
 _HEX = re.compile(r"^[0-9a-fA-F]{7,64}$")
 RERUN_HINT = "rerun with repeats or use llmperf compare"
@@ -195,10 +199,6 @@ def _undefined_here(metric: str, runs: Sequence[Mapping[str, Any]]) -> bool:
     one read, ``tpot_undefined``): compared (inconclusive, no value), not skipped."""
     return metric.startswith("tpot_") and any(
         (run_value(r, "tpot_undefined") or 0) > 0 for r in runs)
-
-
-def _workload_key(run: Mapping[str, Any]) -> str:
-    return json.dumps(run.get("workload", {}), sort_keys=True, default=str)
 
 
 def stored_gate(baseline: Baseline, nodeid: str | TestKey) -> str | None:
@@ -613,8 +613,8 @@ class Gate:
         pid = profile_id(profile)
         current = [d for d in dicts if make_profile(d.get("engine", {})) == profile]
         # Runs of another workload in the same test are not data points of this one.
-        wl = _workload_key(current[0])
-        current = [d for d in current if _workload_key(d) == wl]
+        wl = workload_key(current[0])
+        current = [d for d in current if workload_key(d) == wl]
         key = self.test_key(nodeid, path)
         out: dict[str, Any] = {"baseline_commit": None, "profile_id": pid,
                                "alpha": self.alpha, "metrics": [], "warnings": [],
@@ -631,9 +631,14 @@ class Gate:
         out["baseline_commit"] = base.commit
         out["baseline_branch"] = base.branch
         if near["status"] != "compared":
-            out.update(status="no baseline", message="; ".join([near["message"], *skipped]))
+            out.update(status=near["status"] if near["status"] == WORKLOAD_CHANGED
+                       else "no baseline", message="; ".join([near["message"], *skipped]))
+            if near.get("workload_changes"):
+                out["workload_changes"] = near["workload_changes"]
             return out
         out["metrics"] = near["metrics"]
+        if near.get("attribution"):
+            out["attribution"] = near["attribution"]
         out["warnings"] = list(near["warnings"])
         parts = [near["message"]]
         if found.message:
@@ -668,17 +673,25 @@ class Gate:
                                "metrics": [], "warnings": []}
         stored = key.find(base.tests)
         all_runs = base.runs(stored) if stored is not None else []
-        base_runs = [r for r in all_runs if _workload_key(r) == wl]
-        if not base_runs:
-            what = "this test" if not all_runs else "this test with this workload"
+        base_runs = [r for r in all_runs if workload_key(r) == wl]
+        if not all_runs:
             out.update(status="no baseline",
-                       message=f"baseline {base.commit[:12]} has no runs of {what}"
+                       message=f"baseline {base.commit[:12]} has no runs of this test"
                                + ("" if stored is not None else f" ({key.key})"))
             return out
-        hist = [[r for r in _runs_of(b, key) if _workload_key(r) == wl] for b in history]
+        changed = workload_changes(base_runs or all_runs, current)
+        if changed:  # not a comparison: neither passes nor fails (attribution.py)
+            out.update(status=WORKLOAD_CHANGED, workload_changes=changed,
+                       message=f"the workload changed since baseline {base.commit[:12]} ("
+                               + "; ".join(changed) + "): not compared, neither passes nor "
+                               "fails; the next --llmperf-save starts its series")
+            return out
+        hist = [[r for r in _runs_of(b, key) if workload_key(r) == wl] for b in history]
         hist = [h for h in hist if h]
         verdicts = compare_runs(thresholds, base_runs, current, hist, alpha=self.alpha)
         out["metrics"] = [v.to_dict() for v in verdicts]
+        if any(v.verdict in ("regression", "warn") for v in verdicts):
+            out["attribution"] = attribution(base_runs, current)
         methods = sorted({v.method for v in verdicts if v.method != "none"})
         noise = {"history": f"noise from {len(hist)} earlier baselines",
                  "repeats": "noise from the repeats"}
@@ -705,7 +718,7 @@ class Gate:
         for i, b in enumerate(history):
             if b.commit == base.commit or stored_gate(b, key) in UNCLEAN:
                 continue
-            if not any(_workload_key(r) == wl for r in _runs_of(b, key)):
+            if not any(workload_key(r) == wl for r in _runs_of(b, key)):
                 continue
             found = self._compare_with(b, history[i:], key, wl, current, thresholds)
             found["gate"] = comparison_gate(found)

@@ -137,6 +137,13 @@ def test_a_step_names_its_commits_and_the_bisect_command(
     assert doc["improvements"] == [] and doc["too_short"] == []
     md = out_md.read_text()
     assert "1 new regression(s)" in md and shas[8][:12] in md and shas[7][:12] in md
+    # What moved with it (verdict/attribution.py): decode, between the two commits' runs.
+    phases = {row["what"]: row for row in reg["attribution"]["phases"]}
+    assert phases["decode (TPOT p50)"]["change_pct"] == pytest.approx(20, abs=6)
+    assert phases["decode (TPOT p50)"]["most"] is True
+    assert "  what moved with it:" in out.splitlines()
+    assert any(line.startswith("    phase: decode (TPOT p50):") and "<- grew most" in line
+               for line in out.splitlines())
 
 
 def test_the_state_file_fails_a_night_once_per_regression(

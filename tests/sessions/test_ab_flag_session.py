@@ -81,6 +81,14 @@ def test_url_override_detects_the_slower_server_with_the_right_sign(
     md_head = next(ln for ln in md.read_text().splitlines() if ln.startswith("| test | result"))
     assert md_head.endswith("| vs baseline | A/B |")
     assert "inconclusive" not in text.split("llmperf baselines")[-1]
+    # What moved with it (verdict/attribution.py): decode, the part that grew most; the
+    # two engines differ in their URL only, which is not a setting.
+    phases = {row["what"]: row for row in entry["attribution"]["phases"]}
+    assert phases["decode (TPOT p50)"].get("most") is True
+    assert phases["decode (TPOT p50)"]["change_pct"] == pytest.approx(100, abs=25)
+    assert entry["attribution"]["environment"] == []
+    result.stdout.fnmatch_lines(["*test_decode*: A/B *", "  what moved with it:",
+                                 "    phase: decode (TPOT p50): * <- grew most"])
     # The other way round it is an improvement; with --llmperf-ab-fail a regression fails.
     result = llmperf_pytester.runpytest("--llmperf", "--llmperf-url", slow.url,
                                         "--llmperf-ab", f"url={fast.url}",

@@ -16,6 +16,7 @@ import pytest
 from pytest_llmperf.cli import main
 from pytest_llmperf.commits.bisect import (
     BisectError,
+    Comparison,
     DataPoint,
     abba_order,
     check_pairs,
@@ -24,6 +25,7 @@ from pytest_llmperf.commits.bisect import (
     judge,
     min_pairs,
     session_results,
+    workload_split,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -148,3 +150,43 @@ def test_a_worktree_owner_is_gone_only_when_certainly_gone() -> None:
     assert not _owner_gone({**owner, "started": "0", "host": "another-host"})
     for pid in (0, -1, True, "1", 2**80):
         assert not _owner_gone({**owner, "pid": pid, "started": "0"})
+
+
+def test_a_test_whose_workload_changed_between_the_commits_is_not_compared() -> None:
+    """Issue 25 item 3: HEAD's test asks for 32 output tokens, BASE's for 16: not a
+    comparison. The session document carries each test's workload; the split names it."""
+    def doc(out: int, digest: str) -> dict[str, Any]:
+        return {"tests": [
+            {"nodeid": "t.py::a", "runs": [{"summary": {"tpot_p50_ms": 1.0},
+                                            "workload": {"output_tokens": out},
+                                            "client": {"prompts_digest": digest}}]},
+            {"nodeid": "t.py::b", "runs": [{"summary": {"tpot_p50_ms": 1.0},
+                                            "workload": {"output_tokens": 8},
+                                            "client": {"prompts_digest": digest + "b"}}]}]}
+    ref, cand = [session_results(doc(16, "x"))], [session_results(doc(32, "x"))]
+    assert workload_split(ref, cand) == {"t.py::a": ["output_tokens: 16 -> 32"]}
+    assert workload_split(ref, [session_results(doc(16, "y"))]) == {
+        "t.py::a": ["the prompts differ (same workload fields: the dataset, trace, prompts "
+                    "file or tokenizer changed)"],
+        "t.py::b": ["the prompts differ (same workload fields: the dataset, trace, prompts "
+                    "file or tokenizer changed)"]}
+    assert workload_split(ref, ref) == {}
+
+
+def test_a_regressed_test_of_a_comparison_says_what_moved_with_it() -> None:
+    ref = _sessions({"t::slow": 5.0, "t::same": 5.0}, 7)
+    cand = _sessions({"t::slow": 10.0, "t::same": 5.0}, 7)
+    verdicts, left_out, per_test = judge(ref, cand, alpha=0.02)
+    comp = Comparison(commit="b" * 40, subject="s", reference="a" * 40, pairs=7, alpha=0.02,
+                      alpha_per_test=per_test, tests=verdicts, left_out=left_out,
+                      sides={"reference": ref, "candidate": cand})
+    block = comp.attribution("t::slow")
+    assert block is not None
+    phases = {row["what"]: row for row in block["phases"]}
+    assert phases["decode (TPOT p50)"]["change_pct"] == pytest.approx(100, abs=1)
+    assert phases["decode (TPOT p50)"]["most"] is True
+    assert comp.attribution("t::same") is None
+    doc = comp.to_dict()
+    assert "attribution" in doc["tests"]["t::slow"] and "attribution" not in doc["tests"][
+        "t::same"]
+    assert doc["workload_changed"] == {}

@@ -158,3 +158,37 @@ def test_repeats_are_drawn_and_listed_per_run() -> None:
     assert [r.find_all("td")[0].text() for r in rows] == ["1", "2"]
     assert ["FAIL" in rows[0].text(), "pass" in rows[1].text()] == [True, True]
     assert len(chat.find("table", class_="metrics").find_all("tr")) == 3  # header + 2 runs
+
+
+def test_realized_lengths_are_drawn_as_histograms_when_they_vary() -> None:
+    """Length distributions (issue 24): each request's realized input and output lengths in
+    a histogram per test, its bars' counts readable from the page; a fixed-length run (the
+    other test) has none."""
+    from helpers import make_run
+
+    doc = results_doc()
+    run = make_run([50.0] * 6, tokens=4)
+    inputs = [10, 12, 12, 30, 31, 75]
+    for sample, n in zip(run["samples"], inputs, strict=True):
+        sample["prompt_tokens"] = n
+    run["samples"][5]["output_tokens"] = 9  # one answer longer than the others
+    run["workload"]["input_tokens"] = {"dist": "lognormal", "mean": 30, "std": 20}
+    doc["tests"][0]["runs"] = [run]
+    page = parse_page(render_html(build_report(doc)))
+    chat = page.find("section", data_nodeid="test_suite.py::test_chat")
+    hist = chat.find("svg", data_plot="lengths", data_kind="input")
+    series = hist.find("g", class_="series")
+    assert (series.attrs["data-n"], series.attrs["data-min"], series.attrs["data-max"]) == (
+        "6", "10", "75")
+    assert float(series.attrs["data-mean"]) == pytest.approx(sum(inputs) / 6, rel=1e-5)
+    bars = [(int(b.attrs["data-lo"]), int(b.attrs["data-hi"]), int(b.attrs["data-n"]))
+            for b in series.find_all("rect", class_="bar")]
+    assert sum(n for *_, n in bars) == 6
+    for lo, hi, n in bars:  # each bar counts the lengths in its bin
+        assert n == sum(1 for x in inputs if lo <= x < hi)
+    assert bars[0] == (10, 13, 3)  # 66 lengths apart in 24 bins: 3 wide
+    out = chat.find("svg", data_plot="lengths", data_kind="output").find("g", class_="series")
+    assert (out.attrs["data-min"], out.attrs["data-max"]) == ("4", "9")
+    assert "lognormal(mu" in chat.text()  # the workload line names the distribution
+    other = page.find("section", data_nodeid="test_suite.py::test_prefill")
+    assert other.find_all("svg", data_plot="lengths") == []

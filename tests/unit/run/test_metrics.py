@@ -12,6 +12,7 @@ from pytest_llmperf.run.metrics import (
     meets_slo,
     percentile,
     summarize,
+    understatement,
 )
 
 MS = 1_000_000
@@ -111,3 +112,35 @@ def test_run_result_round_trips_and_reads_summary_as_attributes() -> None:
     assert back.samples[0].chunk_ns == records[0].chunk_ns
     with pytest.raises(AttributeError):
         _ = result.no_such_metric
+
+
+def test_open_loop_latency_from_the_schedule_counts_the_wait_before_the_send() -> None:
+    """Issue 24 item 7: each open-loop request is due at scheduled_ns; one that went out
+    late (queued for a slot) waited from its due time. Hand-computed: request 0 due 0 ms, sent
+    0 ms, first token 10 ms, last 30 ms; request 1 due 5 ms, sent 40 ms (35 ms late), first
+    token 50, last 70 ms."""
+    a = rec(0, 0, [10, 20, 30], scheduled_ns=0)
+    b = rec(1, 40, [50, 60, 70], scheduled_ns=5 * MS)
+    s = summarize([a, b])
+    assert s["ttft_p50_ms"] == pytest.approx(10.0)  # vLLM's definition: from the send
+    assert s["e2e_p50_ms"] == pytest.approx(30.0)
+    assert s["ttft_sched_max_ms"] == pytest.approx(45.0)  # 50 - 5
+    assert s["ttft_sched_p50_ms"] == pytest.approx((10 + 45) / 2)
+    assert s["e2e_sched_max_ms"] == pytest.approx(65.0)  # to the stream's close (70) - 5
+    assert s["schedule_lag_max_ms"] == pytest.approx(35.0)
+    assert s["schedule_lag_p50_ms"] == pytest.approx(17.5)
+    note = understatement(s)
+    assert note is not None and "E2E p50 30.0 ms from the send against 47.5 ms" in note
+    assert "+58%" in note
+
+
+def test_a_closed_loop_has_no_schedule_figures_and_an_on_time_loop_no_warning() -> None:
+    closed = summarize([rec(0, 0, [10, 20]), rec(1, 20, [30, 40])])
+    assert all(closed[k] is None for k in ("ttft_sched_p50_ms", "e2e_sched_p99_ms",
+                                           "schedule_lag_p50_ms"))
+    assert understatement(closed) is None
+    on_time = summarize([rec(0, 0.2, [10, 20], scheduled_ns=0),
+                         rec(1, 50.2, [60, 70], scheduled_ns=50 * MS)])
+    assert on_time["schedule_lag_p50_ms"] == pytest.approx(0.2)
+    assert on_time["e2e_sched_p50_ms"] == pytest.approx(20.0)
+    assert understatement(on_time) is None  # 0.2 ms late: nothing worth saying

@@ -65,3 +65,20 @@ def test_token_pool_finds_words_through_the_tokenizer_alone() -> None:
     prompts = synthetic_prompts(tok, Workload(input_tokens=33, output_tokens=2, requests=3))
     assert [len(tok.tokenize(p.text)) for p in prompts] == [33] * 4
 
+
+
+def test_a_run_stored_before_a_field_existed_compares_with_todays_runs() -> None:
+    """A baseline saved by an older pytest-llmperf lacks the Workload fields added since (they
+    mean their defaults): the stored gate and the nightly group runs by ``workload_key``,
+    which leaves default-valued fields out, so upgrading does not orphan every baseline."""
+    from pytest_llmperf.run.workload import comparable, workload_key
+
+    today = Workload(input_tokens=32, output_tokens=8, requests=4).to_dict()
+    older = {k: v for k, v in today.items() if k not in ("turns", "think_time_s", "slo",
+                                                          "conversations_file")}
+    assert workload_key({"workload": older}) == workload_key({"workload": today})
+    assert comparable(today) == {"input_tokens": 32, "output_tokens": 8, "requests": 4}
+    # A field away from its default still tells workloads apart.
+    other = Workload(input_tokens=32, output_tokens=8, requests=4, turns=2).to_dict()
+    assert workload_key({"workload": other}) != workload_key({"workload": today})
+    assert workload_key({}) == workload_key({"workload": "not a dict"}) == "{}"
