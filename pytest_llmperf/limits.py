@@ -42,6 +42,9 @@ SEED = Limit(2**64 - 1, "a 64-bit seed")
 RATE = Limit(1_000_000, "requests per second")
 DURATION_S = Limit(30 * 86_400, "seconds: 30 days")
 THINK_TIME_S = Limit(86_400, "seconds between two turns: a day")
+# Trace replay (run/traces.py): the file is read whole, and parsed into entries.
+TRACE_BYTES = Limit(512 * 2**20, "bytes of a trace file, read whole: 512 MiB (Mooncake's "
+                    "published traces are a few MB)")
 # A marked test, the settings and the comparisons.
 REPEATS = Limit(10_000, "runs of one test, every run kept in memory with its records")
 PAIRS = Limit(10_000, "pairs of one comparison, each two runs kept in memory")

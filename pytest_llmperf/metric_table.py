@@ -71,6 +71,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("usd_per_mtok", "$/Mtok", "USD", "lower"),
     # Capacity under an SLO (llmperf_bench.capacity, run/capacity.py): on the run it keeps.
     Metric("capacity_rps", "capacity req/s", "req/s", "higher"),
+    # Trace replay (run/trace_cache.py): the trace's offline ideal prefix hit rate over the
+    # requests sent (beside the server's prefix_hit_rate), how many requests it expects
+    # cached (at least half the prompt), and TTFT p50 of those and of the others.
+    Metric("trace_ideal_hit_rate", "ideal hit rate", "", None),
+    Metric("trace_cached_requests", "cached requests", "", None),
+    Metric("ttft_cached_p50_ms", "TTFT cached p50 ms", "ms", "lower"),
+    Metric("ttft_uncached_p50_ms", "TTFT uncached p50 ms", "ms", "lower"),
     Metric("requests", "requests", "", None),
     Metric("errors", "errors", "", "lower"),
     Metric("output_tokens", "out tokens", "", None),
@@ -110,6 +117,9 @@ MARKDOWN_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label)
 # The server's figures (absent unless the engine exposes metrics): a table of their own.
 SERVER_KEYS: tuple[str, ...] = ("prefix_hit_rate", "peak_kv_usage", "preemptions",
                                 "spec_accept_rate", "spec_accept_len")
+# Trace replay (run/trace_cache.py): the trace's ideal prefix hit rate beside the server's.
+TRACE_TABLE_KEYS: tuple[str, ...] = ("trace_ideal_hit_rate", "trace_cached_requests",
+                                     "ttft_cached_p50_ms", "ttft_uncached_p50_ms")
 SERVER_METRICS: tuple[tuple[str, str], ...] = tuple((k, BY_KEY[k].label) for k in SERVER_KEYS)
 # The open loop's figures from the schedule (absent in a closed loop): a table of their own.
 SCHEDULE_KEYS: tuple[str, ...] = (
@@ -130,10 +140,14 @@ class Section:
     name: str  # the table's CSS class and anchor
     title: str
     keys: tuple[str, ...]
+    requires: str | None = None  # shown only when some summary has this key
 
     def present(self, summaries: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
-        """(key, label) of the section's metrics that some summary has, in table order."""
+        """(key, label) of the section's metrics that some summary has, in table order
+        (none when no summary has the key the section ``requires``)."""
         rows = list(summaries)
+        if self.requires and not any(s.get(self.requires) is not None for s in rows):
+            return ()
         return tuple((k, BY_KEY[k].label) for k in self.keys
                      if any(s.get(k) is not None for s in rows))
 
@@ -143,6 +157,9 @@ SECTIONS: tuple[Section, ...] = (
     Section("server-metrics", "Server metrics", SERVER_KEYS),
     Section("schedule-metrics", "Open loop: latency from the schedule", SCHEDULE_KEYS),
     Section("reasoning-metrics", "Reasoning and answer phases", REASONING_KEYS),
+    Section("trace-metrics", "Trace replay: prefix cache, ideal and measured",
+            (TRACE_TABLE_KEYS[0], "prefix_hit_rate", *TRACE_TABLE_KEYS[1:]),
+            requires="trace_ideal_hit_rate"),
 )
 # Energy and cost: a column of the compact tables only when some run has them (absent without
 # a readable energy counter or a --llmperf-cost-per-hour).
@@ -157,11 +174,27 @@ SLO_KEYS: tuple[str, ...] = ("ttft_ms", "tpot_ms", "e2e_ms")
 
 assert tuple(m.key for m in METRICS if m.gated) == DEFAULT_GATED
 
+# Embeddings (issue 24, item 6): an embedding run has E2E, requests/s and input tokens/s but
+# no TTFT, TPOT, ITL or output tokens/s (None). The compact tables add these columns when some
+# run is one, and the regression gate gates these by default for such runs.
+EMBEDDING_KEYS: tuple[str, ...] = ("e2e_p50_ms", "e2e_p95_ms", "input_tps", "rps")
+EMBEDDING_GATED: tuple[str, ...] = ("e2e_p50_ms", "input_tps")
+
+
+def is_embeddings(summary: Mapping[str, Any]) -> bool:
+    """True for the summary of an embeddings run: an E2E but no TTFT (a generation that has
+    one has the other)."""
+    return summary.get("e2e_p50_ms") is not None and summary.get("ttft_p50_ms") is None
+
 
 def with_optional(columns: tuple[tuple[str, str], ...],
                   summaries: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """``columns`` and the optional metrics (energy, cost) that some summary has."""
+    """``columns`` and the optional metrics (energy, cost) that some summary has; with an
+    embeddings run among them, its figures (``EMBEDDING_KEYS``) too."""
     rows = list(summaries)
+    if any(is_embeddings(s) for s in rows):  # embeddings (issue 24, item 6)
+        have = {k for k, _ in columns}
+        columns += tuple((k, BY_KEY[k].label) for k in EMBEDDING_KEYS if k not in have)
     return columns + tuple((k, label) for k, label in OPTIONAL_METRICS
                            if any(s.get(k) is not None for s in rows))
 

@@ -94,6 +94,20 @@ class Generation:
     reasoning_tokens_source: str | None = None
 
 
+# Embeddings (issue 24, item 6): what one /v1/embeddings-style request reports back.
+@dataclass(frozen=True)
+class Embedded:
+    """A finished embedding request: the input tokens the engine counted (the server's
+    ``usage.prompt_tokens``, else the prompt's own count), the vector's dimension, when the
+    answer was complete and when the request's bytes left (perf_counter_ns; None: the load
+    generator's own stamps, at the call and at its return)."""
+
+    input_tokens: int
+    dimensions: int
+    done_ns: int | None = None
+    sent_ns: int | None = None
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     max_tokens: int
@@ -170,6 +184,24 @@ class Engine(ABC):
         raise UnsupportedError(
             f"the {self.kind!r} engine does not expose its model's logits"
         )
+
+    # Embeddings (issue 24, item 6).
+    @property
+    def has_embeddings(self) -> bool:
+        """True when ``embed()`` works: the engine serves embeddings (a pooling model)."""
+        return False
+
+    def embeddings_problem(self) -> str | None:
+        """Why this engine cannot serve embeddings, in one line (None when it can)."""
+        if self.has_embeddings:
+            return None
+        return f"the {self.kind!r} engine does not serve embeddings"
+
+    async def embed(self, prompt: Prompt) -> Embedded:
+        """One embedding request for ``prompt`` (not streamed): RequestError on failure;
+        UnsupportedError when the engine serves none (``has_embeddings`` False)."""
+        raise UnsupportedError(self.embeddings_problem()
+                               or f"the {self.kind!r} engine does not serve embeddings")
 
     def run_context(self) -> AbstractAsyncContextManager[None]:
         """Entered around each run on the run's own event loop, for per-run resources such

@@ -25,6 +25,12 @@ llama.cpp mechanisms driven the way llama-cpp-python's ``Llama.generate`` drives
   sequence removal, as ``Llama.generate`` reuses a prefix); only the rest is prefilled. Reused
   and looked-up prompt tokens are counted (``prefix_hit_rate``).
 
+Embeddings (``Workload(embeddings=True)``, issue 24 item 6): a second ``Llama`` of the same
+file with ``embedding=True`` and mean pooling, made at the first embedding request (its batch
+is the context, so a whole prompt is one batch, as llama.cpp's embedding mode needs); each
+request embeds the prompt's text (``Llama.embed``, not truncated: a prompt longer than the
+context fails) and counts its tokens.
+
 Both need llama.cpp's full-size sliding-window cache (``swa_full``: llama-cpp-python's
 default, and kept on with them): a model with sliding-window attention (Gemma 3) otherwise
 drops the cache entries that a cut back to an earlier position needs.
@@ -47,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from ..models.packaged import ModelError, resolve_model
 from . import llama_cpp_params
 from .base import (
+    Embedded,
     Engine,
     EngineError,
     Generation,
@@ -323,6 +330,7 @@ class LlamaCppEngine(Engine):
             max_workers=1, thread_name_prefix="llmperf-llama"
         )
         self._path = path
+        self._embedder: Any = None  # embeddings: a Llama with embedding=True, made lazily
 
     @property
     def tokenizer(self) -> LlamaCppTokenizer:
@@ -552,11 +560,49 @@ class LlamaCppEngine(Engine):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run, ids, params, on_chunk)
 
+    # -- embeddings (issue 24, item 6) ---------------------------------------------------
+
+    @property
+    def has_embeddings(self) -> bool:
+        return True
+
+    async def embed(self, prompt: Prompt) -> Embedded:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._embed_run, prompt)
+
+    def _embedding_llama(self) -> Any:
+        """The embedding-mode Llama (made once, on this engine's thread)."""
+        if self._embedder is None:
+            s = self.settings
+            threads = s.n_threads or os.cpu_count() or 1
+            try:
+                self._embedder = self._lc.Llama(
+                    model_path=str(self._path), verbose=False, embedding=True,
+                    pooling_type=self._lc.LLAMA_POOLING_TYPE_MEAN, n_ctx=s.n_ctx,
+                    n_batch=s.n_ctx, n_ubatch=s.n_ctx, n_threads=threads,
+                    n_threads_batch=threads, seed=s.seed)
+            except Exception as exc:
+                raise RequestError("embedding_model", f"llama.cpp could not load {self._path} "
+                                   f"in embedding mode: {exc}") from None
+        return self._embedder
+
+    def _embed_run(self, prompt: Prompt) -> Embedded:
+        llm = self._embedding_llama()
+        with self._lock:
+            try:
+                vector, count = llm.embed(prompt.text, truncate=False, return_count=True)
+            except ValueError as exc:  # longer than the context / the batch
+                raise RequestError("context", f"{exc}; raise --llmperf-context-len") from None
+            done = time.perf_counter_ns()
+        dims = len(vector) if vector and not isinstance(vector[0], list) else 0
+        return Embedded(input_tokens=int(count), dimensions=dims, done_ns=done)
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        llm = getattr(self, "_llm", None)
-        if llm is not None:
-            llm.close()
+        for name in ("_embedder", "_llm"):
+            llm = getattr(self, name, None)
+            if llm is not None:
+                llm.close()
 
 
 _STAT_NAMES = {"drafts": SPEC_DRAFTS, "drafted": SPEC_DRAFT_TOKENS, "accepted": SPEC_ACCEPTED,

@@ -61,8 +61,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..redact import Redactor, header_secrets, redact, strip_controls
+from . import embeddings
 from .auth import check_headers, parse_headers
 from .base import (
+    Embedded,
     Engine,
     EngineError,
     Generation,
@@ -750,6 +752,55 @@ class OpenAIEngine(Engine):
                           reasoning_tokens=thought.tokens,
                           reasoning_tokens_source=thought.source)
 
+
+    # -- embeddings (issue 24, item 6): POST /v1/embeddings, engines/embeddings.py ---------
+
+    @property
+    def has_embeddings(self) -> bool:
+        """A server's ``/v1/embeddings``: one without it (or with a generative model) answers
+        each request with an HTTP error, recorded and counted."""
+        return True
+
+    async def embed(self, prompt: Prompt) -> Embedded:
+        """One embedding request; every failure a RequestError whose message is redacted."""
+        try:
+            return await self._embed(prompt)
+        except RequestError as exc:
+            raise RequestError(exc.kind, self.redactor(str(exc))) from None
+        except Exception as exc:
+            raise RequestError(
+                "exception", self.redactor(f"{type(exc).__name__}: {exc}")) from None
+
+    async def _embed(self, prompt: Prompt) -> Embedded:
+        client = self._client
+        if client is None:  # called outside run_context (a direct call): a pool of its own
+            async with self.run_context():
+                return await self._embed(prompt)
+        payload = json.dumps(embeddings.request_body(self.model, prompt,
+                                                     self.extra_body)).encode()
+        body, done_ns = bytearray(), None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                resp, stream, conn = await client.request(
+                    "POST", self.request_target(embeddings.PATH), self._headers, payload)
+                try:
+                    async for t, data in stream:
+                        done_ns = t
+                        if len(body) < embeddings.MAX_ANSWER_BYTES:
+                            body += data
+                finally:
+                    client.release(conn, stream)
+        except TimeoutError:
+            raise RequestError("timeout", f"no embeddings answer within {self.timeout_s:g} s; "
+                               "raise --llmperf-request-timeout") from None
+        except HTTPError as exc:
+            raise RequestError(exc.kind, str(exc)) from None
+        if resp.status != 200:
+            text = bytes(body[:1 << 16]).decode("utf-8", "replace")
+            raise RequestError(f"http_{resp.status}",
+                               f"HTTP {resp.status} {resp.reason}: {excerpt(text)}")
+        return embeddings.parse_answer(bytes(body), prompt, done_ns=done_ns,
+                                       sent_ns=resp.sent_ns)
 
     def close(self) -> None:
         tok = self._tokenizer

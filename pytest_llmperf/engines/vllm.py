@@ -17,6 +17,9 @@ Settings:
 - ``--llmperf-quantization``: our format names mapped to the installed vLLM's (``fp8`` is
   ``fp8_per_tensor`` for online quantization of an unquantized checkpoint in current vLLM);
   an unknown name fails at once, listing the valid ones.
+- Embeddings (``Workload(embeddings=True)``): ``--llmperf-engine-arg runner=pooling`` runs the
+  model with vLLM's pooling runner (a generative checkpoint is converted to an embedding
+  model), and each request is ``AsyncLLM.encode`` with ``PoolingParams(task="embed")``.
 - ``--llmperf-engine-arg KEY=VALUE``: any ``AsyncEngineArgs`` field (``max_num_seqs``,
   ``enable_prefix_caching``, ``speculative_config``, ``enforce_eager``, ...); an unknown key
   fails at once, naming the valid ones. Plus ``lora_modules=NAME=PATH`` (several separated by
@@ -45,7 +48,16 @@ from typing import Any
 from ..installed import installed
 from ..settings import Settings
 from . import vllm_params
-from .base import EngineError, Generation, GenerationParams, OnChunk, Prompt, import_optional
+from .base import (
+    Embedded,
+    EngineError,
+    Generation,
+    GenerationParams,
+    OnChunk,
+    Prompt,
+    RequestError,
+    import_optional,
+)
 from .engine_args import check_engine_args
 from .gpu_common import (
     BackgroundLoop,
@@ -299,6 +311,49 @@ class VLLMEngine(BackgroundLoopEngine):
         outputs = self._engine.generate(inputs, sampling, f"llmperf-{next(self._ids)}",
                                         **({"lora_request": lora} if lora else {}))
         return await stream_deltas(outputs, on_chunk, "token_ids", "text")
+
+    # -- embeddings (issue 24, item 6): the pooling runner ----------------------------------
+
+    @property
+    def has_embeddings(self) -> bool:
+        """True when the engine runs its model with vLLM's pooling runner
+        (``--llmperf-engine-arg runner=pooling``; a generative model is converted to an
+        embedding model, as ``vllm serve --runner pooling`` does)."""
+        config = getattr(getattr(self, "_engine", None), "model_config", None)
+        return getattr(config, "runner_type", None) == "pooling"
+
+    def embeddings_problem(self) -> str | None:
+        if self.has_embeddings:
+            return None
+        return (f"the vLLM engine runs {Path(self.model).name} with the generate runner; "
+                "embeddings need vLLM's pooling runner: --llmperf-engine-arg runner=pooling")
+
+    async def embed(self, prompt: Prompt) -> Embedded:
+        try:
+            return await self._loop.run(self._embed(prompt))
+        except RequestError:
+            raise
+        except Exception as exc:
+            raise RequestError("engine", f"{self.label} embedding failed: {exc}") from None
+
+    async def _embed(self, prompt: Prompt) -> Embedded:
+        from vllm import PoolingParams
+
+        inputs: Any = ({"prompt_token_ids": list(prompt.token_ids)}
+                       if prompt.token_ids is not None else prompt.text)
+        final: Any = None
+        async for out in self._engine.encode(inputs, PoolingParams(task="embed"),
+                                             f"llmperf-embed-{next(self._ids)}"):
+            final = out
+            if out.finished:
+                break
+        done = time.perf_counter_ns()
+        if final is None or getattr(final, "outputs", None) is None:
+            raise RequestError("empty", "vLLM returned no embedding")
+        shape = getattr(getattr(final.outputs, "data", None), "shape", None)
+        dims = int(shape[-1]) if shape else 0
+        return Embedded(input_tokens=len(final.prompt_token_ids or ()) or prompt.input_tokens,
+                        dimensions=dims, done_ns=done)
 
     def close(self) -> None:
         """Stop vLLM quietly: its output handler (a task on our loop) is cancelled and awaited

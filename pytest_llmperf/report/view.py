@@ -789,6 +789,8 @@ def _describe_workload(runs: Sequence[Mapping[str, Any]]) -> str:
             parts.append(f"think time {think[0]}-{think[1]} s")
         elif think:
             parts.append(f"think time {think} s")
+    if w.get("embeddings"):  # issue 24, item 6: nothing comes out but a vector
+        parts[1] = f"embeddings of {w.get('input_tokens')} input tokens"
     if w.get("rate"):
         parts.append(f"{w.get('arrival', 'poisson')} arrivals at {w['rate']} req/s")
     if w.get("warmup"):
@@ -908,6 +910,13 @@ def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots
                                  metric="itl")
     view.tokens = plots.tokens_over_time_svg(series)
     view.length_plots = _length_plots(series)
+    if any(r.embedding for _, s in series for r in s):
+        # Embeddings (issue 24, item 6): no tokens stream back; the request latency is the one
+        # latency, and there is no inter-token latency or output token to plot.
+        view.ttft_cdf = plots.cdf_svg(
+            [(lbl, latency_series(s, ("e2e",))["e2e"]) for lbl, s in series],
+            "Embedding request latency (CDF)", "E2E latency (ms)", metric="e2e")
+        view.itl_cdf = view.tokens = ""
     profile = view.profile_id
     if not profile:
         candidates = history.profiles_with(results_key(test))

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from ..engines.base import Engine
 from ..engines.server_metrics import ServerMetricsSampler
+from ..metric_table import is_embeddings
 from .cpu import CPUContention
 from .energy import EnergyMeter
 from .gpu import GPUSampler
@@ -22,6 +23,7 @@ from .memory import PeakRSS
 from .metrics import RunResult, summarize, understatement
 from .model_metrics import by_model
 from .request_params import check_engine
+from .trace_cache import mark_records
 from .workload import Workload, build_prompts, prompts_digest
 
 T = TypeVar("T")
@@ -37,11 +39,13 @@ def client_warnings(result: RunResult, stamps_on_loop: bool = True) -> list[str]
     s, c = result.summary, result.client
     loop_lag = c.get("loop_lag_p99_ms") or 0.0 if stamps_on_loop else 0.0
     lag = max(loop_lag, c.get("send_delay_p99_ms") or 0.0)
-    ttft = s.get("ttft_p50_ms")
+    ttft, what = s.get("ttft_p50_ms"), "a TTFT"
+    if ttft is None and is_embeddings(s):  # embeddings (issue 24, item 6): request latency
+        ttft, what = s.get("e2e_p50_ms"), "an E2E"
     if ttft and lag > max(5.0, 0.1 * ttft):
         out.append(
             f"the load generator fell behind: event-loop lag / send delay p99 {lag:.1f} ms "
-            f"against a TTFT p50 of {ttft:.1f} ms; latencies include client overhead"
+            f"against {what} p50 of {ttft:.1f} ms; latencies include client overhead"
         )
     hidden = understatement(s)
     if hidden:
@@ -130,6 +134,7 @@ def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
     """A run's records summarized (with the server's own figures, when it has metrics), with
     the client's warnings about its own measurement and about the machine (oversubscribed
     CPUs; GPU memory of the whole device instead of the engine's processes)."""
+    mark_records(load.records, workload)  # trace replay: expected cached tokens
     summary = summarize(load.records, slo=workload.slo or None, peak_rss_mb=peak_rss_mb,
                         gpu_mem_mb=gpu.peak_mem_mb if gpu is not None else None,
                         server=server, energy_j=energy_j, cost_per_hour=cost_per_hour)

@@ -36,6 +36,8 @@ from typing import Any
 from ..engines.base import Engine, EngineError, Prompt
 from .conversation import run_sessions
 from .cpu import usable_cores
+from .embeddings import check_engine as check_embeddings
+from .embeddings import send_embedding
 from .metrics import RequestRecord
 from .schedule import (
     Job,
@@ -76,6 +78,8 @@ async def run_load(
         if workers > 1:
             raise EngineError("--llmperf-load-workers: multi-turn sessions run in one process")
         return await run_sessions(engine, workload, progress, window=window)
+    if workload.embeddings:  # issue 24, item 6: one line when the engine serves none
+        check_embeddings(engine)
     schedule = Schedule(engine, workload)
     records = [
         RequestRecord(index=i, prompt_tokens=p.input_tokens, warmup=i < workload.warmup)
@@ -97,10 +101,13 @@ def request_job(engine: Engine, workload: Workload, prompts: Prompts, records: R
     async def job(i: int, due_ns: int | None, phase: Phase) -> None:
         if due_ns is not None:
             records[i].scheduled_ns = due_ns - t0
-        model = workload.model_of(i)
-        records[i].model = model
-        await send_one(engine, prompts[i], generation_params(workload, prompts[i], model),
-                       records[i], t0)
+        if workload.embeddings:  # issue 24, item 6 (run/embeddings.py)
+            await send_embedding(engine, prompts[i], records[i], t0)
+        else:
+            model = workload.model_of(i)  # a model mix (Workload.models)
+            records[i].model = model
+            await send_one(engine, prompts[i], generation_params(workload, prompts[i], model),
+                           records[i], t0)
         if phase.tick is not None:
             phase.tick()
 
@@ -208,6 +215,9 @@ async def run_interleaved_load(
     problem = interleave_problem(workload)
     if problem:
         raise ValueError(problem)
+    if workload.embeddings:  # issue 24, item 6
+        for engine in engines:
+            check_embeddings(engine)
     n = len(prompts[0])
     if len(prompts[1]) != n:
         raise ValueError("both engines need the same number of prompts")
@@ -221,10 +231,14 @@ async def run_interleaved_load(
 
     async def one(side: int, i: int) -> None:
         start = time.perf_counter_ns()
-        model = records[side][i].model = workload.model_of(i)
-        await send_one(engines[side], prompts[side][i],
-                       generation_params(workload, prompts[side][i], model), records[side][i],
-                       origin[side])
+        if workload.embeddings:  # issue 24, item 6 (run/embeddings.py)
+            await send_embedding(engines[side], prompts[side][i], records[side][i],
+                                 origin[side])
+        else:
+            model = records[side][i].model = workload.model_of(i)  # a model mix
+            await send_one(engines[side], prompts[side][i],
+                           generation_params(workload, prompts[side][i], model),
+                           records[side][i], origin[side])
         spent = time.perf_counter_ns() - start
         origin[1 - side] += spent
         other_ns[1 - side] += spent

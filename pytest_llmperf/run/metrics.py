@@ -41,6 +41,7 @@ from ..metric_table import (  # noqa: F401 - re-exported: the keys a summary has
 )
 from .energy import j_per_token, usd_per_mtok
 from .reasoning import reasoning_summary
+from .trace_cache import trace_figures
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -99,6 +100,13 @@ class RequestRecord:
     reasoning_tokens_source: str | None = None
     # Length distributions (issue 24): the output length asked for (max_tokens).
     asked_output_tokens: int | None = None
+    # Trace replay: the prompt tokens the trace expects in an ideal prefix cache
+    # (run/trace_cache.py); None outside a trace replay and for warm-up requests.
+    trace_cached_tokens: int | None = None
+    # Embeddings (issue 24, item 6): an embedding request. Its one chunk is the answer's
+    # arrival, carrying 0 tokens (run/embeddings.py): E2E is the request's latency; it has no
+    # TTFT, TPOT or ITL (None, not 0), and prompt_tokens is the engine's input count.
+    embedding: bool = False
     # Model mixes (Workload.models): the model this request was sent to (None: the engine's).
     model: str | None = None
 
@@ -113,6 +121,8 @@ class RequestRecord:
 
     @property
     def ttft_ns(self) -> int | None:
+        if self.embedding:  # no first token: the answer is one piece (E2E)
+            return None
         return self.chunk_ns[0] - self.send_ns if self.chunk_ns else None
 
     @property
@@ -238,8 +248,10 @@ def latency_series(records: Iterable[RequestRecord],
     ok = _measured_ok(records, from_due)
     out: dict[str, list[float]] = {}
     if {"ttft", "tpot", "e2e"} & set(metrics):
-        lat = [x for r in ok if (x := request_latency(r, from_due=from_due)) is not None]
-        out["ttft"] = [x.ttft_ms for x in lat]
+        pairs = [(r, x) for r in ok if (x := request_latency(r, from_due=from_due)) is not None]
+        lat = [x for _, x in pairs]
+        # An embedding has no first token: its E2E only (run/embeddings.py).
+        out["ttft"] = [x.ttft_ms for r, x in pairs if not r.embedding]
         out["tpot"] = [x.tpot_ms for x in lat if x.tpot_ms is not None]
         out["e2e"] = [x.e2e_ms for x in lat]
     if "itl" in metrics:
@@ -363,10 +375,13 @@ def summarize(
     summary["accuracy"] = accuracy
     for key in SERVER_KEYS:
         summary[key] = (server or {}).get(key)
+    if any(r.embedding for r in measured):  # embeddings (issue 24, item 6): no output tokens
+        summary["output_tps"] = None
     summary["energy_j_per_token"] = j_per_token(energy_j, out_tokens)
     summary["usd_per_mtok"] = usd_per_mtok(cost_per_hour, summary["output_tps"])
     summary.update(schedule_summary(ok))
     summary.update(reasoning_summary(ok))  # TTFA, reasoning tokens, ITL per phase (or None)
+    summary.update(trace_figures(measured))  # trace replay (run/trace_cache.py)
     out = {k: _clean(summary.get(k)) for k in SUMMARY_KEYS}
     out.update(session_summary(measured))
     return out

@@ -345,7 +345,8 @@ class Schedule:
             "concurrency": self.concurrency,
             "asked_concurrency": workload.concurrency,
             "asked_rate_rps": workload.rate,
-            "arrival": workload.arrival if workload.rate is not None else "closed",
+            "arrival": ("trace" if workload.trace else workload.arrival
+                        if workload.rate is not None else "closed"),
             "achieved_send_rate_rps": ((len(sends) - 1) / send_span_s) if send_span_s > 0
             else None,
             "scheduled_rate_rps": _scheduled_rate(sent),

@@ -32,10 +32,9 @@ from .request_params import (
     check_params,
     ends_early_problem,
 )
-
-
-class WorkloadError(ValueError):
-    """A workload that cannot be run as asked."""
+from .trace_prompts import trace_prompts
+from .traces import check_trace_fields, trace_offsets_s
+from .workload_error import WorkloadError as WorkloadError  # re-exported: its home
 
 
 def _whole(name: str, value: Any, minimum: int, limit: Limit | None = None) -> int:
@@ -97,6 +96,11 @@ class Workload:
     ShareGPT-style ``conversations_file``), waiting ``think_time_s`` between turns (seconds,
     or [low, high] for a seeded uniform draw).
 
+    Trace replay (run/traces.py), when ``trace`` is given: the first ``requests`` entries of
+    the trace file (``trace_format`` "mooncake", "jsonl", "burstgpt" or "azure"; None:
+    detected) are sent on their own timestamps divided by ``trace_speedup`` (open loop,
+    ``concurrency`` > 1 a cap), each with its prompt and answer lengths; Mooncake ``hash_ids``
+    become shared token blocks of ``trace_block_size`` tokens (run/trace_prompts.py).
     params: fields sent with every request as they are (``top_p``, ``stop``, ``seed``,
     ``response_format``, a server's own such as vLLM's ``structured_outputs``); the fields the
     workload sets itself (model, prompt, max_tokens, temperature, ...) are refused, naming the
@@ -129,6 +133,15 @@ class Workload:
     dataset_format: str | None = None
     dataset_columns: dict[str, str] | None = None
     dataset_split: str | None = None
+    # Trace replay (run/traces.py, run/trace_prompts.py): arrivals, lengths and prefix blocks
+    # from a trace file instead of the fields above.
+    trace: str | None = None
+    trace_format: str | None = None
+    trace_speedup: float = 1.0
+    trace_block_size: int = 512
+    # Embeddings (issue 24, item 6): embedding requests (/v1/embeddings) of the prompts instead
+    # of generations; output_tokens is unused (run/embeddings.py).
+    embeddings: bool = False
     # Per-request parameters and model mixes (run/request_params.py): fields passed through
     # to every request, and a weighted mix of model names (LoRA adapters) dealt by the seed.
     params: dict[str, Any] = field(default_factory=dict)
@@ -184,8 +197,28 @@ class Workload:
                                     "not exist")
         self._check_multi_turn()
         self._check_dataset()
+        check_trace_fields(self)
         self._check_totals()
+        self._check_embeddings()
         self._check_request_fields()
+
+    def _check_embeddings(self) -> None:
+        """Embeddings (issue 24, item 6): a prompt per request, no chat, no multi-turn, and an
+        SLO of whole-request latency only (an embedding has no first token)."""
+        if not isinstance(self.embeddings, bool):
+            raise WorkloadError(f"Workload.embeddings={self.embeddings!r} must be True or False")
+        if not self.embeddings:
+            return
+        if self.chat:
+            raise WorkloadError("Workload.embeddings and chat=True cannot be combined: an "
+                                "embedding request sends the prompt as input, not chat messages")
+        if self.multi_turn:
+            raise WorkloadError("Workload.embeddings does not apply to multi-turn sessions "
+                                "(turns / conversations_file)")
+        bad = sorted(str(k) for k in self.slo if k != "e2e_ms")
+        if bad:
+            raise WorkloadError(f"Workload.slo has {', '.join(bad)}: an embedding request has "
+                                "no tokens streamed; only 'e2e_ms' applies with embeddings=True")
 
     def _check_request_fields(self) -> None:
         """``params`` and ``models`` (run/request_params.py), checked as the others are."""
@@ -198,6 +231,9 @@ class Workload:
         problem = ends_early_problem(self.params, self.ignore_eos)
         if problem:
             raise WorkloadError(problem)
+        if self.embeddings and (self.params or self.models):
+            raise WorkloadError("Workload.params and models are for generations; an embedding "
+                                "request (embeddings=True) sends neither")
 
     def model_of(self, index: int) -> str | None:
         """The model of request ``index`` (warm-up first; multi-turn: of session ``index``)
@@ -217,7 +253,7 @@ class Workload:
             raise WorkloadError(f"Workload: {what} = {values} = {total:,} requests is above "
                                 f"the limit: {limits.REQUESTS.words()}")
         if (self.prompts_file is None and self.conversations_file is None
-                and self.dataset is None):
+                and self.dataset is None and not self.trace):
             longest = self.input_lengths.maximum  # a distribution: its largest draw
             name = "input_tokens" if self.input_lengths.fixed else "max input_tokens"
             tokens = total * longest
@@ -537,6 +573,8 @@ def read_lines(path: Path) -> list[str]:
 def build_prompts(tok: Tokenizer | None, workload: Workload) -> list[Prompt]:
     if workload.multi_turn:  # built turn by turn from the answers (run/conversation.py)
         return []
+    if workload.trace:  # its lengths and prefix blocks (run/trace_prompts.py)
+        return trace_prompts(tok, workload)
     if workload.prompts_file:
         return jsonl_prompts(tok, workload)
     if workload.dataset is not None:
@@ -555,6 +593,8 @@ def arrival_offsets_s(workload: Workload, n: int) -> list[float] | None:
     Inter-arrival gaps are gamma distributed with shape ``burstiness`` and mean 1/rate
     (shape 1 is a Poisson process), seeded, as in vLLM's serving benchmark.
     """
+    if workload.trace is not None:  # the trace's own timestamps (run/traces.py)
+        return trace_offsets_s(workload, n)
     if workload.rate is None:
         return None
     rng = np.random.default_rng([workload.seed, 7919])

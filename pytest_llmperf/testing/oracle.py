@@ -1,6 +1,7 @@
 """The test oracle: an OpenAI-compatible streaming server with a known schedule.
 
-It answers ``/v1/completions`` and ``/v1/chat/completions`` (SSE), sends the first token
+It answers ``/v1/completions`` and ``/v1/chat/completions`` (SSE) (and ``/v1/embeddings``
+after ``embed_ms``, one JSON answer), sends the first token
 ``ttft_ms`` after it has read a request and then one chunk every ``itl_ms`` (each chunk may carry
 ``tokens_per_chunk`` tokens), reports ``usage`` when asked for it, and records for every request
 when it arrived and how late each of its own sends went out, so a client's measurement can be
@@ -163,6 +164,12 @@ class OracleConfig:
     reasoning_tokens: int = 0
     reasoning_field: str = "reasoning_content"
     reasoning_usage: bool = True
+    # Embeddings (issue 24, item 6): ``/v1/embeddings`` answers (one JSON body, not streamed)
+    # ``embed_ms`` + ``embed_ms_per_token`` per prompt token after it read the request (or a
+    # slot took it), with a vector of ``embed_dims`` numbers and usage.prompt_tokens.
+    embed_ms: float = 5.0
+    embed_ms_per_token: float = 0.0
+    embed_dims: int = 8
     # Model mixes: a request whose body names one of these models gets its TTFT (ms)
     # instead of ``ttft_ms``: ((model, ttft_ms), ...), so per-model figures have a known
     # schedule.
@@ -443,7 +450,7 @@ class _Oracle:
         if path == "/detokenize":
             return await self.respond(writer, 200,
                                       {"prompt": self.tokenizer.detokenize(req.get("tokens", []))})
-        if path not in ("/v1/completions", "/v1/chat/completions"):
+        if path not in ("/v1/completions", "/v1/chat/completions", "/v1/embeddings"):
             return await self.respond(writer, 404, {"error": {"message": f"no route {path}"}})
         if cfg.die_after is not None and len(self.logs) >= cfg.die_after:
             writer.transport.abort()
@@ -456,6 +463,8 @@ class _Oracle:
                 error["message"] += f"; request headers: {headers}"
                 error["request_headers"] = headers
             return await self.respond(writer, cfg.fail_status, {"error": error})
+        if path == "/v1/embeddings":
+            return await self.embed(writer, req, recv_ns, headers)
         chat = path.endswith("chat/completions")
         if chat and not cfg.chat_template:
             return await self.respond(writer, 400, {"error": {
@@ -499,6 +508,48 @@ class _Oracle:
         finally:
             if self.metrics is not None:
                 self.metrics.finish(log)
+            if self._slots is not None:
+                self._slots.release()
+
+    async def embed(self, writer: asyncio.StreamWriter, req: dict[str, Any], recv_ns: int,
+                    headers: dict[str, str]) -> bool:
+        """An embeddings answer (issue 24, item 6): ``input`` a string (counted by the word
+        tokenizer, BOS included) or a list of token ids, answered on the known schedule."""
+        cfg = self.config
+        raw = req.get("input")
+        if isinstance(raw, str):
+            prompt, n = raw, len(self.tokenizer.tokenize(raw))
+        elif (isinstance(raw, list) and raw
+              and all(isinstance(x, int) and not isinstance(x, bool) for x in raw)):
+            prompt, n = self.tokenizer.detokenize(raw), len(raw)
+        else:
+            return await self.respond(writer, 400, {"error": {
+                "message": "input must be a string or a list of token ids"}})
+        if n > cfg.max_model_len:
+            return await self.respond(writer, 400, {"error": {"message": (
+                f"This model's maximum context length is {cfg.max_model_len} tokens. However, "
+                f"you requested {n} tokens in the input for embedding generation")}})
+        log = RequestLog(prompt=prompt, recv_ns=recv_ns, headers=headers, body=req)
+        self.logs.append(log)
+        if self._slots is not None:
+            await self._slots.acquire()
+            log.served_ns = time.perf_counter_ns()
+        try:
+            start = log.served_ns if log.served_ns is not None else recv_ns
+            due = start + int((cfg.embed_ms + cfg.embed_ms_per_token * n) * 1e6)
+            delay = due - time.perf_counter_ns()
+            if delay > 0:
+                await asyncio.sleep(delay / 1e9)
+            vector = [round(((n + i) % 7) / 7 - 0.5, 4) for i in range(cfg.embed_dims)]
+            log.scheduled_ns.append(due)
+            log.tokens.append(0)
+            keep = await self.respond(writer, 200, {
+                "object": "list", "model": cfg.model,
+                "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+                "usage": {"prompt_tokens": n, "total_tokens": n}})
+            log.sent_ns.append(time.perf_counter_ns())
+            return keep
+        finally:
             if self._slots is not None:
                 self._slots.release()
 

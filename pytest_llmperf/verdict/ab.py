@@ -29,7 +29,7 @@ from ..run.metrics import RunResult
 from . import paired, stats
 from .attribution import attribution, attribution_lines
 from .failure import Failure
-from .gate import gated_metrics
+from .gate import embeddings_gated, gated_metrics
 from .thresholds import Thresholds
 
 Summary = Mapping[str, Any]
@@ -161,7 +161,7 @@ def decide(
     "inconclusive", never "ok" (``paired.compare_paired_set``, which ``clear_alpha`` goes
     to)."""
     parsed = Thresholds.of(thresholds)
-    gated, watched = gated_metrics(parsed)
+    gated, watched = embeddings_gated(parsed, *gated_metrics(parsed), [*a, *b])
     present = [m for m in gated + watched
                if any(_value(s, m) is not None for s in [*a, *b])]
     va = {m: [_value(s, m) for s in a] for m in present}

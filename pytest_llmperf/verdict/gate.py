@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..decision import alpha_problem
 from ..formatting import num
-from ..metric_table import DEFAULT_GATED, higher_is_better
+from ..metric_table import DEFAULT_GATED, EMBEDDING_GATED, higher_is_better, is_embeddings
 from ..run.metrics import RunResult
 from ..run.workload import workload_key
 from ..store import gitinfo
@@ -156,6 +156,18 @@ def gated_metrics(thresholds: Thresholds | Mapping[str, Any]) -> tuple[list[str]
         raise GateConfigError(str(exc)) from None
 
 
+def embeddings_gated(parsed: Thresholds, gated: list[str], watched: list[str],
+                     summaries: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """(gated, watched) for runs that are all embeddings runs (issue 24, item 6), which have
+    no TTFT, TPOT or output tokens/s: without a marker ``gate``, E2E p50 and input tokens/s
+    (``EMBEDDING_GATED``) are gated instead of the default three; else as given."""
+    if parsed.gate is not None or not summaries or not all(is_embeddings(s)
+                                                            for s in summaries):
+        return gated, watched
+    gated = [*EMBEDDING_GATED, *(m for m in gated if m not in DEFAULT_GATED)]
+    return gated, [m for m in watched if m not in gated]
+
+
 def _as_dict(run: RunResult | Mapping[str, Any]) -> dict[str, Any]:
     return run.to_dict() if isinstance(run, RunResult) else dict(run)
 
@@ -175,7 +187,8 @@ def compare_runs(
     time, not three times that.
     """
     parsed = Thresholds.of(thresholds)
-    gated, watched = gated_metrics(parsed)
+    gated, watched = embeddings_gated(parsed, *gated_metrics(parsed),
+                                      [r.get("summary") or {} for r in current_runs])
     alpha = stats.per_metric_alpha(alpha, len(gated))
     out = []
     for metric, is_gated in [(m, True) for m in gated] + [(m, False) for m in watched]:

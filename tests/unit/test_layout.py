@@ -52,7 +52,8 @@ LAZY_IMPORTS: dict[str, tuple[str, ...]] = {
     ),
     f"{PACKAGE}.fixtures.bench": (  # the run, the load, capacity, A/B: numpy, scipy, psutil
         f"{PACKAGE}.run.bench", f"{PACKAGE}.run.capacity", f"{PACKAGE}.run.loadgen",
-        f"{PACKAGE}.run.workload", f"{PACKAGE}.verdict.ab", f"{PACKAGE}.verdict.gate"),
+        f"{PACKAGE}.run.workload", f"{PACKAGE}.verdict.ab", f"{PACKAGE}.verdict.gate",
+        f"{PACKAGE}.run.embeddings"),  # issue 24 item 6: a capacity search's SLO check
     f"{PACKAGE}.fixtures.quality": (
         f"{PACKAGE}.quality.accuracy",  # numpy
         f"{PACKAGE}.models.quantize",  # ~8 ms (ctypes), only for quantized_model

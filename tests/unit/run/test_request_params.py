@@ -257,3 +257,9 @@ def test_vllm_lora_modules_engine_argument() -> None:
     for bad in ("a", "=/x", "a=", 5, {"a": 1}):
         with pytest.raises(ValueError, match="lora_modules"):
             vllm_params.lora_modules(bad)
+
+
+def test_embeddings_take_neither_params_nor_a_mix() -> None:
+    for extra in ({"params": {"top_p": 0.5}}, {"models": {"a": 1}}):
+        with pytest.raises(WorkloadError, match="an embedding request"):
+            Workload(embeddings=True, **extra)  # type: ignore[arg-type]
