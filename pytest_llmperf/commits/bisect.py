@@ -151,6 +151,8 @@ class DataPoint:
     def as_run(self) -> dict[str, Any]:
         """A stored-run shape (summary, workload, engine, client) for verdict/attribution."""
         return {"summary": self.summary, **self.run}
+    # Outputs (issue 25): the first run's per-request output fingerprints (verdict/outputs.py).
+    prints: tuple[dict[str, Any], ...] = ()
 
 
 def combine(summaries: Sequence[Summary]) -> dict[str, Any]:
@@ -190,11 +192,24 @@ def session_results(doc: Mapping[str, Any]) -> dict[str, DataPoint]:
         client = client if isinstance(client, Mapping) else {}
         out[str(test.get("key") or test["nodeid"])] = DataPoint(
             summary=combine(summaries), thresholds=dict(test.get("thresholds") or {}),
-            runs=len(summaries),
+            runs=len(summaries), prints=output_prints(test.get("runs") or []),
             run={"workload": dict(first.get("workload") or {}),
                  "engine": dict(first.get("engine") or {}),
                  "client": {k: client[k] for k in ("prompts_digest",) if k in client}})
     return out
+
+
+_PRINT_KEYS = ("index", "warmup", "error", "output_digest", "output_basis", "output_units",
+               "output_marks")
+
+
+def output_prints(runs: Sequence[Any]) -> tuple[dict[str, Any], ...]:
+    """The first run's samples, only what comparing outputs reads (issue 25)."""
+    first = runs[0] if runs and isinstance(runs[0], Mapping) else {}
+    samples = first.get("samples")
+    return tuple({k: s.get(k) for k in _PRINT_KEYS}
+                 for s in (samples if isinstance(samples, list) else [])
+                 if isinstance(s, Mapping) and s.get("output_digest") is not None)
 
 
 def decision_thresholds(marker: Mapping[str, Any],
@@ -229,6 +244,9 @@ class Comparison:
         ref, cand = ([s[nodeid].as_run() for s in self.sides.get(role, []) if nodeid in s]
                      for role in ("reference", "candidate"))
         return attribution(ref, cand) if ref and cand else None
+    # Outputs (issue 25): per test, HEAD's answers against BASE's where a served comparison's
+    # A/B made it (the session mode compares ``sides``' fingerprints instead).
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def verdict(self) -> str:

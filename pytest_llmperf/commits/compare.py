@@ -30,6 +30,7 @@ from ..files import ReportPathError, check_path
 from ..redact import redact_argv, redact_command
 from ..store import gitinfo
 from ..verdict import ab, stats
+from ..verdict.outputs import compare as compare_outputs
 from . import bisect
 from .bisect import BisectError, Commit, Comparison, DataPoint
 
@@ -104,6 +105,20 @@ class CompareOutcome:
             out[name] = [_number(s[nodeid].summary.get(metric)) if nodeid in s else None
                          for s in sessions]
         return out
+
+    def outputs(self, nodeid: str) -> dict[str, Any] | None:
+        """HEAD's answers against BASE's, request by request (issue 25): every HEAD session
+        against BASE's first (``--served``: the A/B's own comparison); None when no session
+        fingerprinted its outputs."""
+        if nodeid in self.comparison.outputs:
+            return self.comparison.outputs[nodeid]
+        base = [s[nodeid] for s in self.comparison.sides.get("reference", []) if nodeid in s]
+        head = [s[nodeid] for s in self.comparison.sides.get("candidate", []) if nodeid in s]
+        base_runs = [{"samples": list(p.prints)} for p in base if p.prints][:1]
+        head_runs = [{"samples": list(p.prints)} for p in head if p.prints]
+        if not base_runs and not head_runs:
+            return None
+        return compare_outputs(base_runs, head_runs).to_dict()
 
     def runs_per_session(self, nodeid: str) -> int:
         sessions = self.comparison.sides.get("reference", [])
@@ -229,6 +244,7 @@ def result_document(outcome: CompareOutcome) -> dict[str, Any]:
             "metrics": [v.to_dict() for v in verdicts],
             "values": {v.metric: outcome.values(nodeid, v.metric) for v in verdicts},
             **({"attribution": block} if (block := comp.attribution(nodeid)) else {}),
+            "outputs": outcome.outputs(nodeid),  # issue 25
         }
     return bisect.finite({
         "schema": SCHEMA,
@@ -314,6 +330,17 @@ def served_session_args(base_url: str, head_url: str, json_path: Path,
             "--llmperf-alpha", f"{alpha:g}", *pytest_args]
 
 
+def ab_outputs(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per test, its first A/B's outputs comparison in a session's results (issue 25)."""
+    out: dict[str, dict[str, Any]] = {}
+    for test in doc.get("tests") or []:
+        entries = [e for e in test.get("ab") or [] if isinstance(e, dict)]
+        found = entries[0].get("outputs") if entries else None
+        if isinstance(found, dict):
+            out[str(test.get("nodeid"))] = found
+    return out
+
+
 def ab_verdicts(doc: dict[str, Any]) -> tuple[dict[str, list[stats.MetricVerdict]],
                                               list[str], int]:
     """Per test, its A/B metric verdicts in a session's results (the first A/B of each
@@ -387,13 +414,15 @@ def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcom
             why = ""
             tests: dict[str, list[stats.MetricVerdict]] = {}
             left_out: list[str] = []
+            outputs: dict[str, dict[str, Any]] = {}
             pairs = 0
             if proc.returncode not in (0, 1):
                 why = f"pytest exited with status {proc.returncode}"
             else:
                 try:
-                    tests, left_out, pairs = ab_verdicts(
-                        json.loads(json_path.read_text(encoding="utf-8")))
+                    doc = json.loads(json_path.read_text(encoding="utf-8"))
+                    tests, left_out, pairs = ab_verdicts(doc)
+                    outputs = ab_outputs(doc)
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     why = f"no readable results file ({type(exc).__name__}: {exc})"
                 else:
@@ -415,7 +444,7 @@ def run_served(opts: CompareOptions, err: TextIO | None = None) -> CompareOutcom
             shutil.rmtree(tmp, ignore_errors=True)
     comparison = Comparison(commit=head.sha, subject=head.subject, reference=base.sha,
                             pairs=pairs, alpha=opts.alpha, alpha_per_test=opts.alpha,
-                            tests=tests, left_out=left_out)
+                            tests=tests, left_out=left_out, outputs=outputs)
     say(f"{head.short} vs {base.short}: {comparison.verdict}")
     return CompareOutcome(base=base, head=head, comparison=comparison, opts=opts,
                           elapsed_s=time.perf_counter() - t0, dirty=dirty)

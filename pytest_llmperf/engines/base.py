@@ -93,6 +93,10 @@ class Generation:
     reasoning_tokens: int | None = None
     reasoning_tokens_source: str | None = None
 
+    # Outputs fingerprint (issue 25): the sampled output token ids, where the engine has them
+    # (in-process engines); None: only ``text`` is known (servers stream text).
+    token_ids: tuple[int, ...] | None = None
+
 
 # Embeddings (issue 24, item 6): what one /v1/embeddings-style request reports back.
 @dataclass(frozen=True)

@@ -89,17 +89,21 @@ async def stream_deltas(
     """Consume a streaming engine's per-step outputs: each step's new tokens are one chunk,
     stamped on arrival. ``ids_attr``/``text_attr`` name the step's delta on ``outputs[0]``."""
     n, parts = 0, []
+    ids: list[int] = []
     async for out in outputs:
         now = time.perf_counter_ns()
         completion = out.outputs[0]
-        k = len(getattr(completion, ids_attr))
+        delta = getattr(completion, ids_attr)
+        k = len(delta)
         if k:
             on_chunk(now, k)
             n += k
+            ids.extend(int(t) for t in delta)
         parts.append(getattr(completion, text_attr))
         if out.finished:
             break
-    return Generation(output_tokens=n, source="engine", text="".join(parts))
+    return Generation(output_tokens=n, source="engine", text="".join(parts),
+                      token_ids=tuple(ids))
 
 
 class BackgroundLoopEngine(Engine):

@@ -503,7 +503,7 @@ class LlamaCppEngine(Engine):
         text = self._tokenizer.detokenize(out)
         cut = llama_cpp_params.stopped_at(text, stop) if stop else None
         return Generation(output_tokens=len(out), source="engine",
-                          text=text if cut is None else text[:cut])
+                          text=text if cut is None else text[:cut], token_ids=tuple(out))
 
     def _speculate(self, sampler: Any, params: GenerationParams, on_chunk: OnChunk,
                    out: list[int]) -> None:

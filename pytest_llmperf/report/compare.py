@@ -50,6 +50,10 @@ def render_table(outcome: CompareOutcome) -> str:
                  for i, c in enumerate(r)]
         lines.append("  ".join(cells).rstrip())
     tol = {v.tolerance_pct for _, v in rows(outcome) if v.gated}
+    for nodeid in sorted(outcome.tests):  # issue 25: did HEAD's answers change
+        outputs = outcome.outputs(nodeid)
+        if outputs and outputs.get("compared"):
+            lines.append(f"{nodeid}: {outputs.get('summary')}")
     lines.append("")
     lines.append(f"BASE {outcome.base.short} {outcome.base.subject}")
     lines.append(f"HEAD {outcome.head.short} {outcome.head.subject}")

@@ -185,6 +185,9 @@ def ab_lines(tests: Iterable[Test]) -> list[str]:
     for test in tests:
         for entry in test.get("ab") or []:
             heads.append(f"{test['nodeid']}: {entry.get('message', '')}")
+            outputs = entry.get("outputs")  # issue 25: B's answers against A's
+            if isinstance(outputs, Mapping) and outputs.get("compared"):
+                heads.append(f"  {outputs.get('summary')}")
             for m in entry.get("metrics") or []:
                 if not m.get("gated") and m.get("verdict") in ("ok", "inconclusive"):
                     continue

@@ -23,6 +23,7 @@ from .memory import PeakRSS
 from .metrics import RunResult, summarize, understatement
 from .model_metrics import by_model
 from .request_params import check_engine
+from .testbed import TestbedRecorder
 from .trace_cache import mark_records
 from .workload import Workload, build_prompts, prompts_digest
 
@@ -102,6 +103,7 @@ def run_benchmark(
     check_engine(engine, workload)
     prompts = build_prompts(engine.tokenizer, workload)
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    bed = TestbedRecorder().start()  # the testbed, fingerprinted (issue 25)
     with (PeakRSS(engine.memory_pids()) as rss, GPUSampler(engine.memory_pids()) as gpu,
           CPUContention() as cpu,
           ServerMetricsSampler(engine.metrics_snapshot) as server,
@@ -121,6 +123,7 @@ def run_benchmark(
     load.client.update(energy.summary())
     if prompts:  # what was sent, so a comparison sees a changed dataset (verdict/attribution)
         load.client["prompts_digest"] = prompts_digest(prompts)
+    load.client["testbed"] = bed.finish()
     return _result(engine, workload, load, started, rss.peak_mb, gpu, cpu, server.figures(),
                    energy_j=energy.joules, cost_per_hour=cost_per_hour, sharing=sharing)
 
@@ -180,6 +183,7 @@ def run_benchmark_interleaved(
     prompts = (build_prompts(engine_a.tokenizer, workload),
                build_prompts(engine_b.tokenizer, workload))
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    bed = TestbedRecorder().start()  # the testbed, fingerprinted (issue 25)
     # Each engine's server metrics are its own only when the two are different servers.
     with (PeakRSS(engine_a.memory_pids()) as rss_a, PeakRSS(engine_b.memory_pids()) as rss_b,
           GPUSampler([*engine_a.memory_pids(), *engine_b.memory_pids()]) as gpu,
@@ -191,6 +195,9 @@ def run_benchmark_interleaved(
     for load, sent in zip(loads, prompts, strict=True):
         if sent:
             load.client["prompts_digest"] = prompts_digest(sent)
+    testbed = bed.finish()
+    for load in loads:
+        load.client["testbed"] = dict(testbed)
     return (_result(engine_a, workload, loads[0], started, rss_a.peak_mb, gpu, cpu,
                     server_a.figures(), sharing=sharing),
             _result(engine_b, workload, loads[1], started, rss_b.peak_mb, gpu, cpu,

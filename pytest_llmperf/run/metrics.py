@@ -107,6 +107,14 @@ class RequestRecord:
     # arrival, carrying 0 tokens (run/embeddings.py): E2E is the request's latency; it has no
     # TTFT, TPOT or ITL (None, not 0), and prompt_tokens is the engine's input count.
     embedding: bool = False
+    # Outputs fingerprint (issue 25, greedy decoding only: run/fingerprint.py): a digest of
+    # the answer, what it was taken over ("tokens": the sampled ids; "chars": the text, where
+    # the engine streams text), how many of those units, and the prefix hashes that locate
+    # the first divergence (verdict/outputs.py).
+    output_digest: str | None = None
+    output_basis: str | None = None
+    output_units: int | None = None
+    output_marks: list[int] | None = None
     # Model mixes (Workload.models): the model this request was sent to (None: the engine's).
     model: str | None = None
 

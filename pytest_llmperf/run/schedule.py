@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..engines.base import Engine, GenerationParams, Prompt, RequestError
+from .fingerprint import of_output
 from .metrics import NS_PER_MS, RequestRecord
 from .workload import Workload, arrival_offsets_s
 
@@ -174,6 +175,11 @@ async def send_one(
         record.reasoning_chunks = gen.reasoning_chunks
         record.reasoning_tokens = gen.reasoning_tokens
         record.reasoning_tokens_source = gen.reasoning_tokens_source
+        if params.temperature == 0:  # greedy: the answer is fingerprinted (issue 25)
+            printed = of_output(gen.token_ids, gen.text)
+            if printed is not None:
+                record.output_digest, record.output_basis = printed.digest, printed.basis
+                record.output_units, record.output_marks = printed.units, list(printed.marks)
         if not chunk_ns:
             record.error, record.error_kind = "no tokens were generated", "empty"
         else:

@@ -170,6 +170,9 @@ class OracleConfig:
     embed_ms: float = 5.0
     embed_ms_per_token: float = 0.0
     embed_dims: int = 8
+    # Outputs (issue 25): every answer's text changes from this token on (0-based: each
+    # token from it is the next word instead), as a build that broke its outputs would.
+    diverge_at: int | None = None
     # Model mixes: a request whose body names one of these models gets its TTFT (ms)
     # instead of ``ttft_ms``: ((model, ttft_ms), ...), so per-model figures have a known
     # schedule.
@@ -499,7 +502,7 @@ class _Oracle:
         try:
             if not req.get("stream"):
                 await asyncio.sleep(cfg.ttft_ms / 1e3 + cfg.itl_ms / 1e3 * (n_out - 1))
-                text = " ".join(WORDS[i % len(WORDS)] for i in range(n_out))
+                text = " ".join(self.word(i) for i in range(n_out))
                 return await self.respond(writer, 200, {
                     "object": "text_completion", "model": cfg.model,
                     "choices": [{"index": 0, "text": text, "finish_reason": "length"}],
@@ -552,6 +555,12 @@ class _Oracle:
         finally:
             if self._slots is not None:
                 self._slots.release()
+
+    def word(self, t: int) -> str:
+        """The answer's token ``t``: the word list in order, shifted by one from
+        ``diverge_at`` on."""
+        at = self.config.diverge_at
+        return WORDS[(t + (1 if at is not None and t >= at else 0)) % len(WORDS)]
 
     def _prefill(self, log: RequestLog, n_out: int) -> None:
         """The request's uncached prompt tokens and the prefill time they add."""
@@ -623,7 +632,7 @@ class _Oracle:
                 writer.write(_chunked(b"data: [DONE]\n\n") + b"0\r\n\r\n")
                 await writer.drain()
                 return True
-            words = " " + " ".join(WORDS[(sent + j) % len(WORDS)] for j in range(k))
+            words = " " + " ".join(self.word(sent + j) for j in range(k))
             choice = ({"index": 0, "delta": {"content": words}, "finish_reason": None} if chat
                       else {"index": 0, "text": words, "finish_reason": None})
             if thinking:

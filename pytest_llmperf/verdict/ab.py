@@ -30,6 +30,7 @@ from . import paired, stats
 from .attribution import attribution, attribution_lines
 from .failure import Failure
 from .gate import embeddings_gated, gated_metrics
+from .outputs import compare as compare_outputs
 from .thresholds import Thresholds
 
 Summary = Mapping[str, Any]
@@ -79,6 +80,16 @@ class ABVerdict:
                 return m
         raise KeyError(name)
 
+    @property
+    def outputs(self) -> dict[str, Any] | None:
+        """B's answers against A's, request by request (issue 25, verdict/outputs.py); None
+        when neither side kept its runs."""
+        if not self.runs_a or not self.runs_b:
+            return None
+        return compare_outputs(
+            [{"samples": [s.to_dict() for s in self.runs_a[0].samples]}],
+            [{"samples": [s.to_dict() for s in r.samples]} for r in self.runs_b]).to_dict()
+
     def _head(self) -> str:
         return (f"llmperf A/B: {self.label_b} regressed against {self.label_a} "
                 f"({self.pairs} interleaved pairs, alpha {self.alpha:g})")
@@ -125,6 +136,7 @@ class ABVerdict:
             "pairs_per_metric": {m.metric: m.n_current for m in self.metrics},
             "metrics": [m.to_dict() for m in self.metrics],
             **({"attribution": block} if (block := self.attribution()) else {}),
+            "outputs": self.outputs,  # issue 25
             **self._last_pair(),
         }
 

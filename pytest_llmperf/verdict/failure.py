@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FailureKind = Literal["threshold", "regression", "accuracy", "ab", "error"]
+FailureKind = Literal["threshold", "regression", "accuracy", "ab", "error",
+                      "outputs"]  # outputs: same_outputs=True (issue 25)
 
 
 @dataclass(frozen=True)

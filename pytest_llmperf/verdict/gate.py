@@ -54,6 +54,8 @@ from ..store.provenance import provenance, recorded_args
 from . import stats
 from .attribution import attribution, workload_changes
 from .failure import Failure
+from .outputs import compare as compare_outputs
+from .testbed import compare_testbeds
 from .thresholds import Thresholds, UnknownMetricError
 
 if TYPE_CHECKING:
@@ -644,6 +646,8 @@ class Gate:
         out["baseline_commit"] = base.commit
         out["baseline_branch"] = base.branch
         if near["status"] != "compared":
+            if near.get("testbed"):
+                out["testbed"] = near["testbed"]
             out.update(status=near["status"] if near["status"] == WORKLOAD_CHANGED
                        else "no baseline", message="; ".join([near["message"], *skipped]))
             if near.get("workload_changes"):
@@ -653,6 +657,7 @@ class Gate:
         if near.get("attribution"):
             out["attribution"] = near["attribution"]
         out["warnings"] = list(near["warnings"])
+        out["outputs"], out["testbed"] = near.get("outputs"), near.get("testbed")  # issue 25
         parts = [near["message"]]
         if found.message:
             parts.append(found.message)
@@ -701,6 +706,11 @@ class Gate:
             return out
         hist = [[r for r in _runs_of(b, key) if workload_key(r) == wl] for b in history]
         hist = [h for h in hist if h]
+        bed = compare_testbeds(base_runs, current, hist, gated_metrics(thresholds)[0])
+        if bed["refused"]:  # another hardware class (issue 25): not a comparison
+            out.update(status="no baseline", message=f"baseline {base.commit[:12]}: "
+                       + bed["refused"], testbed=bed, outputs=None)
+            return out
         verdicts = compare_runs(thresholds, base_runs, current, hist, alpha=self.alpha)
         out["metrics"] = [v.to_dict() for v in verdicts]
         if any(v.verdict in ("regression", "warn") for v in verdicts):
@@ -720,6 +730,13 @@ class Gate:
                          f"{stats.DEFAULT_MIN_HISTORY} earlier baselines)")
         warning = undecided_warning(out["metrics"], base.commit)
         out["warnings"] = [warning] if warning else []
+        # Outputs and testbed (issue 25): did the answers change; was it the same testbed.
+        outputs = compare_outputs(base_runs, current)
+        out["outputs"] = outputs.to_dict()
+        if outputs.compared:
+            parts.append(outputs.describe())
+        out["testbed"] = bed
+        parts += bed["notes"]
         out.update(status="compared", message="; ".join(parts))
         return out
 

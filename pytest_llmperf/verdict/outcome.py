@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .failure import Failure
 from .gate import GateConfigError
 from .gate import failure as gate_failure
+from .outputs import changed_failure_text
 from .per_model import per_model_checks
 from .thresholds import THRESHOLDS, evaluate, failure
 
@@ -159,8 +160,27 @@ def judge(
                 found = gate_failure(comparison, gate.inconclusive)
                 if found is not None:
                     out.failures.append(found)
+                found = outputs_failure(thresholds, comparison.get("outputs"))
+                if found is not None:
+                    out.failures.append(found)
     for verdict, fail in ab:
         found = verdict.failure() if fail else None
         if found is not None:
             out.failures.append(found)
+        found = outputs_failure(thresholds, getattr(verdict, "outputs", None), "A/B: ")
+        if found is not None:
+            out.failures.append(found)
     return out
+
+
+def outputs_failure(thresholds: Mapping[str, Any], outputs: Any, label: str = ""
+                    ) -> Failure | None:
+    """``same_outputs=True`` (issue 25): a failure when a comparison's outputs changed."""
+    if thresholds.get("same_outputs") is not True or not isinstance(outputs, Mapping):
+        return None
+    text = changed_failure_text(outputs)
+    if text is None:
+        return None
+    return Failure("outputs", f"{label}{text}",
+                   f"llmperf {label}{text}\n  same_outputs=True: greedy answers must not "
+                   "change (docs/guides/baselines-and-gates.md)")

@@ -56,7 +56,8 @@ THRESHOLDS.update(
 OTHER_KEYWORDS: frozenset[str] = frozenset(
     {"max_regression_pct", "max_accuracy_drop", "repeats", "gate", "engine_args",
      # Model mixes (Workload.models): limits per model, checked by verdict/per_model.py.
-     "per_model"}
+     "per_model",
+     "same_outputs"}  # same_outputs: issue 25, verdict/outputs.py
 )
 VALID_KEYWORDS: tuple[str, ...] = tuple(sorted(set(THRESHOLDS) | OTHER_KEYWORDS))
 
@@ -129,6 +130,10 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
                 out[name] = engine_args_mapping(value, "engine_args")
             except ConfigError as exc:
                 raise MarkerError(str(exc)) from None
+        elif name == "same_outputs":  # fail when any greedy answer changed (issue 25)
+            if not isinstance(value, bool):
+                raise MarkerError(f"same_outputs={show(value)} must be True or False")
+            out[name] = value
         elif name == "per_model":
             out[name] = _per_model(value)
         elif name == "gate":

@@ -78,3 +78,35 @@ def test_screenshot(tmp_path: Path, report_html: str) -> None:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "llmperf-report.png")
         shutil.copy(page, Path(keep) / "llmperf-report.html")
+
+
+def test_the_new_blocks_render_in_chromium(tmp_path: Path) -> None:
+    """Issues 24 and 25: a regression's attribution block and the optional tables (open loop
+    from the schedule, reasoning, trace replay, server metrics) render offline, without
+    errors and inside the window."""
+    from pytest_llmperf.verdict.attribution import attribution
+
+    commits = write_baselines(tmp_path / "baselines", [50, 51, 52, 70, 52, 52])
+    doc = results_doc(baseline_commit=commits[-1])
+    chat = doc["tests"][0]
+    summary = chat["runs"][0]["summary"]
+    summary.update({"ttft_sched_p50_ms": 90.0, "e2e_sched_p50_ms": 400.0,
+                    "schedule_lag_p50_ms": 30.0, "ttfa_p50_ms": 120.0,
+                    "reasoning_tokens_mean": 6.0, "prefix_hit_rate": 0.6,
+                    "trace_ideal_hit_rate": 0.64, "ttft_cached_p50_ms": 20.0,
+                    "ttft_uncached_p50_ms": 60.0})
+    base = {"summary": {**summary, "ttft_p50_ms": 40.0, "prefix_hit_rate": 0.9},
+            "engine": {"kind": "llama_cpp", "settings": {"n_threads": 2}}}
+    cur = {"summary": summary, "engine": {"kind": "llama_cpp", "settings": {"n_threads": 1}}}
+    chat["comparison"]["attribution"] = attribution([base], [cur])
+    report = build_report(doc, load_history(tmp_path / "baselines"))
+    html = render_html(report)
+    page = parse_page(html)
+    block = page.find("div", class_="attribution")
+    assert block is not None and "prefill (TTFT p50)" in block.text()
+    assert "settings.n_threads: baseline 2, now 1" in block.text()
+    for name in ("schedule-metrics", "reasoning-metrics", "trace-metrics", "server-metrics"):
+        assert page.find("table", class_=name) is not None, name
+    result = probe(tmp_path, html, "blocks.html")
+    assert result["errors"] == [] and result["resources"] == []
+    assert result["bodyWidth"] <= WINDOW[0]

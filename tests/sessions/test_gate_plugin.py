@@ -342,8 +342,10 @@ def test_runs_of_another_workload_are_not_compared(llmperf_pytester: pytest.Pyte
     res, data = results(pt)
     res.assert_outcomes(passed=1)
     comp = data["tests"][0]["comparison"]
-    assert comp["status"] == "no baseline"
-    assert "has no runs of this test with this workload" in comp["message"]
+    # Issue 25 item 3: not a comparison, and it says what changed (neither pass nor fail).
+    assert comp["status"] == "workload changed" and comp["gate"] == "no baseline"
+    assert comp["workload_changes"] == ["output_tokens: 4 -> 5"]
+    assert "not compared, neither passes nor fails" in comp["message"]
 
 
 def test_no_baseline_at_all_is_one_line_saying_how_to_start_one(
