@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -119,6 +119,10 @@ class GenerationParams:
     temperature: float = 0.0
     seed: int = 0
     chat: bool = False
+    # Per-request parameters and model mixes (Workload.params / Workload.models): fields
+    # passed through to the request, and this request's model (None: the engine's own).
+    params: Mapping[str, Any] = field(default_factory=dict)
+    model: str | None = None
 
 
 class LogitModel(Protocol):
@@ -217,6 +221,16 @@ class Engine(ABC):
         self, prompt: Prompt, params: GenerationParams, on_chunk: OnChunk
     ) -> Generation:
         """Run one request; call on_chunk per token-bearing chunk; raise RequestError on failure."""
+
+    def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:
+        """Why this engine cannot send a workload's per-request ``params`` or its mix of
+        ``models`` (one line), checked before a run; None when it can. The default: it can
+        do neither (an engine that applies them says so by overriding this), so that no
+        field is silently dropped."""
+        what = [w for w, given in (("Workload.params", params), ("Workload.models", models))
+                if given]
+        return (f"the {self.kind} engine does not apply {' or '.join(what)}; use an engine "
+                "that does (openai, llama_cpp, vllm)")
 
     def metrics_snapshot(self, names: Collection[str] | None = None) -> dict[str, float] | None:
         """The engine's Prometheus metrics now, as ``engines.server_metrics`` reads them

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..models.packaged import ModelError, resolve_model
+from . import llama_cpp_params
 from .base import (
     Embedded,
     Engine,
@@ -64,6 +65,7 @@ from .base import (
 )
 from .engine_args import check_engine_args
 from .probe import check_native_build
+from .request_fields import single_model_problem
 from .server_metrics import (
     PREFIX_HITS,
     PREFIX_QUERIES,
@@ -372,17 +374,59 @@ class LlamaCppEngine(Engine):
             "load_s": round(self.load_s, 4),
         }
 
+    def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:
+        """Workload.params: the fields llama_cpp_params maps; a model mix: only this model."""
+        if "stop" in params and self._draft is not None:
+            return ("Workload.params stop: not applied with draft_model=prompt_lookup (a "
+                    "step's tokens arrive together); run without speculation")
+        return llama_cpp_params.problem(params) or single_model_problem(
+            self.kind, self._path.name, models,
+            "benchmark a server for a mix of models or adapters (--llmperf-url, or "
+            "--llmperf-server vllm with --enable-lora --lora-modules)")
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        """The grammar of a JSON schema ({}: any JSON value), made once per schema."""
+        import json
+
+        from llama_cpp import llama_grammar
+
+        key = json.dumps(schema, sort_keys=True)
+        grammars = self.__dict__.setdefault("_grammars", {})
+        if key not in grammars:
+            grammars[key] = (llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF,
+                                                                     verbose=False)
+                             if not schema else
+                             llama_grammar.LlamaGrammar.from_json_schema(key, verbose=False))
+        return grammars[key]
+
     def _sampler(self, params: GenerationParams) -> Any:
+        """llama-cpp-python's sampler chain (``Llama._init_sampler``) for the request's
+        params (``llama_cpp_params``): end-of-generation bias, logit bias, penalties,
+        grammar, then greedy at temperature 0, else top-k, typical, top-p, min-p,
+        temperature and a seeded draw."""
         from llama_cpp import _internals
 
         sampler = _internals.LlamaSampler()
         if params.ignore_eos and self._eog:
             sampler.add_logit_bias(self._n_vocab, {t: float("-inf") for t in self._eog})
+        plan = llama_cpp_params.plan(params.params)
+        if plan.logit_bias:
+            sampler.add_logit_bias(self._n_vocab, plan.logit_bias)
+        if plan.penalties:
+            sampler.add_penalties(self._n_vocab, llama_cpp_params.PENALTY_LAST_N,
+                                  plan.repeat_penalty, plan.frequency_penalty,
+                                  plan.presence_penalty)
+        if plan.json_schema is not None:
+            sampler.add_grammar(self._llm._model, self._grammar(plan.json_schema))
         if params.temperature <= 0:
             sampler.add_greedy()
         else:
+            sampler.add_top_k(plan.top_k)
+            sampler.add_typical(plan.typical_p, 1)
+            sampler.add_top_p(plan.top_p, 1)
+            sampler.add_min_p(plan.min_p, 1)
             sampler.add_temp(params.temperature)
-            sampler.add_dist(params.seed)
+            sampler.add_dist(plan.seed if plan.seed is not None else params.seed)
         return sampler
 
     def metrics_snapshot(self, names: Collection[str] | None = None) -> dict[str, float] | None:
@@ -435,6 +479,7 @@ class LlamaCppEngine(Engine):
             )
         sampler = self._sampler(params)
         vocab = llm._model.vocab
+        stop = tuple(llama_cpp_params.plan(params.params).stop)
         with self._lock:
             out: list[int] = []
             self._prefill(ids)
@@ -442,17 +487,23 @@ class LlamaCppEngine(Engine):
                 self._speculate(sampler, params, on_chunk, out)
             else:
                 while True:
+                    # llama_sampler_sample samples and accepts (penalties and a grammar see
+                    # each token once; an accept of our own would feed the grammar twice).
                     token = sampler.sample(llm._ctx, -1)
                     on_chunk(time.perf_counter_ns(), 1)
-                    sampler.accept(token)
                     out.append(token)
                     if len(out) >= params.max_tokens:
                         break
                     if not params.ignore_eos and self._lc.llama_vocab_is_eog(vocab, token):
                         break
+                    if stop and llama_cpp_params.stopped_at(
+                            self._tokenizer.detokenize(out), stop) is not None:
+                        break  # a stop string: the answer ends (create_completion's stop)
                     llm.eval([token])
+        text = self._tokenizer.detokenize(out)
+        cut = llama_cpp_params.stopped_at(text, stop) if stop else None
         return Generation(output_tokens=len(out), source="engine",
-                          text=self._tokenizer.detokenize(out), token_ids=tuple(out))
+                          text=text if cut is None else text[:cut], token_ids=tuple(out))
 
     def _speculate(self, sampler: Any, params: GenerationParams, on_chunk: OnChunk,
                    out: list[int]) -> None:
@@ -469,7 +520,6 @@ class LlamaCppEngine(Engine):
 
         token = sampler.sample(ctx, -1)
         on_chunk(time.perf_counter_ns(), 1)
-        sampler.accept(token)
         out.append(token)
         while not done(token):
             n_past = int(llm.n_tokens)
@@ -480,7 +530,6 @@ class LlamaCppEngine(Engine):
                 llm.eval([token])
                 token = sampler.sample(ctx, -1)
                 on_chunk(time.perf_counter_ns(), 1)
-                sampler.accept(token)
                 out.append(token)
                 continue
             batch = [token, *draft]
@@ -492,7 +541,6 @@ class LlamaCppEngine(Engine):
             matched = 0
             for i in range(len(batch)):
                 token = sampler.sample(ctx, i)
-                sampler.accept(token)
                 new.append(token)
                 out.append(token)
                 if done(token) or i == len(draft) or token != draft[i]:

@@ -621,6 +621,11 @@ class OpenAIEngine(Engine):
             client, self._client = self._client, None
             await client.aclose()
 
+    def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:
+        """A server takes any request field and any model name it serves (what it refuses
+        is a failed request, counted)."""
+        return None
+
     def body(self, prompt: Prompt, params: GenerationParams, chat: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -647,6 +652,11 @@ class OpenAIEngine(Engine):
                 body["logit_bias"] = {str(t): -100 for t in eog}
             else:
                 body["min_tokens"] = params.max_tokens
+        # Per-request parameters and model mixes: the workload's fields after the engine's
+        # own (the workload refuses the ones it sets itself), the engine's extra_body last.
+        if params.model is not None:
+            body["model"] = params.model
+        body.update(params.params)
         body.update(self.extra_body)
         return body
 

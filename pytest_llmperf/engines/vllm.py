@@ -22,7 +22,9 @@ Settings:
   model), and each request is ``AsyncLLM.encode`` with ``PoolingParams(task="embed")``.
 - ``--llmperf-engine-arg KEY=VALUE``: any ``AsyncEngineArgs`` field (``max_num_seqs``,
   ``enable_prefix_caching``, ``speculative_config``, ``enforce_eager``, ...); an unknown key
-  fails at once, naming the valid ones.
+  fails at once, naming the valid ones. Plus ``lora_modules=NAME=PATH`` (several separated by
+  spaces; vllm serve's name): LoRA adapters (``enable_lora`` turned on), which a
+  ``Workload(models=...)`` mix names like models.
 
 Shutdown: ``close()`` cancels vLLM's output handler on the engine's own loop before the engine
 shuts down, so a session ends without ``EngineDeadError``, ``AsyncLLM.__del__`` or
@@ -45,6 +47,7 @@ from typing import Any
 
 from ..installed import installed
 from ..settings import Settings
+from . import vllm_params
 from .base import (
     Embedded,
     EngineError,
@@ -63,6 +66,7 @@ from .gpu_common import (
     stream_deltas,
     vllm_device,
 )
+from .request_fields import single_model_problem
 from .server_metrics import registry_snapshot
 
 INSTALL_HINT = ("pip install 'pytest-llmperf[vllm]' (on a machine without a GPU, vLLM's CPU "
@@ -176,6 +180,14 @@ class VLLMEngine(BackgroundLoopEngine):
             from vllm import AsyncLLMEngine as engine_cls
 
         extra = dict(engine_args or {})
+        # LoRA adapters by name (vllm serve's --lora-modules): requests to a model of the
+        # workload's mix named here go to that adapter (LoRARequest).
+        try:
+            self._loras = vllm_params.lora_modules(extra.pop("lora_modules", None))
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
+        if self._loras:
+            extra.setdefault("enable_lora", True)
         check_engine_args(extra, [f.name for f in dataclasses.fields(AsyncEngineArgs)],
                           engine="vLLM", reserved=RESERVED_ARGS, what="AsyncEngineArgs")
         self.model = model
@@ -212,6 +224,8 @@ class VLLMEngine(BackgroundLoopEngine):
         }
         if kv_space is not None:
             self._settings["cpu_kvcache_space_gb"] = kv_space
+        if self._loras:
+            self._settings["lora_modules"] = dict(self._loras)
         self._tokenizer = HFTokenizer(self._hf_tokenizer(model, extra),
                                       f"vllm:{Path(model).name}")
         self._ids = itertools.count()
@@ -261,20 +275,41 @@ class VLLMEngine(BackgroundLoopEngine):
                 "gpu": None if self._device == "cpu" else self._device,
                 "settings": dict(self._settings), "load_s": round(self.load_s, 4)}
 
+    def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:
+        """Workload.params: the fields vllm_params maps onto SamplingParams; a model mix: only
+        this model (LoRA adapters are served: vllm serve --enable-lora --lora-modules)."""
+        adapters = [m for m in models if m not in self._loras]
+        return vllm_params.problem(params) or single_model_problem(
+            self.kind, self.model, adapters,
+            "name LoRA adapters with --llmperf-engine-arg lora_modules=NAME=PATH (as vllm "
+            "serve's --lora-modules), or benchmark a server at --llmperf-url")
+
     async def _stream(self, prompt: Prompt, params: GenerationParams,
                       on_chunk: OnChunk) -> Generation:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        sampling = SamplingParams(
-            max_tokens=params.max_tokens, ignore_eos=params.ignore_eos,
-            temperature=params.temperature, seed=params.seed,
-            output_kind=RequestOutputKind.DELTA,
-        )
+        extra, structured = vllm_params.sampling_kwargs(params.params)
+        if structured is not None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            extra["structured_outputs"] = StructuredOutputsParams(**structured)
+        sampling = SamplingParams(**{
+            "max_tokens": params.max_tokens, "ignore_eos": params.ignore_eos,
+            "temperature": params.temperature, "seed": params.seed,
+            "output_kind": RequestOutputKind.DELTA, **extra})
         inputs: Any = ({"prompt_token_ids": list(prompt.token_ids)}
                        if prompt.token_ids is not None else prompt.text)
+        lora = None
+        if params.model is not None and params.model in self._loras:
+            from vllm.lora.request import LoRARequest
+
+            names = list(self._loras)
+            lora = LoRARequest(params.model, names.index(params.model) + 1,
+                               self._loras[params.model])
         # DELTA output: token_ids and text hold only this step's new tokens.
-        outputs = self._engine.generate(inputs, sampling, f"llmperf-{next(self._ids)}")
+        outputs = self._engine.generate(inputs, sampling, f"llmperf-{next(self._ids)}",
+                                        **({"lora_request": lora} if lora else {}))
         return await stream_deltas(outputs, on_chunk, "token_ids", "text")
 
     # -- embeddings (issue 24, item 6): the pooling runner ----------------------------------

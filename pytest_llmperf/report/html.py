@@ -13,6 +13,7 @@ import jinja2
 
 from ..formatting import display
 from ..metric_table import TABLE_METRICS, with_optional
+from .model_table import COLUMNS as MODEL_COLUMNS
 from .view import Report
 
 _ENV: jinja2.Environment | None = None
@@ -37,7 +38,8 @@ def html_chunks(report: Report) -> Iterator[str]:
     template = _environment().get_template("report.html.j2")
     # Energy and cost columns only when some run has them.
     columns = with_optional(TABLE_METRICS, (s for t in report.tests for s in t.summaries))
-    context: dict[str, Any] = {"report": report, "fmt": display, "table_metrics": columns}
+    context: dict[str, Any] = {"report": report, "fmt": display, "table_metrics": columns,
+                               "model_columns": MODEL_COLUMNS}
     return template.generate(**context)
 
 

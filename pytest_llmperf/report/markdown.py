@@ -16,6 +16,7 @@ from pathlib import Path
 from ..formatting import display, num, pct
 from ..metric_table import MARKDOWN_METRICS, SECTIONS, with_optional
 from .md import md_cell, md_code, md_text
+from .model_table import COLUMNS as MODEL_COLUMNS
 from .view import ComparisonRow, Report, TestView, power_cells
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -145,6 +146,7 @@ def render_markdown(report: Report, html_link: str | None = None) -> str:
             lines.append(f"> {WARN} **client warning** {where}: {md_text(text)}")
     lines += _section_lines(report)
     lines += _multi_turn_lines(report)
+    lines += _model_mix_lines(report)
     lines += _ab_lines(report)
     if html_link:
         lines.append("")
@@ -184,6 +186,25 @@ def _multi_turn_lines(report: Report) -> list[str]:
     return ["", "| multi-turn test | sessions | turns per session | session p50 s "
             "| session max s | TTFT p50 ms by turn (1 / 2 / ...) |",
             "|:--|--:|--:|--:|--:|:--|",
+            *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows)]
+
+
+def _model_mix_lines(report: Report) -> list[str]:
+    """Model mixes (Workload.models): one row per test run and model, its share of the
+    requests and its own figures (report/model_table.py)."""
+    rows = []
+    for t in report.tests:
+        for m in t.model_mix:
+            name = md_code(t.name) + (f" ({md_text(m.label)})" if m.label else "")
+            for r in m.rows:
+                share = display(round(100 * r.share, 1)) + "%" if r.share is not None else "-"
+                rows.append([name, md_code(r.model), share,
+                             *(display(r.values.get(key)) for key, _ in MODEL_COLUMNS)])
+    if not rows:
+        return []
+    titles = " | ".join(title for _, title in MODEL_COLUMNS)
+    return ["", f"| model mix test | model | share | {titles} |",
+            "|:--|:--|--:|" + "--:|" * len(MODEL_COLUMNS),
             *("| " + " | ".join(cell(c) for c in row) + " |" for row in rows)]
 
 

@@ -80,6 +80,14 @@ def render_text(tests: Sequence[Test], width: int = 160, color: bool = False,
                     f"per session {compact(s.get('session_turns_mean'))}, session p50 "
                     f"{compact(s.get('session_duration_p50_s'))} s; TTFT p50 by turn (ms): "
                     + " / ".join(compact(x) for x in turns))
+    for t in tests:  # model mixes (Workload.models): each model's requests and TTFT p50
+        for r in t["runs"]:
+            mix = r.get("by_model") or {}
+            if mix:
+                console.print(f"model mix {t['nodeid']}: " + "; ".join(
+                    f"{m} {compact(s.get('requests'))} req, TTFT p50 "
+                    f"{compact(s.get('ttft_p50_ms'))} ms, errors {compact(s.get('errors'))}"
+                    for m, s in sorted(mix.items())))
     warnings = [(t["nodeid"], str(w)) for t in tests for r in t["runs"]
                 for w in r.get("warnings") or []]
     warnings += [(t["nodeid"], str(w)) for t in tests  # the stored gate's undecided changes

@@ -33,6 +33,7 @@ from ..verdict import tails
 from ..verdict.attribution import attribution_lines
 from ..verdict.thresholds import THRESHOLDS, Thresholds
 from . import plots
+from .model_table import ModelMixView, model_mix_view
 from .provenance import (
     BadProvenance,
     ProvenanceError,
@@ -140,6 +141,9 @@ def _check_run(where: str, run: Any) -> list[RequestRecord]:
             raise _Bad(f"{where}.samples[{i}]: {exc}") from None
     for key in ("workload", "engine", "client"):
         _optional(run, key, where, _object)
+    for model, summary in _object(f"{where}.by_model", run.get("by_model") or {}).items():
+        for key, value in _object(f"{where}.by_model.{model}", summary).items():
+            _number(f"{where}.by_model.{model}.{key}", value)
     workload = run.get("workload") or {}
     _optional(workload, "slo", f"{where}.workload", _object)
     for key in ("rate", "requests", "warmup", "concurrency"):
@@ -164,7 +168,12 @@ def _check_test(where: str, test: Any) -> list[list[RequestRecord]]:
         _optional(test, key, where, _text)
     thresholds = _object(f"{where}.thresholds", test.get("thresholds", {}))
     for name, value in thresholds.items():
-        if isinstance(value, Mapping):  # max_regression_pct per metric
+        if name == "per_model" and isinstance(value, Mapping):  # limits per model
+            for model, limits in value.items():
+                for key, limit in _object(f"{where}.thresholds.per_model.{model}",
+                                          limits).items():
+                    _number(f"{where}.thresholds.per_model.{model}.{key}", limit)
+        elif isinstance(value, Mapping):  # max_regression_pct per metric
             for metric, tol in value.items():
                 _number(f"{where}.thresholds.{name}.{metric}", tol)
         elif not isinstance(value, list):  # gate: a list of names
@@ -516,6 +525,8 @@ class TestView:
     # Length distributions (issue 24): histograms of the realized input and output lengths,
     # when they vary from request to request.
     length_plots: list[str] = field(default_factory=list)
+    # Model mixes (Workload.models): each run's per-model rows (report/model_table.py).
+    model_mix: list[ModelMixView] = field(default_factory=list)
 
     @property
     def sections(self) -> list[tuple[Section, tuple[tuple[str, str], ...]]]:
@@ -916,6 +927,7 @@ def _test_view(index: int, test: Mapping[str, Any], history: History, with_plots
     view.multi_turn = [m for i, r in enumerate(runs)
                        if (m := multi_turn_view(labels[i], r,
                                                 per_run[i][1] if per_run else None))]
+    view.model_mix = [mix for i, r in enumerate(runs) if (mix := model_mix_view(labels[i], r))]
     if not with_plots:
         return view
     if view.multi_turn:

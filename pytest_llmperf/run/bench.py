@@ -21,6 +21,8 @@ from .gpu import GPUSampler
 from .loadgen import LoadResult, Progress, run_interleaved_load, run_load
 from .memory import PeakRSS
 from .metrics import RunResult, summarize, understatement
+from .model_metrics import by_model
+from .request_params import check_engine
 from .testbed import TestbedRecorder
 from .trace_cache import mark_records
 from .workload import Workload, build_prompts, prompts_digest
@@ -98,6 +100,7 @@ def run_benchmark(
     over processes (loadgen), ``sharing`` names what of this session's was loaded beside the
     engine (``Sharing``). The energy counters (run/energy.py) are read at the edges of the
     measured window."""
+    check_engine(engine, workload)
     prompts = build_prompts(engine.tokenizer, workload)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     bed = TestbedRecorder().start()  # the testbed, fingerprinted (issue 25)
@@ -147,6 +150,7 @@ def _result(engine: Engine, workload: Workload, load: LoadResult, started: str,
         warnings=[*getattr(engine, "warnings", ()), *load.warnings],
         started_at=started,
         client=load.client,
+        by_model=by_model(load.records, workload.slo or None),
     )
     result.warnings.extend(client_warnings(result, engine.stamps_on_loop))
     if gpu is not None and gpu.peak_mem_mb is not None:
@@ -174,6 +178,8 @@ def run_benchmark_interleaved(
     """One run of each engine, made together request by request (see
     ``loadgen.run_interleaved_load``): one pair of a paired A/B comparison. ``sharing``: how
     the CPU contention warning names the two engines side by side (``Sharing``)."""
+    check_engine(engine_a, workload)
+    check_engine(engine_b, workload)
     prompts = (build_prompts(engine_a.tokenizer, workload),
                build_prompts(engine_b.tokenizer, workload))
     started = datetime.now(UTC).isoformat(timespec="seconds")

@@ -180,12 +180,13 @@ async def _session(engine: Engine, tok: Tokenizer | None, workload: Workload, s:
         ids = await asyncio.to_thread(tok.tokenize, text) if tok is not None else None
         prompt = turn_prompt(text, messages, ids, answers[k - 1])
         record = RequestRecord(index=base + k - 1, prompt_tokens=prompt.input_tokens,
-                               warmup=s < workload.warmup, session=s, turn=k)
+                               warmup=s < workload.warmup, session=s, turn=k,
+                               model=workload.model_of(s))  # a session keeps its model
         if k == 1 and due_ns is not None:
             record.scheduled_ns = due_ns - t0
         records.append(record)
-        await send_one(cast(Engine, capture), prompt, generation_params(workload, prompt),
-                       record, t0)
+        await send_one(cast(Engine, capture), prompt,
+                       generation_params(workload, prompt, record.model), record, t0)
         if phase.tick is not None:
             phase.tick()
         if capture.last is None:  # no answer: the conversation cannot go on

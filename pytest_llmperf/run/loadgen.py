@@ -104,7 +104,9 @@ def request_job(engine: Engine, workload: Workload, prompts: Prompts, records: R
         if workload.embeddings:  # issue 24, item 6 (run/embeddings.py)
             await send_embedding(engine, prompts[i], records[i], t0)
         else:
-            await send_one(engine, prompts[i], generation_params(workload, prompts[i]),
+            model = workload.model_of(i)  # a model mix (Workload.models)
+            records[i].model = model
+            await send_one(engine, prompts[i], generation_params(workload, prompts[i], model),
                            records[i], t0)
         if phase.tick is not None:
             phase.tick()
@@ -233,9 +235,10 @@ async def run_interleaved_load(
             await send_embedding(engines[side], prompts[side][i], records[side][i],
                                  origin[side])
         else:
+            model = records[side][i].model = workload.model_of(i)  # a model mix
             await send_one(engines[side], prompts[side][i],
-                           generation_params(workload, prompts[side][i]), records[side][i],
-                           origin[side])
+                           generation_params(workload, prompts[side][i], model),
+                           records[side][i], origin[side])
         spent = time.perf_counter_ns() - start
         origin[1 - side] += spent
         other_ns[1 - side] += spent

@@ -115,6 +115,8 @@ class RequestRecord:
     output_basis: str | None = None
     output_units: int | None = None
     output_marks: list[int] | None = None
+    # Model mixes (Workload.models): the model this request was sent to (None: the engine's).
+    model: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -493,6 +495,9 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     started_at: str = ""
     client: dict[str, Any] = field(default_factory=dict)
+    # Model mixes (Workload.models): each model's own summary of its requests
+    # (run/model_metrics.py); {} without a mix.
+    by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         return self.summary[key]
@@ -513,6 +518,8 @@ class RunResult:
             "started_at": self.started_at,
             "client": self.client,
         }
+        if self.by_model:
+            data["by_model"] = {m: dict(v) for m, v in self.by_model.items()}
         if with_samples:
             data["samples"] = [r.to_dict() for r in self.samples]
         return data
@@ -527,4 +534,6 @@ class RunResult:
             warnings=list(data.get("warnings", [])),
             started_at=str(data.get("started_at", "")),
             client=dict(data.get("client", {})),
+            by_model={str(m): dict(v) for m, v in (data.get("by_model") or {}).items()
+                      if isinstance(v, Mapping)},
         )

@@ -122,14 +122,18 @@ class LagMonitor:
         }
 
 
-def generation_params(workload: Workload, prompt: Prompt) -> GenerationParams:
-    """What the engine is asked for one prompt of the workload."""
+def generation_params(workload: Workload, prompt: Prompt,
+                      model: str | None = None) -> GenerationParams:
+    """What the engine is asked for one prompt of the workload (``model``: its model in the
+    workload's mix, ``Workload.model_of``)."""
     return GenerationParams(
         max_tokens=prompt.output_tokens,
         ignore_eos=workload.ignore_eos,
         temperature=workload.temperature,
         seed=workload.seed,
         chat=workload.chat,
+        params=workload.params,
+        model=model,
     )
 
 

@@ -25,6 +25,13 @@ from ..metric_table import SLO_KEYS
 from ..values import is_finite_number, show
 from . import datasets as _datasets
 from .lengths import LengthError, Lengths, parse_lengths
+from .request_params import (
+    ParamsError,
+    assigned_models,
+    check_models,
+    check_params,
+    ends_early_problem,
+)
 from .trace_prompts import trace_prompts
 from .traces import check_trace_fields, trace_offsets_s
 from .workload_error import WorkloadError as WorkloadError  # re-exported: its home
@@ -94,6 +101,12 @@ class Workload:
     detected) are sent on their own timestamps divided by ``trace_speedup`` (open loop,
     ``concurrency`` > 1 a cap), each with its prompt and answer lengths; Mooncake ``hash_ids``
     become shared token blocks of ``trace_block_size`` tokens (run/trace_prompts.py).
+    params: fields sent with every request as they are (``top_p``, ``stop``, ``seed``,
+    ``response_format``, a server's own such as vLLM's ``structured_outputs``); the fields the
+    workload sets itself (model, prompt, max_tokens, temperature, ...) are refused, naming the
+    field to use. models: a weighted mix of model names ({"adapter-a": 0.7, "base": 0.3}, or a
+    list for equal weights): each request's model is dealt from the seed, in exact proportions
+    as far as the count allows; the result has per-model summaries (``RunResult.by_model``).
     """
 
     input_tokens: int | dict[str, Any] = 128
@@ -129,6 +142,10 @@ class Workload:
     # Embeddings (issue 24, item 6): embedding requests (/v1/embeddings) of the prompts instead
     # of generations; output_tokens is unused (run/embeddings.py).
     embeddings: bool = False
+    # Per-request parameters and model mixes (run/request_params.py): fields passed through
+    # to every request, and a weighted mix of model names (LoRA adapters) dealt by the seed.
+    params: dict[str, Any] = field(default_factory=dict)
+    models: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         """Check every field where it enters: type, finiteness and range, one line naming
@@ -183,6 +200,7 @@ class Workload:
         check_trace_fields(self)
         self._check_totals()
         self._check_embeddings()
+        self._check_request_fields()
 
     def _check_embeddings(self) -> None:
         """Embeddings (issue 24, item 6): a prompt per request, no chat, no multi-turn, and an
@@ -201,6 +219,27 @@ class Workload:
         if bad:
             raise WorkloadError(f"Workload.slo has {', '.join(bad)}: an embedding request has "
                                 "no tokens streamed; only 'e2e_ms' applies with embeddings=True")
+
+    def _check_request_fields(self) -> None:
+        """``params`` and ``models`` (run/request_params.py), checked as the others are."""
+        try:
+            self.params = check_params(self.params)
+            if self.models is not None:
+                self.models = check_models(self.models)
+        except ParamsError as exc:
+            raise WorkloadError(str(exc)) from None
+        problem = ends_early_problem(self.params, self.ignore_eos)
+        if problem:
+            raise WorkloadError(problem)
+        if self.embeddings and (self.params or self.models):
+            raise WorkloadError("Workload.params and models are for generations; an embedding "
+                                "request (embeddings=True) sends neither")
+
+    def model_of(self, index: int) -> str | None:
+        """The model of request ``index`` (warm-up first; multi-turn: of session ``index``)
+        in the mix, or None without one (the engine's own model)."""
+        names = assigned_models(self.models, self.seed, self.warmup, self.requests)
+        return names[index] if names is not None and 0 <= index < len(names) else None
 
     def _check_totals(self) -> None:
         """What the counts add up to before the run starts: every request's record (a

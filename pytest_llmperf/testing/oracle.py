@@ -173,6 +173,10 @@ class OracleConfig:
     # Outputs (issue 25): every answer's text changes from this token on (0-based: each
     # token from it is the next word instead), as a build that broke its outputs would.
     diverge_at: int | None = None
+    # Model mixes: a request whose body names one of these models gets its TTFT (ms)
+    # instead of ``ttft_ms``: ((model, ttft_ms), ...), so per-model figures have a known
+    # schedule.
+    model_ttft_ms: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -598,8 +602,9 @@ class _Oracle:
         one_read = bool(cfg.one_read) and cfg.one_read[self.streamed % len(cfg.one_read)] == "1"
         self.streamed += 1
         held = b""  # one_read: the token events, written together after the last
+        ttft_ms = dict(cfg.model_ttft_ms).get(str(req.get("model")), cfg.ttft_ms)
         while sent < n_out:
-            due = (start + log.prefill_ns + int(cfg.ttft_ms * 1e6)
+            due = (start + log.prefill_ns + int(ttft_ms * 1e6)
                    + (0 if one_read else int(cfg.itl_ms * 1e6 * chunk_i)))
             delay = due - clock()
             if delay > 0:

@@ -23,6 +23,7 @@ from .failure import Failure
 from .gate import GateConfigError
 from .gate import failure as gate_failure
 from .outputs import changed_failure_text
+from .per_model import per_model_checks
 from .thresholds import THRESHOLDS, evaluate, failure
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ def judge(
         out.failures.append(Failure("error", text, f"llmperf: {text}"))
     for i, run in enumerate(runs):
         checks = evaluate(thresholds, run.summary)
+        checks += per_model_checks(thresholds, run.by_model)  # Workload.models mixes
         out.checks.append([c.to_dict() for c in checks])
         label = f"(run {i + 1} of {len(runs)})" if len(runs) > 1 else ""
         found = failure(checks, label=label)

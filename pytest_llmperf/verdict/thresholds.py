@@ -56,6 +56,8 @@ THRESHOLDS.update(
 # Keywords that are not absolute limits on one summary value.
 OTHER_KEYWORDS: frozenset[str] = frozenset(
     {"max_regression_pct", "max_accuracy_drop", "repeats", "gate", "engine_args",
+     # Model mixes (Workload.models): limits per model, checked by verdict/per_model.py.
+     "per_model",
      "same_outputs"}  # same_outputs: issue 25, verdict/outputs.py
 )
 VALID_KEYWORDS: tuple[str, ...] = tuple(sorted(set(THRESHOLDS) | OTHER_KEYWORDS))
@@ -133,6 +135,8 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
             if not isinstance(value, bool):
                 raise MarkerError(f"same_outputs={show(value)} must be True or False")
             out[name] = value
+        elif name == "per_model":
+            out[name] = _per_model(value)
         elif name == "gate":
             if isinstance(value, str):
                 value = [value]
@@ -144,6 +148,33 @@ def validate_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[st
             if name in FRACTION_LIMITS and number > 1:
                 raise MarkerError(f"{name}={value!r} is a fraction and must be between 0 and 1")
             out[name] = number
+    return out
+
+
+def _per_model(value: Any) -> dict[str, dict[str, float]]:
+    """``per_model={"adapter-a": {"ttft_p95_ms": 300}, ...}``: absolute limits (threshold
+    keywords) per model of a Workload.models mix, checked against that model's summary."""
+    if not isinstance(value, Mapping) or not value:
+        raise MarkerError(f"per_model={show(value)} must be a dict of model name -> limits, "
+                          "such as {'adapter-a': {'ttft_p95_ms': 300}}")
+    out: dict[str, dict[str, float]] = {}
+    for model, limits in value.items():
+        if not isinstance(model, str) or not model:
+            raise MarkerError(f"per_model: {show(model)} is not a model name")
+        if not isinstance(limits, Mapping) or not limits:
+            raise MarkerError(f"per_model[{model!r}]={show(limits)} must be a dict of "
+                              "thresholds, such as {'ttft_p95_ms': 300}")
+        unknown = sorted(str(k) for k in limits if k not in THRESHOLDS)
+        if unknown:
+            raise MarkerError(f"per_model[{model!r}] has unknown threshold(s) "
+                              f"{', '.join(unknown)}; valid: {', '.join(sorted(THRESHOLDS))}")
+        out[model] = {}
+        for key, limit in limits.items():
+            number = _number(f"per_model[{model!r}][{key!r}]", limit)
+            if key in FRACTION_LIMITS and number > 1:
+                raise MarkerError(f"per_model[{model!r}][{key!r}]={limit!r} is a fraction "
+                                  "and must be between 0 and 1")
+            out[model][key] = number
     return out
 
 
