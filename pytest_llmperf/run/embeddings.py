@@ -16,12 +16,12 @@ Generation requests do not come here (run/schedule.py ``send_one``).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 
-from ..engines.base import Engine, EngineError, Prompt, RequestError, UnsupportedError
+from ..engines.base import Engine, EngineError, Prompt
 from .metrics import RequestRecord
+from .schedule import failure_recorded
 
 
 def embeddings_problem(engine: Engine) -> str | None:
@@ -60,26 +60,20 @@ async def send_embedding(engine: Engine, prompt: Prompt, record: RequestRecord, 
     record.embedding = True
     record.output_tokens = 0
     record.send_ns = time.perf_counter_ns() - t0
+    done = None
     try:
-        done = await engine.embed(prompt)
-    except RequestError as exc:
-        record.error, record.error_kind = str(exc), exc.kind
-    except UnsupportedError as exc:
-        record.error, record.error_kind = str(exc), "unsupported"
-    except asyncio.CancelledError:
-        record.error, record.error_kind = "cancelled", "cancelled"
-        raise
-    except Exception as exc:  # a run never crashes on one bad request
-        record.error, record.error_kind = f"{type(exc).__name__}: {exc}", "exception"
-    else:
+        with failure_recorded(record):
+            done = await engine.embed(prompt)
+    finally:
+        record.done_ns = time.perf_counter_ns() - t0
+    if done is not None:
         if done.sent_ns is not None:  # when the request's bytes left (an HTTP client)
             record.send_ns = done.sent_ns - t0
-        arrived = done.done_ns if done.done_ns is not None else time.perf_counter_ns()
-        record.chunk_ns.append(arrived - t0)
+        # The answer's arrival: the engine's stamp, else the call's return (done_ns).
+        record.chunk_ns.append(done.done_ns - t0 if done.done_ns is not None
+                               else record.done_ns)
         record.chunk_tokens.append(0)
         if done.input_tokens > 0:
             record.prompt_tokens = done.input_tokens
         if done.dimensions < 1:
             record.error, record.error_kind = "the answer holds no embedding", "empty"
-    finally:
-        record.done_ns = time.perf_counter_ns() - t0

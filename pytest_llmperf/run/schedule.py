@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engines.base import Engine, GenerationParams, Prompt, RequestError
+from ..engines.base import Engine, GenerationParams, Prompt, RequestError, UnsupportedError
 from .fingerprint import of_output
 from .metrics import NS_PER_MS, RequestRecord
 from .workload import Workload, arrival_offsets_s
@@ -158,16 +158,13 @@ async def send_one(
 
     record.asked_output_tokens = params.max_tokens
     record.send_ns = time.perf_counter_ns() - t0
+    gen = None
     try:
-        gen = await engine.generate(prompt, params, on_chunk)
-    except RequestError as exc:
-        record.error, record.error_kind = str(exc), exc.kind
-    except asyncio.CancelledError:
-        record.error, record.error_kind = "cancelled", "cancelled"
-        raise
-    except Exception as exc:  # a run never crashes on one bad request
-        record.error, record.error_kind = f"{type(exc).__name__}: {exc}", "exception"
-    else:
+        with failure_recorded(record):
+            gen = await engine.generate(prompt, params, on_chunk)
+    finally:
+        record.done_ns = time.perf_counter_ns() - t0
+    if gen is not None:
         record.output_tokens = gen.output_tokens
         record.output_tokens_source = gen.source
         record.client_token_count = gen.client_token_count
@@ -186,8 +183,25 @@ async def send_one(
             short = truncation(params, gen.output_tokens, gen.source, prompt.input_tokens)
             if short:
                 record.error, record.error_kind = short, "truncated"
-    finally:
-        record.done_ns = time.perf_counter_ns() - t0
+
+
+@contextlib.contextmanager
+def failure_recorded(record: RequestRecord) -> Iterator[None]:
+    """Around one request's call to the engine: a failure is recorded on ``record`` (its
+    message and kind: the RequestError's, "unsupported", or "exception" for anything else)
+    instead of raised, since a run never crashes on one bad request; a cancellation is
+    recorded and goes on up."""
+    try:
+        yield
+    except RequestError as exc:
+        record.error, record.error_kind = str(exc), exc.kind
+    except UnsupportedError as exc:
+        record.error, record.error_kind = str(exc), "unsupported"
+    except asyncio.CancelledError:
+        record.error, record.error_kind = "cancelled", "cancelled"
+        raise
+    except Exception as exc:  # a run never crashes on one bad request
+        record.error, record.error_kind = f"{type(exc).__name__}: {exc}", "exception"
 
 
 def truncation(params: GenerationParams, got: int, source: str, prompt_tokens: int
