@@ -87,14 +87,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _rows(stdout: str) -> dict[tuple[str, str], str]:
-    """(test, metric) -> the table row's verdict column (after the p-value)."""
+    """(test, metric) -> the table row's verdict column (after the p-value and the MDE)."""
     out = {}
     for line in stdout.splitlines():
         cells = line.split()
         if len(cells) >= 8 and cells[0].startswith("test_speed.py::"):
-            # test, metric, base, head, change, interval (low .. high), p, verdict
+            # test, metric, base, head, change, interval (low .. high), p, MDE, verdict
             assert cells[6] == "..", line
-            out[(cells[0], cells[1])] = " ".join(cells[9:])
+            out[(cells[0], cells[1])] = " ".join(cells[10:])
     return out
 
 

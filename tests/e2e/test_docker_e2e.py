@@ -165,7 +165,7 @@ def test_the_cpu_image_run_steps_succeed(tmp_path: Path) -> None:
     proc = subprocess.run([found, *argv[1:], "--collect-only", "-q", "-p", "no:cacheprovider"],
                           cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "4 tests collected" in proc.stdout, proc.stdout[-1000:]
+    assert "5 tests collected" in proc.stdout, proc.stdout[-1000:]
     # The packaged model resolves from the image's cache without assembling it again.
     check = subprocess.run(
         [str(workspace / ".venv" / "bin" / "python"), "-c",

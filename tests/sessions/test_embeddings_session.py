@@ -195,7 +195,7 @@ def test_default_slo(llmperf_bench, llm_engine):
 def test_capacity_of_an_embedding_server(llmperf_pytester: pytest.Pytester,
                                          llmperf_oracle: Oracle) -> None:
     server = llmperf_oracle(embed_ms=10)
-    llmperf_pytester.makepyfile(test_capacity=CAPACITY)
+    llmperf_pytester.makepyfile(test_embed_capacity=CAPACITY)
     result = llmperf_pytester.runpytest("--llmperf", "--llmperf-url", server.url)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
