@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{sigma_b:.3f}, p99 x {heavy_tail.quantile(f'lognormal:{sigma_b}', 0.99):.2f}), "
           f"1 output token, concurrency {args.concurrency}, {args.trials} trials per cell; "
           f"load average at start {os.getloadavg()[0]:.1f}")
-    print(f"| requests per run | case | trials | {METRIC} regression | other verdicts | median pairs "
-          "| median measured change | wall |")
+    print(f"| requests per run | case | trials | {METRIC} regression | other verdicts "
+          "| median pairs | median measured change | wall |")
     print("|---:|---|---:|---:|---|---:|---:|---:|")
     for k, requests in enumerate(args.requests):
         for case, sigma_b_case in (("A/A", args.sigma), (f"p99 x {args.slower:g}", sigma_b)):
