@@ -15,7 +15,8 @@ At each requests-per-run setting (100: below the rule of ``verdict.tails`` for a
 requests per run, so refused as not decidable, shown on 10 trials; 500) ``--trials``
 decisions of each case.
 Prints a Markdown table: the rate of "regression", Wilson 95% intervals, the other verdicts,
-the pairs used, the wall time and the machine's load average.
+the pairs used, the measured change and the MDE the verdict reported (with what a blind pass
+needs), the wall time and the machine's load average.
 
     python benchmarks/tail_oracle.py [--trials 30] [--requests 100 500] [--concurrency 8]
 
@@ -60,7 +61,7 @@ def cell(sigma_b: float, args: argparse.Namespace, requests: int, seed: int,
     work = Workload(input_tokens=8, output_tokens=1, requests=requests, warmup=1,
                     concurrency=args.concurrency)
     verdicts: Counter[str] = Counter()
-    pairs, changes = [], []
+    pairs, changes, mdes, needs = [], [], [], []
     t0 = time.perf_counter()
     with OracleServer(a_cfg) as sa, OracleServer(b_cfg) as sb:
         ea = OpenAIEngine(sa.url, tokenizer=WordTokenizer())
@@ -76,6 +77,10 @@ def cell(sigma_b: float, args: argparse.Namespace, requests: int, seed: int,
                 pairs.append(v.pairs)
                 if m.change_pct is not None:
                     changes.append(m.change_pct)
+                if m.mde_pct is not None:
+                    mdes.append(m.mde_pct)
+                if m.blind and m.needs is not None:
+                    needs.append(m.needs)
         finally:
             ea.close()
             eb.close()
@@ -84,8 +89,11 @@ def cell(sigma_b: float, args: argparse.Namespace, requests: int, seed: int,
     hits = verdicts["regression"]
     others = ", ".join(f"{k} {c}" for k, c in sorted(verdicts.items()) if k != "regression")
     change = f"{statistics.median(changes):+.0f}%" if changes else "-"
+    mde = f"{statistics.median(mdes):.0f}%" if mdes else "-"
+    if needs:
+        mde += f" (blind: needs about {statistics.median(needs):.0f} pairs)"
     return (f"{hits / n * 100:.1f}% {wilson(hits, n)} | {others or '-'} | "
-            f"{statistics.median(pairs):.0f} | {change} | {wall:.0f} s")
+            f"{statistics.median(pairs):.0f} | {change} | {mde} | {wall:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
           f"1 output token, concurrency {args.concurrency}, {args.trials} trials per cell; "
           f"load average at start {os.getloadavg()[0]:.1f}")
     print(f"| requests per run | case | trials | {METRIC} regression | other verdicts "
-          "| median pairs | median measured change | wall |")
-    print("|---:|---|---:|---:|---|---:|---:|---:|")
+          "| median pairs | median measured change | median MDE | wall |")
+    print("|---:|---|---:|---:|---|---:|---:|---|---:|")
     for k, requests in enumerate(args.requests):
         for case, sigma_b_case in (("A/A", args.sigma), (f"p99 x {args.slower:g}", sigma_b)):
             seed = args.seed * 1000 + k * 10 + (2 if sigma_b_case != args.sigma else 0)
