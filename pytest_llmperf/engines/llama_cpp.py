@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..models.packaged import ModelError, resolve_model
-from . import llama_cpp_params
+from . import fingerprint, llama_cpp_params
 from .base import (
     Embedded,
     Engine,
@@ -209,6 +209,7 @@ class LlamaCppTokenizer:
         self._llm = llm
         self._llama_cpp = llama_cpp
         self._words: list[int] | None = None
+        self._fingerprint: dict[str, str] | None = None
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         return list(self._llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=False))
@@ -235,6 +236,28 @@ class LlamaCppTokenizer:
                     words.append(tid)
             self._words = words
         return self._words
+
+    def fingerprint(self) -> dict[str, str]:
+        """``tokenizer_hash`` (every token's text, score and type, in id order) and
+        ``chat_template_hash`` (the GGUF's ``tokenizer.chat_template``, named ones included),
+        made once (issue 25; ``engines.fingerprint``)."""
+        if self._fingerprint is None:
+            lc = self._llama_cpp
+            vocab = self._llm._model.vocab
+            pieces = (b"%s\x00%r:%d" % (lc.llama_vocab_get_text(vocab, t) or b"",
+                                          float(lc.llama_vocab_get_score(vocab, t)),
+                                          int(lc.llama_vocab_get_attr(vocab, t)))
+                      for t in range(lc.llama_vocab_n_tokens(vocab)))
+            found = {"tokenizer_hash": fingerprint.vocabulary_hash(pieces)}
+            meta = dict(self._llm.metadata or {})
+            templates = {k: v for k, v in meta.items()
+                         if k.startswith("tokenizer.chat_template")}
+            digest = fingerprint.template_hash(
+                templates.get("tokenizer.chat_template") if len(templates) <= 1 else templates)
+            if digest:
+                found["chat_template_hash"] = digest
+            self._fingerprint = found
+        return dict(self._fingerprint)
 
 
 class LlamaCppLogits:
@@ -372,6 +395,8 @@ class LlamaCppEngine(Engine):
                 "swa_full": bool(self._llm.context_params.swa_full),
             },
             "load_s": round(self.load_s, 4),
+            # Issue 25: tokenizer and chat template, for the attribution (not the profile).
+            **fingerprint.of(self._tokenizer),
         }
 
     def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:

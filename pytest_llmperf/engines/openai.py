@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..redact import Redactor, header_secrets, redact, strip_controls
-from . import embeddings
+from . import embeddings, fingerprint
 from .auth import check_headers, parse_headers
 from .base import (
     Embedded,
@@ -564,6 +564,8 @@ class OpenAIEngine(Engine):
                 else type(tok).__name__
             ),
             "server": self.server.info() if self.server is not None else None,
+            # Issue 25: a local tokenizer's hashes, for the attribution (not the profile).
+            **fingerprint.of(tok),
         }
 
     def metrics_snapshot(self, names: Collection[str] | None = None) -> dict[str, float] | None:

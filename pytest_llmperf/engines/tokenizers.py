@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..redact import Redactor, header_secrets
+from . import fingerprint
 from .base import EngineError
 from .blocking_http import Connection, FetchError
 from .llama_cpp import LlamaCppTokenizer, import_llama_cpp
@@ -59,6 +60,10 @@ class GgufTokenizer:
     def word_token_ids(self) -> Sequence[int]:
         return self._inner.word_token_ids()
 
+    def fingerprint(self) -> dict[str, str]:
+        """The vocabulary's and chat template's hashes (``LlamaCppTokenizer.fingerprint``)."""
+        return self._inner.fingerprint()
+
 
 class HFTokenizer:
     """A Hugging Face tokenizer behind our Tokenizer protocol: a ``transformers`` tokenizer
@@ -79,6 +84,7 @@ class HFTokenizer:
         self._bare = getattr(type(tokenizer), "__module__", "").split(".")[0] == "tokenizers"
         self.label = label or type(tokenizer).__name__
         self._words: list[int] | None = None
+        self._fingerprint: dict[str, str] | None = None
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         encoded = self._tok.encode(text, add_special_tokens=add_special)
@@ -100,6 +106,21 @@ class HFTokenizer:
             vocab = self._tok.get_vocab()
             self._words = token_pool(self, sorted({int(i) for i in vocab.values()} - special))
         return self._words
+
+    def fingerprint(self) -> dict[str, str]:
+        """``tokenizer_hash`` (the vocabulary, added tokens included, in id order) and
+        ``chat_template_hash`` (a ``transformers`` tokenizer's ``chat_template``; a bare
+        tokenizer.json has none), made once (issue 25; ``engines.fingerprint``)."""
+        if self._fingerprint is None:
+            vocab = (self._tok.get_vocab(with_added_tokens=True) if self._bare
+                     else self._tok.get_vocab())
+            found = {"tokenizer_hash": fingerprint.vocab_mapping_hash(
+                {str(k): int(v) for k, v in vocab.items()})}
+            digest = fingerprint.template_hash(getattr(self._tok, "chat_template", None))
+            if digest:
+                found["chat_template_hash"] = digest
+            self._fingerprint = found
+        return dict(self._fingerprint)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any
 
 from ..settings import Settings
+from . import fingerprint
 from .base import EngineError, Generation, GenerationParams, OnChunk, Prompt, import_optional
 from .engine_args import check_engine_args as shared_check
 from .gpu_common import (
@@ -186,7 +187,9 @@ class TRTLLMEngine(BackgroundLoopEngine):
     def info(self) -> dict[str, Any]:
         return {"kind": self.kind, "version": self._version, "model": self.model,
                 "gpu": self._gpu, "settings": dict(self._settings),
-                "load_s": round(self.load_s, 4)}
+                "load_s": round(self.load_s, 4),
+                # Issue 25: tokenizer and chat template, for the attribution (not the profile).
+                **fingerprint.of(self._tokenizer)}
 
     async def _stream(self, prompt: Prompt, params: GenerationParams,
                       on_chunk: OnChunk) -> Generation:

@@ -47,7 +47,7 @@ from typing import Any
 
 from ..installed import installed
 from ..settings import Settings
-from . import vllm_params
+from . import fingerprint, vllm_params
 from .base import (
     Embedded,
     EngineError,
@@ -273,7 +273,9 @@ class VLLMEngine(BackgroundLoopEngine):
         return {"kind": self.kind, "version": self._version, "model": self.model,
                 "device": self._device,
                 "gpu": None if self._device == "cpu" else self._device,
-                "settings": dict(self._settings), "load_s": round(self.load_s, 4)}
+                "settings": dict(self._settings), "load_s": round(self.load_s, 4),
+                # Issue 25: tokenizer and chat template, for the attribution (not the profile).
+                **fingerprint.of(self._tokenizer)}
 
     def request_problem(self, params: Mapping[str, Any], models: Sequence[str]) -> str | None:
         """Workload.params: the fields vllm_params maps onto SamplingParams; a model mix: only

@@ -23,6 +23,11 @@ VOLATILE_ENGINE_KEYS: frozenset[str] = frozenset(
     {"load_s", "model_path", "url", "base_url", "pid", "started_at", "server_pid", "log_path",
      "api_key", "api_key_env", "profile_id"}
 )
+# Engine info keys kept out of the profile but shown by the attribution when they differ
+# (issue 25): the tokenizer's and chat template's hashes (``engines.fingerprint``). In the
+# profile they would orphan every baseline stored before engines reported them; a changed
+# tokenizer or template shows in the prompts digest and in "what moved with it".
+ATTRIBUTION_ONLY_ENGINE_KEYS: frozenset[str] = frozenset({"tokenizer_hash", "chat_template_hash"})
 FULL_HASH_LIMIT = 1 << 30  # hash whole files up to 1 GiB; larger ones are sampled
 SAMPLE_BYTES = 8 << 20
 
@@ -136,8 +141,9 @@ def server_part(server: Mapping[str, Any]) -> dict[str, Any]:
 
 def engine_part(info: Mapping[str, Any]) -> dict[str, Any]:
     """The comparable part of engine.info(): volatile keys dropped (a started server's too),
-    the model hash added."""
-    out = {k: v for k, v in info.items() if k not in VOLATILE_ENGINE_KEYS}
+    and the attribution-only ones (``ATTRIBUTION_ONLY_ENGINE_KEYS``), the model hash added."""
+    out = {k: v for k, v in info.items()
+           if k not in VOLATILE_ENGINE_KEYS and k not in ATTRIBUTION_ONLY_ENGINE_KEYS}
     if isinstance(out.get("server"), Mapping):
         out["server"] = server_part(out["server"])
     path = info.get("model_path")

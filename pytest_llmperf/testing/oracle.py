@@ -20,7 +20,8 @@ huge streamed event). With ``metrics=True`` it serves
 vLLM's Prometheus metrics on ``/metrics`` (prefix cache, KV-cache usage, preemptions,
 speculative decoding), moving by known amounts per request (``_OracleMetrics``). With
 ``reasoning_tokens=N`` its chat answers stream their first N tokens as reasoning deltas
-(``reasoning_field``), so TTFA - TTFT is exactly N * ``itl_ms``. Raw
+(``reasoning_field``), so TTFA - TTFT is exactly N * ``itl_ms``. With ``ttft_tail`` each
+TTFT is heavy-tailed, the schedule's times a seeded draw of median 1 (``heavy_tail``). Raw
 asyncio, HTTP/1.1 keep-alive with chunked transfer encoding: nothing heavy between the
 schedule and the socket.
 
@@ -40,6 +41,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, SupportsIndex
+
+from . import heavy_tail
 
 WORDS: tuple[str, ...] = tuple(
     "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
@@ -177,6 +180,12 @@ class OracleConfig:
     # instead of ``ttft_ms``: ((model, ttft_ms), ...), so per-model figures have a known
     # schedule.
     model_ttft_ms: tuple[tuple[str, float], ...] = ()
+    # Heavy-tailed TTFT (issue 25, tails on the oracle): each generation's TTFT (``ttft_ms``
+    # or its model's) times a seeded draw of median 1 for its index (the n-th generation the
+    # server took, from 0): "lognormal:SIGMA" or "pareto:ALPHA" (``heavy_tail``); the same
+    # seed and index give the same factor. None: every TTFT is the schedule's.
+    ttft_tail: str | None = None
+    ttft_tail_seed: int = 0
 
 
 @dataclass
@@ -193,6 +202,7 @@ class RequestLog:
     served_ns: int | None = None  # with ``slots``: when a slot took it (its schedule's start)
     uncached_tokens: int = 0  # prompt tokens not in the prefix cache (0: nothing modelled)
     prefill_ns: int = 0  # added to its TTFT: prefill_ms_per_token * uncached_tokens
+    ttft_factor: float = 1.0  # ttft_tail: its TTFT was the schedule's times this
 
 
 def _chunked(data: bytes) -> bytes:
@@ -320,6 +330,9 @@ class _Oracle:
         self._writers: set[asyncio.StreamWriter] = set()
         self._slots = asyncio.Semaphore(config.slots) if config.slots else None  # FIFO
         self.streamed = 0  # streamed answers begun (``OracleConfig.one_read`` counts them)
+        if config.ttft_tail is not None:
+            heavy_tail.parse(config.ttft_tail)  # a bad spec fails here, in one line
+        self.tail_draws = 0  # generations given a ttft_tail factor (the next one's index)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -492,6 +505,10 @@ class _Oracle:
                 f"This model's maximum context length is {cfg.max_model_len} tokens. However, "
                 f"you requested {n_prompt + n_out} tokens")}})
         log = RequestLog(prompt=prompt, recv_ns=recv_ns, headers=headers, body=req)
+        if cfg.ttft_tail is not None:
+            log.ttft_factor = heavy_tail.factor(cfg.ttft_tail, cfg.ttft_tail_seed,
+                                                self.tail_draws)
+            self.tail_draws += 1
         self._prefill(log, n_out)
         self.logs.append(log)
         if self._slots is not None:  # wait for a free slot, first come first served
@@ -501,7 +518,8 @@ class _Oracle:
             self.metrics.start(log, self.tokenizer.tokenize(prompt), n_out)
         try:
             if not req.get("stream"):
-                await asyncio.sleep(cfg.ttft_ms / 1e3 + cfg.itl_ms / 1e3 * (n_out - 1))
+                await asyncio.sleep(cfg.ttft_ms * log.ttft_factor / 1e3
+                                    + cfg.itl_ms / 1e3 * (n_out - 1))
                 text = " ".join(self.word(i) for i in range(n_out))
                 return await self.respond(writer, 200, {
                     "object": "text_completion", "model": cfg.model,
@@ -602,7 +620,8 @@ class _Oracle:
         one_read = bool(cfg.one_read) and cfg.one_read[self.streamed % len(cfg.one_read)] == "1"
         self.streamed += 1
         held = b""  # one_read: the token events, written together after the last
-        ttft_ms = dict(cfg.model_ttft_ms).get(str(req.get("model")), cfg.ttft_ms)
+        ttft_ms = (dict(cfg.model_ttft_ms).get(str(req.get("model")), cfg.ttft_ms)
+                   * log.ttft_factor)
         while sent < n_out:
             due = (start + log.prefill_ns + int(ttft_ms * 1e6)
                    + (0 if one_read else int(cfg.itl_ms * 1e6 * chunk_i)))
@@ -795,13 +814,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--reasoning-field", default="reasoning_content",
                    choices=("reasoning_content", "reasoning"),
                    help="the delta field reasoning is sent in")
+    p.add_argument("--ttft-tail", default=None, metavar="SPEC",
+                   help="heavy-tailed TTFT: 'lognormal:SIGMA' or 'pareto:ALPHA' (median 1)")
+    p.add_argument("--ttft-tail-seed", type=int, default=0)
     args = p.parse_args(argv)
     cfg = OracleConfig(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
                        tokens_per_chunk=args.tokens_per_chunk, api_key=args.api_key,
                        metrics=args.metrics, slots=args.slots, drip_paths=tuple(args.drip),
                        drip_ms=args.drip_ms, not_http=args.not_http,
                        reasoning_tokens=args.reasoning_tokens,
-                       reasoning_field=args.reasoning_field)
+                       reasoning_field=args.reasoning_field, ttft_tail=args.ttft_tail,
+                       ttft_tail_seed=args.ttft_tail_seed)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg, args.port))
     sys.exit(0)

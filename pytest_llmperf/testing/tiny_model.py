@@ -61,6 +61,7 @@ def write_tiny_gguf(
     n_head: int = 4,
     n_ctx: int = 2048,
     seed: int = 0,
+    chat_template: str | None = None,  # issue 25: tokenizer.chat_template, when given
 ) -> Path:
     """Write the model atomically to ``path`` and return it."""
     import gguf
@@ -97,6 +98,8 @@ def write_tiny_gguf(
         writer.add_unk_token_id(0)
         writer.add_add_bos_token(True)
         writer.add_add_eos_token(False)
+        if chat_template is not None:
+            writer.add_chat_template(chat_template)
         writer.add_tensor("token_embd.weight", w(n_vocab, n_embd))
         writer.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
         writer.add_tensor("output.weight", w(n_vocab, n_embd))

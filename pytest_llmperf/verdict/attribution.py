@@ -13,7 +13,8 @@ Pure: stored runs (``RunResult.to_dict()`` shapes) in, plain JSON out. Two quest
   TPOT, the whole as E2E; the one that grew most marked), and what moved: the server's
   signals (prefix-cache hit rate, preemptions, KV peak, speculative acceptance) and the tokens
   per request (rows {what, baseline, current, change_pct}, medians over the runs), and the
-  engine's settings and versions that differ (one line each).
+  engine's settings and versions that differ, its tokenizer's and chat template's hashes
+  included (``engines.fingerprint``; one line each).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from typing import Any
 from ..formatting import num
 from ..metric_table import BY_KEY, SERVER_KEYS
 from ..run.workload import comparable
-from ..store.profile import VOLATILE_ENGINE_KEYS, VOLATILE_SERVER_KEYS, differences
+from ..store.profile import (
+    ATTRIBUTION_ONLY_ENGINE_KEYS,
+    VOLATILE_ENGINE_KEYS,
+    VOLATILE_SERVER_KEYS,
+    differences,
+)
 
 Run = Mapping[str, Any]
 
@@ -108,6 +114,17 @@ def _engine(run: Run) -> dict[str, Any]:
     return out
 
 
+def _environment(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
+    """What differs in the engine, one line each. The tokenizer's and chat template's hashes
+    (``ATTRIBUTION_ONLY_ENGINE_KEYS``) count only where both sides have them: a baseline
+    stored before engines reported them is not a change of tokenizer."""
+    for key in ATTRIBUTION_ONLY_ENGINE_KEYS:
+        if key not in base or key not in cur:
+            base.pop(key, None)
+            cur.pop(key, None)
+    return differences(base, cur)
+
+
 def attribution(baseline_runs: Sequence[Run], current_runs: Sequence[Run]) -> dict[str, Any]:
     """The block a regression comes with: ``phases`` (every phase both sides measured; the
     one whose time grew most has ``most``), ``server`` (the server's own signals) and
@@ -132,7 +149,7 @@ def attribution(baseline_runs: Sequence[Run], current_runs: Sequence[Run]) -> di
                                      ("output tokens per request", "output_tokens"))
               if (row := _row(label, _per_request(baseline_runs, key),
                               _per_request(current_runs, key)))]
-    environment = (differences(_engine(baseline_runs[0]), _engine(current_runs[0]))
+    environment = (_environment(_engine(baseline_runs[0]), _engine(current_runs[0]))
                    if baseline_runs and current_runs else [])
     return {"phases": phases, "server": server, "tokens": tokens,
             "environment": environment,
