@@ -10,7 +10,7 @@ Pure: stored runs (``RunResult.to_dict()`` shapes) in, plain JSON out. Two quest
   Each difference is one line ("output_tokens: 16 -> 32").
 - ``attribution(baseline_runs, current_runs)``: the block a regression comes with. Every phase
   both sides measured (queueing before the send in an open loop, prefill as TTFT, decode as
-  TPOT, the whole as E2E; the one that grew most marked), and what moved: the server's
+  TPOT, the whole as E2E; the one that added most to a request marked), and what moved: the server's
   signals (prefix-cache hit rate, preemptions, KV peak, speculative acceptance) and the tokens
   per request (rows {what, baseline, current, change_pct}, medians over the runs), and the
   engine's settings and versions that differ, its tokenizer's and chat template's hashes
@@ -125,22 +125,40 @@ def _environment(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
     return differences(base, cur)
 
 
+def _request_growth(key: str, b: float, c: float, baseline_runs: Sequence[Run],
+                    current_runs: Sequence[Run]) -> float | None:
+    """How many ms a request's part grew by: the queue and prefill as they are; decode as
+    TPOT x (output tokens per request - 1), the time a request spends decoding (TPOT alone is
+    per token: compared as it is with TTFT it would name prefill for a decode slowdown);
+    TPOT's own growth where the token count is unknown; None for the whole request."""
+    if key == "e2e_p50_ms":
+        return None
+    if key != "tpot_p50_ms":
+        return c - b
+    nb, nc = (_per_request(runs, "output_tokens") for runs in (baseline_runs, current_runs))
+    if nb is None or nc is None:
+        return c - b
+    return c * max(nc - 1.0, 1.0) - b * max(nb - 1.0, 1.0)
+
+
 def attribution(baseline_runs: Sequence[Run], current_runs: Sequence[Run]) -> dict[str, Any]:
     """The block a regression comes with: ``phases`` (every phase both sides measured; the
-    one whose time grew most has ``most``), ``server`` (the server's own signals) and
-    ``tokens`` (per request) as rows that moved, ``environment`` (engine settings and
-    versions that differ, one line each) and ``workload`` (``workload_changes``)."""
+    one that added the most time to a request has ``most``: ``_request_growth``),
+    ``server`` (the server's own signals) and ``tokens`` (per request) as rows that moved,
+    ``environment`` (engine settings and versions that differ, one line each) and
+    ``workload`` (``workload_changes``)."""
     phases: list[dict[str, Any]] = []
-    growth: list[tuple[float, int]] = []  # (ms grown, index) of the parts of a request
+    growth: list[tuple[float, int]] = []  # (ms a request grew by, index) per part of it
     for label, key in PHASES:
         b, c = _median(baseline_runs, key), _median(current_runs, key)
         if b is None or c is None:
             continue
-        if key != "e2e_p50_ms" and c > b:
-            growth.append((c - b, len(phases)))
+        grown = _request_growth(key, b, c, baseline_runs, current_runs)
+        if grown is not None and grown > 0:
+            growth.append((grown, len(phases)))
         phases.append({"what": label, "baseline": b, "current": c,
                        "change_pct": (c / b - 1.0) * 100.0 if b else None})
-    if growth:  # the part whose time grew the most (ms): where to look first
+    if growth:  # the part that added the most time to a request: where to look first
         phases[max(growth)[1]]["most"] = True
     server = [row for key in SERVER_KEYS
               if (row := _row(BY_KEY[key].label, _median(baseline_runs, key),

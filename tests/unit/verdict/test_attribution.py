@@ -66,3 +66,21 @@ def test_the_block_names_phases_signals_tokens_and_engine_settings() -> None:
     assert "    engine: settings.n_threads: baseline 2, now 1" in lines
     assert attribution_lines(None) == [] and attribution_lines(
         {"phases": [], "server": [], "tokens": [], "environment": [], "workload": []}) == []
+
+
+def test_a_decode_slowdown_is_named_by_the_time_it_adds_to_a_request() -> None:
+    """TPOT is per token: 26.8 -> 46.1 ms over 15 decoded tokens adds 290 ms to a request,
+    more than prefill's 192.9 -> 330.2 ms (+137 ms) (the embedded engine at 2 threads, then
+    1): decode grew most, although TTFT's own change in ms is the larger number."""
+    def run(ttft: float, tpot: float) -> dict[str, Any]:
+        return {"summary": {"ttft_p50_ms": ttft, "tpot_p50_ms": tpot,
+                            "e2e_p50_ms": ttft + 15 * tpot, "output_tokens": 128,
+                            "requests": 8}}
+    block = attribution([run(192.9, 26.78)], [run(330.2, 46.05)])
+    most = [row["what"] for row in block["phases"] if row.get("most")]
+    assert most == ["decode (TPOT p50)"]
+    # Without the token counts TPOT's growth is compared as it is (and prefill wins here).
+    bare = [{"summary": {"ttft_p50_ms": 192.9, "tpot_p50_ms": 26.78}}]
+    block = attribution(bare, [{"summary": {"ttft_p50_ms": 330.2, "tpot_p50_ms": 46.05}}])
+    assert [row["what"] for row in block["phases"] if row.get("most")] == [
+        "prefill (TTFT p50)"]
