@@ -180,7 +180,8 @@ def test_a_slowdown_fails_naming_the_test_and_writes_every_output(
     assert md.startswith("### pytest-llmperf compare ❌ 1/2 tests regressed")
     row = next(ln for ln in md.splitlines()
                if "`test_speed.py::test_changed`" in ln and "tpot_p50_ms" in ln)
-    assert row.startswith("| ") and row.endswith("❌ regression |") and row.count(" | ") == 7
+    # test, metric, base, head, change, interval, p, MDE, verdict
+    assert row.startswith("| ") and row.endswith("❌ regression |") and row.count(" | ") == 8
 
     html = files["html"].read_text()
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html
