@@ -63,6 +63,20 @@ def http(url: str, method: str = "GET") -> Any:
         return json.loads(resp.read())
 
 
+def machine() -> str:
+    """This machine in one phrase: CPU model, cores, the 1-minute load and Python."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores (shared; 1-min load {os.getloadavg()[0]:.1f}), "
+            f"Python {platform.python_version()}")
+
+
 def measure(engine: OpenAIEngine, url: str, concurrency: int, requests: int,
             output_tokens: int, seed: int, workers: int = 1) -> dict[str, Any]:
     workload = Workload(input_tokens=64, output_tokens=output_tokens, requests=requests,
@@ -158,17 +172,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0]
-    print(f"\nMachine: {cpu}, {os.cpu_count()} cores (shared; 1-min load {load:.1f}), Python "
-          f"{platform.python_version()}; oracle: first token after {args.ttft_ms:g} ms, then "
+    print(f"\nMachine: {machine()}; oracle: first token after {args.ttft_ms:g} ms, then "
           f"one every {args.itl_ms:g} ms, {args.output_tokens} tokens per request.\n")
     print("| concurrency | workers | requests | TTFT err p50 | TTFT err p99 | ITL err p50 "
           "| ITL err p99 | server late p50/p99 | tokens/s | errors |")

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from client_fidelity import http, start_oracle
+from client_fidelity import http, machine, start_oracle
 
 from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.run.loadgen import run_load
@@ -115,17 +113,8 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    print(f"\nMachine: {cpu}, {os.cpu_count()} cores (shared; 1-min load "
-          f"{os.getloadavg()[0]:.1f}), Python {platform.python_version()}; oracle: first "
-          "token after 5 ms, then one every 2 ms, 4 tokens per request; 24-token prompts.\n")
+    print(f"\nMachine: {machine()}; oracle: first token after 5 ms, then one every 2 ms, "
+          "4 tokens per request; 24-token prompts.\n")
     print("| trace rate | workers | requests | plan err max | arrival err p50 | arrival err p99 "
           "| arrival err max | sent/s (trace's own) | loop lag p99 | errors |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
