@@ -30,8 +30,8 @@ from ..run.workload import comparable
 from ..store.profile import (
     ATTRIBUTION_ONLY_ENGINE_KEYS,
     VOLATILE_ENGINE_KEYS,
-    VOLATILE_SERVER_KEYS,
     differences,
+    server_part,
 )
 
 Run = Mapping[str, Any]
@@ -109,8 +109,8 @@ def _engine(run: Run) -> dict[str, Any]:
     engine = run.get("engine") or {}
     out = {k: v for k, v in engine.items() if k not in _VOLATILE}
     server = engine.get("server")
-    if isinstance(server, Mapping):
-        out["server"] = {k: v for k, v in server.items() if k not in VOLATILE_SERVER_KEYS}
+    if isinstance(server, Mapping):  # as the profile compares it: no pid, URL or free port
+        out["server"] = server_part(server)
     return out
 
 

@@ -84,3 +84,13 @@ def test_a_decode_slowdown_is_named_by_the_time_it_adds_to_a_request() -> None:
     block = attribution(bare, [{"summary": {"ttft_p50_ms": 330.2, "tpot_p50_ms": 46.05}}])
     assert [row["what"] for row in block["phases"] if row.get("most")] == [
         "prefill (TTFT p50)"]
+
+
+def test_a_started_servers_free_port_is_not_an_engine_difference() -> None:
+    """Two served runs: each server got another free port (and pid, URL); its command is
+    compared as the profile compares it (store/profile.server_part), so nothing differs."""
+    def served(port: int, pid: int) -> dict[str, Any]:
+        return {"summary": {"ttft_p50_ms": 10.0}, "engine": {"kind": "openai", "server": {
+            "recipe": "vllm", "command": f"python -m vllm serve m --port {port}",
+            "pid": pid, "url": f"http://127.0.0.1:{port}"}}}
+    assert attribution([served(4001, 11)], [served(4002, 12)])["environment"] == []
