@@ -281,7 +281,7 @@ class Response:
     status: int
     reason: str
     headers: dict[str, str]
-    sent_ns: int  # when the request was written to the socket
+    sent_ns: int  # when the request was handed to the socket (just before the write)
 
 
 class Stream:
@@ -566,8 +566,12 @@ class Client:
                 self._all.discard(conn)
                 continue
             try:
-                await conn.send(raw)
+                # Stamped just before the write, as `vllm bench serve` does before its post:
+                # stamped after it, a thread switch between the write and the stamp (the GIL,
+                # a server in this process) would start the clock after the server had read
+                # the request, and TTFT would read below what the server took.
                 sent_ns = time.perf_counter_ns()
+                await conn.send(raw)
                 conn.used += 1
                 resp, stream = await self._read_head(conn, sent_ns, method == "HEAD")
             except HTTPError as exc:

@@ -33,11 +33,19 @@ def test_each_request_gets_its_seeded_draw_and_the_client_measures_it() -> None:
     for log, f in zip(logs, expected, strict=True):
         assert (log.scheduled_ns[0] - log.recv_ns) / 1e6 == pytest.approx(4.0 * f, abs=0.01)
         assert log.sent_ns[0] >= log.scheduled_ns[0]
-    # The client's TTFTs follow the draws: its p99 and p50 are the schedule's (plus the
-    # client's own few milliseconds at most).
+    # The client's TTFTs follow the draws. Per request, never below the schedule (the client's
+    # clock starts before the server reads the request and stops after the token went); above
+    # it by the client's own time only, which on a loaded 2-core machine is a few ms (the
+    # bounds below leave room for that, and still fail a client that missed the draws: the
+    # schedule's p99 is ~10x its p50).
     ttfts = [4.0 * f for f in expected]
-    assert result.summary["ttft_p50_ms"] == pytest.approx(np.percentile(ttfts, 50), abs=4.0)
-    assert result.summary["ttft_p99_ms"] == pytest.approx(np.percentile(ttfts, 99), abs=6.0)
+    measured = [r.ttft_ns / 1e6 for r in sorted(result.samples, key=lambda r: r.index)]
+    for got, due in zip(measured, ttfts, strict=True):
+        assert got >= due
+    p50, p99 = np.percentile(ttfts, 50), np.percentile(ttfts, 99)
+    assert p50 <= result.summary["ttft_p50_ms"] < p50 + 15.0
+    assert result.summary["ttft_p99_ms"] == pytest.approx(p99, abs=max(6.0, 0.2 * p99))
+    assert p99 > p50 + 15.0  # the tail lies beyond the p50's upper bound
     assert max(expected) > 4 * min(expected)  # heavy-tailed indeed
 
 
