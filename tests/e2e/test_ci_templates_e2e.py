@@ -251,6 +251,7 @@ class JobRun:
     action_outputs: list[dict[str, str]] = field(default_factory=list)
     uploaded: list[list[Path]] = field(default_factory=list)
     summary: str = ""
+    logs: dict[str, str] = field(default_factory=dict)  # each run step's stdout and stderr
 
 
 def run_steps(steps: list[dict[str, Any]], work: Path, context: dict[str, Any],
@@ -344,6 +345,7 @@ def run_script(step: Mapping[str, Any], work: Path, context: dict[str, Any],
                           cwd=work, env=step_env, capture_output=True, text=True, timeout=600)
     name = step.get("name", step["run"][:30])
     record.done.append(name)
+    record.logs[name] = proc.stdout + proc.stderr
     if proc.returncode != 0:
         record.failed = record.failed or name
         print(f"{where}: step {name!r} exited {proc.returncode}\n{proc.stdout[-3000:]}\n"
@@ -561,3 +563,30 @@ def test_shellcheck_is_clean_on_the_action_scripts(step: str) -> None:
 def test_shellcheck_can_fail() -> None:
     proc = shellcheck('dir=$1\nrm -rf $dir/*\n')
     assert proc.returncode == 1 and "SC2086" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ({"mode": "nope"}, "unknown mode 'nope' (auto, compare, gate or save)"),
+    ({"pytest-args": '-k "unclosed'}, "the pytest-args input cannot be split: No closing"),
+    ({"mode": "compare"}, "mode compare needs a base branch"),
+], ids=["mode", "pytest-args", "no-base"])
+def test_bad_input_is_one_line_and_a_fail_verdict(
+        upstream: Path, action_dir: Path, tmp_path: Path, given: dict[str, str],
+        message: str) -> None:
+    """The Action's bad input: one ``::error::`` line, no traceback, verdict fail, the job
+    failed by the Action's last step only."""
+    work = clone(upstream, tmp_path / "work")
+    wf = {"jobs": {"a": {"steps": [{"uses": ACTION_REF, "with": {**given, "upload": "false"}}]}}}
+    context = {"github": {"event_name": "push", "ref": "refs/heads/main",
+                          "sha": git(work, "rev-parse", "HEAD")},
+               "runner": {"os": "Linux", "arch": "X64"}, "workdir": str(work),
+               "action_path": str(action_dir)}
+    run = run_job(wf, "a", work, context, {"LLMPERF_ENGINE": "ci_oracle"})
+    assert run.failed == "Verdict", run.done
+    ((outputs),) = run.action_outputs
+    assert outputs["verdict"] == "fail"
+    log = run.logs["Performance suite"]
+    errors = [line for line in log.splitlines() if line.startswith("::error::")]
+    assert len(errors) == 1 and errors[0].startswith(f"::error::pytest-llmperf: {message}"), log
+    assert "Traceback" not in log
+    assert "no report (exit status 2" in run.summary
