@@ -569,13 +569,21 @@ def test_shellcheck_can_fail() -> None:
     ({"mode": "nope"}, "unknown mode 'nope' (auto, compare, gate or save)"),
     ({"pytest-args": '-k "unclosed'}, "the pytest-args input cannot be split: No closing"),
     ({"mode": "compare"}, "mode compare needs a base branch"),
-], ids=["mode", "pytest-args", "no-base"])
+    ({"mode": "compare", "base-ref": "main", "shallow": "1"},
+     "compare needs the full history: actions/checkout with fetch-depth: 0"),
+], ids=["mode", "pytest-args", "no-base", "shallow"])
 def test_bad_input_is_one_line_and_a_fail_verdict(
         upstream: Path, action_dir: Path, tmp_path: Path, given: dict[str, str],
         message: str) -> None:
     """The Action's bad input: one ``::error::`` line, no traceback, verdict fail, the job
     failed by the Action's last step only."""
-    work = clone(upstream, tmp_path / "work")
+    given = dict(given)
+    if given.pop("shallow", None):  # actions/checkout's default, fetch-depth: 1
+        work = tmp_path / "work"
+        git(tmp_path, "clone", "-q", "--depth", "1", f"file://{upstream}", str(work))
+        assert git(work, "rev-parse", "--is-shallow-repository") == "true"
+    else:
+        work = clone(upstream, tmp_path / "work")
     wf = {"jobs": {"a": {"steps": [{"uses": ACTION_REF, "with": {**given, "upload": "false"}}]}}}
     context = {"github": {"event_name": "push", "ref": "refs/heads/main",
                           "sha": git(work, "rev-parse", "HEAD")},
