@@ -1,0 +1,1 @@
+"""Scaffolding helpers: what users copy into their repository (CI Action reference, templates)."""

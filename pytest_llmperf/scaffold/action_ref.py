@@ -1,0 +1,3 @@
+"""The reference users write in a workflow to use the project's GitHub Action."""
+
+ACTION_REF = "pytest-llmperf/pytest-llmperf@v1"
