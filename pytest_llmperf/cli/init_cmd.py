@@ -93,6 +93,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
               file=out)
         return 1
     print("next:", file=out)
+    if root.resolve() != Path.cwd().resolve():
+        print(f"  cd {args.dir}", file=out)
     for line in the_plan.next_steps:
         print(f"  {line}", file=out)
     return 0

@@ -103,14 +103,19 @@ def check(options: InitOptions) -> InitOptions:
 
 def pytest_config_file(existing: Mapping[str, str]) -> str | None:
     """The file pytest would read its configuration from, given the texts of the candidate
-    files present in the directory (``existing``: name -> text); None: there is none, so a
-    new pytest.ini is safe (it would shadow any of them)."""
-    for name, section in PYTEST_CONFIGS:
-        if name not in existing:
-            continue
-        if section is None or any(line.strip() == section
-                                  for line in existing[name].splitlines()):
-            return name
+    files present (``existing``: path relative to the target directory -> text; ancestors'
+    as ``../NAME``, ``../../NAME``): the nearest directory first, in pytest's order within one.
+    None: there is none, so a new pytest.ini is safe (it would shadow any of them)."""
+    prefixes = sorted({path.rpartition("/")[0] for path in existing},
+                      key=lambda prefix: prefix.count(".."))
+    for prefix in prefixes:
+        for name, section in PYTEST_CONFIGS:
+            path = f"{prefix}/{name}" if prefix else name
+            if path not in existing:
+                continue
+            if section is None or any(line.strip() == section
+                                      for line in existing[path].splitlines()):
+                return path
     return None
 
 
@@ -136,10 +141,11 @@ def config_text(options: InitOptions, config_file: str | None) -> str:
     """The configuration lines: a whole pytest.ini when ``config_file`` is None, else the lines
     to add to that file's pytest section (TOML strings for pyproject.toml)."""
     keys = ini_keys(options)
-    if config_file == "pyproject.toml":
+    name = (config_file or "").rpartition("/")[2]
+    if name == "pyproject.toml":
         body = "".join(f'{k} = "{v}"\n' for k, v in keys)
         return f"[tool.pytest.ini_options]\n{_INI_COMMENT}{body}"
-    section = {"setup.cfg": "[tool:pytest]"}.get(config_file or "", "[pytest]")
+    section = {"setup.cfg": "[tool:pytest]"}.get(name, "[pytest]")
     body = "".join(f"{k} = {v}\n" for k, v in keys)
     return f"{section}\n{_INI_COMMENT}{body}"
 

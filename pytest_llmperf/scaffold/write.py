@@ -20,15 +20,25 @@ class Outcome:
 
 
 def config_candidates(root: Path) -> Mapping[str, str]:
-    """The texts of pytest's candidate configuration files present in ``root``."""
+    """The texts of pytest's candidate configuration files in ``root`` and, inside a git
+    repository, in its folders up to the repository's root (pytest looks upwards from the
+    tests: a pytest.ini written below one of them would shadow it), keyed by their path
+    relative to ``root`` (``../pyproject.toml``)."""
     found: dict[str, str] = {}
-    for name, _ in PYTEST_CONFIGS:
-        path = root / name
-        if path.is_file():
-            try:
-                found[name] = path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                found[name] = ""
+    here = root.resolve()
+    dirs = [here]
+    top = next((d for d in (here, *here.parents) if (d / ".git").exists()), None)
+    if top is not None:
+        dirs += [d for d in here.parents if d == top or top in d.parents]
+    for depth, folder in enumerate(dirs):
+        for name, _ in PYTEST_CONFIGS:
+            path = folder / name
+            if path.is_file():
+                try:
+                    text = path.read_text(encoding="utf-8", errors="replace")
+                except OSError:
+                    text = ""
+                found["../" * depth + name] = text
     return found
 
 
@@ -42,6 +52,10 @@ def write(root: Path, files: Sequence[Planned]) -> list[Outcome]:
     out = []
     for planned in files:
         path = root / planned.path
+        if ".." in Path(planned.path).parts:  # a configuration file above root: never written
+            out.append(Outcome(planned, False, "exists" if exists(root, planned.path)
+                               else "outside --dir"))
+            continue
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("x", encoding="utf-8", newline="\n") as fh:

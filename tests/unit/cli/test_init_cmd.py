@@ -79,3 +79,28 @@ def test_bad_flags_are_one_line_and_exit_2(argv: list[str], tmp_path: Path,
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
     assert tree(tmp_path) == {}
+
+
+def test_a_configuration_up_the_repository_is_found(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """pytest looks for its configuration upwards from the tests: a pytest.ini written in a
+    sub-project would shadow the repository's pyproject.toml table. Only up to the repository's
+    root (a folder with .git): a configuration above it is not the project's."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # outside the repository: not looked at
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    sub = repo / "services" / "llm"
+    sub.mkdir(parents=True)
+    assert main(["init", "--dir", str(sub), "--ci", "none"]) == 0
+    out = capsys.readouterr().out
+    assert not (sub / "pytest.ini").exists()
+    assert "exists, not changed: ../../pyproject.toml;" in out
+    assert (repo / "pyproject.toml").read_text() == "[tool.pytest.ini_options]\n"
+    assert f"  cd {sub}\n" in out
+    assert main(["init", "--dir", str(tmp_path / "elsewhere")]) == 2  # no such folder
+    capsys.readouterr()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    assert main(["init", "--dir", str(outside), "--ci", "none"]) == 0
+    assert (outside / "pytest.ini").is_file()  # tmp_path/pytest.ini is not its repository's

@@ -128,6 +128,9 @@ def test_k8s_refs_follow_the_action_ref() -> None:
     ({"setup.cfg": "[metadata]\n"}, None),
     ({"setup.cfg": "[tool:pytest]\n", "tox.ini": "[pytest]\n"}, "tox.ini"),  # pytest's order
     ({"pytest.ini": "", "pyproject.toml": "[tool.pytest.ini_options]\n"}, "pytest.ini"),
+    ({"../pyproject.toml": "[tool.pytest.ini_options]\n"}, "../pyproject.toml"),  # above
+    ({"../../tox.ini": "[pytest]\n", "../setup.cfg": "[tool:pytest]\n"}, "../setup.cfg"),
+    ({"../pytest.ini": "", "tox.ini": "[pytest]\n"}, "tox.ini"),  # the nearest folder first
 ])
 def test_the_pytest_configuration_file(present: dict[str, str], expected: str | None) -> None:
     assert pytest_config_file(present) == expected
@@ -183,3 +186,34 @@ def test_bad_flags(options: InitOptions, message: str) -> None:
     text = str(info.value)
     assert text.startswith(message)
     assert "\n" not in text
+
+
+def test_a_configuration_above_the_target_is_named_not_shadowed() -> None:
+    out = files(plan(InitOptions(), {"../pyproject.toml": "[tool.pytest.ini_options]\n"}))
+    assert "pytest.ini" not in out
+    assert out["../pyproject.toml"].startswith("[tool.pytest.ini_options]\n")
+
+
+@pytest.mark.parametrize("engine", ["embedded", "vllm"])
+def test_the_gitlab_commands_exist(engine: str) -> None:
+    """Every ``llmperf`` command of the written .gitlab-ci.yml parses with the real parser,
+    and every --llmperf-* option of its pytest line is one the plugin registers."""
+    import shlex
+
+    from pytest_llmperf.cli.main import build_parser
+    from pytest_llmperf.settings import OPTIONS
+
+    doc = yaml.safe_load(files(plan(InitOptions(engine=engine, ci="gitlab")))[".gitlab-ci.yml"])
+    lines = [line for job in doc.values() if isinstance(job, dict)
+             for line in job.get("script", [])]
+    llmperf = [shlex.split(line) for line in lines if line.startswith(".venv/bin/llmperf ")]
+    pytest_lines = [shlex.split(line) for line in lines if line.startswith(".venv/bin/pytest ")]
+    assert len(llmperf) == 1 and len(pytest_lines) == 1
+    argv = llmperf[0][1:]
+    args = build_parser().parse_args(argv[:argv.index("--")])
+    assert args.command == "compare" and args.json == "llmperf.json"
+    flags = {o.flag for o in OPTIONS}
+    used = {a.partition("=")[0] for a in pytest_lines[0] if a.startswith("--llmperf-")}
+    assert used and used <= flags, used - flags
+    assert f"pytest-llmperf[{'vllm' if engine == 'vllm' else 'llama'}]" in "\n".join(
+        doc[".llmperf"]["before_script"])
