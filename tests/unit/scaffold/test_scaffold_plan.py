@@ -78,8 +78,13 @@ def test_vllm_plan() -> None:
     ast.parse(out["tests/perf/conftest.py"])
     assert ini(out["pytest.ini"])["llmperf_engine"] == "vllm"
     assert ini(out["pytest.ini"])["llmperf_model"] == DEFAULT_VLLM_MODEL
-    job = workflow(out[".github/workflows/llmperf.yml"])["jobs"]["pr-compare"]
+    doc = workflow(out[".github/workflows/llmperf.yml"])
+    job = doc["jobs"]["pr-compare"]
     assert job["runs-on"] == ["self-hosted", "gpu"]
+    # A fork's pull request never reaches the self-hosted runner.
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in job["if"]
+    assert "'llmperf-gpu'" in job["if"]
+    assert "labeled" in doc["on"]["pull_request"]["types"]
     assert job["steps"][1]["with"] == {"suite": "tests/perf", "extras": "vllm"}
     k8s = yaml.safe_load(out["k8s/llmperf/kustomization.yaml"])
     literals = k8s["configMapGenerator"][0]["literals"]
