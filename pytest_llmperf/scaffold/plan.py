@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..models.packaged import DEFAULT_MODEL
 from .action_ref import ACTION_REF
 
 ENGINES = ("embedded", "vllm", "url")
@@ -120,21 +121,29 @@ def pytest_config_file(existing: Mapping[str, str]) -> str | None:
 
 
 def ini_keys(options: InitOptions) -> list[tuple[str, str]]:
-    """The pytest configuration keys ``llmperf init`` sets (each is also --llmperf-*)."""
-    keys = [("llmperf_json", f"{RESULTS_DIR}/results.json"),
-            ("llmperf_html", f"{RESULTS_DIR}/report.html")]
+    """The pytest configuration keys ``llmperf init`` sets: the engine's (each is also a
+    --llmperf-* option, which wins, and an LLMPERF_* variable, which a key overrides)."""
     if options.engine == "vllm":
-        keys += [("llmperf_engine", "vllm"), ("llmperf_model", str(options.model))]
-    elif options.engine == "url":
-        keys.append(("llmperf_url", str(options.url)))
+        return [("llmperf_engine", "vllm"), ("llmperf_model", str(options.model))]
+    if options.engine == "url":
+        keys = [("llmperf_url", str(options.url))]
         if options.model:
             keys.append(("llmperf_server_model", options.model))
-    return keys
+        return keys
+    return [("llmperf_engine", "llama_cpp"), ("llmperf_model", DEFAULT_MODEL)]
 
+
+#: Report keys offered commented out: set, they make every pytest run write the reports, a
+#: plain ``pytest`` (marked tests skipped) too.
+REPORT_KEYS = (("llmperf_json", f"{RESULTS_DIR}/results.json"),
+               ("llmperf_html", f"{RESULTS_DIR}/report.html"))
 
 _INI_COMMENT = ("# pytest-llmperf (llmperf init): `pytest --llmperf` runs the tests marked "
                 "@llmperf;\n# without --llmperf they are skipped. Each key is also a "
-                "--llmperf-* option, which wins.\n")
+                "--llmperf-* option, which wins,\n# and an LLMPERF_* environment variable, "
+                "which the key overrides.\n")
+_REPORTS_COMMENT = ("# The reports of every run (a plain `pytest` run's too), or give "
+                    "--llmperf-html PATH:\n")
 
 
 def config_text(options: InitOptions, config_file: str | None) -> str:
@@ -144,10 +153,12 @@ def config_text(options: InitOptions, config_file: str | None) -> str:
     name = (config_file or "").rpartition("/")[2]
     if name == "pyproject.toml":
         body = "".join(f'{k} = "{v}"\n' for k, v in keys)
-        return f"[tool.pytest.ini_options]\n{_INI_COMMENT}{body}"
+        reports = "".join(f'# {k} = "{v}"\n' for k, v in REPORT_KEYS)
+        return f"[tool.pytest.ini_options]\n{_INI_COMMENT}{body}{_REPORTS_COMMENT}{reports}"
     section = {"setup.cfg": "[tool:pytest]"}.get(name, "[pytest]")
     body = "".join(f"{k} = {v}\n" for k, v in keys)
-    return f"{section}\n{_INI_COMMENT}{body}"
+    reports = "".join(f"# {k} = {v}\n" for k, v in REPORT_KEYS)
+    return f"{section}\n{_INI_COMMENT}{body}{_REPORTS_COMMENT}{reports}"
 
 
 def _render(name: str, **context: Any) -> str:
@@ -222,7 +233,8 @@ def next_steps(options: InitOptions, paths: Sequence[str]) -> tuple[str, ...]:
     listed = " ".join(paths)
     return (
         f'pip install "{install}"   # if it is not installed yet',
-        f"pytest --llmperf {suite}   # the first run",
+        f"pytest --llmperf {suite} --llmperf-html {RESULTS_DIR}/report.html"
+        "   # the first run, and its report",
         f'git add {listed} && git commit -m "pytest-llmperf: first perf test"',
         f"pytest --llmperf --llmperf-save {suite}   # save this commit's runs as the baseline",
         f"pytest --llmperf {suite}   # later runs compare against the nearest baseline",

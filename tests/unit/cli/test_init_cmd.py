@@ -47,7 +47,7 @@ def test_writes_the_missing_files_only(tmp_path: Path,
     assert (tmp_path / "pyproject.toml").read_text() == \
         "[tool.pytest.ini_options]\naddopts = '-q'\n"
     assert "exists, not changed: pyproject.toml;" in out
-    assert '    | llmperf_json = "llmperf-results/results.json"\n' in out
+    assert '    | llmperf_engine = "llama_cpp"\n' in out
     assert (tmp_path / ".gitlab-ci.yml").is_file()
 
 

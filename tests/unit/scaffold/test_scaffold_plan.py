@@ -51,8 +51,10 @@ def test_default_plan_is_embedded_with_github() -> None:
     ast.parse(test)  # valid Python
     assert "@llmperf(ttft_p95_ms=8000, min_tps=2, max_errors=0)" in test
     assert "Workload(input_tokens=32, output_tokens=16, requests=4)" in test
-    assert ini(out["pytest.ini"]) == {"llmperf_json": "llmperf-results/results.json",
-                                      "llmperf_html": "llmperf-results/report.html"}
+    assert ini(out["pytest.ini"]) == {"llmperf_engine": "llama_cpp",
+                                      "llmperf_model": "gemma3-270m-q4_k_m"}
+    # The report keys are offered commented out: set, a plain `pytest` would write them too.
+    assert "# llmperf_html = llmperf-results/report.html\n" in out["pytest.ini"]
     assert out[".gitignore"].splitlines()[-2:] == ["llmperf-results/", "baselines/"]
 
 
@@ -88,8 +90,9 @@ def test_vllm_plan() -> None:
     assert job["steps"][1]["with"] == {"suite": "tests/perf", "extras": "vllm"}
     k8s = yaml.safe_load(out["k8s/llmperf/kustomization.yaml"])
     literals = k8s["configMapGenerator"][0]["literals"]
-    assert "LLMPERF_ENGINE=vllm" in literals
-    assert f"LLMPERF_MODEL={DEFAULT_VLLM_MODEL}" in literals
+    assert "LLMPERF_GPU_MEMORY_UTILIZATION=0.85" in literals
+    # The engine and model are the pytest configuration's: a variable would not override it.
+    assert not [x for x in literals if x.startswith(("LLMPERF_ENGINE", "LLMPERF_MODEL"))]
     assert "nvidia.com/gpu" in k8s["patches"][0]["patch"]
 
 
@@ -111,8 +114,7 @@ def test_url_plan_with_gitlab_and_k8s() -> None:
     base, component, _ = k8s_refs()
     assert k8s["resources"] == [base] and k8s["components"] == [component]
     literals = k8s["configMapGenerator"][0]["literals"]
-    assert {"LLMPERF_SUITE=bench", "LLMPERF_ENGINE=openai", "LLMPERF_URL=http://10.0.0.5:8000",
-            "LLMPERF_SERVER_MODEL=m1"} <= set(literals)
+    assert literals == ["LLMPERF_SHARDS=2", "LLMPERF_SUITE=bench"]
 
 
 def test_ci_none_writes_no_workflow_and_keeps_baselines_tracked() -> None:
@@ -148,7 +150,7 @@ def test_an_existing_pyproject_configuration_is_not_shadowed() -> None:
     assert "pytest.ini" not in out
     text = out["pyproject.toml"]
     assert text.startswith("[tool.pytest.ini_options]\n")
-    assert 'llmperf_json = "llmperf-results/results.json"' in text
+    assert 'llmperf_model = "gemma3-270m-q4_k_m"' in text
     assert config_text(InitOptions(), "setup.cfg").startswith("[tool:pytest]\n")
 
 
@@ -164,7 +166,7 @@ def test_split_never_overwrites() -> None:
 
 def test_next_steps() -> None:
     steps = plan(InitOptions(suite="perf")).next_steps
-    assert steps[1].startswith("pytest --llmperf perf ")
+    assert steps[1].startswith("pytest --llmperf perf --llmperf-html llmperf-results/")
     assert "git add perf/test_llmperf.py pytest.ini .gitignore .github/workflows/llmperf.yml" \
         in steps[2]
     assert steps[3].startswith("pytest --llmperf --llmperf-save perf ")
