@@ -3,7 +3,8 @@ the real console module (``python -m pytest_llmperf.cli init``) in a subprocess,
 wrote run as a user would run it.
 
 - Embedded: ``pytest --llmperf <suite>`` passes on the real Gemma 3 270M (the packaged model),
-  (each run retried once when it failed on an oversubscribed machine, see ``llmperf_run``),
+  (a run that failed on an oversubscribed machine is retried once with one thread, see
+  ``llmperf_run``),
   then, committed, ``--llmperf-save`` writes a baseline of the commit (the tree stays clean:
   the reports and baselines/ are ignored) and a second run is compared with it; a second
   ``llmperf init`` writes nothing, exits 1 and names every file that exists. The wall time from
@@ -54,14 +55,19 @@ def pytest_in(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=repo, capture_output=True, text=True, env=env(), timeout=600)
 
 
-def llmperf_run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``pytest --llmperf ARGS``, run again once when it failed while the plugin reported the
-    CPUs oversubscribed (this 2-core machine is shared: under other jobs' load the embedded
-    model made 0.7 tokens/s against 9 alone); a second failure stands."""
-    proc = pytest_in(repo, "--llmperf", *args)
-    if proc.returncode != 0 and "the CPUs were oversubscribed" in proc.stdout:
-        print("\nllmperf init e2e: run failed on an oversubscribed machine; once more")
-        proc = pytest_in(repo, "--llmperf", *args)
+def llmperf_run(repo: Path, *args: str, fewer_threads: list[str]) -> \
+        subprocess.CompletedProcess[str]:
+    """``pytest --llmperf ARGS`` as the user runs it. This 2-core machine is shared: when a run
+    fails while the plugin reports the CPUs oversubscribed, it is run once more with the
+    plugin's own advice, one llama.cpp thread (measured here under other jobs' load: 0.6
+    tokens/s with two spinning threads, 15 with one), and ``fewer_threads`` keeps that option
+    for the later runs so that they share the baseline's profile. A second failure stands."""
+    proc = pytest_in(repo, "--llmperf", *args, *fewer_threads)
+    if proc.returncode != 0 and "the CPUs were oversubscribed" in proc.stdout \
+            and not fewer_threads:
+        print("\nllmperf init e2e: failed on an oversubscribed machine; again with one thread")
+        fewer_threads += ["--llmperf-threads", "1"]
+        proc = pytest_in(repo, "--llmperf", *args, *fewer_threads)
     return proc
 
 
@@ -85,24 +91,27 @@ def test_embedded_from_git_init_to_a_compared_run(tmp_path: Path) -> None:
     written = files(repo)
     assert set(written) == {f"{SUITE}/test_llmperf.py", "pytest.ini", ".gitignore",
                             ".github/workflows/llmperf.yml"}
-    first = llmperf_run(repo, SUITE, "--llmperf-html", "llmperf-results/report.html")
+    threads: list[str] = []
+    first = llmperf_run(repo, SUITE, "--llmperf-html", "llmperf-results/report.html",
+                        fewer_threads=threads)
     elapsed = time.monotonic() - start
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     assert "1 passed" in first.stdout
     assert "model gemma-3-270m-q4_k_m.gguf" in first.stdout  # the engine the ini names
     assert (repo / "llmperf-results" / "report.html").is_file()
-    print(f"\nllmperf init e2e: git init -> first passing pytest --llmperf: {elapsed:.1f} s")
+    print(f"\nllmperf init e2e: git init -> first passing pytest --llmperf: {elapsed:.1f} s"
+          f"{' (one thread)' if threads else ''}")
     assert elapsed < 600, elapsed  # 20-40 s on 2 cores; room for a shared, loaded machine
 
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "pytest-llmperf: first perf test")
     head = git(repo, "rev-parse", "HEAD")
-    saved = llmperf_run(repo, "--llmperf-save", SUITE)
+    saved = llmperf_run(repo, "--llmperf-save", SUITE, fewer_threads=threads)
     assert saved.returncode == 0, saved.stdout[-3000:] + saved.stderr[-2000:]
     baselines = sorted((repo / "baselines").glob(f"*/{head}.json"))
-    assert len(baselines) == 1, saved.stdout[-2000:]
+    assert baselines, saved.stdout[-2000:]  # (two profiles if a retry changed the threads)
     assert git(repo, "status", "--porcelain") == ""  # reports and baselines/ are ignored
-    second = llmperf_run(repo, SUITE)
+    second = llmperf_run(repo, SUITE, fewer_threads=threads)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-2000:]
     assert f"compared with {head[:12]}" in second.stdout
 
@@ -120,7 +129,7 @@ def test_url_engine_against_the_oracle(tmp_path: Path, oracle: OracleServer) -> 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"llmperf_url = {oracle.url}\n" in (repo / "pytest.ini").read_text()
     assert not (repo / ".github").exists()
-    run = llmperf_run(repo, SUITE)
+    run = llmperf_run(repo, SUITE, fewer_threads=[])
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "1 passed" in run.stdout
     assert oracle.url.split("//")[1] in run.stdout  # the served engine ran against it
