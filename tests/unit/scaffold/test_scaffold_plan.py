@@ -224,3 +224,22 @@ def test_the_gitlab_commands_exist(engine: str) -> None:
     assert used and used <= flags, used - flags
     assert f"pytest-llmperf[{'vllm' if engine == 'vllm' else 'llama'}]" in "\n".join(
         doc[".llmperf"]["before_script"])
+
+
+@pytest.mark.parametrize("engine", ["embedded", "vllm", "url"])
+def test_the_workflow_gives_the_action_only_its_inputs(engine: str) -> None:
+    """Every ``with:`` key of the written workflow's Action steps is an input of action.yml
+    (this repository's; skipped in a checkout without it)."""
+    from helpers import ROOT
+
+    action = ROOT / "action.yml"
+    if not action.is_file():
+        pytest.skip("no action.yml in this checkout")
+    inputs = set(yaml.safe_load(action.read_text())["inputs"])
+    url = "http://127.0.0.1:8000" if engine == "url" else None
+    doc = workflow(files(plan(InitOptions(engine=engine, url=url)))[
+        ".github/workflows/llmperf.yml"])
+    given = {key for job in doc["jobs"].values() for step in job["steps"]
+             if step["uses"] == ACTION_REF for key in step["with"]}
+    assert "suite" in given
+    assert given <= inputs, given - inputs
