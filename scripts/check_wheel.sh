@@ -24,12 +24,14 @@ echo "check-wheel: built $(basename "$wheel") and $(basename "$(ls "$work"/dist/
 "$work/venv/bin/python" -m pip install --quiet --upgrade pip
 "$work/venv/bin/python" -m pip install --quiet "${wheel}[llama]"
 "$work/venv/bin/llmperf" --help >/dev/null
+mkdir "$work/init" && "$work/venv/bin/llmperf" init --dir "$work/init" --k8s --dry-run >/dev/null  # the templates ship
 (cd "$work" && "$work/venv/bin/python" - <<'PY'
 import importlib.resources as resources
 import pytest_llmperf
 
 root = resources.files("pytest_llmperf")
-for name in ("py.typed", "report/templates/report.html.j2", "quality/tasks/llmperf_arith.jsonl"):
+for name in ("py.typed", "report/templates/report.html.j2", "quality/tasks/llmperf_arith.jsonl",
+             "scaffold/templates/test_llmperf.py.j2"):
     assert (root / name).is_file(), f"the wheel does not ship {name}"
 assert "site-packages" in pytest_llmperf.__file__, pytest_llmperf.__file__  # not this checkout
 PY

@@ -23,7 +23,7 @@ from ..store.baselines import Baseline, BaselineError, BaselineStore, run_value
 from ..store.profile import mismatch_message
 from ..verdict import changepoints
 from ..verdict.gate import compare_runs
-from . import compare, export, nightly, store_cli
+from . import compare, export, init_cmd, nightly, store_cli
 
 
 class UsageError(Exception):
@@ -380,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bisect(sub)
     compare.add_parser(sub)
     export.add_parser(sub)
+    init_cmd.add_parser(sub)
     _add_calibrate(sub)
     return parser
 
