@@ -43,8 +43,8 @@ step() {
     rc=$?
     set -e
     if [ "$rc" != 0 ]; then
-        tail -n 40 "$LOG" >&2
-        die "step '$name' failed (exit $rc; its output above)"
+        tail -n 40 "$LOG" | sed 's/^/  | /' >&2
+        die "step '$name' failed (exit $rc): $(tail -n 1 "$LOG")"
     fi
     awk -v n="$name" -v a="$t0" -v b="$(date +%s.%N)" \
         'BEGIN { printf "container_check: %-28s %7.1f s\n", n, b - a }'
