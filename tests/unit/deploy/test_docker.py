@@ -12,10 +12,9 @@ import re
 import shlex
 
 import pytest
-from helpers import DOCKER, ROOT
+from helpers import DOCKER, ROOT, Instruction
 from helpers import DOCKER_IMAGES as IMAGES
 from helpers import docker_assignments as assignments
-from helpers import Instruction
 from helpers import parse_dockerfile as parse
 
 
