@@ -108,6 +108,12 @@ build() {
         -v "$WORK/build-ca.crt:/tmp/build-ca.crt:ro" -v "$WORK/pip.conf:/etc/pip.conf:ro" \
         --build-arg LLMPERF_COMMIT="$COMMIT" --build-arg LLMPERF_BRANCH="$BRANCH" \
         -t "$IMAGE" .
+    # The commit its runs are saved under is this one (a stale cached layer would keep another).
+    local carried
+    carried=$(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" \
+        | sed -n 's/^LLMPERF_COMMIT=//p')
+    [ "$carried" = "$COMMIT" ] || {
+        echo "the image carries LLMPERF_COMMIT=$carried, not this checkout's $COMMIT"; return 1; }
     podman image inspect --format '{{.Size}}' "$IMAGE" \
         | awk '{ printf "image size: %.0f MB\n", $1 / 1e6 }'
 }

@@ -132,3 +132,6 @@ def test_the_cpu_image_builds_its_wheel_apart_and_ships_no_compiler() -> None:
     install = max(i for i, (k, a) in enumerate(keywords) if k == "RUN")
     commit = min(i for i, (k, a) in enumerate(keywords) if "LLMPERF_COMMIT" in a)
     assert install < commit
+    # ... and a RUN uses the commit: buildah keys ENV/LABEL layers by their text, so without
+    # it a cached build keeps the previous commit in LLMPERF_COMMIT.
+    assert any(k == "RUN" and "${LLMPERF_COMMIT}" in a for k, a in keywords[commit:])
