@@ -73,3 +73,53 @@ def test_a_cached_model_this_user_cannot_read_is_one_clear_error(
     assert "\n" not in message
     assert str(path) in message and "not readable" in message and "LLMPERF_CACHE_DIR" in message
     assert len(fake_package.calls) == 1  # type: ignore[attr-defined]
+
+
+def test_a_marker_whose_time_lost_its_fraction_still_counts(
+        tmp_path: Path, fake_package: types.ModuleType) -> None:
+    """An image layer keeps whole seconds: the marker then still matches, and the model is
+    neither hashed nor assembled again (with the marker, not the hash, read)."""
+    path = packaged_model_path("fake", tmp_path)
+    st = path.stat()
+    whole = (st.st_mtime_ns // 10**9) * 10**9 + 123  # as a layer rewrites it, not the same ns
+    os.utime(path, ns=(st.st_atime_ns, whole))
+    marker = path.with_name(path.name + ".verified.json")
+    before = marker.read_text()
+    assert packaged_model_path("fake", tmp_path) == path
+    assert marker.read_text() == before  # not rewritten: the stamp matched
+    assert len(fake_package.calls) == 1  # type: ignore[attr-defined]
+    # Another second, or another size, is another file: hashed again (and still right).
+    os.utime(path, ns=(st.st_atime_ns, whole + 5 * 10**9))
+    assert packaged_model_path("fake", tmp_path) == path
+    assert marker.read_text() != before
+
+
+def test_a_read_only_cache_still_gives_the_verified_model(
+        tmp_path: Path, fake_package: types.ModuleType,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another uid in an image: the marker cannot be rewritten; the hash verified the file,
+    so it is used, with no error and no stray temporary file."""
+    path = packaged_model_path("fake", tmp_path)
+    path.with_name(path.name + ".verified.json").write_text("{}")  # a stale marker
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> int:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    assert packaged_model_path("fake", tmp_path) == path
+    assert len(fake_package.calls) == 1  # type: ignore[attr-defined]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.gguf", "fake.gguf.verified.json"]
+
+
+def test_a_model_that_cannot_be_assembled_here_is_one_clear_error(
+        tmp_path: Path, fake_package: types.ModuleType,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(ModelError, match=r"^could not assemble the packaged model 'fake' into "
+                                         r".*\(Permission denied\): set LLMPERF_CACHE_DIR"):
+        packaged_model_path("fake", tmp_path)
