@@ -110,7 +110,10 @@ make_base() {
 
 # --- (d) -------------------------------------------------------------------------------------
 build() {
+    # --ignorefile: the build context the .dockerignore beside the Dockerfile keeps (BuildKit
+    # finds it by its name; podman 4.3 is given it), not the checkout's virtual environments.
     podman build --pull=never -f docker/Dockerfile.cpu \
+        --ignorefile docker/Dockerfile.cpu.dockerignore \
         -v "$WORK/build-ca.crt:/tmp/build-ca.crt:ro" -v "$WORK/pip.conf:/etc/pip.conf:ro" \
         --build-arg LLMPERF_COMMIT="$COMMIT" --build-arg LLMPERF_BRANCH="$BRANCH" \
         -t "$IMAGE" .
