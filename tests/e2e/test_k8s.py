@@ -24,6 +24,7 @@ import pytest
 import yaml
 from helpers import ROOT
 
+from pytest_llmperf.models.packaged import DEFAULT_MODEL
 from pytest_llmperf.testing.schedule_engine import CONFTEST as SCHEDULE_CONFTEST
 
 K8S = ROOT / "k8s"
@@ -180,10 +181,14 @@ def test_the_shard_job_has_its_policies(overlay: str) -> None:
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory" and \
         mounts["dshm"]["mountPath"] == "/dev/shm"
-    assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "llmperf-models",
-                                                          "readOnly": True}
-    assert mounts["models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
-    assert run["LLMPERF_MODEL"].startswith("/models/")  # the plugin reads LLMPERF_MODEL
+    if overlay == "gpu-vllm":  # the checkpoint on the models claim
+        assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "llmperf-models",
+                                                              "readOnly": True}
+        assert mounts["models"] == {"name": "models", "mountPath": "/models", "readOnly": True}
+        assert run["LLMPERF_MODEL"].startswith("/models/")  # the plugin reads LLMPERF_MODEL
+    else:  # the packaged model in the image's cache: no models volume to stage
+        assert "models" not in volumes and "models" not in mounts
+        assert run["LLMPERF_MODEL"] == DEFAULT_MODEL
     assert volumes["results"]["persistentVolumeClaim"]["claimName"] == "llmperf-results"
     assert mounts["results"]["mountPath"] == run["LLMPERF_RESULTS_DIR"] == "/results"
     env = {e["name"]: e for e in c["env"]}
@@ -218,7 +223,7 @@ def test_the_shard_job_has_its_policies(overlay: str) -> None:
         assert volumes["dshm"]["emptyDir"]["sizeLimit"] == "16Gi"  # the patch hit /dev/shm
     else:
         assert "nodeSelector" not in pod and "nvidia.com/gpu" not in resources["limits"]
-        assert run["LLMPERF_ENGINE"] == "llama_cpp" and run["LLMPERF_MODEL"].endswith(".gguf")
+        assert run["LLMPERF_ENGINE"] == "llama_cpp"
         assert resources["limits"]["cpu"] == run["LLMPERF_THREADS"]
 
 
@@ -536,6 +541,22 @@ def test_a_shard_that_cannot_run_says_why_with_the_exit_code_that_fails_the_job(
         assert out.stderr.startswith("llmperf shard: error: ") and words in out.stderr
         assert len(out.stderr.splitlines()) == 1
         assert not list(results.rglob("index-*.status"))
+    # A missing model (a path on an unstaged volume, or a name the plugin does not package):
+    # exit 4 before pytest, one line, and a marker with exit_code=4 so the merge stops waiting.
+    ran = tmp_path / "pytest-ran"
+    for model, words in (
+            ("/models/missing.gguf", "the model /models/missing.gguf (LLMPERF_MODEL) does not"
+                                     " exist"),
+            ("no-such-packaged-model", "the model: model 'no-such-packaged-model' not found")):
+        shutil.rmtree(results, ignore_errors=True)
+        out = shard(LLMPERF_MODEL=model, LLMPERF_SUITE="suite",
+                    LLMPERF_PYTEST=f"touch {ran}")
+        assert out.returncode == 4 and out.stdout == "", (model, out)
+        assert out.stderr.startswith("llmperf shard: error: ") and words in out.stderr, out.stderr
+        assert len(out.stderr.splitlines()) == 1
+        marker = (results / run_id / "index-0.status").read_text()
+        assert "status=error\n" in marker and "exit_code=4\n" in marker
+        assert not ran.exists()
 
 
 @needs_kustomize

@@ -38,6 +38,20 @@ def test_an_empty_shard_exits_0_with_one_line(pytester: pytest.Pytester) -> None
     assert pytester.runpytest("--llmperf-shard=0/2").ret == pytest.ExitCode.NO_TESTS_COLLECTED
 
 
+def test_shards_split_what_k_and_deselect_left(pytester: pytest.Pytester) -> None:
+    """-k (a Job's LLMPERF_PYTEST_ARGS) selects before the split: test_2 and test_4 would
+    both fall in shard 0 of the whole suite, leaving shard 1 empty (exit 5, a failed Job)."""
+    pytester.makepyfile("\n".join(f"def test_{i}(): pass" for i in range(10)))
+    for args in (["-k", "test_2 or test_4"],
+                 [f"--deselect=test_shards_split_what_k_and_deselect_left.py::test_{i}"
+                  for i in (0, 1, 3, 5, 6, 7, 8, 9)]):
+        for index in range(2):
+            result = pytester.runpytest(f"--llmperf-shard={index}/2", *args)
+            assert result.ret == pytest.ExitCode.OK, (args, index)
+            outcomes = result.parseoutcomes()
+            assert outcomes.get("passed") == 1 and outcomes.get("deselected") == 9, outcomes
+
+
 def test_shards_balance_by_an_earlier_results_file(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_suite="\n".join(
         f"def test_{name}(): pass" for name in ("slow", "q1", "q2", "q3", "q4", "new")))
