@@ -102,7 +102,11 @@ def pod_env(work: Path, **extra: str) -> dict[str, str]:
                 "LLMPERF_SUITE": "suite", "LLMPERF_RESULTS_DIR": str(work / "results"),
                 "LLMPERF_PYTEST": str(work / "pytest.sh"), "LLMPERF_SAVE": "0",
                 "LLMPERF_STORE": "", "LLMPERF_INDEX_FAILURES": "0", "HOME": str(work),
-                "LLMPERF_MERGE_WAIT_S": "3600", "LLMPERF_MERGE_POLL_S": "1"})
+                "LLMPERF_MERGE_WAIT_S": "3600", "LLMPERF_MERGE_POLL_S": "1",
+                # A model file the pod can read (run-shard.sh checks it before pytest; the
+                # packaged model's name would have it resolved by a Python this user may
+                # not be able to run, and assembled into HOME).
+                "LLMPERF_MODEL": str(work / "model.gguf")})
     env.update(extra)
     return env
 
@@ -116,6 +120,8 @@ def pod(script: str, work: Path, env: dict[str, str]) -> subprocess.CompletedPro
 def read_only_work(shared_dir: Path) -> Path:
     work = shared_dir
     (work / "pytest.sh").write_text(FAKE_PYTEST)
+    (work / "model.gguf").write_bytes(b"GGUF")
+    (work / "model.gguf").chmod(0o644)
     (work / "pytest.sh").chmod(0o755)
     (work / "results").mkdir()
     (work / "results").chmod(0o777)
