@@ -49,9 +49,27 @@ from pytest_llmperf.run.metrics import NS_PER_MS, RequestRecord, summarize
 from pytest_llmperf.testing.oracle import OracleConfig, OracleServer
 
 if TYPE_CHECKING:
+    from pytest_llmperf.run.metrics import RunResult
+    from pytest_llmperf.run.workload import Workload
     from pytest_llmperf.store.baselines import Baseline, BaselineStore
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def oracle_bench(server: OracleServer, workload: Workload, *, chat: bool = False,
+                 **kwargs: Any) -> RunResult:
+    """One ``run_benchmark`` of ``workload`` against the oracle ``server`` through the OpenAI
+    engine (its word tokenizer: exact prompt lengths), the engine closed after; ``kwargs`` go
+    to ``run_benchmark``."""
+    from pytest_llmperf.engines.openai import OpenAIEngine
+    from pytest_llmperf.run.bench import run_benchmark
+    from pytest_llmperf.testing.oracle import WordTokenizer
+
+    engine = OpenAIEngine(server.url, tokenizer=WordTokenizer(), chat=chat)
+    try:
+        return run_benchmark(engine, workload, **kwargs)
+    finally:
+        engine.close()
 
 #: Third-party modules (top-level names) that loading the plugin must not import
 #: (tests/unit/test_layout.py reads it from the source, tests/sessions/test_layout_session.py

@@ -11,26 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from helpers import git, no_internal_traceback
+from helpers import oracle_bench as bench
 
-from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.run.bench import run_benchmark
-from pytest_llmperf.run.metrics import NS_PER_MS, RunResult
+from pytest_llmperf.run.metrics import NS_PER_MS
 from pytest_llmperf.run.workload import Workload
-from pytest_llmperf.testing.oracle import OracleServer, WordTokenizer
+from pytest_llmperf.testing.oracle import OracleServer
 
 Oracle = Callable[..., OracleServer]
-
-
-def bench(server: OracleServer, workload: Workload, **kwargs: Any) -> RunResult:
-    engine = OpenAIEngine(server.url, tokenizer=WordTokenizer())
-    try:
-        return run_benchmark(engine, workload, **kwargs)
-    finally:
-        engine.close()
 
 
 def test_the_measured_latency_is_the_injected_one(llmperf_oracle: Oracle) -> None:

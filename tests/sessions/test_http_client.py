@@ -9,13 +9,12 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from helpers import oracle_bench
 
 from pytest_llmperf.engines import http_client
 from pytest_llmperf.engines.http_client import Client, HTTPError, _SockConn
-from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.workload import Workload
-from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
+from pytest_llmperf.testing.oracle import OracleConfig, OracleServer
 
 PATHS = ["poller", "transports"] if http_client.USE_POLLER else ["transports"]
 
@@ -128,12 +127,8 @@ def test_both_paths_measure_the_same_schedule(cfg: OracleConfig, read_path: str)
     """The oracle's schedule (or its dropped connections) read the same way on either path:
     TTFT and ITL near what it injects, every request counted, failures of the same kind."""
     with OracleServer(cfg) as server:
-        engine = OpenAIEngine(server.url, tokenizer=WordTokenizer())
-        try:
-            result = run_benchmark(engine, Workload(input_tokens=8, output_tokens=8,
-                                                    requests=12, concurrency=4))
-        finally:
-            engine.close()
+        result = oracle_bench(server, Workload(input_tokens=8, output_tokens=8, requests=12,
+                                               concurrency=4))
     s = result.summary
     assert s["requests"] == 12
     if cfg.drop_after:

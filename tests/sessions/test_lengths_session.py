@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import oracle_bench as bench
 from helpers import parse_page
 
 from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.run.bench import run_benchmark
-from pytest_llmperf.run.metrics import RequestRecord, RunResult
+from pytest_llmperf.run.metrics import RequestRecord
 from pytest_llmperf.run.workload import INPUT_STREAM, OUTPUT_STREAM, Workload
 from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
 
@@ -25,14 +25,6 @@ from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokeni
 def server() -> Iterator[OracleServer]:
     with OracleServer(OracleConfig(ttft_ms=2.0, itl_ms=0.5)) as srv:
         yield srv
-
-
-def bench(server: OracleServer, workload: Workload) -> RunResult:
-    engine = OpenAIEngine(server.url, tokenizer=WordTokenizer())
-    try:
-        return run_benchmark(engine, workload)
-    finally:
-        engine.close()
 
 
 def test_distributed_lengths_are_sent_recorded_and_follow_the_distribution(

@@ -12,25 +12,16 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from helpers import oracle_bench as bench
 
-from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.metrics import RunResult
 from pytest_llmperf.run.workload import Workload, arrival_offsets_s
-from pytest_llmperf.testing.oracle import OracleServer, RequestLog, WordTokenizer
+from pytest_llmperf.testing.oracle import OracleServer, RequestLog
 
 
 @pytest.fixture
 def oracle(llmperf_oracle: Callable[..., OracleServer]) -> OracleServer:
     return llmperf_oracle(ttft_ms=30, itl_ms=5)
-
-
-def bench(oracle: OracleServer, workload: Workload) -> RunResult:
-    engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
-    try:
-        return run_benchmark(engine, workload)
-    finally:
-        engine.close()
 
 
 def max_in_flight(logs: list[RequestLog]) -> int:
@@ -155,13 +146,8 @@ def test_a_client_that_blocks_its_loop_with_requests_in_flight_still_warns(
     blocks the loop 100 ms while the other request streams (concurrency 2)."""
     import time
 
-    engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
-    try:
-        result = run_benchmark(
-            engine, Workload(input_tokens=8, output_tokens=20, requests=6, concurrency=2),
-            progress=lambda done, total: time.sleep(0.1))
-    finally:
-        engine.close()
+    result = bench(oracle, Workload(input_tokens=8, output_tokens=20, requests=6, concurrency=2),
+                   progress=lambda done, total: time.sleep(0.1))
     assert result.client["loop_lag_p99_ms"] > 50
     assert lag_warnings(result), result.warnings
 

@@ -11,12 +11,10 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from helpers import oracle_bench as bench
 
-from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.run.bench import run_benchmark
-from pytest_llmperf.run.metrics import RunResult
 from pytest_llmperf.run.workload import Workload
-from pytest_llmperf.testing.oracle import OracleServer, WordTokenizer
+from pytest_llmperf.testing.oracle import OracleServer
 
 TTFT = {"adapter-a": 30.0, "base": 90.0}
 ITL_MS = 5.0
@@ -29,14 +27,6 @@ PARAMS = {"top_p": 0.9, "top_k": 20, "seed": 11, "presence_penalty": 0.5,
 @pytest.fixture
 def oracle(llmperf_oracle: Callable[..., OracleServer]) -> OracleServer:
     return llmperf_oracle(ttft_ms=500, itl_ms=ITL_MS, model_ttft_ms=tuple(TTFT.items()))
-
-
-def bench(oracle: OracleServer, workload: Workload) -> RunResult:
-    engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
-    try:
-        return run_benchmark(engine, workload)
-    finally:
-        engine.close()
 
 
 def test_bodies_carry_the_params_and_the_mix_and_figures_are_per_model(

@@ -17,21 +17,12 @@ from pathlib import Path
 import pytest
 from helpers import PREFILL_MS, TTFT_MS
 from helpers import multiturn_oracle as oracle
+from helpers import oracle_bench as bench
 
-from pytest_llmperf.engines.openai import OpenAIEngine
 from pytest_llmperf.report.terminal import render_text
-from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.metrics import RunResult, turn_ttfts
 from pytest_llmperf.run.workload import Workload, WorkloadError
 from pytest_llmperf.testing.oracle import OracleServer, WordTokenizer
-
-
-def bench(server: OracleServer, workload: Workload, chat: bool = False) -> RunResult:
-    engine = OpenAIEngine(server.url, tokenizer=WordTokenizer(), chat=chat)
-    try:
-        return run_benchmark(engine, workload)
-    finally:
-        engine.close()
 
 
 @pytest.fixture

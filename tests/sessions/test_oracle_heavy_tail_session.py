@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import oracle_bench
 
-from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.workload import Workload
 from pytest_llmperf.testing import heavy_tail
-from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
+from pytest_llmperf.testing.oracle import OracleConfig, OracleServer
 
 SPEC = "lognormal:1"
 
@@ -19,12 +18,8 @@ SPEC = "lognormal:1"
 def test_each_request_gets_its_seeded_draw_and_the_client_measures_it() -> None:
     cfg = OracleConfig(ttft_ms=4.0, itl_ms=1.0, ttft_tail=SPEC, ttft_tail_seed=5)
     with OracleServer(cfg) as oracle:
-        engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
-        try:
-            result = run_benchmark(engine, Workload(input_tokens=8, output_tokens=2,
-                                                    requests=40, warmup=0))
-        finally:
-            engine.close()
+        result = oracle_bench(oracle, Workload(input_tokens=8, output_tokens=2, requests=40,
+                                               warmup=0))
         logs = list(oracle.logs)
     assert len(logs) == 40
     expected = [heavy_tail.factor(SPEC, 5, i) for i in range(40)]
@@ -54,12 +49,7 @@ def test_the_same_seed_gives_the_same_schedule_and_a_bad_spec_fails_at_start() -
     factors = []
     for _ in range(2):
         with OracleServer(cfg) as oracle:
-            engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
-            try:
-                run_benchmark(engine, Workload(input_tokens=4, output_tokens=1, requests=5,
-                                               warmup=1))
-            finally:
-                engine.close()
+            oracle_bench(oracle, Workload(input_tokens=4, output_tokens=1, requests=5, warmup=1))
             factors.append([log.ttft_factor for log in oracle.logs])
     assert factors[0] == factors[1] == [heavy_tail.factor("pareto:2.5", 9, i)
                                         for i in range(6)]
@@ -67,10 +57,5 @@ def test_the_same_seed_gives_the_same_schedule_and_a_bad_spec_fails_at_start() -
         OracleServer(OracleConfig(ttft_tail="lognormal:-1"))
     # Without ttft_tail every TTFT is the schedule's.
     with OracleServer(OracleConfig(ttft_ms=1.0, itl_ms=1.0)) as plain:
-        engine = OpenAIEngine(plain.url, tokenizer=WordTokenizer())
-        try:
-            run_benchmark(engine, Workload(input_tokens=4, output_tokens=1, requests=3,
-                                           warmup=0))
-        finally:
-            engine.close()
+        oracle_bench(plain, Workload(input_tokens=4, output_tokens=1, requests=3, warmup=0))
         assert [log.ttft_factor for log in plain.logs] == [1.0, 1.0, 1.0]

@@ -12,14 +12,12 @@ import statistics
 import xml.etree.ElementTree as ET
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, oracle_bench
 
-from pytest_llmperf.engines.openai import OpenAIEngine
-from pytest_llmperf.run.bench import run_benchmark
 from pytest_llmperf.run.trace_cache import ideal_hit_rate, is_cached
 from pytest_llmperf.run.traces import read_trace
 from pytest_llmperf.run.workload import Workload
-from pytest_llmperf.testing.oracle import OracleConfig, OracleServer, WordTokenizer
+from pytest_llmperf.testing.oracle import OracleConfig, OracleServer
 
 MOONCAKE = ROOT / "example_suites" / "traces" / "mooncake_sample.jsonl"
 PREFILL_MS = 1.0  # per uncached prompt token
@@ -31,11 +29,7 @@ def test_oracle_hit_rate_and_ttft_follow_the_trace() -> None:
     wl = Workload(trace=str(MOONCAKE), requests=48, warmup=1, trace_block_size=32,
                   trace_speedup=4.0, concurrency=8)
     with OracleServer(config) as oracle:
-        engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
-        try:
-            result = run_benchmark(engine, wl)
-        finally:
-            engine.close()
+        result = oracle_bench(oracle, wl)
         logs = list(oracle.logs)
     s = result.summary
     assert s["errors"] == 0 and s["requests"] == 48
@@ -130,11 +124,7 @@ def test_a_replay_spread_over_load_workers_keeps_the_trace() -> None:
     wl = Workload(trace=str(MOONCAKE), requests=48, warmup=2, trace_block_size=32,
                   trace_speedup=4.0)
     with OracleServer(config) as oracle:
-        engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
-        try:
-            result = run_benchmark(engine, wl, load_workers=2)
-        finally:
-            engine.close()
+        result = oracle_bench(oracle, wl, load_workers=2)
     s = result.summary
     assert result.client["load_workers"] == 2 and s["errors"] == 0 and s["requests"] == 48
     assert s["trace_ideal_hit_rate"] == pytest.approx(ideal_hit_rate(read_trace(MOONCAKE), 32))
@@ -152,11 +142,7 @@ def test_duration_s_cuts_the_replay() -> None:
     sent = sum(1 for d in due if d < 0.5)
     assert 3 < sent < 48
     with OracleServer(OracleConfig(ttft_ms=5, itl_ms=1)) as oracle:
-        engine = OpenAIEngine(oracle.url, tokenizer=WordTokenizer())
-        try:
-            result = run_benchmark(engine, wl)
-        finally:
-            engine.close()
+        result = oracle_bench(oracle, wl)
     s = result.summary
     assert s["requests"] == sent and result.client["not_sent"] == 48 - sent
     assert s["trace_ideal_hit_rate"] == pytest.approx(ideal_hit_rate(entries[:sent], 32))
